@@ -1,0 +1,18 @@
+"""runplane's direct backend: `from runplane_openai import Runner` is `agents.Runner`, via runplane."""
+
+from __future__ import annotations
+
+import runplane
+
+from .backend import ChatCompletionsHistoryError, OpenAIBackend
+from .settings import OpenAISettings, SettingsError
+
+__all__ = [
+    "ChatCompletionsHistoryError",
+    "OpenAIBackend",
+    "OpenAISettings",
+    "Runner",
+    "SettingsError",
+]
+
+Runner = runplane.runner("openai", check=False)

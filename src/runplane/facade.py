@@ -1,0 +1,202 @@
+"""Runner classes with `agents.Runner`'s classmethods, bound to a backend by name.
+
+`runner(name)` is the one mechanism under every way of choosing a backend: the import line
+(`from runplane_durable import Runner`), the name (`runplane.runner("durable")`), the environment
+(`from runplane import Runner` reads RUNPLANE_BACKEND at call time) and `runplane.install`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar
+
+from agents import Agent, RunConfig, RunHooks, RunResult, RunResultStreaming, RunState, Session
+from agents.items import TResponseInputItem
+from agents.run import DEFAULT_MAX_TURNS
+from agents.run_context import TContext
+from agents.run_error_handlers import RunErrorHandlers
+
+from .observe import RunObservation
+from .protocol import RunnerBackend
+from .registry import Registry, default_registry
+
+__all__ = ["DEFAULT_BACKEND", "ENV_BACKEND", "BackendRunner", "Runner", "runner"]
+
+ENV_BACKEND = "RUNPLANE_BACKEND"
+DEFAULT_BACKEND = "openai"
+
+
+class BackendRunner:
+    """Base of every runner class; `backend_name = None` means "read RUNPLANE_BACKEND"."""
+
+    backend_name: ClassVar[str | None] = None
+    registry: ClassVar[Registry | None] = None
+
+    @classmethod
+    def selected_backend(cls) -> str:
+        """The backend name a call made now would use."""
+        return cls.backend_name or os.environ.get(ENV_BACKEND) or DEFAULT_BACKEND
+
+    @classmethod
+    def _resolve(cls) -> tuple[str, RunnerBackend, Registry]:
+        registry = cls.registry or default_registry()
+        name = cls.selected_backend()
+        return name, registry.get(name), registry
+
+    @classmethod
+    def backend(cls) -> RunnerBackend:
+        """The backend instance this class runs on (for backend-specific extra methods)."""
+        return cls._resolve()[1]
+
+    @classmethod
+    async def run(
+        cls,
+        starting_agent: Agent[TContext],
+        input: str | list[TResponseInputItem] | RunState[TContext],
+        *,
+        context: TContext | None = None,
+        max_turns: int | None = DEFAULT_MAX_TURNS,
+        hooks: RunHooks[TContext] | None = None,
+        run_config: RunConfig | dict[str, Any] | None = None,
+        error_handlers: RunErrorHandlers[TContext] | None = None,
+        previous_response_id: str | None = None,
+        auto_previous_response_id: bool = False,
+        conversation_id: str | None = None,
+        session: Session | None = None,
+    ) -> RunResult:
+        name, backend, registry = cls._resolve()
+        observation = RunObservation(registry.hook, name, starting_agent, "run")
+        observation.start()
+        try:
+            result = await backend.run(
+                starting_agent,
+                input,
+                context=context,
+                max_turns=max_turns,
+                hooks=hooks,
+                run_config=run_config,
+                error_handlers=error_handlers,
+                previous_response_id=previous_response_id,
+                auto_previous_response_id=auto_previous_response_id,
+                conversation_id=conversation_id,
+                session=session,
+            )
+        except BaseException as exc:
+            observation.finish(None, exc)
+            raise
+        observation.finish(result, None)
+        return result
+
+    @classmethod
+    def run_sync(
+        cls,
+        starting_agent: Agent[TContext],
+        input: str | list[TResponseInputItem] | RunState[TContext],
+        *,
+        context: TContext | None = None,
+        max_turns: int | None = DEFAULT_MAX_TURNS,
+        hooks: RunHooks[TContext] | None = None,
+        run_config: RunConfig | dict[str, Any] | None = None,
+        error_handlers: RunErrorHandlers[TContext] | None = None,
+        previous_response_id: str | None = None,
+        auto_previous_response_id: bool = False,
+        conversation_id: str | None = None,
+        session: Session | None = None,
+    ) -> RunResult:
+        name, backend, registry = cls._resolve()
+        observation = RunObservation(registry.hook, name, starting_agent, "run_sync")
+        observation.start()
+        try:
+            result = backend.run_sync(
+                starting_agent,
+                input,
+                context=context,
+                max_turns=max_turns,
+                hooks=hooks,
+                run_config=run_config,
+                error_handlers=error_handlers,
+                previous_response_id=previous_response_id,
+                auto_previous_response_id=auto_previous_response_id,
+                conversation_id=conversation_id,
+                session=session,
+            )
+        except BaseException as exc:
+            observation.finish(None, exc)
+            raise
+        observation.finish(result, None)
+        return result
+
+    @classmethod
+    def run_streamed(
+        cls,
+        starting_agent: Agent[TContext],
+        input: str | list[TResponseInputItem] | RunState[TContext],
+        context: TContext | None = None,
+        max_turns: int | None = DEFAULT_MAX_TURNS,
+        hooks: RunHooks[TContext] | None = None,
+        run_config: RunConfig | dict[str, Any] | None = None,
+        previous_response_id: str | None = None,
+        auto_previous_response_id: bool = False,
+        conversation_id: str | None = None,
+        session: Session | None = None,
+        *,
+        error_handlers: RunErrorHandlers[TContext] | None = None,
+    ) -> RunResultStreaming:
+        name, backend, registry = cls._resolve()
+        observation = RunObservation(registry.hook, name, starting_agent, "run_streamed")
+        observation.start()
+        try:
+            result = backend.run_streamed(
+                starting_agent,
+                input,
+                context=context,
+                max_turns=max_turns,
+                hooks=hooks,
+                run_config=run_config,
+                previous_response_id=previous_response_id,
+                auto_previous_response_id=auto_previous_response_id,
+                conversation_id=conversation_id,
+                session=session,
+                error_handlers=error_handlers,
+            )
+        except BaseException as exc:
+            observation.finish(None, exc)
+            raise
+        return observation.stream(result)
+
+
+class Runner(BackendRunner):
+    """`agents.Runner` on the backend named by RUNPLANE_BACKEND (default `openai`), read per call."""
+
+
+_runner_classes: dict[tuple[str, Registry], type[BackendRunner]] = {}
+
+
+def runner(
+    name: str, *, registry: Registry | None = None, check: bool = True
+) -> type[BackendRunner]:
+    """A class with `agents.Runner`'s classmethods that runs on backend `name`.
+
+    `Runner = runplane.runner("durable")` is a one-line swap. The name is checked now (an unknown
+    one lists the installed backends) unless `check=False`, which backends use for their own
+    module-level `Runner` so that importing them never loads every plugin.
+    """
+    reg = registry or default_registry()
+    if check:
+        reg.entry(name)
+    key = (name, reg)
+    cls = _runner_classes.get(key)
+    if cls is None:
+        cls = type(
+            "Runner",
+            (BackendRunner,),
+            {
+                "backend_name": name,
+                "registry": registry,
+                "__qualname__": f"runner({name!r})",
+                "__module__": __name__,
+                "__doc__": f"`agents.Runner` on the {name!r} runplane backend.",
+            },
+        )
+        _runner_classes[key] = cls
+    return cls

@@ -1,0 +1,86 @@
+"""Run observation: calls the `runplane_run_*` hooks around every run, whatever the backend.
+
+Observation lives in the facade rather than in backends so that a host can bridge events to its own
+telemetry for every backend, including third-party ones that know nothing about it. When no plugin
+implements a hook, nothing is wrapped and the run pays nothing for it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from agents import Agent, RunResultStreaming
+from agents.result import RunResultBase
+from agents.stream_events import StreamEvent
+
+__all__ = ["RunInfo", "RunObservation"]
+
+Mode = Literal["run", "run_sync", "run_streamed"]
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What an observer learns about a run when it starts."""
+
+    backend: str
+    agent_name: str
+    mode: Mode
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def streamed(self) -> bool:
+        return self.mode == "run_streamed"
+
+
+class RunObservation:
+    """One run's observation: start, optional stream events, exactly one finish."""
+
+    __slots__ = ("_finished", "_hook", "info")
+
+    def __init__(self, hook: Any, backend: str, agent: Agent[Any], mode: Mode) -> None:
+        self._hook = hook
+        self._finished = False
+        self.info = RunInfo(backend=backend, agent_name=agent.name, mode=mode)
+
+    def start(self) -> None:
+        if self._hook.runplane_run_started.get_hookimpls():
+            self._hook.runplane_run_started(run=self.info)
+
+    def finish(self, result: RunResultBase | None, error: BaseException | None) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        if self._hook.runplane_run_finished.get_hookimpls():
+            self._hook.runplane_run_finished(run=self.info, result=result, error=error)
+
+    def stream(self, result: RunResultStreaming) -> RunResultStreaming:
+        """Route `result.stream_events()` through the observers; the object stays the SDK's."""
+        hook = self._hook
+        if not (
+            hook.runplane_stream_event.get_hookimpls() or hook.runplane_run_finished.get_hookimpls()
+        ):
+            return result
+        original = result.stream_events
+        info = self.info
+
+        async def stream_events() -> AsyncIterator[StreamEvent]:
+            error: BaseException | None = None
+            try:
+                async for event in original():
+                    hook.runplane_stream_event(run=info, event=event)
+                    yield event
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                self.finish(None if error is not None else result, error)
+
+        # An instance attribute shadows the method: consumers keep calling
+        # `result.stream_events()` on the SDK's own RunResultStreaming.
+        result.stream_events = stream_events  # type: ignore[method-assign]
+        return result

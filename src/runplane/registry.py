@@ -1,0 +1,224 @@
+"""Backends discovered as pluggy plugins from the `runplane` entry-point group.
+
+Loading is explicit and loud: a plugin that fails to import, a hook that returns garbage, or two
+plugins claiming one backend name each raise an error naming the distributions involved. Nothing is
+skipped silently, because a silently missing backend turns into a confusing "unknown backend" later.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import (
+    BackendConflictError,
+    BackendFactoryError,
+    PluginLoadError,
+    UnknownBackendError,
+)
+from .protocol import RunnerBackend
+
+__all__ = ["ENTRY_POINT_GROUP", "BackendEntry", "Registry", "default_registry"]
+
+ENTRY_POINT_GROUP = "runplane"
+IN_PROCESS = "<in-process>"
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    """Where a backend name comes from (for listings and error messages)."""
+
+    name: str
+    distribution: str
+    version: str
+    plugin: str
+    factory: Callable[[], RunnerBackend]
+
+
+@dataclass(frozen=True)
+class _Origin:
+    distribution: str
+    version: str
+    plugin: str
+
+
+class Registry:
+    """A pluggy `PluginManager` for the `runplane` hooks, plus the backends its plugins provide."""
+
+    def __init__(self, group: str = ENTRY_POINT_GROUP) -> None:
+        self.group = group
+        self.plugin_manager = pluggy.PluginManager(hookspecs.PROJECT)
+        self.plugin_manager.add_hookspecs(hookspecs)
+        self._origins: dict[str, _Origin] = {}
+        self._entry_points_loaded = False
+        self._backends: dict[str, BackendEntry] | None = None
+        # name -> (factory, instance): an instance is reused only while its factory still owns
+        # the name, so unregistering or replacing a plugin never leaves a stale backend behind.
+        self._instances: dict[str, tuple[Callable[[], RunnerBackend], RunnerBackend]] = {}
+        self._lock = threading.RLock()
+
+    @property
+    def hook(self) -> Any:
+        """The hook relay: `registry.hook.runplane_run_started(run=...)` and friends."""
+        self.load()
+        return self.plugin_manager.hook
+
+    def load(self) -> None:
+        """Import every entry point of the group once; raise on the first that fails."""
+        with self._lock:
+            if self._entry_points_loaded:
+                return
+            seen: set[tuple[str, str]] = set()
+            for ep in metadata.entry_points(group=self.group):
+                dist = ep.dist
+                dist_name = dist.metadata["Name"] if dist is not None else "<unknown distribution>"
+                version = dist.version if dist is not None else ""
+                key = (dist_name, ep.name)
+                if key in seen:  # the same distribution found twice on sys.path
+                    continue
+                seen.add(key)
+                try:
+                    plugin = ep.load()
+                except Exception as exc:
+                    raise PluginLoadError(
+                        distribution=dist_name, entry_point=f"{ep.name} = {ep.value}", cause=exc
+                    ) from exc
+                self._register(
+                    plugin, f"{dist_name}:{ep.name}", _Origin(dist_name, version, ep.name)
+                )
+            self._entry_points_loaded = True
+
+    def register(self, plugin: object, *, name: str | None = None) -> str:
+        """Register a plugin from code, as if a distribution had declared it.
+
+        For applications that keep a backend in-tree, and for tests. Returns the plugin's name.
+        """
+        with self._lock:
+            self.load()
+            plugin_name = name or f"{IN_PROCESS}:{getattr(plugin, '__name__', repr(plugin))}"
+            self._register(plugin, plugin_name, _Origin(IN_PROCESS, "", plugin_name))
+            return plugin_name
+
+    def unregister(self, name: str) -> None:
+        """Remove a plugin registered with `register` (and forget its backend instances)."""
+        with self._lock:
+            plugin = self.plugin_manager.unregister(name=name)
+            if plugin is None:
+                raise KeyError(f"no runplane plugin named {name!r} is registered")
+            self._origins.pop(name, None)
+            self._invalidate()
+
+    def _register(self, plugin: object, plugin_name: str, origin: _Origin) -> None:
+        try:
+            self.plugin_manager.register(plugin, name=plugin_name)
+        except Exception as exc:
+            raise PluginLoadError(
+                distribution=origin.distribution, entry_point=origin.plugin, cause=exc
+            ) from exc
+        self._origins[plugin_name] = origin
+        self._invalidate()
+
+    def _invalidate(self) -> None:
+        self._backends = None
+
+    def backends(self) -> dict[str, BackendEntry]:
+        """Every backend name the registered plugins provide, without constructing any."""
+        with self._lock:
+            self.load()
+            if self._backends is None:
+                self._backends = self._collect()
+            return dict(self._backends)
+
+    def _collect(self) -> dict[str, BackendEntry]:
+        found: dict[str, BackendEntry] = {}
+        pm = self.plugin_manager
+        for impl in pm.hook.runplane_backends.get_hookimpls():
+            plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
+            origin = self._origins.get(plugin_name, _Origin(IN_PROCESS, "", plugin_name))
+            try:
+                provided = impl.function()
+            except Exception as exc:
+                raise PluginLoadError(
+                    distribution=origin.distribution, entry_point=origin.plugin, cause=exc
+                ) from exc
+            if not isinstance(provided, Mapping):
+                raise PluginLoadError(
+                    distribution=origin.distribution,
+                    entry_point=origin.plugin,
+                    cause=TypeError(
+                        "runplane_backends() must return a mapping of backend name to factory, "
+                        f"got {type(provided).__name__}"
+                    ),
+                )
+            for backend_name, factory in provided.items():
+                if not isinstance(backend_name, str) or not backend_name or not callable(factory):
+                    raise PluginLoadError(
+                        distribution=origin.distribution,
+                        entry_point=origin.plugin,
+                        cause=TypeError(
+                            "runplane_backends() entries must be non-empty str -> zero-argument "
+                            f"callable, got {backend_name!r} -> {factory!r}"
+                        ),
+                    )
+                if backend_name in found:
+                    other = found[backend_name]
+                    raise BackendConflictError(
+                        backend_name,
+                        f"{other.distribution} (plugin {other.plugin})",
+                        f"{origin.distribution} (plugin {origin.plugin})",
+                    )
+                found[backend_name] = BackendEntry(
+                    backend_name, origin.distribution, origin.version, origin.plugin, factory
+                )
+        return found
+
+    def entry(self, name: str) -> BackendEntry:
+        """The entry for `name`; an unknown name lists what is installed."""
+        backends = self.backends()
+        try:
+            return backends[name]
+        except KeyError:
+            installed = {n: e.distribution for n, e in backends.items()}
+            raise UnknownBackendError(name, installed) from None
+
+    def get(self, name: str) -> RunnerBackend:
+        """The backend instance for `name`, created on first use and kept for the process."""
+        with self._lock:
+            entry = self.entry(name)
+            cached = self._instances.get(name)
+            if cached is not None and cached[0] is entry.factory:
+                return cached[1]
+            try:
+                instance = entry.factory()
+            except Exception as exc:
+                raise BackendFactoryError(
+                    name, entry.distribution, f"its factory raised {type(exc).__name__}: {exc}"
+                ) from exc
+            if not isinstance(instance, RunnerBackend):
+                raise BackendFactoryError(
+                    name,
+                    entry.distribution,
+                    f"its factory returned {type(instance).__name__}, which lacks run, run_sync "
+                    "or run_streamed (see runplane.RunnerBackend)",
+                )
+            self._instances[name] = (entry.factory, instance)
+            return instance
+
+
+_default: Registry | None = None
+_default_lock = threading.Lock()
+
+
+def default_registry() -> Registry:
+    """The process-wide registry every selection path uses."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Registry()
+        return _default
