@@ -166,7 +166,7 @@ class BackendRunner:
 
 
 class Runner(BackendRunner):
-    """`agents.Runner` on the backend named by RUNPLANE_BACKEND (default `openai`), read per call."""
+    """`agents.Runner` on the backend RUNPLANE_BACKEND names (default `openai`), read per call."""
 
 
 _runner_classes: dict[tuple[str, Registry], type[BackendRunner]] = {}

@@ -1,4 +1,4 @@
-"""runplane's direct backend: `from runplane_openai import Runner` is `agents.Runner`, via runplane."""
+"""runplane's direct backend: `from runplane_openai import Runner` swaps `agents.Runner`."""
 
 from __future__ import annotations
 

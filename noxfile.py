@@ -1,0 +1,74 @@
+"""Every task of the project. `python3 -m nox` runs what CI runs; `nox -l` lists the rest."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["lint", "types", "tests", "conformance", "sdk_tests"]
+nox.options.error_on_missing_interpreters = True
+
+# Our two backends and the suite, each installed as its own distribution, exactly as users get
+# them: backends are found only through their entry points.
+PROJECT = ["-e", ".[test]", "-e", "backends/openai", "-e", "conformance"]
+TEST_ENV = {"OPENAI_AGENTS_DISABLE_TRACING": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+TYPED_SOURCES = ["src", "backends/openai/src", "conformance/src"]
+
+
+def _install(session: nox.Session) -> None:
+    session.install(*PROJECT)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The project's own tests (core, backends, conformance meta-tests, third-party example)."""
+    _install(session)
+    session.run("pytest", *session.posargs, env=TEST_ENV)
+
+
+@nox.session
+def conformance(session: nox.Session) -> None:
+    """The conformance suite against every backend this repository publishes."""
+    _install(session)
+    for backend in os.environ.get("RUNPLANE_CONFORMANCE_BACKENDS", "openai").split(","):
+        session.run(
+            "pytest",
+            "--pyargs",
+            "runplane_conformance",
+            "--runplane-backend",
+            backend,
+            "-p",
+            "no:cacheprovider",
+            *session.posargs,
+            env=TEST_ENV,
+        )
+
+
+@nox.session
+def sdk_tests(session: nox.Session) -> None:
+    """The SDK's own runner tests, unswapped and with agents.Runner swapped for runplane's."""
+    _install(session)
+    session.run("python", "tests/sdk_swap/run.py", *session.posargs, env=TEST_ENV)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def types(session: nox.Session) -> None:
+    _install(session)
+    session.install("mypy>=1.11")
+    session.run("mypy", *TYPED_SOURCES)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The main job: a streamed agent with a tool (scripted offline, OpenAI with OPENAI_API_KEY)."""
+    _install(session)
+    session.run("runplane", "demo", *session.posargs)
