@@ -39,6 +39,7 @@ class BackendEntry:
     version: str
     plugin: str
     factory: Callable[[], RunnerBackend]
+    registered_as: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,9 @@ class Registry:
         self._origins: dict[str, _Origin] = {}
         self._entry_points_loaded = False
         self._backends: dict[str, BackendEntry] | None = None
-        # name -> (factory, instance): an instance is reused only while its factory still owns
-        # the name, so unregistering or replacing a plugin never leaves a stale backend behind.
-        self._instances: dict[str, tuple[Callable[[], RunnerBackend], RunnerBackend]] = {}
+        # name -> (plugin registration, instance); unregistering a plugin drops its instances,
+        # so replacing a plugin never leaves a stale backend behind.
+        self._instances: dict[str, tuple[str, RunnerBackend]] = {}
         self._lock = threading.RLock()
 
     @property
@@ -112,12 +113,24 @@ class Registry:
             if plugin is None:
                 raise KeyError(f"no runplane plugin named {name!r} is registered")
             self._origins.pop(name, None)
+            for backend_name, (owner, _) in list(self._instances.items()):
+                if owner == name:
+                    del self._instances[backend_name]
             self._invalidate()
 
     def _register(self, plugin: object, plugin_name: str, origin: _Origin) -> None:
         try:
             self.plugin_manager.register(plugin, name=plugin_name)
         except Exception as exc:
+            raise PluginLoadError(
+                distribution=origin.distribution, entry_point=origin.plugin, cause=exc
+            ) from exc
+        try:
+            # A `runplane_*` function that matches no hook spec is almost always a typo
+            # (`runplane_backend`); pluggy would otherwise ignore it without a word.
+            self.plugin_manager.check_pending()
+        except pluggy.PluginValidationError as exc:
+            self.plugin_manager.unregister(plugin)
             raise PluginLoadError(
                 distribution=origin.distribution, entry_point=origin.plugin, cause=exc
             ) from exc
@@ -174,7 +187,12 @@ class Registry:
                         f"{origin.distribution} (plugin {origin.plugin})",
                     )
                 found[backend_name] = BackendEntry(
-                    backend_name, origin.distribution, origin.version, origin.plugin, factory
+                    backend_name,
+                    origin.distribution,
+                    origin.version,
+                    origin.plugin,
+                    factory,
+                    plugin_name,
                 )
         return found
 
@@ -192,7 +210,7 @@ class Registry:
         with self._lock:
             entry = self.entry(name)
             cached = self._instances.get(name)
-            if cached is not None and cached[0] is entry.factory:
+            if cached is not None and cached[0] == entry.registered_as:
                 return cached[1]
             try:
                 instance = entry.factory()
@@ -207,7 +225,7 @@ class Registry:
                     f"its factory returned {type(instance).__name__}, which lacks run, run_sync "
                     "or run_streamed (see runplane.RunnerBackend)",
                 )
-            self._instances[name] = (entry.factory, instance)
+            self._instances[name] = (entry.registered_as, instance)
             return instance
 
 

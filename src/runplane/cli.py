@@ -1,0 +1,86 @@
+"""The `runplane` command. Backends add their own subcommands through the `runplane_cli` hook."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .errors import RunplaneError
+from .registry import Registry, default_registry
+
+__all__ = ["build_app", "main"]
+
+err_console = Console(stderr=True)
+
+
+def build_app(registry: Registry | None = None) -> typer.Typer:
+    """The CLI with the core commands plus every plugin's; plugin load errors propagate."""
+    reg = registry or default_registry()
+    app = typer.Typer(
+        name="runplane",
+        help="Run OpenAI Agents SDK programs on any execution backend.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+
+    @app.command("backends")
+    def backends_command(
+        as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    ) -> None:
+        """List installed backends: name, distribution, version."""
+        entries = sorted(reg.backends().values(), key=lambda e: e.name)
+        if as_json:
+            rows = [
+                {
+                    "name": e.name,
+                    "distribution": e.distribution,
+                    "version": e.version,
+                    "plugin": e.plugin,
+                }
+                for e in entries
+            ]
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        table = Table(title="runplane backends")
+        for column in ("name", "distribution", "version"):
+            table.add_column(column)
+        for e in entries:
+            table.add_row(e.name, e.distribution, e.version or "-")
+        Console().print(table)
+        if not entries:
+            err_console.print("No backends installed: `pip install runplane-openai`.")
+
+    @app.command("demo")
+    def demo_command(
+        backend: Annotated[
+            str, typer.Option("--backend", "-b", help="Backend to run the demo on.")
+        ] = "openai",
+        scripted: Annotated[
+            bool,
+            typer.Option("--scripted", help="Use a scripted model even if OPENAI_API_KEY is set."),
+        ] = False,
+    ) -> None:
+        """An agent with a tool, streamed live, on a backend of your choice."""
+        from .demo import run_demo
+
+        run_demo(backend=backend, scripted=scripted, registry=reg)
+
+    reg.hook.runplane_cli(app=app)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: runplane's own errors become a message and exit code 2."""
+    try:
+        app = build_app()
+        app(args=argv, prog_name="runplane", standalone_mode=True)
+    except RunplaneError as exc:
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(2)

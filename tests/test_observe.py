@@ -1,0 +1,121 @@
+"""Observation hooks see every run on every backend, without the backend's help."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from agents import Agent, MaxTurnsExceeded, function_tool
+from agents.result import RunResultBase
+from agents.stream_events import StreamEvent
+from agents.testing import ScriptedModel, assistant_message, function_call
+from support.backends import BackendPlugin, RecordingBackend
+
+import runplane
+from runplane import RunInfo
+
+
+class Observer:
+    def __init__(self) -> None:
+        self.log: list[tuple[str, Any]] = []
+
+    @runplane.hookimpl
+    def runplane_run_started(self, run: RunInfo) -> None:
+        self.log.append(("started", run))
+
+    @runplane.hookimpl
+    def runplane_stream_event(self, run: RunInfo, event: StreamEvent) -> None:
+        self.log.append(("event", event))
+
+    @runplane.hookimpl
+    def runplane_run_finished(
+        self, run: RunInfo, result: RunResultBase | None, error: BaseException | None
+    ) -> None:
+        self.log.append(("finished", (run, result, error)))
+
+
+@pytest.fixture
+def observer() -> Iterator[Observer]:
+    obs = Observer()
+    names = [
+        runplane.register_plugin(obs, name="test-observer"),
+        runplane.register_plugin(BackendPlugin({"rec": RecordingBackend}), name="test-obs-rec"),
+    ]
+    yield obs
+    for name in names:
+        runplane.default_registry().unregister(name)
+
+
+@function_tool
+def shout(text: str) -> str:
+    return text.upper()
+
+
+def _agent() -> Agent[Any]:
+    return Agent(
+        name="loud",
+        tools=[shout],
+        model=ScriptedModel(
+            [[function_call("shout", {"text": "hi"}, call_id="c1")], [assistant_message("HI")]]
+        ),
+    )
+
+
+@pytest.mark.parametrize("backend", ["openai", "rec"])
+def test_run_sync_is_observed_start_and_finish(observer: Observer, backend: str) -> None:
+    result = runplane.runner(backend).run_sync(_agent(), "x")
+    kinds = [k for k, _ in observer.log]
+    assert kinds == ["started", "finished"]
+    started: RunInfo = observer.log[0][1]
+    assert (started.backend, started.agent_name, started.mode) == (backend, "loud", "run_sync")
+    run, finished_result, error = observer.log[1][1]
+    assert run is started
+    assert finished_result is result
+    assert error is None
+
+
+def test_failed_run_is_observed_with_its_error(observer: Observer) -> None:
+    agent = Agent(
+        name="loop",
+        tools=[shout],
+        model=ScriptedModel(
+            [[function_call("shout", {"text": "a"}, call_id=f"c{i}")] for i in range(3)]
+        ),
+    )
+    with pytest.raises(MaxTurnsExceeded) as info:
+        asyncio.run(runplane.runner("openai").run(agent, "x", max_turns=2))
+    _, result, error = observer.log[-1][1]
+    assert result is None
+    assert error is info.value
+
+
+def test_streamed_run_reports_each_event_the_consumer_sees(observer: Observer) -> None:
+    seen: list[StreamEvent] = []
+
+    async def consume() -> Any:
+        result = runplane.runner("rec").run_streamed(_agent(), "x")
+        async for event in result.stream_events():
+            seen.append(event)
+        return result
+
+    result = asyncio.run(consume())
+    kinds = [k for k, _ in observer.log]
+    assert kinds[0] == "started"
+    assert kinds[-1] == "finished"
+    assert [e for k, e in observer.log if k == "event"] == seen
+    assert len(seen) > 5
+    assert observer.log[-1][1][1] is result
+    assert observer.log[0][1].streamed
+
+
+def test_no_observers_means_no_wrapping() -> None:
+    async def consume() -> Any:
+        result = runplane.runner("openai").run_streamed(_agent(), "x")
+        assert "stream_events" not in vars(result)  # the SDK's own method, untouched
+        async for _ in result.stream_events():
+            pass
+        return result.final_output
+
+    assert asyncio.run(consume()) == "HI"
