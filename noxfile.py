@@ -72,3 +72,10 @@ def demo(session: nox.Session) -> None:
     """The main job: a streamed agent with a tool (scripted offline, OpenAI with OPENAI_API_KEY)."""
     _install(session)
     session.run("runplane", "demo", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks: per-step time and memory as ratios against the SDK's own runner."""
+    _install(session)
+    session.run("python", "bench/runner_overhead.py", *session.posargs, env=TEST_ENV)
