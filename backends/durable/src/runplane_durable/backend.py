@@ -1,0 +1,373 @@
+"""`DurableBackend`: the SDK's own agent loop, with every non-deterministic step journaled.
+
+A run executes in the calling process. Model responses and tool outputs are committed to the
+engine before the loop acts on them, so a run killed at any point resumes by replaying the
+journal (no model call, no completed tool repeated) and then continues live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+from agents import Agent, RunConfig, RunHooks, RunResult, RunResultStreaming, RunState, Session
+from agents.items import TResponseInputItem
+from agents.run import DEFAULT_MAX_TURNS, AgentRunner
+from agents.run_context import TContext
+from agents.run_error_handlers import RunErrorHandlers
+from agents.stream_events import StreamEvent
+
+from runplane import sdk_runner
+
+from . import intercept
+from .active import ACTIVE, ActiveRun
+from .engine import Engine, RunSession
+from .errors import RunLeasedError
+from .identity import take_requested_run_id
+from .local import LocalEngine
+from .records import RunRecord, RunSpec
+from .serde import dump_value, fingerprint
+
+__all__ = ["DEFAULT_LEASE_SECONDS", "DurableBackend"]
+
+log = logging.getLogger("runplane_durable")
+
+DEFAULT_LEASE_SECONDS = 30.0
+T = TypeVar("T")
+_STOPPING = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+def _input_json(input: str | list[TResponseInputItem] | RunState[Any]) -> Any:
+    if isinstance(input, RunState):
+        return {"run_state": input.to_json()}
+    if isinstance(input, str):
+        return {"text": input}
+    return {"items": [_plain(item) for item in input]}
+
+
+def _plain(item: Any) -> Any:
+    dump = getattr(item, "model_dump", None)
+    return dump(mode="json", exclude_unset=True) if callable(dump) else item
+
+
+class _DurableAgentRunner(AgentRunner):
+    """Lets the SDK's own `run_sync` (loop reuse, Ctrl-C handling) drive a durable `run`."""
+
+    def __init__(self, backend: DurableBackend) -> None:
+        super().__init__()
+        self._backend = backend
+
+    async def run(self, starting_agent: Agent[Any], input: Any, **kwargs: Any) -> RunResult:
+        return await self._backend._run(starting_agent, input, mode="run_sync", **kwargs)
+
+
+class DurableBackend:
+    """`RunnerBackend` whose runs survive the death of the process running them."""
+
+    def __init__(
+        self,
+        engine: Engine | None = None,
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> None:
+        if lease_seconds <= 0:
+            raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
+        self.engine: Engine = engine if engine is not None else LocalEngine()
+        self.lease_seconds = lease_seconds
+        self._sync_runner = _DurableAgentRunner(self)
+        intercept.install()
+
+    def __repr__(self) -> str:
+        return f"DurableBackend({self.engine!r})"
+
+    # -- the SDK's three entry points ---------------------------------------------------------
+
+    async def run(
+        self,
+        starting_agent: Agent[TContext],
+        input: str | list[TResponseInputItem] | RunState[TContext],
+        *,
+        context: TContext | None = None,
+        max_turns: int | None = DEFAULT_MAX_TURNS,
+        hooks: RunHooks[TContext] | None = None,
+        run_config: RunConfig | dict[str, Any] | None = None,
+        error_handlers: RunErrorHandlers[TContext] | None = None,
+        previous_response_id: str | None = None,
+        auto_previous_response_id: bool = False,
+        conversation_id: str | None = None,
+        session: Session | None = None,
+    ) -> RunResult:
+        return await self._run(
+            starting_agent,
+            input,
+            mode="run",
+            context=context,
+            max_turns=max_turns,
+            hooks=hooks,
+            run_config=run_config,
+            error_handlers=error_handlers,
+            previous_response_id=previous_response_id,
+            auto_previous_response_id=auto_previous_response_id,
+            conversation_id=conversation_id,
+            session=session,
+        )
+
+    def run_sync(
+        self,
+        starting_agent: Agent[TContext],
+        input: str | list[TResponseInputItem] | RunState[TContext],
+        *,
+        context: TContext | None = None,
+        max_turns: int | None = DEFAULT_MAX_TURNS,
+        hooks: RunHooks[TContext] | None = None,
+        run_config: RunConfig | dict[str, Any] | None = None,
+        error_handlers: RunErrorHandlers[TContext] | None = None,
+        previous_response_id: str | None = None,
+        auto_previous_response_id: bool = False,
+        conversation_id: str | None = None,
+        session: Session | None = None,
+    ) -> RunResult:
+        return self._sync_runner.run_sync(
+            starting_agent,
+            input,
+            context=context,
+            max_turns=max_turns,
+            hooks=hooks,
+            run_config=run_config,
+            error_handlers=error_handlers,
+            previous_response_id=previous_response_id,
+            auto_previous_response_id=auto_previous_response_id,
+            conversation_id=conversation_id,
+            session=session,
+        )
+
+    def run_streamed(
+        self,
+        starting_agent: Agent[TContext],
+        input: str | list[TResponseInputItem] | RunState[TContext],
+        context: TContext | None = None,
+        max_turns: int | None = DEFAULT_MAX_TURNS,
+        hooks: RunHooks[TContext] | None = None,
+        run_config: RunConfig | dict[str, Any] | None = None,
+        previous_response_id: str | None = None,
+        auto_previous_response_id: bool = False,
+        conversation_id: str | None = None,
+        session: Session | None = None,
+        *,
+        error_handlers: RunErrorHandlers[TContext] | None = None,
+    ) -> RunResultStreaming:
+        loop = asyncio.get_running_loop()  # the SDK's own requirement, with its own error
+        spec = self._spec(
+            starting_agent,
+            input,
+            mode="run_streamed",
+            max_turns=max_turns,
+            previous_response_id=previous_response_id,
+            auto_previous_response_id=auto_previous_response_id,
+            conversation_id=conversation_id,
+        )
+        opening = loop.create_task(self.engine.open_run(spec, lease_seconds=self.lease_seconds))
+        active = ActiveRun(opening=opening, streamed=True)
+        token = ACTIVE.set(active)
+        try:
+            result = sdk_runner().run_streamed(
+                starting_agent,
+                input,
+                context=context,
+                max_turns=max_turns,
+                hooks=hooks,
+                run_config=run_config,
+                error_handlers=error_handlers,
+                previous_response_id=previous_response_id,
+                auto_previous_response_id=auto_previous_response_id,
+                conversation_id=conversation_id,
+                session=session,
+            )
+        except BaseException:
+            opening.add_done_callback(_close_opened)
+            raise
+        finally:
+            ACTIVE.reset(token)
+        settled = loop.create_task(self._settle_stream(result, opening))
+        _end_stream_after(result, settled)
+        return result
+
+    # -- durable execution ----------------------------------------------------------------------
+
+    def _spec(
+        self,
+        agent: Agent[Any],
+        input: str | list[TResponseInputItem] | RunState[Any],
+        *,
+        mode: str,
+        max_turns: int | None,
+        previous_response_id: str | None,
+        auto_previous_response_id: bool,
+        conversation_id: str | None,
+    ) -> RunSpec:
+        run_input = _input_json(input)
+        return RunSpec(
+            run_id=take_requested_run_id(),
+            agent_name=agent.name,
+            input=run_input,
+            input_fingerprint=fingerprint({"agent": agent.name, "input": run_input}),
+            options={
+                "mode": mode,
+                "max_turns": max_turns,
+                "previous_response_id": previous_response_id,
+                "auto_previous_response_id": auto_previous_response_id,
+                "conversation_id": conversation_id,
+            },
+        )
+
+    async def _run(
+        self, starting_agent: Agent[Any], input: Any, *, mode: str, **kwargs: Any
+    ) -> RunResult:
+        spec = self._spec(
+            starting_agent,
+            input,
+            mode=mode,
+            max_turns=kwargs.get("max_turns", DEFAULT_MAX_TURNS),
+            previous_response_id=kwargs.get("previous_response_id"),
+            auto_previous_response_id=kwargs.get("auto_previous_response_id", False),
+            conversation_id=kwargs.get("conversation_id"),
+        )
+        session = await self.engine.open_run(spec, lease_seconds=self.lease_seconds)
+        active = ActiveRun(opening=_ready(session), streamed=False)
+        await active.session()
+        token = ACTIVE.set(active)
+        heartbeat = None if session.read_only else asyncio.ensure_future(self._heartbeat(session))
+        try:
+            result = await sdk_runner().run(starting_agent, input, **kwargs)
+        except BaseException as exc:
+            ACTIVE.reset(token)
+            await _stop(heartbeat)
+            await self._settle_failure(session, exc)
+            raise
+        ACTIVE.reset(token)
+        await _stop(heartbeat)
+        await self._settle_success(session, result)
+        return result
+
+    async def _heartbeat(self, session: RunSession) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                await session.heartbeat()
+            except RunLeasedError:
+                log.error("run %s lost its lease to another process", session.record.id)
+                return
+            except Exception:  # a missed beat is retried; the lease outlives two of them
+                log.warning("heartbeat of run %s failed", session.record.id, exc_info=True)
+
+    async def _settle_success(
+        self, session: RunSession, result: RunResult | RunResultStreaming
+    ) -> None:
+        try:
+            if session.read_only:
+                return
+            if result.interruptions:
+                await session.finish("awaiting_approval")
+                return
+            try:
+                output = dump_value(result.final_output, what="the run's final output")
+            except Exception as exc:
+                await session.finish("failed", error=exc)
+                raise
+            await session.finish("completed", final_output=output)
+        finally:
+            await session.close()
+
+    async def _settle_failure(self, session: RunSession, error: BaseException) -> None:
+        try:
+            if session.read_only or isinstance(error, RunLeasedError):
+                return
+            if isinstance(error, _STOPPING):
+                await session.release()  # stopped, not failed: resumable at once
+            else:
+                await session.finish("failed", error=error)
+        except Exception as exc:  # never hide the run's own error behind a bookkeeping one
+            note = f"runplane-durable could not record the failure: {exc}"
+            if hasattr(error, "add_note"):  # Python 3.11+
+                error.add_note(note)
+            else:  # pragma: no cover
+                log.error("%s", note)
+        finally:
+            await session.close()
+
+    async def _settle_stream(
+        self, result: RunResultStreaming, opening: asyncio.Task[RunSession]
+    ) -> None:
+        try:
+            session = await opening
+        except BaseException:
+            return  # the run itself reports the error (the first model call awaits `opening`)
+        heartbeat = None if session.read_only else asyncio.ensure_future(self._heartbeat(session))
+        task = result.run_loop_task
+        try:
+            if task is not None:
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(task)
+        finally:
+            await _stop(heartbeat)
+        error = result._stored_exception
+        cancelled_by_caller = getattr(result, "_cancel_mode", "none") != "none"
+        finished = result.final_output is not None or bool(result.interruptions)
+        if error is not None:
+            await self._settle_failure(session, error)
+        elif cancelled_by_caller and not finished:
+            await self._settle_cancelled(session)
+        elif task is not None and task.cancelled():
+            await self._settle_failure(session, asyncio.CancelledError())
+        else:  # an unstorable final output raises here; the stream wrapper re-raises it
+            await self._settle_success(session, result)
+
+    async def _settle_cancelled(self, session: RunSession) -> None:
+        try:
+            if not session.read_only:
+                await session.finish("cancelled")
+        finally:
+            await session.close()
+
+    # -- durable extras -------------------------------------------------------------------------
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        return await self.engine.get_run(run_id)
+
+    async def list_runs(self, *, limit: int = 50, status: str | None = None) -> list[RunRecord]:
+        return await self.engine.list_runs(limit=limit, status=status)
+
+
+async def _ready(value: T) -> T:
+    return value
+
+
+async def _stop(task: asyncio.Future[Any] | None) -> None:
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _close_opened(task: asyncio.Task[RunSession]) -> None:
+    if task.cancelled() or task.exception() is not None:
+        return
+    asyncio.get_running_loop().create_task(task.result().close())
+
+
+def _end_stream_after(result: RunResultStreaming, settled: asyncio.Task[None]) -> None:
+    """Make the consumer's stream end only once the outcome is committed."""
+    original: Callable[[], AsyncIterator[StreamEvent]] = result.stream_events
+
+    async def stream_events() -> AsyncIterator[StreamEvent]:
+        try:
+            async for event in original():
+                yield event
+        finally:
+            await asyncio.shield(settled)
+
+    result.stream_events = stream_events  # type: ignore[method-assign]

@@ -1,0 +1,65 @@
+"""The interface the durable runner talks to. `LocalEngine` implements it on a database.
+
+A server-backed `RemoteEngine` will implement the same interface over HTTP, so the runner never
+knows which one it has.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from .records import EventRecord, JournalRecord, NewEvent, RunRecord, RunSpec, UsageDelta
+
+__all__ = ["Engine", "RunSession"]
+
+
+class RunSession(Protocol):
+    """One process's hold on one run: its journal, and (unless read-only) its lease."""
+
+    record: RunRecord
+    journal: list[JournalRecord]
+    created: bool
+    read_only: bool
+
+    async def append(
+        self,
+        *,
+        journal: tuple[str, str, str | None, Any] | None = None,
+        events: list[NewEvent] | None = None,
+        usage: UsageDelta | None = None,
+    ) -> None:
+        """Commit one step (journal entry `(kind, key, fingerprint, payload)`, events, usage)."""
+
+    async def heartbeat(self) -> None:
+        """Extend the lease; raise RunLeasedError if another process took the run over."""
+
+    async def finish(
+        self,
+        status: str,
+        *,
+        final_output: Any | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Record the outcome and give up the lease."""
+
+    async def release(self) -> None:
+        """Give up the lease and leave the run resumable (the process is stopping)."""
+
+    async def close(self) -> None: ...
+
+
+class Engine(Protocol):
+    async def open_run(self, spec: RunSpec, *, lease_seconds: float) -> RunSession:
+        """Create the run, or open an existing one for replay; takes its lease unless finished."""
+
+    async def get_run(self, run_id: str) -> RunRecord: ...
+
+    async def list_runs(self, *, limit: int = 50, status: str | None = None) -> list[RunRecord]: ...
+
+    async def list_events(
+        self, run_id: str, *, after: int = 0, limit: int | None = None
+    ) -> list[EventRecord]: ...
+
+    async def read_journal(self, run_id: str) -> list[JournalRecord]: ...
+
+    async def dispose(self) -> None: ...

@@ -1,0 +1,45 @@
+"""Every private SDK name the durable backend relies on, in one place.
+
+The SDK is pinned (~=0.24.0). These are the two seams where a run's non-deterministic steps pass
+(model resolution, function-tool invocation) and the helpers that keep a streamed replay lossless.
+An SDK upgrade that moves any of them fails the import here, loudly, and the parity and replay
+tests say what changed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents import usage as _usage
+from agents.run_internal import run_loop, tool_execution
+from agents.tool import _FunctionToolInvocationResult as FunctionToolInvocationResult
+
+__all__ = [
+    "FunctionToolInvocationResult",
+    "attach_normalized_usage",
+    "response_usage_to_usage",
+    "run_loop",
+    "tool_execution",
+]
+
+response_usage_to_usage = _usage._response_usage_to_usage
+attach_normalized_usage = _usage._attach_normalized_usage
+_REQUEST_WITHOUT_USAGE = _usage._REQUEST_WITHOUT_USAGE_ATTR
+
+
+def requests_without_usage(response: Any) -> int:
+    return _usage._requests_for_response_without_usage(response)
+
+
+def mark_requests_without_usage(response: Any, requests: int) -> None:
+    if requests > 0:
+        object.__setattr__(response, _REQUEST_WITHOUT_USAGE, requests)
+
+
+for _name in ("get_model",):
+    if not hasattr(run_loop, _name):  # pragma: no cover - only on an unsupported SDK
+        raise ImportError(
+            f"agents.run_internal.run_loop.{_name} is gone; pin openai-agents~=0.24.0"
+        )
+if not hasattr(tool_execution, "_invoke_function_tool_with_metadata"):  # pragma: no cover
+    raise ImportError("agents.run_internal.tool_execution lost _invoke_function_tool_with_metadata")

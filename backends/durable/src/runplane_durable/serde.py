@@ -1,0 +1,163 @@
+"""How journal entries are stored: exact round-trips, or a clear refusal.
+
+A replay must hand the SDK loop the very same values the live run saw: a tool output that came
+back as a list instead of a tuple would be rendered differently in the next model request and the
+replay would diverge. So values are tagged with their type and only types that round-trip exactly
+are accepted; anything else raises `JournalSerializationError` before the run moves on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import pydantic
+from agents.items import ModelResponse, TResponseStreamEvent
+
+from .errors import JournalSerializationError
+
+__all__ = [
+    "dump_json",
+    "dump_model_response",
+    "dump_stream_events",
+    "dump_value",
+    "fingerprint",
+    "load_json",
+    "load_model_response",
+    "load_stream_events",
+    "load_value",
+]
+
+_MODEL_RESPONSE = pydantic.TypeAdapter(ModelResponse)
+_STREAM_EVENTS = pydantic.TypeAdapter(list[TResponseStreamEvent])
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def dump_json(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def load_json(text: str) -> Any:
+    return json.loads(text)
+
+
+def dump_model_response(response: ModelResponse) -> Any:
+    # exclude_unset: the SDK renders items with exclude_unset, so a replayed item must not
+    # gain fields the live one never set (it would change the next request).
+    return _MODEL_RESPONSE.dump_python(response, mode="json", exclude_unset=True)
+
+
+def load_model_response(data: Any) -> ModelResponse:
+    return _MODEL_RESPONSE.validate_python(data)
+
+
+def dump_stream_events(events: Sequence[TResponseStreamEvent]) -> Any:
+    return _STREAM_EVENTS.dump_python(list(events), mode="json", exclude_unset=True)
+
+
+def load_stream_events(data: Any) -> list[TResponseStreamEvent]:
+    return _STREAM_EVENTS.validate_python(data)
+
+
+def _is_plain_json(value: Any) -> bool:
+    if isinstance(value, _SCALARS):
+        return not (isinstance(value, float) and value != value)  # NaN does not round-trip
+    if type(value) is list:
+        return all(_is_plain_json(v) for v in value)
+    if type(value) is dict:
+        return all(type(k) is str and _is_plain_json(v) for k, v in value.items())
+    return False
+
+
+def _type_path(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+_adapters: dict[type, pydantic.TypeAdapter[Any]] = {}
+
+
+def _adapter(cls: type) -> pydantic.TypeAdapter[Any]:
+    adapter = _adapters.get(cls)
+    if adapter is None:
+        adapter = _adapters[cls] = pydantic.TypeAdapter(cls)
+    return adapter
+
+
+def dump_value(value: Any, *, what: str) -> Any:
+    """Encode a tool output or final output; `what` names it in the error message."""
+    if _is_plain_json(value):
+        return {"json": value}
+    if isinstance(value, (list, tuple)) and type(value) in (list, tuple):
+        items = [dump_value(v, what=what) for v in value]
+        return {"tuple": items} if type(value) is tuple else {"list": items}
+    if type(value) is dict and all(type(k) is str for k in value):
+        return {"dict": {k: dump_value(v, what=what) for k, v in value.items()}}
+    cls = type(value)
+    if isinstance(value, pydantic.BaseModel) or dataclasses.is_dataclass(value):
+        try:
+            data = _adapter(cls).dump_python(value, mode="json")
+            restored = _adapter(cls).validate_python(data)
+        except Exception as exc:
+            raise _unserializable(value, what, f"pydantic could not round-trip it ({exc})") from exc
+        if restored != value:
+            raise _unserializable(value, what, "it does not compare equal after a round-trip")
+        dump_json(data)
+        return {"type": _type_path(cls), "data": data}
+    raise _unserializable(value, what, "its type is not one the journal stores")
+
+
+def load_value(data: Any) -> Any:
+    if "json" in data:
+        return data["json"]
+    if "list" in data:
+        return [load_value(v) for v in data["list"]]
+    if "tuple" in data:
+        return tuple(load_value(v) for v in data["tuple"])
+    if "dict" in data:
+        return {k: load_value(v) for k, v in data["dict"].items()}
+    module_name, _, qualname = data["type"].partition(":")
+    # Only classes already imported by the program are rebuilt: a journal never causes an
+    # import, so a tampered database cannot make this process run a module's top-level code.
+    module = sys.modules.get(module_name)
+    if module is None:
+        raise JournalSerializationError(
+            f"the journal holds a {data['type']} value, but module {module_name!r} is not "
+            "imported in this process; import the module that defines it before resuming the run"
+        )
+    cls: Any = module
+    for part in qualname.split("."):
+        cls = getattr(cls, part)
+    return _adapter(cls).validate_python(data["data"])
+
+
+def _unserializable(value: Any, what: str, why: str) -> JournalSerializationError:
+    return JournalSerializationError(
+        f"{what} returned a {type(value).__module__}.{type(value).__qualname__}, which the "
+        f"durable journal cannot store: {why}. Return a str, JSON-compatible data (dict, list, "
+        "numbers), a pydantic model or a dataclass of those. Everything journaled so far is kept: "
+        "fix the tool and run again with the same run id to resume."
+    )
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json", exclude_none=True)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, _SCALARS):
+        return value
+    return type(value).__qualname__  # stable across processes, unlike repr()
+
+
+def fingerprint(request: dict[str, Any]) -> str:
+    """A short stable digest of what a model call was asked, to detect a diverging replay."""
+    canonical = json.dumps(_canonical(request), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]

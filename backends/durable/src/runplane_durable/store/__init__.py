@@ -1,0 +1,1 @@
+"""Storage: one SQLAlchemy Core schema and code path for SQLite and PostgreSQL."""
