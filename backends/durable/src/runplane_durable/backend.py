@@ -23,7 +23,7 @@ from agents.stream_events import StreamEvent
 from runplane import sdk_runner
 
 from . import intercept
-from .active import ACTIVE, ActiveRun
+from .active import ACTIVE, REQUESTED_RUN_ID, ActiveRun
 from .engine import Engine, RunSession
 from .errors import RunLeasedError
 from .identity import take_requested_run_id
@@ -130,19 +130,25 @@ class DurableBackend:
         conversation_id: str | None = None,
         session: Session | None = None,
     ) -> RunResult:
-        return self._sync_runner.run_sync(
-            starting_agent,
-            input,
-            context=context,
-            max_turns=max_turns,
-            hooks=hooks,
-            run_config=run_config,
-            error_handlers=error_handlers,
-            previous_response_id=previous_response_id,
-            auto_previous_response_id=auto_previous_response_id,
-            conversation_id=conversation_id,
-            session=session,
-        )
+        # Choose the id here, in the caller's context, so last_run_id() sees it: the SDK runs
+        # the coroutine in a task whose context is a copy.
+        token = REQUESTED_RUN_ID.set(take_requested_run_id())
+        try:
+            return self._sync_runner.run_sync(
+                starting_agent,
+                input,
+                context=context,
+                max_turns=max_turns,
+                hooks=hooks,
+                run_config=run_config,
+                error_handlers=error_handlers,
+                previous_response_id=previous_response_id,
+                auto_previous_response_id=auto_previous_response_id,
+                conversation_id=conversation_id,
+                session=session,
+            )
+        finally:
+            REQUESTED_RUN_ID.reset(token)
 
     def run_streamed(
         self,

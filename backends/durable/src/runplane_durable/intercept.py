@@ -27,6 +27,7 @@ from openai.types.responses import (
     ResponseCompletedEvent,
     ResponseFunctionToolCall,
     ResponseOutputItemDoneEvent,
+    ResponseUsage,
 )
 from openai.types.responses.response_prompt_param import ResponsePromptParam
 
@@ -313,8 +314,16 @@ def _synthesized_completion(response: ModelResponse) -> TResponseStreamEvent:
         top_p=None,
         parallel_tool_calls=True,
         status="completed",
+        usage=ResponseUsage(
+            input_tokens=response.usage.input_tokens,
+            input_tokens_details=response.usage.input_tokens_details,
+            output_tokens=response.usage.output_tokens,
+            output_tokens_details=response.usage.output_tokens_details,
+            total_tokens=response.usage.total_tokens,
+        ),
     )
-    sdk.mark_requests_without_usage(completed, max(response.usage.requests, 1))
+    assert completed.usage is not None
+    sdk.attach_normalized_usage(completed.usage, response.usage)
     event = ResponseCompletedEvent(type="response.completed", response=completed, sequence_number=0)
     return event
 

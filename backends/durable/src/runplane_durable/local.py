@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -18,6 +19,8 @@ from .store.database import create_engine, database_error, ensure_schema, resolv
 from .store.schema import events, journal, runs
 
 __all__ = ["LocalEngine", "LocalRunSession"]
+
+T = TypeVar("T")
 
 
 def _record(row: Any) -> RunRecord:
@@ -284,6 +287,20 @@ class LocalRunSession:
     def run_id(self) -> str:
         return self.record.id
 
+    async def _shielded(self, write: Callable[[], Awaitable[T]]) -> T:
+        """Run one write to completion even if the caller is cancelled meanwhile.
+
+        The SDK cancels sibling tool tasks when one fails; a write cut off mid-statement would
+        leave the connection in a broken transaction and lose the step. Shielded, a step is
+        either committed whole or not begun, and the next write waits for it on the lock.
+        """
+
+        async def locked() -> T:
+            async with self._lock:
+                return await write()
+
+        return await asyncio.shield(asyncio.ensure_future(locked()))
+
     async def append(
         self,
         *,
@@ -291,69 +308,76 @@ class LocalRunSession:
         events: list[NewEvent] | None = None,
         usage: UsageDelta | None = None,
     ) -> None:
-        async with self._lock:
-            now = time.time()
-            try:
-                if journal is not None:
-                    kind, key, fp, payload = journal
-                    await self._conn.execute(
-                        _JOURNAL_INSERT,
+        await self._shielded(lambda: self._append(journal, events, usage))
+
+    async def _append(
+        self,
+        journal: tuple[str, str, str | None, Any] | None,
+        events: list[NewEvent] | None,
+        usage: UsageDelta | None,
+    ) -> None:
+        now = time.time()
+        try:
+            if journal is not None:
+                kind, key, fp, payload = journal
+                await self._conn.execute(
+                    _JOURNAL_INSERT,
+                    {
+                        "run_id": self.run_id,
+                        "seq": self._journal_seq,
+                        "kind": kind,
+                        "key": key,
+                        "fingerprint": fp,
+                        "payload": dump_json(payload),
+                        "created_at": now,
+                    },
+                )
+            if events:
+                await self._conn.execute(
+                    _EVENT_INSERT,
+                    [
                         {
                             "run_id": self.run_id,
-                            "seq": self._journal_seq,
-                            "kind": kind,
-                            "key": key,
-                            "fingerprint": fp,
-                            "payload": dump_json(payload),
+                            "seq": self._event_seq + i,
+                            "type": e.type,
+                            "payload": dump_json(e.payload),
                             "created_at": now,
-                        },
-                    )
-                if events:
-                    await self._conn.execute(
-                        _EVENT_INSERT,
-                        [
-                            {
-                                "run_id": self.run_id,
-                                "seq": self._event_seq + i,
-                                "type": e.type,
-                                "payload": dump_json(e.payload),
-                                "created_at": now,
-                            }
-                            for i, e in enumerate(events)
-                        ],
-                    )
-                values: dict[str, Any] = {
-                    "updated_at": now,
-                    "lease_expires_at": now + self._lease_seconds,
-                }
-                if usage is not None:
-                    for name in (
-                        "model_calls",
-                        "tool_calls",
-                        "requests",
-                        "input_tokens",
-                        "output_tokens",
-                        "total_tokens",
-                    ):
-                        delta = getattr(usage, name)
-                        if delta:
-                            values[name] = getattr(runs.c, name) + delta
-                result = await self._conn.execute(
-                    runs.update()
-                    .where(runs.c.id == self.run_id, runs.c.owner == self._owner)
-                    .values(**values)
+                        }
+                        for i, e in enumerate(events)
+                    ],
                 )
-                if result.rowcount != 1:
-                    await self._conn.rollback()
-                    raise self._lost_lease()
-                await self._conn.commit()
-            except DBAPIError as exc:
+            values: dict[str, Any] = {
+                "updated_at": now,
+                "lease_expires_at": now + self._lease_seconds,
+            }
+            if usage is not None:
+                for name in (
+                    "model_calls",
+                    "tool_calls",
+                    "requests",
+                    "input_tokens",
+                    "output_tokens",
+                    "total_tokens",
+                ):
+                    delta = getattr(usage, name)
+                    if delta:
+                        values[name] = getattr(runs.c, name) + delta
+            result = await self._conn.execute(
+                runs.update()
+                .where(runs.c.id == self.run_id, runs.c.owner == self._owner)
+                .values(**values)
+            )
+            if result.rowcount != 1:
                 await self._conn.rollback()
-                raise database_error(exc, self._url) from exc
-            if journal is not None:
-                self._journal_seq += 1
-            if events:
-                self._event_seq += len(events)
+                raise self._lost_lease()
+            await self._conn.commit()
+        except DBAPIError as exc:
+            await self._conn.rollback()
+            raise database_error(exc, self._url) from exc
+        if journal is not None:
+            self._journal_seq += 1
+        if events:
+            self._event_seq += len(events)
 
     def _lost_lease(self) -> RunLeasedError:
         return RunLeasedError(
@@ -363,20 +387,22 @@ class LocalRunSession:
         )
 
     async def heartbeat(self) -> None:
-        async with self._lock:
-            now = time.time()
-            try:
-                result = await self._conn.execute(
-                    runs.update()
-                    .where(runs.c.id == self.run_id, runs.c.owner == self._owner)
-                    .values(lease_expires_at=now + self._lease_seconds)
-                )
-                await self._conn.commit()
-            except DBAPIError as exc:
-                await self._conn.rollback()
-                raise database_error(exc, self._url) from exc
-            if result.rowcount != 1:
-                raise self._lost_lease()
+        await self._shielded(self._heartbeat)
+
+    async def _heartbeat(self) -> None:
+        now = time.time()
+        try:
+            result = await self._conn.execute(
+                runs.update()
+                .where(runs.c.id == self.run_id, runs.c.owner == self._owner)
+                .values(lease_expires_at=now + self._lease_seconds)
+            )
+            await self._conn.commit()
+        except DBAPIError as exc:
+            await self._conn.rollback()
+            raise database_error(exc, self._url) from exc
+        if result.rowcount != 1:
+            raise self._lost_lease()
 
     async def finish(
         self,
@@ -391,53 +417,59 @@ class LocalRunSession:
             if error is None
             else {"error_type": _error_type(error), "error": str(error)},
         )
-        async with self._lock:
-            now = time.time()
-            try:
-                await self._conn.execute(
-                    _EVENT_INSERT,
-                    [
-                        {
-                            "run_id": self.run_id,
-                            "seq": self._event_seq,
-                            "type": event.type,
-                            "payload": dump_json(event.payload),
-                            "created_at": now,
-                        }
-                    ],
+        await self._shielded(lambda: self._finish(status, event, final_output, error))
+
+    async def _finish(
+        self, status: str, event: NewEvent, final_output: Any | None, error: BaseException | None
+    ) -> None:
+        now = time.time()
+        try:
+            await self._conn.execute(
+                _EVENT_INSERT,
+                [
+                    {
+                        "run_id": self.run_id,
+                        "seq": self._event_seq,
+                        "type": event.type,
+                        "payload": dump_json(event.payload),
+                        "created_at": now,
+                    }
+                ],
+            )
+            await self._conn.execute(
+                runs.update()
+                .where(runs.c.id == self.run_id, runs.c.owner == self._owner)
+                .values(
+                    status=status,
+                    updated_at=now,
+                    finished_at=now,
+                    owner=None,
+                    lease_expires_at=None,
+                    final_output=None if final_output is None else dump_json(final_output),
+                    error_type=None if error is None else _error_type(error),
+                    error=None if error is None else str(error),
                 )
-                await self._conn.execute(
-                    runs.update()
-                    .where(runs.c.id == self.run_id, runs.c.owner == self._owner)
-                    .values(
-                        status=status,
-                        updated_at=now,
-                        finished_at=now,
-                        owner=None,
-                        lease_expires_at=None,
-                        final_output=None if final_output is None else dump_json(final_output),
-                        error_type=None if error is None else _error_type(error),
-                        error=None if error is None else str(error),
-                    )
-                )
-                await self._conn.commit()
-                self._event_seq += 1
-            except DBAPIError as exc:
-                await self._conn.rollback()
-                raise database_error(exc, self._url) from exc
+            )
+            await self._conn.commit()
+            self._event_seq += 1
+        except DBAPIError as exc:
+            await self._conn.rollback()
+            raise database_error(exc, self._url) from exc
 
     async def release(self) -> None:
-        async with self._lock:
-            try:
-                await self._conn.execute(
-                    runs.update()
-                    .where(runs.c.id == self.run_id, runs.c.owner == self._owner)
-                    .values(owner=None, lease_expires_at=None, updated_at=time.time())
-                )
-                await self._conn.commit()
-            except DBAPIError as exc:
-                await self._conn.rollback()
-                raise database_error(exc, self._url) from exc
+        await self._shielded(self._release)
+
+    async def _release(self) -> None:
+        try:
+            await self._conn.execute(
+                runs.update()
+                .where(runs.c.id == self.run_id, runs.c.owner == self._owner)
+                .values(owner=None, lease_expires_at=None, updated_at=time.time())
+            )
+            await self._conn.commit()
+        except DBAPIError as exc:
+            await self._conn.rollback()
+            raise database_error(exc, self._url) from exc
 
     async def close(self) -> None:
         if not self._closed:
