@@ -8,7 +8,6 @@ from typing import Any
 
 import pydantic
 import pytest
-import runplane
 from agents import Agent, RunContextWrapper, function_tool
 from agents.items import ToolCallOutputItem
 from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
@@ -22,6 +21,8 @@ from runplane_durable import (
     run_id,
 )
 from support.durable import run_async
+
+import runplane
 
 
 class Stop(BaseException):
@@ -125,7 +126,8 @@ def test_interrupted_run_resumes_from_the_journal(backend: DurableBackend, mode:
             await _run(backend, _agent(ledger, ScriptedModel(_script())), mode)
         record = await backend.get_run(f"resume-{mode}")
         assert (record.status, record.owner) == ("failed", None)  # resumable: no lease held
-        assert record.error_type is not None and record.error_type.endswith("Stop")
+        assert record.error_type is not None
+        assert record.error_type.endswith("Stop")
         ledger.stop_at = None
         remaining = ScriptedModel(_script()[2:])  # only the unrecorded model call happens live
         with run_id(f"resume-{mode}"):
@@ -179,7 +181,9 @@ def test_each_unnamed_run_gets_a_fresh_readable_id(sqlite_backend: DurableBacken
     first = last_run_id()
     sqlite_backend.run_sync(agent(), "x")
     second = last_run_id()
-    assert first and second and first != second
+    assert first
+    assert second
+    assert first != second
     assert run_async(sqlite_backend.get_run(second)).status == "completed"
     with run_id() as chosen:
         sqlite_backend.run_sync(agent(), "x")
@@ -288,7 +292,8 @@ def test_structured_outputs_handoffs_and_typed_tool_outputs_replay_exactly(
         assert again.last_agent.name == "judge"
         replayed = [i.output for i in again.new_items if isinstance(i, ToolCallOutputItem)]
         assert replayed == outputs
-        assert isinstance(replayed[-1], Receipt) and isinstance(replayed[-1].items, tuple)
+        assert isinstance(replayed[-1], Receipt)
+        assert isinstance(replayed[-1].items, tuple)
 
     run_async(go())
 

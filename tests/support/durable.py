@@ -1,4 +1,4 @@
-"""Helpers for durable-backend tests: isolated databases (SQLite per test, PostgreSQL per session)."""
+"""Durable-backend test helpers: a SQLite file per test, a PostgreSQL database per session."""
 
 from __future__ import annotations
 
