@@ -1,0 +1,174 @@
+"""The run database: where it lives, and every way it can be unusable, each with a clear error."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agents import Agent
+from agents.testing import ScriptedModel, assistant_message
+from runplane_durable import (
+    DatabaseError,
+    DurableBackend,
+    LocalEngine,
+    RunLeasedError,
+    SchemaVersionError,
+    run_id,
+)
+from runplane_durable.records import RunSpec
+from runplane_durable.store.database import resolve_url
+from support.durable import run_async, sqlite_url
+
+
+def _agent(text: str = "hi") -> Agent[Any]:
+    return Agent(name="echo", model=ScriptedModel([[assistant_message(text)]]))
+
+
+def test_default_database_is_sqlite_under_dot_runplane(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RUNPLANE_DATABASE_URL", raising=False)
+    assert resolve_url() == f"sqlite+aiosqlite:///{tmp_path / '.runplane' / 'runplane.db'}"
+    DurableBackend().run_sync(_agent(), "x")
+    assert (tmp_path / ".runplane" / "runplane.db").exists()
+    journal_mode = sqlite3.connect(tmp_path / ".runplane" / "runplane.db").execute(
+        "PRAGMA journal_mode"
+    )
+    assert journal_mode.fetchone()[0] == "wal"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("runs.db", "sqlite+aiosqlite:///{cwd}/runs.db"),
+        ("sqlite:////abs/x.db", "sqlite+aiosqlite:////abs/x.db"),
+        ("sqlite+pysqlite:////abs/x.db", "sqlite+aiosqlite:////abs/x.db"),
+        ("postgresql://u:p@h/db", "postgresql+asyncpg://u:p@h/db"),
+        ("postgres://u@h:5433/db", "postgresql+asyncpg://u@h:5433/db"),
+        ("postgresql+psycopg://u@h/db", "postgresql+asyncpg://u@h/db"),
+    ],
+)
+def test_urls_users_already_know_are_accepted(
+    given: str, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RUNPLANE_DATABASE_URL", given)
+    assert resolve_url() == expected.format(cwd=tmp_path)
+
+
+def test_unsupported_database_is_refused_without_leaking_the_password() -> None:
+    with pytest.raises(DatabaseError, match="does not support") as info:
+        resolve_url("mysql://root:hunter2@db/x")
+    assert "hunter2" not in str(info.value)
+
+
+def test_corrupt_database_is_reported_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    garbage = b"this is not a database, it is a shopping list\n" * 100
+    path.write_bytes(garbage)
+    with pytest.raises(DatabaseError) as info:
+        DurableBackend(LocalEngine(str(path))).run_sync(_agent(), "x")
+    message = str(info.value)
+    assert "not a SQLite database or it is corrupt" in message
+    assert "Move the file aside" in message
+    assert path.read_bytes() == garbage
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_unwritable_database_is_reported(tmp_path: Path) -> None:  # pragma: no cover - root CI
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    with pytest.raises(DatabaseError, match="RUNPLANE_DATABASE_URL"):
+        DurableBackend(LocalEngine(str(locked / "sub" / "runs.db"))).run_sync(_agent(), "x")
+
+
+def test_database_under_a_file_is_reported(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    with pytest.raises(DatabaseError, match="cannot create the directory") as info:
+        DurableBackend(LocalEngine(str(blocker / "runs.db"))).run_sync(_agent(), "x")
+    assert "writable location" in str(info.value)
+
+
+def test_read_only_database_file_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    DurableBackend(LocalEngine(str(path))).run_sync(_agent(), "x")
+    uri = f"sqlite:///file:{path}?mode=ro&uri=true"
+    with run_id("ro"), pytest.raises(DatabaseError) as info:
+        DurableBackend(LocalEngine(uri)).run_sync(_agent(), "x")
+    assert "not writable" in str(info.value)
+
+
+def test_schema_from_a_newer_version_is_refused_and_kept(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    with run_id("kept"):
+        DurableBackend(LocalEngine(str(path))).run_sync(_agent("stored"), "x")
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE runplane_schema SET version = 99")
+    with pytest.raises(SchemaVersionError) as info:
+        DurableBackend(LocalEngine(str(path))).run_sync(_agent(), "y")
+    assert "schema version 99" in str(info.value)
+    assert "pip install -U runplane-durable" in str(info.value)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE runplane_schema SET version = 1")
+    assert run_async(LocalEngine(str(path)).get_run("kept")).final_output == {"json": "stored"}
+
+
+def test_a_live_lease_refuses_a_second_executor(db_url: str) -> None:
+    engine = LocalEngine(db_url)
+    spec = RunSpec("leased", "echo", {"text": "x"}, "fp", {})
+
+    async def go() -> None:
+        first = await engine.open_run(spec, lease_seconds=30)
+        try:
+            import runplane_durable.local as local
+
+            original = local.current_owner
+            local.current_owner = lambda: "elsewhere:1:other"  # type: ignore[assignment]
+            try:
+                with pytest.raises(RunLeasedError) as info:
+                    await engine.open_run(spec, lease_seconds=30)
+            finally:
+                local.current_owner = original
+            assert "is being executed by" in str(info.value)
+            assert "never executes twice" in str(info.value)
+            await first.release()
+            second = await engine.open_run(spec, lease_seconds=30)  # released: free again
+            await second.close()
+        finally:
+            await first.close()
+        await engine.dispose()
+
+    run_async(go())
+
+
+def test_an_expired_lease_is_taken_over(tmp_path: Path) -> None:
+    engine = LocalEngine(sqlite_url(tmp_path))
+    spec = RunSpec("expired", "echo", {"text": "x"}, "fp", {})
+
+    async def go() -> None:
+        stale = await engine.open_run(spec, lease_seconds=0.01)
+        import asyncio
+
+        import runplane_durable.local as local
+
+        await asyncio.sleep(0.05)
+        original = local.current_owner
+        local.current_owner = lambda: "elsewhere:1:other"  # type: ignore[assignment]
+        try:
+            taker = await engine.open_run(spec, lease_seconds=30)
+        finally:
+            local.current_owner = original
+        assert taker.record.owner == "elsewhere:1:other"
+        with pytest.raises(RunLeasedError, match="taken over by another process"):
+            await stale.heartbeat()
+        await taker.close()
+        await stale.close()
+        await engine.dispose()
+
+    run_async(go())
