@@ -32,7 +32,7 @@ def test_default_database_is_sqlite_under_dot_runplane(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("RUNPLANE_DATABASE_URL", raising=False)
-    assert resolve_url() == f"sqlite+aiosqlite:///{tmp_path / '.runplane' / 'runplane.db'}"
+    assert resolve_url() == f"sqlite:///{tmp_path / '.runplane' / 'runplane.db'}"
     DurableBackend().run_sync(_agent(), "x")
     assert (tmp_path / ".runplane" / "runplane.db").exists()
     journal_mode = sqlite3.connect(tmp_path / ".runplane" / "runplane.db").execute(
@@ -44,9 +44,9 @@ def test_default_database_is_sqlite_under_dot_runplane(
 @pytest.mark.parametrize(
     ("given", "expected"),
     [
-        ("runs.db", "sqlite+aiosqlite:///{cwd}/runs.db"),
-        ("sqlite:////abs/x.db", "sqlite+aiosqlite:////abs/x.db"),
-        ("sqlite+pysqlite:////abs/x.db", "sqlite+aiosqlite:////abs/x.db"),
+        ("runs.db", "sqlite:///{cwd}/runs.db"),
+        ("sqlite:////abs/x.db", "sqlite:////abs/x.db"),
+        ("sqlite+aiosqlite:////abs/x.db", "sqlite:////abs/x.db"),
         ("postgresql://u:p@h/db", "postgresql+asyncpg://u:p@h/db"),
         ("postgres://u@h:5433/db", "postgresql+asyncpg://u@h:5433/db"),
         ("postgresql+psycopg://u@h/db", "postgresql+asyncpg://u@h/db"),

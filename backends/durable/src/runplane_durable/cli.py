@@ -129,7 +129,7 @@ def show_run(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> N
     console.print(f"input: {escape(_short(run.input))}\n")
     finished_tools = {e.payload.get("key") for e in events if e.type == "tool_call"}
     for e in events:
-        console.print(_describe(e, finished_tools))
+        console.print(_describe(e, finished_tools, run.status))
     if run.status == "completed":
         console.print(
             f"\n[bold green]final output[/]: {escape(_short(plain_value(run.final_output), 2000))}"
@@ -144,7 +144,7 @@ def show_run(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> N
         console.print(f"\n[yellow]running[/] in {escape(run.owner or '?')}")
 
 
-def _describe(e: EventRecord, finished_tools: set[Any]) -> str:
+def _describe(e: EventRecord, finished_tools: set[Any], status: str) -> str:
     p = e.payload
     head = f"[dim]{e.seq:>4} {_when(e.created_at)}[/]"
     if e.type == "model_call":
@@ -160,6 +160,11 @@ def _describe(e: EventRecord, finished_tools: set[Any]) -> str:
             else:
                 args = escape(_short(call["arguments"]))
                 line += f"\n       asks tool {escape(call['name'])}({args})"
+                # A tool's journal key is "<model calls completed so far>:<call id>".
+                key = f"{p.get('ordinal', 0) + 1}:{call.get('call_id')}"
+                if status != "completed" and key not in finished_tools:
+                    # No output journaled: the tool was running when the process stopped.
+                    line += "  [yellow]<- in flight when the run stopped; runs again on resume[/]"
         texts = [
             c.get("text", "")
             for item in p.get("output", [])
@@ -170,13 +175,6 @@ def _describe(e: EventRecord, finished_tools: set[Any]) -> str:
         if texts:
             line += f"\n       says: {escape(_short(' '.join(texts)))}"
         return line
-    if e.type == "tool_started":
-        if p.get("key") in finished_tools:
-            return f"{head} [dim]tool {escape(str(p.get('name')))} started[/]"
-        return (
-            f"{head} [yellow]tool {escape(str(p.get('name')))} started and never finished[/] "
-            "(the process died; it runs again on resume)"
-        )
     if e.type == "tool_call":
         return (
             f"{head} [green]tool {escape(str(p.get('name')))}[/]"

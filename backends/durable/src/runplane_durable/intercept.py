@@ -356,19 +356,6 @@ async def _invoke_function_tool(
         return sdk.FunctionToolInvocationResult(
             load_value(entry.payload["output"]), is_sdk_generated_error=entry.payload["sdk_error"]
         )
-    await session.append(
-        events=[
-            NewEvent(
-                "tool_started",
-                {
-                    "key": key,
-                    "name": function_tool.name,
-                    "call_id": context.tool_call_id,
-                    "arguments": arguments,
-                },
-            )
-        ]
-    )
     # A run started by the tool (Agent.as_tool) is its own run, not steps of this one; under
     # runplane.install("durable") it gets an id derived from this call, so it resumes too.
     active_token = ACTIVE.set(None)

@@ -52,6 +52,7 @@ class RunRecord:
     final_output: Any | None
     error_type: str | None
     error: str | None
+    input_fingerprint: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,45 +1,54 @@
-"""Opening the run database: where it is, how it is configured, and whether we can use it."""
+"""Opening the run database: where it is, how it is configured, and how transactions run.
+
+Transactions are the synchronous functions in `sql.py`. On SQLite each runs whole in one hop to
+a dedicated thread on the stdlib driver (an async driver would hop once per cursor operation,
+about ten times per step); on PostgreSQL each runs through `AsyncConnection.run_sync` on asyncpg.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from ..errors import DatabaseError, SchemaVersionError
-from .schema import SCHEMA_VERSION, metadata, schema_info
+from . import sql
+from .schema import SCHEMA_VERSION
 
-__all__ = ["DEFAULT_DIR", "ENV_DATABASE_URL", "create_engine", "ensure_schema", "resolve_url"]
+__all__ = ["DEFAULT_DIR", "ENV_DATABASE_URL", "Database", "Transactions", "resolve_url"]
 
 ENV_DATABASE_URL = "RUNPLANE_DATABASE_URL"
 DEFAULT_DIR = ".runplane"
 DEFAULT_FILE = "runplane.db"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+T = TypeVar("T")
 
 
 def resolve_url(url: str | None = None) -> str:
-    """An async SQLAlchemy URL from an explicit URL, RUNPLANE_DATABASE_URL or the default.
+    """A SQLAlchemy URL from an explicit URL, RUNPLANE_DATABASE_URL or the default.
 
-    Accepts a plain file path, `sqlite:///...`, or `postgresql://...` / `postgres://...`, and picks
-    the async driver (aiosqlite, asyncpg) itself, so users write the URLs they already know.
+    Accepts a plain file path, `sqlite:///...`, or `postgresql://...` / `postgres://...` with any
+    driver suffix, and picks the driver itself, so users write the URLs they already know.
     """
     raw = url or os.environ.get(ENV_DATABASE_URL) or ""
     if not raw:
-        path = Path.cwd() / DEFAULT_DIR / DEFAULT_FILE
-        return f"sqlite+aiosqlite:///{path}"
+        return f"sqlite:///{Path.cwd() / DEFAULT_DIR / DEFAULT_FILE}"
     if "://" not in raw:
-        return f"sqlite+aiosqlite:///{Path(raw).expanduser().resolve()}"
+        return f"sqlite:///{Path(raw).expanduser().resolve()}"
     scheme, rest = raw.split("://", 1)
     base = scheme.split("+", 1)[0]
     if base == "sqlite":
-        return f"sqlite+aiosqlite://{rest}"
+        return f"sqlite://{rest}"
     if base in ("postgresql", "postgres"):
         return f"postgresql+asyncpg://{rest}"
     raise DatabaseError(
@@ -55,26 +64,169 @@ def _redact(url: str) -> str:
         return url
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An engine whose connections are opened per run (NullPool).
-
-    Runs may execute on different event loops (each `run_sync` has its own), and a pooled async
-    connection must never cross loops; one connection per run costs well under a millisecond.
-    """
+def describe(url: str) -> str:
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        path = Path(parsed.database or "")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DatabaseError(
-                f"cannot create the directory {path.parent} for the run database: {exc}. Set "
-                f"{ENV_DATABASE_URL} to a writable location."
-            ) from exc
-    engine = create_async_engine(url, poolclass=NullPool)
     if parsed.get_backend_name() == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-    return engine
+        return f"SQLite database {parsed.database}"
+    return f"database {parsed.render_as_string(hide_password=True)}"
+
+
+class Transactions(Protocol):
+    """Runs `sql.py` functions on one connection, one transaction at a time."""
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T: ...
+
+    async def close(self) -> None: ...
+
+
+class _ThreadTransactions:
+    """SQLite: a dedicated thread owns the connection; a transaction is one thread hop."""
+
+    def __init__(self, engine: sa.Engine, url: str) -> None:
+        self._engine = engine
+        self._url = url
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runplane-sqlite")
+        self._conn: Connection | None = None
+
+    def _invoke(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        try:
+            if self._conn is None:
+                self._conn = self._engine.connect()
+            return fn(self._conn, *args)
+        except DBAPIError as exc:
+            self._rollback()
+            raise database_error(exc, self._url) from exc
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _rollback(self) -> None:
+        if self._conn is not None and self._conn.in_transaction():
+            try:
+                self._conn.rollback()
+            except DBAPIError:
+                self._conn.invalidate()
+                self._conn = None
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._invoke, fn, args)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def close(self) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
+        finally:
+            self._executor.shutdown(wait=False)
+
+
+class _AsyncTransactions:
+    """PostgreSQL: the same functions over asyncpg, via SQLAlchemy's run_sync bridge."""
+
+    def __init__(self, engine: AsyncEngine, url: str) -> None:
+        self._engine = engine
+        self._url = url
+        self._conn: AsyncConnection | None = None
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            if self._conn is None:
+                self._conn = await self._engine.connect()
+            return await self._conn.run_sync(fn, *args)
+        except DBAPIError as exc:
+            await self._rollback()
+            raise database_error(exc, self._url) from exc
+        except OSError as exc:
+            await self._rollback()
+            raise database_error(exc, self._url) from exc
+        except BaseException:
+            await self._rollback()
+            raise
+
+    async def _rollback(self) -> None:
+        if self._conn is not None and self._conn.in_transaction():
+            try:
+                await asyncio.shield(self._conn.rollback())
+            except (DBAPIError, OSError):
+                await self._conn.invalidate()
+                self._conn = None
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await conn.close()
+
+
+class Database:
+    """A run database. Connections are per session (NullPool): runs may live on different
+    event loops (each `run_sync` has its own) and a pooled connection must never cross them."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self._sync_engine: sa.Engine | None = None
+        self._async_engine: AsyncEngine | None = None
+        self._schema_checked = False
+        if self.is_sqlite and parsed.database not in (None, "", ":memory:"):
+            path = Path(parsed.database or "")
+            if not path.name.startswith("file:"):
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise DatabaseError(
+                        f"cannot create the directory {path.parent} for the run database: "
+                        f"{exc}. Set {ENV_DATABASE_URL} to a writable location."
+                    ) from exc
+
+    def _transactions(self) -> Transactions:
+        if self.is_sqlite:
+            if self._sync_engine is None:
+                self._sync_engine = sa.create_engine(self.url, poolclass=NullPool)
+                event.listen(self._sync_engine, "connect", _sqlite_pragmas)
+            return _ThreadTransactions(self._sync_engine, self.url)
+        if self._async_engine is None:
+            self._async_engine = create_async_engine(self.url, poolclass=NullPool)
+        return _AsyncTransactions(self._async_engine, self.url)
+
+    async def transactions(self) -> Transactions:
+        """A connection for one session, on a database whose schema is known to be usable."""
+        tx = self._transactions()
+        if not self._schema_checked:
+            try:
+                version = await tx.call(sql.ensure_schema)
+            except BaseException:
+                await tx.close()
+                raise
+            if version is not None and version > SCHEMA_VERSION:
+                await tx.close()
+                raise SchemaVersionError(
+                    f"the {describe(self.url)} has schema version {version}, written by a newer "
+                    f"runplane-durable (this one understands up to {SCHEMA_VERSION}). Upgrade "
+                    "runplane-durable (`pip install -U runplane-durable`); its runs are untouched."
+                )
+            self._schema_checked = True
+        return tx
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """One transaction on a connection of its own (for reads outside a run)."""
+        tx = await self.transactions()
+        try:
+            return await tx.call(fn, *args)
+        finally:
+            await tx.close()
+
+    async def dispose(self) -> None:
+        if self._async_engine is not None:
+            await self._async_engine.dispose()
+            self._async_engine = None
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
+            self._sync_engine = None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -85,32 +237,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
-
-
-def describe(url: str) -> str:
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return f"SQLite database {parsed.database}"
-    return f"database {parsed.render_as_string(hide_password=True)}"
-
-
-async def ensure_schema(conn: AsyncConnection, url: str) -> None:
-    """Create the schema on first use; refuse a schema written by a newer version."""
-    try:
-        await conn.run_sync(metadata.create_all, checkfirst=True)
-        version = (await conn.execute(sa.select(schema_info.c.version))).scalar_one_or_none()
-        if version is None:
-            await conn.execute(schema_info.insert().values(id=1, version=SCHEMA_VERSION))
-        await conn.commit()
-    except DBAPIError as exc:
-        await conn.rollback()
-        raise database_error(exc, url) from exc
-    if version is not None and version > SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"the {describe(url)} has schema version {version}, written by a newer "
-            f"runplane-durable (this one understands up to {SCHEMA_VERSION}). Upgrade "
-            "runplane-durable (`pip install -U runplane-durable`); the runs in it are untouched."
-        )
 
 
 def database_error(exc: BaseException, url: str) -> DatabaseError:
@@ -129,9 +255,7 @@ def database_error(exc: BaseException, url: str) -> DatabaseError:
     elif "unable to open" in lowered:
         hint = f"it cannot be opened. Check the path, or set {ENV_DATABASE_URL}"
     elif isinstance(exc, OperationalError) and "locked" in lowered:
-        hint = (
-            "another process held it locked for too long. Retry; if it persists, find that process"
-        )
+        hint = "another process held it locked too long. Retry; if it persists, find that process"
     else:
         hint = f"check that it is reachable, or set {ENV_DATABASE_URL}"
     return DatabaseError(f"cannot use the {where}: {text}. {hint}.")

@@ -1,0 +1,284 @@
+"""Every statement the engine runs, written once as synchronous SQLAlchemy Core transactions.
+
+The same functions run on SQLite (in a worker thread, the whole transaction in one hop) and on
+PostgreSQL (through `AsyncConnection.run_sync` over asyncpg): one code path for both databases.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from ..records import EventRecord, JournalRecord, NewEvent, RunRecord, RunSpec, UsageDelta
+from ..serde import dump_json, load_json
+from .schema import SCHEMA_VERSION, events, journal, metadata, runs, schema_info
+
+__all__ = [
+    "USAGE_COLUMNS",
+    "append",
+    "create_run",
+    "ensure_schema",
+    "finish",
+    "get_run",
+    "heartbeat",
+    "list_events",
+    "list_runs",
+    "max_event_seq",
+    "read_journal",
+    "release",
+    "take_lease",
+]
+
+USAGE_COLUMNS = (
+    "model_calls",
+    "tool_calls",
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+)
+
+
+def ensure_schema(conn: Connection) -> int | None:
+    """Create missing tables; return the version found (None for a new database)."""
+    metadata.create_all(conn, checkfirst=True)
+    version = conn.execute(sa.select(schema_info.c.version)).scalar_one_or_none()
+    if version is None:
+        conn.execute(schema_info.insert().values(id=1, version=SCHEMA_VERSION))
+    conn.commit()
+    return version
+
+
+def record(row: Any) -> RunRecord:
+    return RunRecord(
+        id=row.id,
+        agent_name=row.agent_name,
+        status=row.status,
+        input=load_json(row.input),
+        options=load_json(row.options),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        finished_at=row.finished_at,
+        owner=row.owner,
+        lease_expires_at=row.lease_expires_at,
+        model_calls=row.model_calls,
+        tool_calls=row.tool_calls,
+        requests=row.requests,
+        input_tokens=row.input_tokens,
+        output_tokens=row.output_tokens,
+        total_tokens=row.total_tokens,
+        final_output=None if row.final_output is None else load_json(row.final_output),
+        error_type=row.error_type,
+        error=row.error,
+        input_fingerprint=row.input_fingerprint,
+    )
+
+
+def create_run(conn: Connection, spec: RunSpec, owner: str, lease_seconds: float) -> bool:
+    """Insert the run; False if a run with this id already exists."""
+    now = time.time()
+    try:
+        conn.execute(
+            runs.insert().values(
+                id=spec.run_id,
+                agent_name=spec.agent_name,
+                status="running",
+                input=dump_json(spec.input),
+                input_fingerprint=spec.input_fingerprint,
+                options=dump_json(spec.options),
+                created_at=now,
+                updated_at=now,
+                owner=owner,
+                lease_expires_at=now + lease_seconds,
+                **dict.fromkeys(USAGE_COLUMNS, 0),
+            )
+        )
+        conn.commit()
+    except IntegrityError:
+        conn.rollback()
+        return False
+    return True
+
+
+def get_run_row(conn: Connection, run_id: str) -> Any:
+    return conn.execute(sa.select(runs).where(runs.c.id == run_id)).one_or_none()
+
+
+def get_run(conn: Connection, run_id: str) -> RunRecord | None:
+    row = get_run_row(conn, run_id)
+    conn.commit()
+    return None if row is None else record(row)
+
+
+def take_lease(
+    conn: Connection, run_id: str, owner: str, lease_seconds: float, dead_holder: str | None
+) -> bool:
+    """Claim the run if its lease is free, expired, ours, or held by a process known dead."""
+    now = time.time()
+    free = sa.or_(runs.c.owner.is_(None), runs.c.lease_expires_at < now, runs.c.owner == owner)
+    if dead_holder is not None:
+        free = sa.or_(free, runs.c.owner == dead_holder)
+    result = conn.execute(
+        runs.update()
+        .where(runs.c.id == run_id, free)
+        .values(owner=owner, lease_expires_at=now + lease_seconds, status="running")
+    )
+    conn.commit()
+    return bool(result.rowcount == 1)
+
+
+def read_journal(conn: Connection, run_id: str) -> list[JournalRecord]:
+    rows = conn.execute(
+        sa.select(journal).where(journal.c.run_id == run_id).order_by(journal.c.seq)
+    ).all()
+    conn.commit()
+    return [JournalRecord(r.seq, r.kind, r.key, r.fingerprint, load_json(r.payload)) for r in rows]
+
+
+def max_event_seq(conn: Connection, run_id: str) -> int:
+    value = conn.execute(
+        sa.select(sa.func.max(events.c.seq)).where(events.c.run_id == run_id)
+    ).scalar_one()
+    conn.commit()
+    return int(value or 0)
+
+
+def _event_rows(
+    run_id: str, first_seq: int, new: list[NewEvent], now: float
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "run_id": run_id,
+            "seq": first_seq + i,
+            "type": e.type,
+            "payload": dump_json(e.payload),
+            "created_at": now,
+        }
+        for i, e in enumerate(new)
+    ]
+
+
+def append(
+    conn: Connection,
+    run_id: str,
+    owner: str,
+    lease_seconds: float,
+    journal_seq: int,
+    entry: tuple[str, str, str | None, Any] | None,
+    event_seq: int,
+    new_events: list[NewEvent],
+    usage: UsageDelta | None,
+) -> bool:
+    """One step in one transaction; False (and nothing written) if the run is no longer ours."""
+    now = time.time()
+    values: dict[str, Any] = {"updated_at": now, "lease_expires_at": now + lease_seconds}
+    if usage is not None:
+        for name in USAGE_COLUMNS:
+            delta = getattr(usage, name)
+            if delta:
+                values[name] = getattr(runs.c, name) + delta
+    # The owner check comes first and fences the step: a process whose lease was taken over
+    # writes nothing, so a journal never interleaves two executions.
+    fenced = conn.execute(
+        runs.update().where(runs.c.id == run_id, runs.c.owner == owner).values(**values)
+    )
+    if fenced.rowcount != 1:
+        conn.rollback()
+        return False
+    if entry is not None:
+        kind, key, fp, payload = entry
+        conn.execute(
+            journal.insert(),
+            {
+                "run_id": run_id,
+                "seq": journal_seq,
+                "kind": kind,
+                "key": key,
+                "fingerprint": fp,
+                "payload": dump_json(payload),
+                "created_at": now,
+            },
+        )
+    if new_events:
+        conn.execute(events.insert(), _event_rows(run_id, event_seq, new_events, now))
+    conn.commit()
+    return True
+
+
+def heartbeat(conn: Connection, run_id: str, owner: str, lease_seconds: float) -> bool:
+    result = conn.execute(
+        runs.update()
+        .where(runs.c.id == run_id, runs.c.owner == owner)
+        .values(lease_expires_at=time.time() + lease_seconds)
+    )
+    conn.commit()
+    return bool(result.rowcount == 1)
+
+
+def finish(
+    conn: Connection,
+    run_id: str,
+    owner: str,
+    event_seq: int,
+    event: NewEvent,
+    status: str,
+    final_output: Any | None,
+    error_type: str | None,
+    error: str | None,
+) -> bool:
+    now = time.time()
+    result = conn.execute(
+        runs.update()
+        .where(runs.c.id == run_id, runs.c.owner == owner)
+        .values(
+            status=status,
+            updated_at=now,
+            finished_at=now,
+            owner=None,
+            lease_expires_at=None,
+            final_output=None if final_output is None else dump_json(final_output),
+            error_type=error_type,
+            error=error,
+        )
+    )
+    if result.rowcount != 1:
+        conn.rollback()
+        return False
+    conn.execute(events.insert(), _event_rows(run_id, event_seq, [event], now))
+    conn.commit()
+    return True
+
+
+def release(conn: Connection, run_id: str, owner: str) -> None:
+    conn.execute(
+        runs.update()
+        .where(runs.c.id == run_id, runs.c.owner == owner)
+        .values(owner=None, lease_expires_at=None, updated_at=time.time())
+    )
+    conn.commit()
+
+
+def list_runs(conn: Connection, limit: int, status: str | None) -> list[RunRecord]:
+    query = sa.select(runs).order_by(runs.c.created_at.desc()).limit(limit)
+    if status is not None:
+        query = query.where(runs.c.status == status)
+    rows = conn.execute(query).all()
+    conn.commit()
+    return [record(r) for r in rows]
+
+
+def list_events(conn: Connection, run_id: str, after: int, limit: int | None) -> list[EventRecord]:
+    query = (
+        sa.select(events)
+        .where(events.c.run_id == run_id, events.c.seq > after)
+        .order_by(events.c.seq)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    rows = conn.execute(query).all()
+    conn.commit()
+    return [EventRecord(r.run_id, r.seq, r.type, load_json(r.payload), r.created_at) for r in rows]
