@@ -3,5 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("OPENAI_AGENTS_DISABLE_TRACING", "1")
+
+# Durable runs made through the registry's shared `durable` backend go to a throwaway database,
+# never to a .runplane/ directory inside the repository.
+os.environ.setdefault(
+    "RUNPLANE_DATABASE_URL",
+    os.path.join(tempfile.mkdtemp(prefix="runplane-tests-"), "runplane.db"),
+)

@@ -8,8 +8,6 @@ with run_id("order-42"):          # optional: name the run to resume it after a 
 
 from __future__ import annotations
 
-import runplane
-
 from .backend import DEFAULT_LEASE_SECONDS, DurableBackend
 from .engine import Engine, RunSession
 from .errors import (
@@ -25,6 +23,7 @@ from .errors import (
 from .identity import last_run_id, run_id
 from .local import LocalEngine
 from .records import EventRecord, JournalRecord, RunRecord
+from .runner import Runner
 from .store.database import ENV_DATABASE_URL
 
 __all__ = [
@@ -49,5 +48,3 @@ __all__ = [
     "last_run_id",
     "run_id",
 ]
-
-Runner = runplane.runner("durable", check=False)

@@ -1,0 +1,93 @@
+"""`runplane_durable.Runner`: `agents.Runner`'s three classmethods, plus what durability adds."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from agents import Agent, RunConfig, RunHooks, RunResult, RunState, Session
+from agents.items import TResponseInputItem
+from agents.run_context import TContext
+from agents.run_error_handlers import RunErrorHandlers
+
+from runplane import BackendRunner
+
+from .backend import DurableBackend
+from .errors import DurableError
+from .identity import run_id as named_run
+from .records import EventRecord, RunRecord
+
+__all__ = ["Runner", "stored_input"]
+
+
+async def stored_input(
+    record: RunRecord, starting_agent: Agent[Any]
+) -> str | list[TResponseInputItem] | RunState[Any]:
+    """The input a run was started with, as the SDK takes it."""
+    data = record.input
+    if "text" in data:
+        return cast(str, data["text"])
+    if "items" in data:
+        return cast(list[TResponseInputItem], data["items"])
+    return await RunState.from_json(starting_agent, data["run_state"])
+
+
+class Runner(BackendRunner):
+    """`from runplane_durable import Runner`: a one-line swap for `agents.Runner`.
+
+    The same class `runplane.runner("durable")` builds, plus durability's extra classmethods.
+    """
+
+    backend_name = "durable"
+
+    @classmethod
+    def durable(cls) -> DurableBackend:
+        backend = cls.backend()
+        if not isinstance(backend, DurableBackend):  # pragma: no cover - misconfigured registry
+            raise DurableError(f"backend 'durable' is {type(backend).__name__}, not DurableBackend")
+        return backend
+
+    @classmethod
+    async def resume(
+        cls,
+        run_id: str,
+        starting_agent: Agent[TContext],
+        *,
+        context: TContext | None = None,
+        hooks: RunHooks[TContext] | None = None,
+        run_config: RunConfig | dict[str, Any] | None = None,
+        error_handlers: RunErrorHandlers[TContext] | None = None,
+        session: Session | None = None,
+    ) -> RunResult:
+        """Continue run `run_id` from its journal (or return its result if it finished).
+
+        The input and options (max_turns, previous_response_id, ...) come from the stored run;
+        what cannot be stored (the agent, its tools, context, hooks) the caller passes again.
+        """
+        record = await cls.durable().get_run(run_id)
+        options = record.options
+        with named_run(run_id):
+            return await cls.run(
+                starting_agent,
+                await stored_input(record, starting_agent),
+                context=context,
+                max_turns=options.get("max_turns"),
+                hooks=hooks,
+                run_config=run_config,
+                error_handlers=error_handlers,
+                previous_response_id=options.get("previous_response_id"),
+                auto_previous_response_id=bool(options.get("auto_previous_response_id")),
+                conversation_id=options.get("conversation_id"),
+                session=session,
+            )
+
+    @classmethod
+    async def get_run(cls, run_id: str) -> RunRecord:
+        return await cls.durable().get_run(run_id)
+
+    @classmethod
+    async def list_runs(cls, *, limit: int = 50, status: str | None = None) -> list[RunRecord]:
+        return await cls.durable().list_runs(limit=limit, status=status)
+
+    @classmethod
+    async def events(cls, run_id: str, *, after: int = 0) -> list[EventRecord]:
+        return await cls.durable().engine.list_events(run_id, after=after)
