@@ -12,9 +12,18 @@ nox.options.error_on_missing_interpreters = True
 
 # Our two backends and the suite, each installed as its own distribution, exactly as users get
 # them: backends are found only through their entry points.
-PROJECT = ["-e", ".[test]", "-e", "backends/openai", "-e", "conformance"]
+PROJECT = [
+    "-e",
+    ".[test]",
+    "-e",
+    "backends/openai",
+    "-e",
+    "backends/durable[postgres]",
+    "-e",
+    "conformance",
+]
 TEST_ENV = {"OPENAI_AGENTS_DISABLE_TRACING": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-TYPED_SOURCES = ["src", "backends/openai/src", "conformance/src"]
+TYPED_SOURCES = ["src", "backends/openai/src", "backends/durable/src", "conformance/src"]
 
 
 def _install(session: nox.Session) -> None:
@@ -32,7 +41,7 @@ def tests(session: nox.Session) -> None:
 def conformance(session: nox.Session) -> None:
     """The conformance suite against every backend this repository publishes."""
     _install(session)
-    for backend in os.environ.get("RUNPLANE_CONFORMANCE_BACKENDS", "openai").split(","):
+    for backend in os.environ.get("RUNPLANE_CONFORMANCE_BACKENDS", "openai,durable").split(","):
         session.run(
             "pytest",
             "--pyargs",
