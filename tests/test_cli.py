@@ -30,10 +30,10 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 def test_backends_json_lists_the_direct_backend() -> None:
     proc = _run("backends", "--json")
     assert proc.returncode == 0, proc.stderr
-    rows = json.loads(proc.stdout)
-    assert {"name": "openai", "distribution": "runplane-openai", "version": "0.1.0"}.items() <= {
-        k: v for k, v in rows[0].items()
-    }.items()
+    rows = {row["name"]: row for row in json.loads(proc.stdout)}
+    assert rows["openai"]["distribution"] == "runplane-openai"
+    assert rows["openai"]["version"] == "0.1.0"
+    assert rows["durable"]["distribution"] == "runplane-durable"
 
 
 def test_backends_table() -> None:

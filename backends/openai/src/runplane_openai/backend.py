@@ -16,7 +16,7 @@ from agents.exceptions import UserError
 from agents.items import TResponseInputItem
 from agents.models.multi_provider import MultiProvider
 from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
-from agents.run import DEFAULT_MAX_TURNS
+from agents.run import DEFAULT_MAX_TURNS, AgentRunner
 from agents.run_context import TContext
 from agents.run_error_handlers import RunErrorHandlers
 
@@ -34,14 +34,26 @@ class ChatCompletionsHistoryError(UserError):
 _RunConfigArg = RunConfig | dict[str, Any] | None
 
 
+class _SyncDriver(AgentRunner):
+    """Lets the SDK's own `run_sync` machinery drive `OpenAIBackend.run`."""
+
+    def __init__(self, backend: OpenAIBackend) -> None:
+        super().__init__()
+        self._backend = backend
+
+    async def run(self, starting_agent: Agent[Any], input: Any, **kwargs: Any) -> RunResult:
+        return await self._backend.run(starting_agent, input, **kwargs)
+
+
 class OpenAIBackend:
     """`RunnerBackend` running the SDK's loop in this process."""
 
     def __init__(self, settings: OpenAISettings | None = None) -> None:
         self.settings = settings if settings is not None else OpenAISettings.from_env()
+        self._sync_driver = _SyncDriver(self)
 
     def __repr__(self) -> str:
-        return f"OpenAIBackend({self.settings!r})".replace(repr(self.settings.api_key), "'***'")
+        return f"OpenAIBackend({self.settings!r})"  # OpenAISettings' repr masks the key
 
     async def run(
         self,
@@ -95,38 +107,22 @@ class OpenAIBackend:
         conversation_id: str | None = None,
         session: Session | None = None,
     ) -> RunResult:
-        if not self.settings.configured:
-            # The SDK's own run_sync (loop reuse, cancellation on Ctrl-C) is the reference.
-            self._check_history(
-                starting_agent, previous_response_id, auto_previous_response_id, conversation_id
-            )
-            return sdk_runner().run_sync(
-                starting_agent,
-                input,
-                context=context,
-                max_turns=max_turns,
-                hooks=hooks,
-                run_config=run_config,
-                error_handlers=error_handlers,
-                previous_response_id=previous_response_id,
-                auto_previous_response_id=auto_previous_response_id,
-                conversation_id=conversation_id,
-                session=session,
-            )
-        return asyncio.run(
-            self.run(
-                starting_agent,
-                input,
-                context=context,
-                max_turns=max_turns,
-                hooks=hooks,
-                run_config=run_config,
-                error_handlers=error_handlers,
-                previous_response_id=previous_response_id,
-                auto_previous_response_id=auto_previous_response_id,
-                conversation_id=conversation_id,
-                session=session,
-            )
+        # The SDK's own run_sync (the thread's default loop kept open between calls, Ctrl-C
+        # cancellation) drives this backend's `run`, so the provider is opened and closed on
+        # the loop the run uses; `asyncio.run` would close that loop under the SDK's pooled
+        # HTTP connections and break the next call.
+        return self._sync_driver.run_sync(
+            starting_agent,
+            input,
+            context=context,
+            max_turns=max_turns,
+            hooks=hooks,
+            run_config=run_config,
+            error_handlers=error_handlers,
+            previous_response_id=previous_response_id,
+            auto_previous_response_id=auto_previous_response_id,
+            conversation_id=conversation_id,
+            session=session,
         )
 
     def run_streamed(

@@ -44,6 +44,11 @@ class OpenAISettings:
                 "give the endpoint's base, for example http://127.0.0.1:8080/v1."
             )
 
+    def __repr__(self) -> str:
+        # Settings end up in logs, tracebacks and assertion messages: never print the key.
+        key = None if self.api_key is None else "***"
+        return f"OpenAISettings(base_url={self.base_url!r}, api_key={key!r}, api={self.api!r})"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OpenAISettings:
         env = os.environ if environ is None else environ
