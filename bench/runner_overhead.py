@@ -16,12 +16,17 @@ import asyncio
 import gc
 import os
 import statistics
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 os.environ.setdefault("OPENAI_AGENTS_DISABLE_TRACING", "1")
+# The durable backend's journal goes to a throwaway SQLite file unless one is named.
+os.environ.setdefault(
+    "RUNPLANE_DATABASE_URL", os.path.join(tempfile.mkdtemp(prefix="runplane-bench-"), "bench.db")
+)
 
 from agents import Agent, function_tool
 from agents.run import AgentRunner

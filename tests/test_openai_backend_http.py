@@ -315,6 +315,19 @@ def test_without_runplane_key_the_sdk_default_key_is_used(
     assert [r.bearer for r in server.model_requests()] == [API_KEY]
 
 
+def test_keyless_local_endpoint_works_with_only_a_base_url(
+    api: ApiName, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """llama.cpp, Ollama and vLLM usually take no key; a base URL alone must be enough."""
+    with ScriptedOpenAIServer(api_key=None) as keyless:
+        monkeypatch.setenv(ENV_BASE_URL, keyless.base_url)
+        monkeypatch.setenv(ENV_API, api)
+        keyless.enqueue(Reply.message("no key needed"))
+        result = OpenAIBackend().run_sync(Agent(name="a", model="local-model"), "hello")
+        assert result.final_output == "no key needed"
+        assert [r.bearer for r in keyless.model_requests()] == ["runplane-no-key"]
+
+
 def test_wrong_key_is_refused_by_the_endpoint(server: ScriptedOpenAIServer, api: ApiName) -> None:
     backend = OpenAIBackend(OpenAISettings(base_url=server.base_url, api_key="sk-wrong", api=api))
     server.enqueue(Reply.message("never sent"))

@@ -231,3 +231,13 @@ def test_no_repr_depends_on_the_key(key: str, base_url: str | None, api: str | N
 def test_repr_says_whether_a_key_is_set() -> None:
     assert "api_key=None" in repr(OpenAISettings())
     assert "api_key='***'" in repr(OpenAISettings(api_key="k"))
+
+
+def test_keyless_local_endpoint_gets_a_placeholder_key() -> None:
+    """A base URL with no key anywhere must not fail with the openai client's missing key."""
+    local = OpenAISettings(base_url="http://127.0.0.1:8080/v1")
+    assert local.effective_api_key({}) == "runplane-no-key"
+    assert local.effective_api_key({"OPENAI_API_KEY": "sk-env"}) is None  # the SDK uses it
+    keyed = OpenAISettings(base_url="http://127.0.0.1:8080/v1", api_key="sk-mine")
+    assert keyed.effective_api_key({}) == "sk-mine"
+    assert OpenAISettings(api="chat_completions").effective_api_key({}) is None

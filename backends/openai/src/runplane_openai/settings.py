@@ -16,6 +16,8 @@ ENV_BASE_URL = "RUNPLANE_OPENAI_BASE_URL"
 ENV_API_KEY = "RUNPLANE_OPENAI_API_KEY"
 ENV_API = "RUNPLANE_OPENAI_API"
 
+NO_KEY = "runplane-no-key"
+
 Api = Literal["responses", "chat_completions"]
 _APIS: tuple[Api, ...] = ("responses", "chat_completions")
 
@@ -63,14 +65,23 @@ class OpenAISettings:
     def configured(self) -> bool:
         return any(v is not None for v in (self.base_url, self.api_key, self.api))
 
+    def effective_api_key(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The key to send. A local endpoint (llama.cpp, Ollama, vLLM) often wants none, but the
+        openai client refuses to start without one: with a base URL and no key anywhere, send a
+        placeholder instead of failing with "Missing credentials"."""
+        env = os.environ if environ is None else environ
+        if self.api_key is not None or self.base_url is None or env.get("OPENAI_API_KEY"):
+            return self.api_key
+        return NO_KEY
+
     @property
     def uses_chat_completions(self) -> bool:
         return self.api == "chat_completions"
 
     def provider(self) -> MultiProvider:
-        """A fresh provider for one run (the run's client lives and dies with it)."""
+        """A fresh provider for one run."""
         return MultiProvider(
-            openai_api_key=self.api_key,
+            openai_api_key=self.effective_api_key(),
             openai_base_url=self.base_url,
             openai_use_responses=None if self.api is None else self.api == "responses",
         )
