@@ -1,0 +1,142 @@
+"""Run `crash_program.py` as real processes: start it, wait for it to hang, kill -9, inspect.
+
+Crash tests need a process that really dies (no `finally`, no atexit, no lease release), so
+everything here is a subprocess with its working directory in a temp dir, where the program's
+logs and its `.runplane/` database land.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from runplane.cli import build_app
+
+__all__ = ["TIMEOUT", "CrashProgram", "final_output"]
+
+SOURCE = Path(__file__).with_name("crash_program.py")
+TIMEOUT = 60.0  # for any one process or wait: bounded even when something hangs
+_CLI_LOCK = threading.Lock()  # CliRunner swaps sys.stdout: one invocation at a time
+
+
+class CrashProgram:
+    """The program copied into `workdir`, and every process started from it (for cleanup)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.script = workdir / "program.py"
+        shutil.copyfile(SOURCE, self.script)
+        self.procs: list[subprocess.Popen[str]] = []
+
+    @property
+    def db(self) -> Path:
+        return self.workdir / ".runplane" / "runplane.db"
+
+    def _env(self, block: str | None) -> dict[str, str]:
+        env = {**os.environ, "OPENAI_AGENTS_DISABLE_TRACING": "1", "PYTHONUNBUFFERED": "1"}
+        for name in ("RUNPLANE_DATABASE_URL", "CRASH_BLOCK", "RUNPLANE_BACKEND"):
+            env.pop(name, None)  # the run must use the temp dir's own database
+        if block is not None:
+            env["CRASH_BLOCK"] = block
+        return env
+
+    def start(self, mode: str, run_id: str, *, block: str) -> subprocess.Popen[str]:
+        """Start a run whose tool `block` ("tool_b:mid") will hang; see `wait_started`."""
+        (self.workdir / "started").unlink(missing_ok=True)
+        proc = subprocess.Popen(
+            [sys.executable, str(self.script), mode, run_id],
+            cwd=self.workdir,
+            env=self._env(block),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def run(self, mode: str, run_id: str) -> subprocess.CompletedProcess[str]:
+        """Run the program to its end (killed if it outlives TIMEOUT)."""
+        return subprocess.run(
+            [sys.executable, str(self.script), mode, run_id],
+            cwd=self.workdir,
+            env=self._env(None),
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+
+    def wait_started(self, proc: subprocess.Popen[str]) -> str:
+        """Wait until the blocking tool is hanging; its marker says which tool and where."""
+        marker = self.workdir / "started"
+        self._wait(proc, lambda: marker.exists() and marker.read_text("utf-8").endswith("\n"))
+        where, pid = marker.read_text(encoding="utf-8").split()
+        assert int(pid) == proc.pid
+        return where
+
+    def wait_line(self, proc: subprocess.Popen[str], name: str, line: str, after: int) -> None:
+        """Wait until the live process has appended `line` to log `name` (past line `after`)."""
+        self._wait(proc, lambda: line in self.lines(name)[after:])
+
+    def _wait(self, proc: subprocess.Popen[str], done: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + TIMEOUT
+        while not done():
+            if proc.poll() is not None:
+                out, err = proc.communicate()
+                raise AssertionError(
+                    f"the program exited ({proc.returncode}) while it should hang:\n{out}\n{err}"
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the program did not get there within {TIMEOUT} s")
+            time.sleep(0.02)
+
+    def kill9(self, proc: subprocess.Popen[str]) -> None:
+        """SIGKILL, then reap: the process gets no chance to release its lease or clean up."""
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=TIMEOUT)
+        assert proc.returncode == -signal.SIGKILL
+
+    def cleanup(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=TIMEOUT)
+
+    def lines(self, name: str) -> list[str]:
+        path = self.workdir / name
+        return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+
+    def model_calls(self) -> list[int]:
+        """Ordinals of the real model calls, in order, over every process so far."""
+        return [int(line.split()[0]) for line in self.lines("model.log")]
+
+    def tool_calls(self) -> list[str]:
+        """`name call_id` of every real tool execution, in order, over every process so far."""
+        return [" ".join(line.split()[:2]) for line in self.lines("calls.log")]
+
+    def show(self, run_id: str) -> dict[str, Any]:
+        """`runplane runs show RUN_ID --json --db ...`, through the real command's app."""
+        with _CLI_LOCK:
+            result = CliRunner().invoke(
+                build_app(), ["runs", "show", run_id, "--json", "--db", str(self.db)]
+            )
+        assert result.exit_code == 0, result.output
+        data: dict[str, Any] = json.loads(result.stdout)
+        return data
+
+
+def final_output(proc: subprocess.CompletedProcess[str]) -> Any:
+    """The final output a finished program printed (its last stdout line)."""
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])["final_output"]
