@@ -119,3 +119,24 @@ def test_no_observers_means_no_wrapping() -> None:
         return result.final_output
 
     assert asyncio.run(consume()) == "HI"
+
+
+class AsyncStreamingBackend(RecordingBackend):
+    """The rejected AgentspanRunner's shape: `async def run_streamed`."""
+
+    async def run_streamed(self, starting_agent: Any, input: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        raise AssertionError("never awaited")
+
+
+def test_a_coroutine_from_run_streamed_is_refused_by_name(observer: Observer) -> None:
+    name = runplane.register_plugin(
+        BackendPlugin({"async-stream": AsyncStreamingBackend}), name="test-async-stream"
+    )
+    try:
+        with pytest.raises(TypeError, match="backend 'async-stream' returned coroutine") as info:
+            runplane.runner("async-stream").run_streamed(_agent(), "x")
+    finally:
+        runplane.default_registry().unregister(name)
+    assert "must be synchronous" in str(info.value)
+    assert observer.log[-1][0] == "finished"
+    assert observer.log[-1][1][2] is info.value

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any, ClassVar
 
@@ -159,10 +160,24 @@ class BackendRunner:
                 session=session,
                 error_handlers=error_handlers,
             )
+            if inspect.isawaitable(result):
+                _discard(result)
+                raise TypeError(
+                    f"backend {name!r} returned {type(result).__name__} from run_streamed; "
+                    "run_streamed must be synchronous and return a RunResultStreaming at once, "
+                    "as agents.Runner.run_streamed does (see runplane.RunnerBackend)"
+                )
+            return observation.stream(result)
         except BaseException as exc:
             observation.finish(None, exc)
             raise
-        return observation.stream(result)
+
+
+def _discard(awaitable: object) -> None:
+    """Close an awaitable we will not await, so it is not reported as never awaited."""
+    close = getattr(awaitable, "close", None)
+    if callable(close):
+        close()
 
 
 class Runner(BackendRunner):
