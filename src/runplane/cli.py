@@ -57,21 +57,6 @@ def build_app(registry: Registry | None = None) -> typer.Typer:
         if not entries:
             err_console.print("No backends installed: `pip install runplane-openai`.")
 
-    @app.command("demo")
-    def demo_command(
-        backend: Annotated[
-            str, typer.Option("--backend", "-b", help="Backend to run the demo on.")
-        ] = "openai",
-        scripted: Annotated[
-            bool,
-            typer.Option("--scripted", help="Use a scripted model even if OPENAI_API_KEY is set."),
-        ] = False,
-    ) -> None:
-        """An agent with a tool, streamed live, on a backend of your choice."""
-        from .demo import run_demo
-
-        run_demo(backend=backend, scripted=scripted, registry=reg)
-
     reg.hook.runplane_cli(app=app)
     return app
 

@@ -17,7 +17,7 @@ from .local import LocalEngine
 from .records import EventRecord, RunRecord
 from .store.database import ENV_DATABASE_URL
 
-__all__ = ["plain_value", "runs_app"]
+__all__ = ["demo", "plain_value", "runs_app"]
 
 runs_app = typer.Typer(
     help="Durable runs: list them, show one's full history.", no_args_is_help=True
@@ -200,3 +200,21 @@ async def _show(db: str | None, run_id: str) -> tuple[RunRecord, list[EventRecor
         return run, await engine.list_events(run_id)
     finally:
         await engine.dispose()
+
+
+def demo(
+    scripted: Annotated[
+        bool,
+        typer.Option(
+            "--scripted", help="Play the model from a script: instant, offline, no model runs."
+        ),
+    ] = False,
+    run_id: Annotated[str | None, typer.Option(help="Name the demo's run.")] = None,
+) -> None:
+    """A durable run, streamed live, killed with SIGKILL mid-tool, then resumed from its journal.
+
+    Uses OpenAI when OPENAI_API_KEY is set, otherwise a real model served locally.
+    """
+    from .demo import run_demo
+
+    run_demo(scripted=scripted, run_id=run_id)

@@ -21,6 +21,7 @@ def runplane_backends() -> Mapping[str, Callable[[], RunnerBackend]]:
 
 @runplane.hookimpl
 def runplane_cli(app: typer.Typer) -> None:
-    from .cli import runs_app
+    from .cli import demo, runs_app
 
     app.add_typer(runs_app, name="runs")
+    app.command("demo")(demo)
