@@ -28,6 +28,7 @@ from agents import (
     function_tool,
 )
 from agents.exceptions import UserError
+from agents.run import AgentRunner
 from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent, StreamEvent
 from agents.testing import ScriptedModel, assistant_message
 from openai.types.chat import ChatCompletionChunk
@@ -421,17 +422,12 @@ def _start(backend: OpenAIBackend, mode: str, agent: Agent[Any], kwargs: dict[st
 
 @pytest.mark.parametrize("kwargs", HISTORY_ARGS, ids=lambda k: next(iter(k)))
 @pytest.mark.parametrize("mode", ["run", "run_sync", "run_streamed"])
-@pytest.mark.parametrize("model", ["configured", "chat-model-instance"])
 def test_server_side_history_is_refused_on_chat_completions(
-    server: ScriptedOpenAIServer, mode: str, kwargs: dict[str, Any], model: str
+    server: ScriptedOpenAIServer, mode: str, kwargs: dict[str, Any]
 ) -> None:
     """Chat Completions has no server-side state: refuse instead of silently dropping turns."""
-    if model == "configured":
-        backend = OpenAIBackend(_settings(server, "chat_completions"))
-        agent = Agent[Any](name="a", model="gpt-test")
-    else:  # the backend would use Responses, but this agent brings its own Chat Completions model
-        backend = OpenAIBackend(_settings(server, "responses"))
-        agent = Agent(name="a", model=_chat_model(server))
+    backend = OpenAIBackend(_settings(server, "chat_completions"))
+    agent = Agent[Any](name="a", model="gpt-test")
     server.enqueue(Reply.message("must not be asked"))
 
     with pytest.raises(ChatCompletionsHistoryError) as caught:
@@ -444,13 +440,21 @@ def test_server_side_history_is_refused_on_chat_completions(
     assert server.requests == []
 
 
-def test_chat_model_instance_is_refused_even_on_an_unconfigured_backend(
-    server: ScriptedOpenAIServer,
-) -> None:
+def test_an_agents_own_chat_model_follows_the_sdks_policy(server: ScriptedOpenAIServer) -> None:
+    """The direct backend is the reference: where the agent brings its own Chat Completions
+    model, the SDK's own handling of previous_response_id applies, not ours."""
     agent = Agent(name="a", model=_chat_model(server))
-    with pytest.raises(ChatCompletionsHistoryError, match="OpenAIChatCompletionsModel"):
-        OpenAIBackend(OpenAISettings()).run_sync(agent, "hi", previous_response_id="resp_1")
-    assert server.requests == []
+
+    def outcome(run: Any) -> tuple[str, Any]:
+        server.enqueue(Reply.message("answered"))
+        try:
+            return ("ok", run(agent, "hi", previous_response_id="resp_1").final_output)
+        except Exception as exc:
+            return (type(exc).__name__, str(exc))
+
+    sdk = outcome(lambda *a, **k: AgentRunner().run_sync(*a, **k))
+    ours = outcome(OpenAIBackend(OpenAISettings()).run_sync)
+    assert ours == sdk
 
 
 @pytest.mark.anyio

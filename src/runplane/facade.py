@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from agents import Agent, RunConfig, RunHooks, RunResult, RunResultStreaming, RunState, Session
 from agents.items import TResponseInputItem
@@ -17,6 +17,7 @@ from agents.run import DEFAULT_MAX_TURNS
 from agents.run_context import TContext
 from agents.run_error_handlers import RunErrorHandlers
 
+from . import _sdk
 from .observe import RunObservation
 from .protocol import RunnerBackend
 from .registry import Registry, default_registry
@@ -84,9 +85,18 @@ class BackendRunner:
             )
         except BaseException as exc:
             observation.finish(None, exc)
-            raise
-        observation.finish(result, None)
-        return result
+            if not _sdk.is_data_redacted(exc):
+                raise
+            _sdk.detach_redacted_traceback(exc)
+            redacted = exc
+        else:
+            observation.finish(result, None)
+            return result
+        # As agents.Runner does: re-raise from a frame that holds none of the run's data.
+        starting_agent = input = context = hooks = run_config = cast(Any, None)
+        error_handlers = session = backend = cast(Any, None)
+        previous_response_id = conversation_id = None
+        _sdk.raise_redacted(redacted)
 
     @classmethod
     def run_sync(
@@ -123,9 +133,18 @@ class BackendRunner:
             )
         except BaseException as exc:
             observation.finish(None, exc)
-            raise
-        observation.finish(result, None)
-        return result
+            if not _sdk.is_data_redacted(exc):
+                raise
+            _sdk.detach_redacted_traceback(exc)
+            redacted = exc
+        else:
+            observation.finish(result, None)
+            return result
+        # As agents.Runner does: re-raise from a frame that holds none of the run's data.
+        starting_agent = input = context = hooks = run_config = cast(Any, None)
+        error_handlers = session = backend = cast(Any, None)
+        previous_response_id = conversation_id = None
+        _sdk.raise_redacted(redacted)
 
     @classmethod
     def run_streamed(

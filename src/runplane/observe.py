@@ -45,7 +45,8 @@ class RunObservation:
     def __init__(self, hook: Any, backend: str, agent: Agent[Any], mode: Mode) -> None:
         self._hook = hook
         self._finished = False
-        self.info = RunInfo(backend=backend, agent_name=agent.name, mode=mode)
+        # getattr: agents.Runner passes whatever it is given through; so must we.
+        self.info = RunInfo(backend=backend, agent_name=getattr(agent, "name", ""), mode=mode)
 
     def start(self) -> None:
         if self._hook.runplane_run_started.get_hookimpls():

@@ -15,7 +15,6 @@ from agents import Agent, RunConfig, RunHooks, RunResult, RunResultStreaming, Ru
 from agents.exceptions import UserError
 from agents.items import TResponseInputItem
 from agents.models.multi_provider import MultiProvider
-from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
 from agents.run import DEFAULT_MAX_TURNS, AgentRunner
 from agents.run_context import TContext
 from agents.run_error_handlers import RunErrorHandlers
@@ -107,10 +106,29 @@ class OpenAIBackend:
         conversation_id: str | None = None,
         session: Session | None = None,
     ) -> RunResult:
-        # The SDK's own run_sync (the thread's default loop kept open between calls, Ctrl-C
-        # cancellation) drives this backend's `run`, so the provider is opened and closed on
-        # the loop the run uses; `asyncio.run` would close that loop under the SDK's pooled
-        # HTTP connections and break the next call.
+        if not self.settings.configured:
+            # Nothing of ours to set up: exactly the SDK's own run_sync (including a custom
+            # default runner's run_sync, which agents.Runner.run_sync would call).
+            self._check_history(
+                starting_agent, previous_response_id, auto_previous_response_id, conversation_id
+            )
+            return sdk_runner().run_sync(
+                starting_agent,
+                input,
+                context=context,
+                max_turns=max_turns,
+                hooks=hooks,
+                run_config=run_config,
+                error_handlers=error_handlers,
+                previous_response_id=previous_response_id,
+                auto_previous_response_id=auto_previous_response_id,
+                conversation_id=conversation_id,
+                session=session,
+            )
+        # With an endpoint configured, the SDK's run_sync machinery (the thread's default loop
+        # kept open between calls, Ctrl-C cancellation) drives this backend's `run`, so the
+        # provider opens and closes on the loop the run uses; `asyncio.run` would close that
+        # loop under the SDK's pooled HTTP connections and break the next call.
         return self._sync_driver.run_sync(
             starting_agent,
             input,
@@ -188,12 +206,12 @@ class OpenAIBackend:
         """Chat Completions keeps no server-side state: refuse rather than drop earlier turns."""
         if not (previous_response_id or auto_previous_response_id or conversation_id):
             return
-        if self.settings.uses_chat_completions:
-            where = f"this backend is configured for Chat Completions ({ENV_API}=chat_completions)"
-        elif isinstance(agent.model, OpenAIChatCompletionsModel):
-            where = f"agent {agent.name!r} uses an OpenAIChatCompletionsModel"
-        else:
+        # Only our own configuration is checked: for an agent whose model is a Chat Completions
+        # model the SDK has its own policy (a warning, or UserError under strict validation),
+        # and the direct backend must behave exactly like the SDK.
+        if not self.settings.uses_chat_completions:
             return
+        where = f"this backend is configured for Chat Completions ({ENV_API}=chat_completions)"
         used = (
             "previous_response_id"
             if previous_response_id
