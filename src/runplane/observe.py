@@ -7,11 +7,12 @@ implements a hook, nothing is wrapped and the run pays nothing for it.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from agents import Agent, RunResultStreaming
 from agents.result import RunResultBase
@@ -72,9 +73,14 @@ class RunObservation:
         async def stream_events() -> AsyncIterator[StreamEvent]:
             error: BaseException | None = None
             try:
-                async for event in original():
-                    hook.runplane_stream_event(run=info, event=event)
-                    yield event
+                # aclosing: closing this stream closes the SDK's at once, in this task, so its
+                # cleanup errors surface to the caller as they would without observers.
+                async with contextlib.aclosing(
+                    cast(AsyncGenerator[StreamEvent, None], original())
+                ) as events:
+                    async for event in events:
+                        hook.runplane_stream_event(run=info, event=event)
+                        yield event
             except BaseException as exc:
                 error = exc
                 raise

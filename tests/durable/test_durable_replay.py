@@ -394,3 +394,25 @@ class _Plugin:
 def test_run_id_rejects_unusable_ids(bad: str) -> None:
     with pytest.raises(ValueError, match="non-empty string of at most 200"), run_id(bad):
         pass
+
+
+def test_a_run_state_input_that_cannot_be_serialized_is_refused_clearly(
+    sqlite_backend: DurableBackend,
+) -> None:
+    from agents import RunState
+
+    class Unserializable(RunState[Any, Agent[Any]]):
+        def to_json(self, **_: Any) -> dict[str, Any]:
+            raise AttributeError("'SimpleNamespace' object has no attribute 'functions'")
+
+    agent = Agent(name="a", model=ScriptedModel([]))
+    state = Unserializable(
+        context=RunContextWrapper(context=None),
+        original_input="hi",
+        starting_agent=agent,
+        max_turns=3,
+    )
+    with pytest.raises(
+        JournalSerializationError, match=r"cannot be serialized by RunState\.to_json"
+    ):
+        sqlite_backend.run_sync(agent, state)

@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from runplane_durable import JournalSerializationError
 from runplane_durable.serde import (
+    dump_display,
     dump_json,
     dump_model_response,
     dump_value,
@@ -124,3 +125,18 @@ def test_model_responses_round_trip_exactly(kinds: list[str], tokens: int) -> No
     assert [o.model_dump(exclude_unset=True) for o in restored.output] == [
         o.model_dump(exclude_unset=True) for o in output
     ]
+
+
+def test_an_unstorable_final_output_is_kept_for_display_without_warnings() -> None:
+    """A replay reproduces the final output, so it never fails a finished run; and pydantic
+    must not print the value in a warning (it may be secret)."""
+    import warnings
+
+    odd = Point.model_construct(x={"secret": "s3cret"}, y=1.0)  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        stored = dump_display(odd)
+        assert stored == {"display": {"x": {"secret": "s3cret"}, "y": 1.0, "label": None}}
+        assert dump_display(object())["display"].startswith("<object")  # never raises
+        with pytest.raises(JournalSerializationError, match="could not round-trip"):
+            dump_value(odd, what="tool 't'")  # a tool output must round-trip: refused, silently

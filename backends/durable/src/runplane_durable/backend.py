@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
+from typing import Any, TypeVar, cast
 
 from agents import Agent, RunConfig, RunHooks, RunResult, RunResultStreaming, RunState, Session
 from agents.items import TResponseInputItem
@@ -25,11 +25,11 @@ from runplane import sdk_runner
 from . import intercept
 from .active import ACTIVE, REQUESTED_RUN_ID, ActiveRun
 from .engine import Engine, RunSession
-from .errors import RunLeasedError
+from .errors import JournalSerializationError, RunLeasedError
 from .identity import take_requested_run_id
 from .local import LocalEngine
 from .records import RunRecord, RunSpec
-from .serde import dump_value, fingerprint
+from .serde import dump_display, fingerprint
 
 __all__ = ["DEFAULT_LEASE_SECONDS", "DurableBackend"]
 
@@ -42,7 +42,15 @@ _STOPPING = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExi
 
 def _input_json(input: str | list[TResponseInputItem] | RunState[Any]) -> Any:
     if isinstance(input, RunState):
-        return {"run_state": input.to_json()}
+        try:
+            return {"run_state": input.to_json()}
+        except Exception as exc:
+            raise JournalSerializationError(
+                f"the RunState given as input cannot be serialized by RunState.to_json() "
+                f"({type(exc).__name__}: {exc}); the durable backend stores a run's input to "
+                "resume it. Pass a RunState the SDK produced (result.to_state()) or restored "
+                "(RunState.from_json)."
+            ) from exc
     if isinstance(input, str):
         return {"text": input}
     return {"items": [_plain(item) for item in input]}
@@ -165,7 +173,6 @@ class DurableBackend:
         *,
         error_handlers: RunErrorHandlers[TContext] | None = None,
     ) -> RunResultStreaming:
-        loop = asyncio.get_running_loop()  # the SDK's own requirement, with its own error
         spec = self._spec(
             starting_agent,
             input,
@@ -175,8 +182,13 @@ class DurableBackend:
             auto_previous_response_id=auto_previous_response_id,
             conversation_id=conversation_id,
         )
-        opening = loop.create_task(self.engine.open_run(spec, lease_seconds=self.lease_seconds))
-        active = ActiveRun(opening=opening, streamed=True)
+        # The run is opened lazily, by the first step that needs it, inside the SDK's run task:
+        # so the SDK validates its arguments (and requires a running loop) exactly as it would
+        # without runplane, before anything is written.
+        active = ActiveRun(
+            opening=_Lazy(lambda: self.engine.open_run(spec, lease_seconds=self.lease_seconds)),
+            streamed=True,
+        )
         token = ACTIVE.set(active)
         try:
             result = sdk_runner().run_streamed(
@@ -192,12 +204,11 @@ class DurableBackend:
                 conversation_id=conversation_id,
                 session=session,
             )
-        except BaseException:
-            opening.add_done_callback(_close_opened)
-            raise
         finally:
             ACTIVE.reset(token)
-        settled = loop.create_task(self._settle_stream(result, opening))
+        if not isinstance(result, RunResultStreaming) or result.run_loop_task is None:
+            return result  # a stand-in default runner started no run: nothing to settle
+        settled = asyncio.get_running_loop().create_task(self._settle_stream(result, active))
         _end_stream_after(result, settled)
         return result
 
@@ -215,11 +226,12 @@ class DurableBackend:
         conversation_id: str | None,
     ) -> RunSpec:
         run_input = _input_json(input)
+        name = getattr(agent, "name", "")  # agents.Runner passes arguments through untouched
         return RunSpec(
             run_id=take_requested_run_id(),
-            agent_name=agent.name,
+            agent_name=name,
             input=run_input,
-            input_fingerprint=fingerprint({"agent": agent.name, "input": run_input}),
+            input_fingerprint=fingerprint({"agent": name, "input": run_input}),
             options={
                 "mode": mode,
                 "max_turns": max_turns,
@@ -258,6 +270,14 @@ class DurableBackend:
         await self._settle_success(session, result)
         return result
 
+    async def _heartbeat_once_open(self, active: ActiveRun) -> None:
+        try:
+            session = await active.session()
+        except BaseException:
+            return  # the run reports its own opening error
+        if not session.read_only:
+            await self._heartbeat(session)
+
     async def _heartbeat(self, session: RunSession) -> None:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
@@ -278,12 +298,7 @@ class DurableBackend:
             if result.interruptions:
                 await session.finish("awaiting_approval")
                 return
-            try:
-                output = dump_value(result.final_output, what="the run's final output")
-            except Exception as exc:
-                await session.finish("failed", error=exc)
-                raise
-            await session.finish("completed", final_output=output)
+            await session.finish("completed", final_output=dump_display(result.final_output))
         finally:
             await session.close()
 
@@ -304,14 +319,8 @@ class DurableBackend:
         finally:
             await session.close()
 
-    async def _settle_stream(
-        self, result: RunResultStreaming, opening: asyncio.Task[RunSession]
-    ) -> None:
-        try:
-            session = await opening
-        except BaseException:
-            return  # the run itself reports the error (the first model call awaits `opening`)
-        heartbeat = None if session.read_only else asyncio.ensure_future(self._heartbeat(session))
+    async def _settle_stream(self, result: RunResultStreaming, active: ActiveRun) -> None:
+        heartbeat = asyncio.ensure_future(self._heartbeat_once_open(active))
         task = result.run_loop_task
         try:
             if task is not None:
@@ -319,6 +328,10 @@ class DurableBackend:
                     await asyncio.shield(task)
         finally:
             await _stop(heartbeat)
+        try:
+            session = await active.session()
+        except BaseException:
+            return  # the run itself reported the error (its first step awaited the opening)
         error = result._stored_exception
         cancelled_by_caller = getattr(result, "_cancel_mode", "none") != "none"
         finished = result.final_output is not None or bool(result.interruptions)
@@ -359,10 +372,17 @@ async def _stop(task: asyncio.Future[Any] | None) -> None:
         await task
 
 
-def _close_opened(task: asyncio.Task[RunSession]) -> None:
-    if task.cancelled() or task.exception() is not None:
-        return
-    asyncio.get_running_loop().create_task(task.result().close())
+class _Lazy:
+    """An awaitable that starts its coroutine on first await and shares the outcome."""
+
+    def __init__(self, start: Callable[[], Awaitable[RunSession]]) -> None:
+        self._start = start
+        self._task: asyncio.Future[RunSession] | None = None
+
+    def __await__(self) -> Generator[Any, None, RunSession]:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._start())
+        return self._task.__await__()
 
 
 def _end_stream_after(result: RunResultStreaming, settled: asyncio.Task[None]) -> None:
@@ -371,8 +391,11 @@ def _end_stream_after(result: RunResultStreaming, settled: asyncio.Task[None]) -
 
     async def stream_events() -> AsyncIterator[StreamEvent]:
         try:
-            async for event in original():
-                yield event
+            async with contextlib.aclosing(
+                cast(AsyncGenerator[StreamEvent, None], original())
+            ) as events:
+                async for event in events:
+                    yield event
         finally:
             await asyncio.shield(settled)
 

@@ -51,6 +51,8 @@ def plain_value(encoded: Any) -> Any:
         return {k: plain_value(v) for k, v in encoded["dict"].items()}
     if "data" in encoded:
         return encoded["data"]
+    if "display" in encoded:
+        return encoded["display"]
     return encoded
 
 

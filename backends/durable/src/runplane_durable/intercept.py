@@ -7,10 +7,11 @@ function-tool invocation. Both wrappers do nothing unless the current task runs 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, cast
 
 import pydantic
 from agents import Agent, RunConfig
@@ -190,20 +191,28 @@ class JournalingModel(Model):
                 yield event
             return
         events: list[TResponseStreamEvent] = []
-        async for event in self.inner.stream_response(
-            system_instructions,
-            input,
-            model_settings,
-            tools,
-            output_schema,
-            handoffs,
-            tracing,
-            previous_response_id=previous_response_id,
-            conversation_id=conversation_id,
-            prompt=prompt,
-        ):
-            events.append(event)
-            yield event
+        # aclosing: when the SDK closes this stream (a terminal failure), the model's own stream
+        # is closed here, in the run's task, not later by the garbage collector.
+        async with contextlib.aclosing(
+            cast(
+                AsyncGenerator[TResponseStreamEvent, None],
+                self.inner.stream_response(
+                    system_instructions,
+                    input,
+                    model_settings,
+                    tools,
+                    output_schema,
+                    handoffs,
+                    tracing,
+                    previous_response_id=previous_response_id,
+                    conversation_id=conversation_id,
+                    prompt=prompt,
+                ),
+            )
+        ) as stream:
+            async for event in stream:
+                events.append(event)
+                yield event
         # The SDK has consumed the terminal event but runs no tool until this generator ends,
         # so the step is committed before anything acts on it.
         response = _response_from_stream(events)

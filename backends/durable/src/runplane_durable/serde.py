@@ -16,11 +16,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import pydantic
+import pydantic_core
 from agents.items import ModelResponse, TResponseStreamEvent
 
 from .errors import JournalSerializationError
 
 __all__ = [
+    "dump_display",
     "dump_json",
     "dump_model_response",
     "dump_stream_events",
@@ -99,7 +101,9 @@ def dump_value(value: Any, *, what: str) -> Any:
     cls = type(value)
     if isinstance(value, pydantic.BaseModel) or dataclasses.is_dataclass(value):
         try:
-            data = _adapter(cls).dump_python(value, mode="json")
+            # warnings="error": a value pydantic can only dump with a warning does not round-trip,
+            # and a warning would also print the value (possibly secret) to the logs.
+            data = _adapter(cls).dump_python(value, mode="json", warnings="error")
             restored = _adapter(cls).validate_python(data)
         except Exception as exc:
             raise _unserializable(value, what, f"pydantic could not round-trip it ({exc})") from exc
@@ -108,6 +112,24 @@ def dump_value(value: Any, *, what: str) -> Any:
         dump_json(data)
         return {"type": _type_path(cls), "data": data}
     raise _unserializable(value, what, "its type is not one the journal stores")
+
+
+def dump_display(value: Any) -> Any:
+    """Encode a final output for people and the API; never raises, never warns.
+
+    A replay reproduces the final output from the journal, so, unlike a tool output, it does not
+    have to round-trip: what cannot be stored exactly is stored as plain data or its type name.
+    """
+    try:
+        return dump_value(value, what="the final output")
+    except JournalSerializationError:
+        pass
+    try:
+        data = pydantic_core.to_jsonable_python(value, serialize_unknown=True)
+        dump_json(data)
+    except (ValueError, TypeError, pydantic_core.PydanticSerializationError):
+        return {"display": f"<{type(value).__qualname__}>"}
+    return {"display": data}
 
 
 def load_value(data: Any) -> Any:

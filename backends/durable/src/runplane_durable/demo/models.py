@@ -31,7 +31,7 @@ class CountingModel(Model):
 
     async def stream_response(
         self, *args: Any, **kwargs: Any
-    ) -> AsyncIterator[TResponseStreamEvent]:  # type: ignore[override]
+    ) -> AsyncIterator[TResponseStreamEvent]:
         self.calls += 1
         async for event in self.inner.stream_response(*args, **kwargs):
             yield event
