@@ -59,7 +59,10 @@ def conformance(session: nox.Session) -> None:
 def sdk_tests(session: nox.Session) -> None:
     """The SDK's own runner tests, unswapped and with agents.Runner swapped for runplane's."""
     _install(session)
-    session.run("python", "tests/sdk_swap/run.py", *session.posargs, env=TEST_ENV)
+    for backend in os.environ.get("RUNPLANE_SDK_SWAP_BACKENDS", "openai,durable").split(","):
+        session.run(
+            "python", "tests/sdk_swap/run.py", "--backend", backend, *session.posargs, env=TEST_ENV
+        )
 
 
 @nox.session
