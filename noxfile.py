@@ -67,7 +67,7 @@ def sdk_tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff>=0.6")
+    session.install("ruff~=0.17.0")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
@@ -75,7 +75,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def types(session: nox.Session) -> None:
     _install(session)
-    session.install("mypy>=1.11")
+    session.install("mypy~=2.4")
     session.run("mypy", *TYPED_SOURCES)
 
 
