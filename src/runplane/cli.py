@@ -57,6 +57,9 @@ def build_app(registry: Registry | None = None) -> typer.Typer:
         if not entries:
             err_console.print("No backends installed: `pip install runplane-openai`.")
 
+    from .localmodel.cli import build_model_app
+
+    app.add_typer(build_model_app(), name="model")
     reg.hook.runplane_cli(app=app)
     return app
 
