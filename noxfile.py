@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import nox
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["lint", "types", "tests", "conformance", "sdk_tests"]
+nox.options.sessions = ["lint", "types", "tests", "conformance", "sdk_tests", "realmodel"]
 nox.options.error_on_missing_interpreters = True
 
 # Our two backends and the suite, each installed as its own distribution, exactly as users get
@@ -30,11 +31,32 @@ def _install(session: nox.Session) -> None:
     session.install(*PROJECT)
 
 
+def _ensure_build_tools(session: nox.Session) -> None:
+    """The local model server is compiled from source once per machine: it needs a C++ toolchain."""
+    missing = [tool for tool in ("cmake", "c++", "make") if shutil.which(tool) is None]
+    if not missing:
+        return
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        session.run("apt-get", "update", "-q", external=True)
+        session.run("apt-get", "install", "-y", "-q", "build-essential", "cmake", external=True)
+    else:
+        session.error(f"missing {', '.join(missing)}: install build-essential and cmake")
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """The project's own tests (core, backends, conformance meta-tests, third-party example)."""
     _install(session)
-    session.run("pytest", *session.posargs, env=TEST_ENV)
+    session.run("pytest", "-m", "not realmodel", *session.posargs, env=TEST_ENV)
+
+
+@nox.session
+def realmodel(session: nox.Session) -> None:
+    """End-to-end tests against a real model served locally (built and fetched once, cached)."""
+    _ensure_build_tools(session)
+    _install(session)
+    session.run("runplane", "model", "fetch", env=TEST_ENV)
+    session.run("pytest", "-m", "realmodel", "tests/e2e", *session.posargs, env=TEST_ENV)
 
 
 @nox.session
@@ -81,7 +103,13 @@ def types(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The main job: a streamed agent with a tool (scripted offline, OpenAI with OPENAI_API_KEY)."""
+    """The main job: a durable run streamed live, killed with SIGKILL, resumed from its journal.
+
+    It uses OpenAI with OPENAI_API_KEY, else a real model served locally (built and fetched the
+    first time); `nox -s demo -- --scripted` plays the model from a script instead.
+    """
+    if "--scripted" not in session.posargs and not os.environ.get("OPENAI_API_KEY"):
+        _ensure_build_tools(session)
     _install(session)
     session.run("runplane", "demo", *session.posargs)
 
