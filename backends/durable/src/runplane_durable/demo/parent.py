@@ -97,7 +97,10 @@ def _relay(
                 console.print("  [blue]assistant:[/] ", end="")
                 speaking = True
             console.print(event["delta"], end="")
-        elif kind == "tool_called":
+        elif kind in ("tool_called", "tool_output") and speaking:
+            console.print()  # end the assistant's line; its next message gets its own label
+            speaking = False
+        if kind == "tool_called":
             console.print(f"  [yellow]tool call[/] {event['name']}({event['arguments']})")
             if kill_on_tool:
                 console.print("  [dim]the warehouse is slow; the tool is running...[/]")
