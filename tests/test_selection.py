@@ -142,3 +142,17 @@ def test_direct_backend_under_install_does_not_forward_to_itself() -> None:
     )
     with runplane.install("openai"):
         assert agents.Runner.run_sync(agent, "2+3?").final_output == "5"
+
+
+def test_sync_driver_runs_a_backends_async_run_on_the_sdks_run_sync_machinery() -> None:
+    """Twice in a row: asyncio.run would close the default loop and break the second call."""
+    seen: list[str] = []
+
+    async def run(agent: Agent[Any], input: Any, **kwargs: Any) -> Any:
+        seen.append(input)
+        return await runplane.sdk_runner().run(agent, input, **kwargs)
+
+    driver = runplane.SyncDriver(run)
+    assert driver.run_sync(_agent("one"), "first").final_output == "one"
+    assert driver.run_sync(_agent("two"), "second").final_output == "two"
+    assert seen == ["first", "second"]

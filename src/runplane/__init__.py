@@ -20,6 +20,7 @@ from .install import Installation, install, installed, sdk_runner, uninstall
 from .observe import RunInfo
 from .protocol import RunnerBackend
 from .registry import BackendEntry, Registry, default_registry
+from .sync import SyncDriver
 
 __all__ = [
     "DEFAULT_BACKEND",
@@ -35,6 +36,7 @@ __all__ = [
     "Runner",
     "RunnerBackend",
     "RunplaneError",
+    "SyncDriver",
     "UnknownBackendError",
     "backends",
     "default_registry",

@@ -11,16 +11,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
+from functools import partial
 from typing import Any, TypeVar, cast
 
 from agents import Agent, RunConfig, RunHooks, RunResult, RunResultStreaming, RunState, Session
 from agents.items import TResponseInputItem
-from agents.run import DEFAULT_MAX_TURNS, AgentRunner
+from agents.run import DEFAULT_MAX_TURNS
 from agents.run_context import TContext
 from agents.run_error_handlers import RunErrorHandlers
 from agents.stream_events import StreamEvent
 
-from runplane import sdk_runner
+from runplane import SyncDriver, sdk_runner
 
 from . import intercept
 from .active import ACTIVE, REQUESTED_RUN_ID, ActiveRun
@@ -61,17 +62,6 @@ def _plain(item: Any) -> Any:
     return dump(mode="json", exclude_unset=True) if callable(dump) else item
 
 
-class _DurableAgentRunner(AgentRunner):
-    """Lets the SDK's own `run_sync` (loop reuse, Ctrl-C handling) drive a durable `run`."""
-
-    def __init__(self, backend: DurableBackend) -> None:
-        super().__init__()
-        self._backend = backend
-
-    async def run(self, starting_agent: Agent[Any], input: Any, **kwargs: Any) -> RunResult:
-        return await self._backend._run(starting_agent, input, mode="run_sync", **kwargs)
-
-
 class DurableBackend:
     """`RunnerBackend` whose runs survive the death of the process running them."""
 
@@ -85,7 +75,7 @@ class DurableBackend:
             raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
         self.engine: Engine = engine if engine is not None else LocalEngine()
         self.lease_seconds = lease_seconds
-        self._sync_runner = _DurableAgentRunner(self)
+        self._sync_runner = SyncDriver(partial(self._run, mode="run_sync"))
         intercept.install()
 
     def __repr__(self) -> str:

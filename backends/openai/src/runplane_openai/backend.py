@@ -15,11 +15,11 @@ from agents import Agent, RunConfig, RunHooks, RunResult, RunResultStreaming, Ru
 from agents.exceptions import UserError
 from agents.items import TResponseInputItem
 from agents.models.multi_provider import MultiProvider
-from agents.run import DEFAULT_MAX_TURNS, AgentRunner
+from agents.run import DEFAULT_MAX_TURNS
 from agents.run_context import TContext
 from agents.run_error_handlers import RunErrorHandlers
 
-from runplane import sdk_runner
+from runplane import SyncDriver, sdk_runner
 
 from .settings import ENV_API, OpenAISettings
 
@@ -33,23 +33,12 @@ class ChatCompletionsHistoryError(UserError):
 _RunConfigArg = RunConfig | dict[str, Any] | None
 
 
-class _SyncDriver(AgentRunner):
-    """Lets the SDK's own `run_sync` machinery drive `OpenAIBackend.run`."""
-
-    def __init__(self, backend: OpenAIBackend) -> None:
-        super().__init__()
-        self._backend = backend
-
-    async def run(self, starting_agent: Agent[Any], input: Any, **kwargs: Any) -> RunResult:
-        return await self._backend.run(starting_agent, input, **kwargs)
-
-
 class OpenAIBackend:
     """`RunnerBackend` running the SDK's loop in this process."""
 
     def __init__(self, settings: OpenAISettings | None = None) -> None:
         self.settings = settings if settings is not None else OpenAISettings.from_env()
-        self._sync_driver = _SyncDriver(self)
+        self._sync_driver = SyncDriver(self.run)
 
     def __repr__(self) -> str:
         return f"OpenAIBackend({self.settings!r})"  # OpenAISettings' repr masks the key

@@ -71,20 +71,20 @@ class DeadlineBackend:
         conversation_id: str | None = None,
         session: Session | None = None,
     ) -> RunResult:
-        return asyncio.run(
-            self.run(
-                starting_agent,
-                input,
-                context=context,
-                max_turns=max_turns,
-                hooks=hooks,
-                run_config=run_config,
-                error_handlers=error_handlers,
-                previous_response_id=previous_response_id,
-                auto_previous_response_id=auto_previous_response_id,
-                conversation_id=conversation_id,
-                session=session,
-            )
+        # The SDK's own run_sync machinery drives our async run (asyncio.run would close the
+        # thread's default loop under the SDK's pooled connections and break the next call).
+        return runplane.SyncDriver(self.run).run_sync(
+            starting_agent,
+            input,
+            context=context,
+            max_turns=max_turns,
+            hooks=hooks,
+            run_config=run_config,
+            error_handlers=error_handlers,
+            previous_response_id=previous_response_id,
+            auto_previous_response_id=auto_previous_response_id,
+            conversation_id=conversation_id,
+            session=session,
         )
 
     def run_streamed(
