@@ -7,6 +7,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from sqlalchemy.engine import Connection
+
 from .errors import RunInputMismatchError, RunLeasedError, RunNotFoundError
 from .owner import current_owner, owner_is_dead
 from .records import EventRecord, JournalRecord, NewEvent, RunRecord, RunSpec, UsageDelta
@@ -44,35 +46,8 @@ class LocalEngine:
 
     async def _open(self, tx: Transactions, spec: RunSpec, lease_seconds: float) -> LocalRunSession:
         owner = current_owner()
-        created = await tx.call(sql.create_run, spec, owner, lease_seconds)
-        row = await tx.call(sql.get_run, spec.run_id)
-        assert row is not None
-        if not created:
-            if row.agent_name != spec.agent_name or row.input_fingerprint != spec.input_fingerprint:
-                raise RunInputMismatchError(
-                    f"run {spec.run_id!r} was started with agent {row.agent_name!r} and a "
-                    "different input; a run id names one run. Use a new run id, or resume it "
-                    f"with the same agent and input (`runplane runs show {spec.run_id}`)."
-                )
-            if row.status == "cancelled":
-                raise RunInputMismatchError(
-                    f"run {spec.run_id!r} was cancelled; it cannot be resumed. Use a new run id."
-                )
-            if row.status != "completed":
-                holder = row.owner
-                dead = holder if holder is not None and owner_is_dead(holder) else None
-                if not await tx.call(sql.take_lease, spec.run_id, owner, lease_seconds, dead):
-                    expires = row.lease_expires_at or time.time()
-                    raise RunLeasedError(
-                        f"run {spec.run_id!r} is being executed by {holder} (lease valid for "
-                        f"another {max(0.0, expires - time.time()):.0f} s); one run never "
-                        "executes twice at once. Wait for that process to finish, or for its "
-                        "lease to expire if it died."
-                    )
-                row = await tx.call(sql.get_run, spec.run_id)
-                assert row is not None
-        entries = await tx.call(sql.read_journal, spec.run_id)
-        last_event = await tx.call(sql.max_event_seq, spec.run_id)
+        # One hop to the database thread for the whole opening, not one per statement.
+        created, row, entries, last_event = await tx.call(_open_sync, spec, owner, lease_seconds)
         return LocalRunSession(
             tx,
             record=row,
@@ -108,6 +83,40 @@ class LocalEngine:
     async def dispose(self) -> None:
         if self._db is not None:
             await self._db.dispose()
+
+
+def _open_sync(
+    conn: Connection, spec: RunSpec, owner: str, lease_seconds: float
+) -> tuple[bool, RunRecord, list[JournalRecord], int]:
+    """Create or claim the run, and read what a replay needs, in the database's thread."""
+    created = sql.create_run(conn, spec, owner, lease_seconds)
+    row = sql.get_run(conn, spec.run_id)
+    assert row is not None
+    if not created:
+        if row.agent_name != spec.agent_name or row.input_fingerprint != spec.input_fingerprint:
+            raise RunInputMismatchError(
+                f"run {spec.run_id!r} was started with agent {row.agent_name!r} and a "
+                "different input; a run id names one run. Use a new run id, or resume it "
+                f"with the same agent and input (`runplane runs show {spec.run_id}`)."
+            )
+        if row.status == "cancelled":
+            raise RunInputMismatchError(
+                f"run {spec.run_id!r} was cancelled; it cannot be resumed. Use a new run id."
+            )
+        if row.status != "completed":
+            holder = row.owner
+            dead = holder if holder is not None and owner_is_dead(holder) else None
+            if not sql.take_lease(conn, spec.run_id, owner, lease_seconds, dead):
+                expires = row.lease_expires_at or time.time()
+                raise RunLeasedError(
+                    f"run {spec.run_id!r} is being executed by {holder} (lease valid for "
+                    f"another {max(0.0, expires - time.time()):.0f} s); one run never "
+                    "executes twice at once. Wait for that process to finish, or for its "
+                    "lease to expire if it died."
+                )
+            row = sql.get_run(conn, spec.run_id)
+            assert row is not None
+    return created, row, sql.read_journal(conn, spec.run_id), sql.max_event_seq(conn, spec.run_id)
 
 
 class LocalRunSession:

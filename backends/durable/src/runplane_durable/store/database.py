@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -80,11 +81,17 @@ class Transactions(Protocol):
 
 
 class _ThreadTransactions:
-    """SQLite: a dedicated thread owns the connection; a transaction is one thread hop."""
+    """SQLite: a dedicated thread owns the connection; a transaction is one thread hop.
 
-    def __init__(self, engine: sa.Engine, url: str) -> None:
+    A thread and its connection are not bound to any event loop, so after a session they go back
+    to their database's idle pool for the next one: a run then pays no thread start, connect or
+    pragma round.
+    """
+
+    def __init__(self, engine: sa.Engine, url: str, idle: _IdlePool) -> None:
         self._engine = engine
         self._url = url
+        self._idle = idle
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runplane-sqlite")
         self._conn: Connection | None = None
 
@@ -112,16 +119,53 @@ class _ThreadTransactions:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._invoke, fn, args)
 
+    def _reusable(self) -> bool:
+        conn = self._conn
+        return conn is not None and not conn.closed and not conn.in_transaction()
+
     def _close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
     async def close(self) -> None:
+        if self._reusable() and self._idle.put(self):
+            return
         try:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
         finally:
             self._executor.shutdown(wait=False)
+
+    def shutdown(self) -> None:
+        """Close from any thread (the database is being disposed)."""
+        self._executor.submit(self._close)
+        self._executor.shutdown(wait=False)
+
+
+class _IdlePool:
+    """Idle SQLite workers, newest first; bounded so a burst of runs does not keep threads."""
+
+    MAX_IDLE = 8
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[_ThreadTransactions] = []
+
+    def get(self) -> _ThreadTransactions | None:
+        with self._lock:
+            return self._idle.pop() if self._idle else None
+
+    def put(self, tx: _ThreadTransactions) -> bool:
+        with self._lock:
+            if len(self._idle) >= self.MAX_IDLE:
+                return False
+            self._idle.append(tx)
+            return True
+
+    def drain(self) -> list[_ThreadTransactions]:
+        with self._lock:
+            idle, self._idle = self._idle, []
+            return idle
 
 
 class _AsyncTransactions:
@@ -172,6 +216,7 @@ class Database:
         self._sync_engine: sa.Engine | None = None
         self._async_engine: AsyncEngine | None = None
         self._schema_checked = False
+        self._idle = _IdlePool()
         if self.is_sqlite and parsed.database not in (None, "", ":memory:"):
             path = Path(parsed.database or "")
             if not path.name.startswith("file:"):
@@ -185,10 +230,13 @@ class Database:
 
     def _transactions(self) -> Transactions:
         if self.is_sqlite:
+            idle = self._idle.get()
+            if idle is not None:
+                return idle
             if self._sync_engine is None:
                 self._sync_engine = sa.create_engine(self.url, poolclass=NullPool)
                 event.listen(self._sync_engine, "connect", _sqlite_pragmas)
-            return _ThreadTransactions(self._sync_engine, self.url)
+            return _ThreadTransactions(self._sync_engine, self.url, self._idle)
         if self._async_engine is None:
             self._async_engine = create_async_engine(self.url, poolclass=NullPool)
         return _AsyncTransactions(self._async_engine, self.url)
@@ -221,6 +269,8 @@ class Database:
             await tx.close()
 
     async def dispose(self) -> None:
+        for tx in self._idle.drain():
+            tx.shutdown()
         if self._async_engine is not None:
             await self._async_engine.dispose()
             self._async_engine = None
