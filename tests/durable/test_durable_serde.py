@@ -20,6 +20,7 @@ from runplane_durable.serde import (
     dump_json,
     dump_model_response,
     dump_value,
+    fingerprint,
     load_json,
     load_model_response,
     load_value,
@@ -140,3 +141,44 @@ def test_an_unstorable_final_output_is_kept_for_display_without_warnings() -> No
         assert dump_display(object())["display"].startswith("<object")  # never raises
         with pytest.raises(JournalSerializationError, match="could not round-trip"):
             dump_value(odd, what="tool 't'")  # a tool output must round-trip: refused, silently
+
+
+# Request fingerprints: a replay compares them across processes and versions of a program, so
+# they must depend on what was asked, never on dict order or on how an item was represented.
+json_data = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(st.dictionaries(st.text(), json_data, min_size=1, max_size=6))
+def test_fingerprints_ignore_dict_order(request: dict[str, Any]) -> None:
+    reordered = dict(reversed(list(request.items())))
+    assert fingerprint(request) == fingerprint(reordered)
+    assert len(fingerprint(request)) == 32
+
+
+@given(points, boxes)
+def test_fingerprints_see_models_and_dataclasses_as_their_data(point: Point, box: Box) -> None:
+    as_objects = {"input": [point, box]}
+    as_data = {
+        "input": [
+            point.model_dump(mode="json", exclude_none=True),
+            {"corner": list(box.corner), "tags": box.tags},
+        ]
+    }
+    assert fingerprint(as_objects) == fingerprint(as_data)
+
+
+def test_fingerprints_tell_different_requests_apart() -> None:
+    assert fingerprint({"input": ["a"]}) != fingerprint({"input": ["b"]})
+    assert fingerprint({"input": [Point(x=1, y=2)]}) != fingerprint({"input": [Point(x=1, y=3)]})
+
+
+def test_fingerprints_accept_keys_that_json_cannot_sort() -> None:
+    # Mixed key types make the encoder's sort fail; they are compared as text instead.
+    mixed = {"tools": {1: "a", "b": 2, None: [{2: Box(corner=(1, 2), tags=[])}]}}
+    assert fingerprint(mixed) == fingerprint(
+        {"tools": {"1": "a", "b": 2, "None": [{"2": {"corner": [1, 2], "tags": []}}]}}
+    )

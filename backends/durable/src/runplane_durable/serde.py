@@ -166,20 +166,35 @@ def _unserializable(value: Any, what: str, why: str) -> JournalSerializationErro
 
 
 def _canonical(value: Any) -> Any:
+    """What the JSON encoder calls for a value it cannot encode itself."""
     if isinstance(value, pydantic.BaseModel):
         return value.model_dump(mode="json", exclude_none=True)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): _canonical(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
-    if isinstance(value, _SCALARS):
-        return value
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
     return type(value).__qualname__  # stable across processes, unlike repr()
 
 
 def fingerprint(request: dict[str, Any]) -> str:
-    """A short stable digest of what a model call was asked, to detect a diverging replay."""
-    canonical = json.dumps(_canonical(request), sort_keys=True, separators=(",", ":"), default=str)
+    """A short stable digest of what a model call was asked, to detect a diverging replay.
+
+    The C encoder walks the request (dicts, lists, scalars) and calls `_canonical` only for the
+    rest: a Python walk of every item would cost more than the rest of the step's bookkeeping.
+    """
+    try:
+        canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=_canonical)
+    except TypeError:  # dict keys that are not strings or do not sort: compare them as text
+        canonical = json.dumps(
+            _text_keys(request),
+            sort_keys=True,
+            separators=(",", ":"),
+            default=lambda value: _text_keys(_canonical(value)),
+        )
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def _text_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _text_keys(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_text_keys(v) for v in value]
+    return value
