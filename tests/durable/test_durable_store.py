@@ -17,7 +17,7 @@ from runplane_durable import (
     SchemaVersionError,
     run_id,
 )
-from runplane_durable.records import RunSpec
+from runplane_durable.records import NewEvent, RunSpec, UsageDelta
 from runplane_durable.store.database import resolve_url
 from support.durable import run_async, sqlite_url
 
@@ -159,6 +159,86 @@ def test_an_expired_lease_is_taken_over(tmp_path: Path) -> None:
             await stale.heartbeat()
         await taker.close()
         await stale.close()
+        await engine.dispose()
+
+    run_async(go())
+
+
+def test_queued_writes_commit_in_order_before_the_session_closes(db_url: str) -> None:
+    engine = LocalEngine(db_url)
+    spec = RunSpec("queued", "echo", {"text": "x"}, "fp", {})
+
+    async def go() -> None:
+        session = await engine.open_run(spec, lease_seconds=30)
+        for i in range(5):
+            await session.append(
+                wait=False,
+                journal=("tool", f"0:call-{i}", None, {"n": i}),
+                events=[NewEvent("tool_call", {"n": i})],
+                usage=UsageDelta(tool_calls=1),
+            )
+        await session.close()  # returns only once every queued write is committed
+        journal = await engine.read_journal("queued")
+        assert [(e.seq, e.key, e.payload) for e in journal] == [
+            (i + 1, f"0:call-{i}", {"n": i}) for i in range(5)
+        ]
+        events = await engine.list_events("queued")
+        assert [e.payload["n"] for e in events] == list(range(5))
+        assert (await engine.get_run("queued")).tool_calls == 5
+        await engine.dispose()
+
+    run_async(go())
+
+
+def test_a_queued_write_that_fails_stops_the_next_write(tmp_path: Path) -> None:
+    """A tool's output is committed in the background; losing the lease meanwhile must still
+    stop the run at its next step, with nothing written by the process that lost it."""
+    engine = LocalEngine(sqlite_url(tmp_path))
+    spec = RunSpec("fenced", "echo", {"text": "x"}, "fp", {})
+
+    async def go() -> None:
+        import asyncio
+
+        import runplane_durable.local as local
+
+        stale = await engine.open_run(spec, lease_seconds=0.01)
+        await asyncio.sleep(0.05)
+        original = local.current_owner
+        local.current_owner = lambda: "elsewhere:1:other"  # type: ignore[assignment]
+        try:
+            taker = await engine.open_run(spec, lease_seconds=30)
+        finally:
+            local.current_owner = original
+        await stale.append(wait=False, journal=("tool", "0:late", None, {"n": 1}))
+        with pytest.raises(RunLeasedError, match="taken over by another process"):
+            await stale.append(journal=("model", "1", "fp", {"n": 2}))
+        with pytest.raises(RunLeasedError):
+            await stale.finish("completed", final_output={"json": "stale"})
+        await stale.close()
+        assert await engine.read_journal("fenced") == []
+        run = await engine.get_run("fenced")
+        assert (run.status, run.owner) == ("running", "elsewhere:1:other")
+        await taker.close()
+        await engine.dispose()
+
+    run_async(go())
+
+
+def test_a_queued_write_that_fails_is_raised_by_the_next_write(db_url: str) -> None:
+    """Even when the next write would succeed on its own: steps after a lost one must not be
+    committed, or the journal would have a hole that a replay could not fill."""
+    engine = LocalEngine(db_url)
+    spec = RunSpec("holed", "echo", {"text": "x"}, "fp", {})
+
+    async def go() -> None:
+        session = await engine.open_run(spec, lease_seconds=30)
+        await session.append(journal=("tool", "0:call-a", None, {"n": 1}))
+        # The same key again breaks the journal's uniqueness: this queued write fails.
+        await session.append(wait=False, journal=("tool", "0:call-a", None, {"n": 2}))
+        with pytest.raises(DatabaseError):
+            await session.append(journal=("model", "1", "fp", {"n": 3}))
+        await session.close()
+        assert [e.payload for e in await engine.read_journal("holed")] == [{"n": 1}]
         await engine.dispose()
 
     run_async(go())

@@ -27,8 +27,14 @@ class RunSession(Protocol):
         journal: tuple[str, str, str | None, Any] | None = None,
         events: list[NewEvent] | None = None,
         usage: UsageDelta | None = None,
+        wait: bool = True,
     ) -> None:
-        """Commit one step (journal entry `(kind, key, fingerprint, payload)`, events, usage)."""
+        """Commit one step (journal entry `(kind, key, fingerprint, payload)`, events, usage).
+
+        With `wait=False` the commit is queued and this returns at once: steps still commit one
+        at a time in the order they were appended, and a failed commit is raised by the next
+        `append`, `finish` or `release`.
+        """
 
     async def heartbeat(self) -> None:
         """Extend the lease; raise RunLeasedError if another process took the run over."""

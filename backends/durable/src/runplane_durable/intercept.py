@@ -385,7 +385,11 @@ async def _invoke_function_tool(
         "output": output,
         "sdk_error": result.is_sdk_generated_error,
     }
+    # Committed in the background, in order: every later step (the next model response, the
+    # run's outcome) commits after it, so nothing that used this output is durable before it
+    # is. A crash before it commits re-runs the tool, as a crash during the tool would.
     await session.append(
+        wait=False,
         journal=("tool", key, None, payload),
         events=[
             NewEvent(

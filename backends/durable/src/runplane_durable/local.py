@@ -146,10 +146,23 @@ class LocalRunSession:
         self._event_seq = next_event_seq
         self._lock = asyncio.Lock()
         self._closed = False
+        self._background: set[asyncio.Future[Any]] = set()
+        self._failure: BaseException | None = None
 
     @property
     def run_id(self) -> str:
         return self.record.id
+
+    async def _locked(self, write: Callable[[], Awaitable[T]], *, queued: bool = False) -> T:
+        async with self._lock:
+            if self._failure is not None:  # a queued write failed: no step may follow it
+                raise self._failure
+            try:
+                return await write()
+            except BaseException as exc:
+                if queued:  # recorded before the lock passes on to the next write
+                    self._failure = exc
+                raise
 
     async def _shielded(self, write: Callable[[], Awaitable[T]]) -> T:
         """Run one write to completion even if the caller is cancelled meanwhile.
@@ -158,12 +171,18 @@ class LocalRunSession:
         leave the connection broken and lose the step. Shielded, a step is either committed
         whole or not begun, and the next write waits for it on the lock.
         """
+        return await asyncio.shield(asyncio.ensure_future(self._locked(write)))
 
-        async def locked() -> T:
-            async with self._lock:
-                return await write()
+    def _in_background(self, write: Callable[[], Awaitable[None]]) -> None:
+        """Queue a write behind the ones before it; a failure surfaces at the next write."""
+        task = asyncio.ensure_future(self._locked(write, queued=True))
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
 
-        return await asyncio.shield(asyncio.ensure_future(locked()))
+    def _background_done(self, task: asyncio.Future[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled():
+            task.exception()  # kept in self._failure; retrieved here so asyncio does not log it
 
     def _lost_lease(self) -> RunLeasedError:
         return RunLeasedError(
@@ -178,6 +197,7 @@ class LocalRunSession:
         journal: tuple[str, str, str | None, Any] | None = None,
         events: list[NewEvent] | None = None,
         usage: UsageDelta | None = None,
+        wait: bool = True,
     ) -> None:
         new_events = events or []
 
@@ -199,7 +219,10 @@ class LocalRunSession:
                 self._journal_seq += 1
             self._event_seq += len(new_events)
 
-        await self._shielded(write)
+        if wait:
+            await self._shielded(write)
+        else:
+            self._in_background(write)
 
     async def heartbeat(self) -> None:
         async def write() -> None:
@@ -254,4 +277,7 @@ class LocalRunSession:
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
+            # The connection goes back to the pool only once every queued write is done.
+            while self._background:
+                await asyncio.gather(*self._background, return_exceptions=True)
             await self._tx.close()
