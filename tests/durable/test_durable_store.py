@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
+import runplane_durable.local as local
 from agents import Agent
 from agents.testing import ScriptedModel, assistant_message
 from runplane_durable import (
@@ -17,6 +19,7 @@ from runplane_durable import (
     SchemaVersionError,
     run_id,
 )
+from runplane_durable.engine import RunSession
 from runplane_durable.records import NewEvent, RunSpec, UsageDelta
 from runplane_durable.store.database import resolve_url
 from support.durable import run_async, sqlite_url
@@ -109,6 +112,25 @@ def test_schema_from_a_newer_version_is_refused_and_kept(tmp_path: Path) -> None
     assert run_async(LocalEngine(str(path)).get_run("kept")).final_output == {"json": "stored"}
 
 
+OTHER = "elsewhere:1:other"
+
+
+async def _open_as_other_process(engine: LocalEngine, spec: RunSpec) -> RunSession:
+    original = local.current_owner
+    local.current_owner = lambda: OTHER  # type: ignore[assignment]
+    try:
+        return await engine.open_run(spec, lease_seconds=30)
+    finally:
+        local.current_owner = original
+
+
+async def _taken_over(engine: LocalEngine, spec: RunSpec) -> tuple[RunSession, RunSession]:
+    """A run whose short lease expired, then claimed by another process."""
+    stale = await engine.open_run(spec, lease_seconds=0.01)
+    await asyncio.sleep(0.05)
+    return stale, await _open_as_other_process(engine, spec)
+
+
 def test_a_live_lease_refuses_a_second_executor(db_url: str) -> None:
     engine = LocalEngine(db_url)
     spec = RunSpec("leased", "echo", {"text": "x"}, "fp", {})
@@ -116,15 +138,8 @@ def test_a_live_lease_refuses_a_second_executor(db_url: str) -> None:
     async def go() -> None:
         first = await engine.open_run(spec, lease_seconds=30)
         try:
-            import runplane_durable.local as local
-
-            original = local.current_owner
-            local.current_owner = lambda: "elsewhere:1:other"  # type: ignore[assignment]
-            try:
-                with pytest.raises(RunLeasedError) as info:
-                    await engine.open_run(spec, lease_seconds=30)
-            finally:
-                local.current_owner = original
+            with pytest.raises(RunLeasedError) as info:
+                await _open_as_other_process(engine, spec)
             assert "is being executed by" in str(info.value)
             assert "never executes twice" in str(info.value)
             await first.release()
@@ -142,19 +157,8 @@ def test_an_expired_lease_is_taken_over(tmp_path: Path) -> None:
     spec = RunSpec("expired", "echo", {"text": "x"}, "fp", {})
 
     async def go() -> None:
-        stale = await engine.open_run(spec, lease_seconds=0.01)
-        import asyncio
-
-        import runplane_durable.local as local
-
-        await asyncio.sleep(0.05)
-        original = local.current_owner
-        local.current_owner = lambda: "elsewhere:1:other"  # type: ignore[assignment]
-        try:
-            taker = await engine.open_run(spec, lease_seconds=30)
-        finally:
-            local.current_owner = original
-        assert taker.record.owner == "elsewhere:1:other"
+        stale, taker = await _taken_over(engine, spec)
+        assert taker.record.owner == OTHER
         with pytest.raises(RunLeasedError, match="taken over by another process"):
             await stale.heartbeat()
         await taker.close()
@@ -197,18 +201,7 @@ def test_a_queued_write_that_fails_stops_the_next_write(tmp_path: Path) -> None:
     spec = RunSpec("fenced", "echo", {"text": "x"}, "fp", {})
 
     async def go() -> None:
-        import asyncio
-
-        import runplane_durable.local as local
-
-        stale = await engine.open_run(spec, lease_seconds=0.01)
-        await asyncio.sleep(0.05)
-        original = local.current_owner
-        local.current_owner = lambda: "elsewhere:1:other"  # type: ignore[assignment]
-        try:
-            taker = await engine.open_run(spec, lease_seconds=30)
-        finally:
-            local.current_owner = original
+        stale, taker = await _taken_over(engine, spec)
         await stale.append(wait=False, journal=("tool", "0:late", None, {"n": 1}))
         with pytest.raises(RunLeasedError, match="taken over by another process"):
             await stale.append(journal=("model", "1", "fp", {"n": 2}))
@@ -217,7 +210,7 @@ def test_a_queued_write_that_fails_stops_the_next_write(tmp_path: Path) -> None:
         await stale.close()
         assert await engine.read_journal("fenced") == []
         run = await engine.get_run("fenced")
-        assert (run.status, run.owner) == ("running", "elsewhere:1:other")
+        assert (run.status, run.owner) == ("running", OTHER)
         await taker.close()
         await engine.dispose()
 
