@@ -22,6 +22,7 @@ from runplane_durable import (
 from runplane_durable.engine import RunSession
 from runplane_durable.records import NewEvent, RunSpec, UsageDelta
 from runplane_durable.store.database import resolve_url
+from runplane_durable.store.sqlite import CHECKPOINT_EVERY
 from support.durable import run_async, sqlite_url
 
 
@@ -194,17 +195,28 @@ def test_queued_writes_commit_in_order_before_the_session_closes(db_url: str) ->
     run_async(go())
 
 
-def test_a_queued_write_that_fails_stops_the_next_write(tmp_path: Path) -> None:
-    """A tool's output is committed in the background; losing the lease meanwhile must still
-    stop the run at its next step, with nothing written by the process that lost it."""
-    engine = LocalEngine(sqlite_url(tmp_path))
+async def _append_then_next(session: RunSession, first: Any, second: Any) -> None:
+    """Append `first` without waiting, then `second`: one of the two raises.
+
+    On SQLite, with nothing ahead of it, the first write runs at once and raises itself; on
+    PostgreSQL it is queued, and the second write raises its failure without being committed.
+    """
+    await session.append(wait=False, journal=first)
+    await session.append(journal=second)
+
+
+def test_a_write_without_waiting_still_stops_at_a_lost_lease(db_url: str) -> None:
+    """A tool's output is committed without waiting; losing the lease meanwhile must still stop
+    the run at its next step, with nothing written by the process that lost it."""
+    engine = LocalEngine(db_url)
     spec = RunSpec("fenced", "echo", {"text": "x"}, "fp", {})
 
     async def go() -> None:
         stale, taker = await _taken_over(engine, spec)
-        await stale.append(wait=False, journal=("tool", "0:late", None, {"n": 1}))
         with pytest.raises(RunLeasedError, match="taken over by another process"):
-            await stale.append(journal=("model", "1", "fp", {"n": 2}))
+            await _append_then_next(
+                stale, ("tool", "0:late", None, {"n": 1}), ("model", "1", "fp", {"n": 2})
+            )
         with pytest.raises(RunLeasedError):
             await stale.finish("completed", final_output={"json": "stale"})
         await stale.close()
@@ -226,12 +238,69 @@ def test_a_queued_write_that_fails_is_raised_by_the_next_write(db_url: str) -> N
     async def go() -> None:
         session = await engine.open_run(spec, lease_seconds=30)
         await session.append(journal=("tool", "0:call-a", None, {"n": 1}))
-        # The same key again breaks the journal's uniqueness: this queued write fails.
-        await session.append(wait=False, journal=("tool", "0:call-a", None, {"n": 2}))
+        # The same key again breaks the journal's uniqueness: this write fails.
         with pytest.raises(DatabaseError):
-            await session.append(journal=("model", "1", "fp", {"n": 3}))
+            await _append_then_next(
+                session, ("tool", "0:call-a", None, {"n": 2}), ("model", "1", "fp", {"n": 3})
+            )
         await session.close()
         assert [e.payload for e in await engine.read_journal("holed")] == [{"n": 1}]
+        await engine.dispose()
+
+    run_async(go())
+
+
+def test_a_write_behind_another_is_queued_and_its_failure_raised_by_the_next(
+    tmp_path: Path,
+) -> None:
+    """While another process holds SQLite's write lock, a step's write waits in its worker, never
+    on the event loop, and the writes behind it queue up in order."""
+    engine = LocalEngine(sqlite_url(tmp_path))
+    spec = RunSpec("behind", "echo", {"text": "x"}, "fp", {})
+
+    async def go() -> None:
+        session = await engine.open_run(spec, lease_seconds=30)
+        await session.append(journal=("tool", "0:call-a", None, {"n": 1}))
+        other = sqlite3.connect(tmp_path / "runs.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process is writing
+        ahead = asyncio.ensure_future(session.append(journal=("tool", "0:call-b", None, {})))
+        await asyncio.sleep(0.2)  # the loop runs on while the write waits for the lock
+        assert not ahead.done()
+        await session.append(wait=False, journal=("tool", "0:call-a", None, {"n": 2}))
+        other.execute("COMMIT")
+        other.close()
+        await ahead
+        with pytest.raises(DatabaseError, match="UNIQUE"):
+            await session.append(journal=("model", "1", "fp", {"n": 3}))
+        with pytest.raises(DatabaseError):
+            await session.finish("completed", final_output={"json": "x"})
+        await session.close()
+        journal = await engine.read_journal("behind")
+        assert [e.key for e in journal] == ["0:call-a", "0:call-b"]
+        await engine.dispose()
+
+    run_async(go())
+
+
+def test_the_wal_is_checkpointed_as_a_run_writes(tmp_path: Path) -> None:
+    """SQLite's automatic checkpoints are off (they would fsync on the event loop); runplane runs
+    them in its worker. Without them the WAL would grow with every step of every run."""
+    engine = LocalEngine(sqlite_url(tmp_path))
+    spec = RunSpec("long", "echo", {"text": "x"}, "fp", {})
+    steps = 4 * CHECKPOINT_EVERY
+
+    async def go() -> None:
+        session = await engine.open_run(spec, lease_seconds=30)
+        for i in range(steps):
+            await session.append(
+                journal=("tool", f"0:call-{i}", None, {"text": "x" * 200}),
+                events=[NewEvent("tool_call", {"text": "x" * 200})],
+            )
+        await session.close()
+        wal = (tmp_path / "runs.db-wal").stat().st_size
+        # One step adds about 25 KiB to the WAL: unbounded, this would be about 10 MiB.
+        assert wal < 1.5 * CHECKPOINT_EVERY * 25 * 1024, wal
+        assert len(await engine.read_journal("long")) == steps
         await engine.dispose()
 
     run_async(go())

@@ -14,6 +14,7 @@ from .owner import current_owner, owner_is_dead
 from .records import EventRecord, JournalRecord, NewEvent, RunRecord, RunSpec, UsageDelta
 from .store import sql
 from .store.database import Database, Transactions, describe, resolve_url
+from .store.transactions import MustWait
 
 __all__ = ["LocalEngine", "LocalRunSession"]
 
@@ -191,6 +192,38 @@ class LocalRunSession:
             "other one continues the run from its journal."
         )
 
+    async def _commit(
+        self,
+        fn: Callable[..., T],
+        args: Callable[[], tuple[Any, ...]],
+        done: Callable[[T], None],
+        *,
+        wait: bool = True,
+    ) -> None:
+        """One write transaction, after every write before it.
+
+        `args` is read when the write runs (the sequence numbers are the session's at that
+        moment). When nothing is ahead of it and the database can take it without blocking, it
+        runs at once: no task, no lock, and nothing that could interrupt it.
+        """
+        if not self._lock.locked() and not self._background and self._failure is None:
+            outcome = self._tx.call_now(fn, *args())
+            if not isinstance(outcome, MustWait):
+                done(outcome)
+                return
+
+        async def write() -> None:
+            done(await self._tx.call(fn, *args()))
+
+        if wait:
+            await self._shielded(write)
+        else:
+            self._in_background(write)
+
+    def _fenced(self, ours: bool) -> None:
+        if not ours:
+            raise self._lost_lease()
+
     async def append(
         self,
         *,
@@ -201,9 +234,8 @@ class LocalRunSession:
     ) -> None:
         new_events = events or []
 
-        async def write() -> None:
-            ours = await self._tx.call(
-                sql.append,
+        def args() -> tuple[Any, ...]:
+            return (
                 self.run_id,
                 self._owner,
                 self._lease_seconds,
@@ -213,25 +245,19 @@ class LocalRunSession:
                 new_events,
                 usage,
             )
-            if not ours:
-                raise self._lost_lease()
+
+        def done(ours: bool) -> None:
+            self._fenced(ours)
             if journal is not None:
                 self._journal_seq += 1
             self._event_seq += len(new_events)
 
-        if wait:
-            await self._shielded(write)
-        else:
-            self._in_background(write)
+        await self._commit(sql.append, args, done, wait=wait)
 
     async def heartbeat(self) -> None:
-        async def write() -> None:
-            if not await self._tx.call(
-                sql.heartbeat, self.run_id, self._owner, self._lease_seconds
-            ):
-                raise self._lost_lease()
-
-        await self._shielded(write)
+        await self._commit(
+            sql.heartbeat, lambda: (self.run_id, self._owner, self._lease_seconds), self._fenced
+        )
 
     async def finish(
         self,
@@ -250,9 +276,8 @@ class LocalRunSession:
             else {"error_type": error_type, "error": str(error)},
         )
 
-        async def write() -> None:
-            ours = await self._tx.call(
-                sql.finish,
+        def args() -> tuple[Any, ...]:
+            return (
                 self.run_id,
                 self._owner,
                 self._event_seq,
@@ -262,17 +287,15 @@ class LocalRunSession:
                 error_type,
                 None if error is None else str(error),
             )
-            if not ours:
-                raise self._lost_lease()
+
+        def done(ours: bool) -> None:
+            self._fenced(ours)
             self._event_seq += 1
 
-        await self._shielded(write)
+        await self._commit(sql.finish, args, done)
 
     async def release(self) -> None:
-        async def write() -> None:
-            await self._tx.call(sql.release, self.run_id, self._owner)
-
-        await self._shielded(write)
+        await self._commit(sql.release, lambda: (self.run_id, self._owner), lambda _: None)
 
     async def close(self) -> None:
         if not self._closed:

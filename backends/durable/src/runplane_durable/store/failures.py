@@ -1,0 +1,41 @@
+"""Driver errors turned into errors that say which database and what to do."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from ..errors import DatabaseError
+
+__all__ = ["ENV_DATABASE_URL", "database_error", "describe"]
+
+ENV_DATABASE_URL = "RUNPLANE_DATABASE_URL"
+
+
+def describe(url: str) -> str:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return f"SQLite database {parsed.database}"
+    return f"database {parsed.render_as_string(hide_password=True)}"
+
+
+def database_error(exc: BaseException, url: str) -> DatabaseError:
+    """Turn a driver error into one that says what to do."""
+    text = str(getattr(exc, "orig", exc) or exc)
+    where = describe(url)
+    lowered = text.lower()
+    if "not a database" in lowered or "malformed" in lowered or "file is encrypted" in lowered:
+        hint = (
+            "it is not a SQLite database or it is corrupt. Move the file aside (keep it: its "
+            f"runs may be recoverable with the sqlite3 .recover command) or set {ENV_DATABASE_URL} "
+            "to another file"
+        )
+    elif "readonly" in lowered or "read-only" in lowered or "permission denied" in lowered:
+        hint = f"it is not writable. Fix its permissions or set {ENV_DATABASE_URL} elsewhere"
+    elif "unable to open" in lowered:
+        hint = f"it cannot be opened. Check the path, or set {ENV_DATABASE_URL}"
+    elif isinstance(exc, OperationalError) and "locked" in lowered:
+        hint = "another process held it locked too long. Retry; if it persists, find that process"
+    else:
+        hint = f"check that it is reachable, or set {ENV_DATABASE_URL}"
+    return DatabaseError(f"cannot use the {where}: {text}. {hint}.")
