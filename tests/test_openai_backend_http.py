@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import agents.models.openai_provider as sdk_openai_provider
 import httpx
+import httpx2
 import openai
 import pytest
 from agents import (
@@ -407,7 +408,11 @@ HISTORY_ARGS: list[dict[str, Any]] = [
 
 
 def _chat_model(server: ScriptedOpenAIServer) -> OpenAIChatCompletionsModel:
-    client = openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY)
+    # No pooled connections: this client runs on the SDK's run_sync loop, and a connection kept
+    # alive there would be closed when the client is garbage-collected, by openai's finalizer, on
+    # whatever loop runs then (a later test's): "Event loop is closed" in that test.
+    http = openai.DefaultAsyncHttpxClient(limits=httpx2.Limits(max_keepalive_connections=0))
+    client = openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY, http_client=http)
     return OpenAIChatCompletionsModel(model="gpt-test", openai_client=client)
 
 
