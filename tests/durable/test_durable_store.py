@@ -21,8 +21,9 @@ from runplane_durable import (
 )
 from runplane_durable.engine import RunSession
 from runplane_durable.records import NewEvent, RunSpec, UsageDelta
-from runplane_durable.store.database import resolve_url
-from runplane_durable.store.sqlite import CHECKPOINT_EVERY
+from runplane_durable.store import sql
+from runplane_durable.store.database import Database, resolve_url
+from runplane_durable.store.sqlite import CHECKPOINT_EVERY, SqliteTransactions
 from support.durable import run_async, sqlite_url
 
 
@@ -302,5 +303,52 @@ def test_the_wal_is_checkpointed_as_a_run_writes(tmp_path: Path) -> None:
         assert wal < 1.5 * CHECKPOINT_EVERY * 25 * 1024, wal
         assert len(await engine.read_journal("long")) == steps
         await engine.dispose()
+
+    run_async(go())
+
+
+def test_a_failed_checkpoint_is_logged_and_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    class RefusesCheckpoints:
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self._conn = conn
+
+        def execute(self, statement: str) -> sqlite3.Cursor:
+            if "wal_checkpoint" in statement:
+                raise sqlite3.OperationalError("disk I/O error")
+            return self._conn.execute(statement)
+
+    original = SqliteTransactions._driver
+    monkeypatch.setattr(
+        SqliteTransactions, "_driver", lambda self: RefusesCheckpoints(original(self))
+    )
+    engine = LocalEngine(sqlite_url(tmp_path))
+    spec = RunSpec("unchecked", "echo", {"text": "x"}, "fp", {})
+
+    async def go() -> None:
+        session = await engine.open_run(spec, lease_seconds=30)
+        await session.append(journal=("tool", "0:call-a", None, {"n": 1}))  # checkpoints first
+        await session.close()
+        assert [e.payload for e in await engine.read_journal("unchecked")] == [{"n": 1}]
+        await engine.dispose()
+
+    run_async(go())
+    assert "WAL checkpoint" in caplog.text
+    assert "disk I/O error" in caplog.text
+
+
+def test_one_connection_never_runs_two_transactions_at_once(tmp_path: Path) -> None:
+    database = Database(sqlite_url(tmp_path))
+
+    async def go() -> None:
+        tx = await database.transactions()
+        first = asyncio.ensure_future(tx.call(sql.list_runs, 10, None))
+        await asyncio.sleep(0)  # the first is now running in the worker
+        with pytest.raises(RuntimeError, match="one transaction at a time"):
+            await tx.call(sql.list_runs, 10, None)
+        assert await first == []
+        await tx.close()
+        await database.dispose()
 
     run_async(go())
