@@ -31,9 +31,11 @@ class RunSession(Protocol):
     ) -> None:
         """Commit one step (journal entry `(kind, key, fingerprint, payload)`, events, usage).
 
-        With `wait=False` the commit is queued and this returns at once: steps still commit one
-        at a time in the order they were appended, and a failed commit is raised by the next
-        `append`, `finish` or `release`.
+        With `wait=False` the caller does not wait for a commit that would have to queue: it
+        runs at once if nothing is ahead of it and the database can take it without blocking
+        (and then raises its own failure), else it is queued and this returns. Steps commit one
+        at a time in the order they were appended; a queued commit that fails is raised by the
+        next `append`, `finish` or `release`, which then commits nothing.
         """
 
     async def heartbeat(self) -> None:

@@ -385,9 +385,9 @@ async def _invoke_function_tool(
         "output": output,
         "sdk_error": result.is_sdk_generated_error,
     }
-    # Committed in the background, in order: every later step (the next model response, the
-    # run's outcome) commits after it, so nothing that used this output is durable before it
-    # is. A crash before it commits re-runs the tool, as a crash during the tool would.
+    # Not waited for if it has to queue (PostgreSQL, a busy SQLite file): every later step (the
+    # next model response, the run's outcome) commits after it, so nothing that used this output
+    # is durable before it is. A crash before it commits re-runs the tool, as one during it would.
     await session.append(
         wait=False,
         journal=("tool", key, None, payload),
