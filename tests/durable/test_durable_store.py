@@ -22,8 +22,9 @@ from runplane_durable import (
 from runplane_durable.engine import RunSession
 from runplane_durable.records import NewEvent, RunSpec, UsageDelta
 from runplane_durable.store import sql
+from runplane_durable.store import sqlite as sqlite_store
 from runplane_durable.store.database import Database, resolve_url
-from runplane_durable.store.sqlite import CHECKPOINT_EVERY, SqliteTransactions
+from runplane_durable.store.sqlite import CHECKPOINT_EVERY
 from support.durable import run_async, sqlite_url
 
 
@@ -319,10 +320,8 @@ def test_a_failed_checkpoint_is_logged_and_loses_nothing(
                 raise sqlite3.OperationalError("disk I/O error")
             return self._conn.execute(statement)
 
-    original = SqliteTransactions._driver
-    monkeypatch.setattr(
-        SqliteTransactions, "_driver", lambda self: RefusesCheckpoints(original(self))
-    )
+    original = sqlite_store._driver
+    monkeypatch.setattr(sqlite_store, "_driver", lambda conn: RefusesCheckpoints(original(conn)))
     engine = LocalEngine(sqlite_url(tmp_path))
     spec = RunSpec("unchecked", "echo", {"text": "x"}, "fp", {})
 

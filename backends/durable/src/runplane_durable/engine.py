@@ -41,6 +41,10 @@ class RunSession(Protocol):
     async def heartbeat(self) -> None:
         """Extend the lease; raise RunLeasedError if another process took the run over."""
 
+    async def check_lease(self) -> None:
+        """Raise RunLeasedError if this process may no longer hold the run (call before any
+        live call out: a model call or a tool). Costs nothing while the lease is fresh."""
+
     async def finish(
         self,
         status: str,

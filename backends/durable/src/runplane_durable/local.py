@@ -3,30 +3,51 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
 
-from .errors import RunInputMismatchError, RunLeasedError, RunNotFoundError
-from .owner import current_owner, owner_is_dead
+from .errors import DatabaseError, RunInputMismatchError, RunLeasedError, RunNotFoundError
+from .owner import current_owner, owner_is_dead, retire
 from .records import EventRecord, JournalRecord, NewEvent, RunRecord, RunSpec, UsageDelta
 from .store import sql
 from .store.database import Database, Transactions, describe, resolve_url
+from .store.settings import Durability, StoreSettings
 from .store.transactions import MustWait
 
 __all__ = ["LocalEngine", "LocalRunSession"]
 
 T = TypeVar("T")
+log = logging.getLogger("runplane_durable")
 
 
 class LocalEngine:
-    """Engine on a database URL (default: SQLite under .runplane/ in the working directory)."""
+    """Engine on a database URL (default: SQLite under .runplane/ in the working directory).
 
-    def __init__(self, url: str | None = None) -> None:
+    `pool_size`, `timeout` and `durability` default to RUNPLANE_DB_POOL_SIZE, RUNPLANE_DB_TIMEOUT
+    and RUNPLANE_DURABILITY (see `StoreSettings`).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        pool_size: int | None = None,
+        timeout: float | None = None,
+        durability: Durability | None = None,
+    ) -> None:
         self.url = resolve_url(url)
+        self.settings = StoreSettings.from_env(
+            pool_size=pool_size, timeout=timeout, durability=durability
+        )
         self._db: Database | None = None
+        # Runs whose lease this process could not give back (the database failed); given back
+        # by the next transaction that works.
+        self._unreleased: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"LocalEngine({describe(self.url)})"
@@ -34,23 +55,44 @@ class LocalEngine:
     @property
     def database(self) -> Database:
         if self._db is None:
-            self._db = Database(self.url)
+            self._db = Database(self.url, self.settings)
         return self._db
 
     async def open_run(self, spec: RunSpec, *, lease_seconds: float) -> LocalRunSession:
         tx = await self.database.transactions()
         try:
+            await self._release_left_over(tx)
             return await self._open(tx, spec, lease_seconds)
         except BaseException:
             await tx.close()
             raise
 
+    def _left_unreleased(self, run_id: str, owner: str) -> None:
+        self._unreleased[run_id] = owner
+
+    async def _release_left_over(self, tx: Transactions) -> None:
+        for run_id, owner in list(self._unreleased.items()):
+            try:
+                await tx.call(sql.release, run_id, owner)
+            except DatabaseError:
+                log.warning("run %s still holds a lease this process could not give back", run_id)
+                return
+            self._unreleased.pop(run_id, None)
+            log.info("gave back the lease of run %s after the database recovered", run_id)
+
     async def _open(self, tx: Transactions, spec: RunSpec, lease_seconds: float) -> LocalRunSession:
         owner = current_owner()
-        # One hop to the database thread for the whole opening, not one per statement.
-        created, row, entries, last_event = await tx.call(_open_sync, spec, owner, lease_seconds)
+        try:
+            # One hop to the database thread for the whole opening, not one per statement.
+            created, row, entries, last_event = await tx.call(
+                _open_sync, spec, owner, lease_seconds
+            )
+        except BaseException:
+            retire(owner)
+            raise
         return LocalRunSession(
             tx,
+            on_unreleased=self._left_unreleased,
             record=row,
             journal=entries,
             created=created,
@@ -83,6 +125,9 @@ class LocalEngine:
 
     async def dispose(self) -> None:
         if self._db is not None:
+            if self._unreleased:
+                with contextlib.suppress(DatabaseError):
+                    await self._release_left_over(await self._db.transactions())
             await self._db.dispose()
 
 
@@ -94,11 +139,17 @@ def _open_sync(
     row = sql.get_run(conn, spec.run_id)
     assert row is not None
     if not created:
-        if row.agent_name != spec.agent_name or row.input_fingerprint != spec.input_fingerprint:
+        if row.agent_name != spec.agent_name:
             raise RunInputMismatchError(
-                f"run {spec.run_id!r} was started with agent {row.agent_name!r} and a "
-                "different input; a run id names one run. Use a new run id, or resume it "
-                f"with the same agent and input (`runplane runs show {spec.run_id}`)."
+                f"run {spec.run_id!r} was started with agent {row.agent_name!r}, not "
+                f"{spec.agent_name!r}; a run id names one run. Use a new run id, or resume it "
+                f"with agent {row.agent_name!r} (`runplane runs show {spec.run_id}`)."
+            )
+        if row.input_fingerprint != spec.input_fingerprint:
+            raise RunInputMismatchError(
+                f"run {spec.run_id!r} was started with a different input; a run id names one "
+                "run. Use a new run id, or resume it with the same input "
+                f"(`runplane runs show {spec.run_id}` shows it)."
             )
         if row.status == "cancelled":
             raise RunInputMismatchError(
@@ -127,6 +178,7 @@ class LocalRunSession:
         self,
         tx: Transactions,
         *,
+        on_unreleased: Callable[[str, str], None],
         record: RunRecord,
         journal: list[JournalRecord],
         created: bool,
@@ -137,6 +189,8 @@ class LocalRunSession:
         next_event_seq: int,
     ) -> None:
         self._tx = tx
+        self._on_unreleased = on_unreleased
+        self._settled = read_only  # the outcome is committed, or the lease given back
         self.record = record
         self.journal = journal
         self.created = created
@@ -149,6 +203,9 @@ class LocalRunSession:
         self._closed = False
         self._background: set[asyncio.Future[Any]] = set()
         self._failure: BaseException | None = None
+        self._lost = False
+        # When the lease was last extended, by this process's clock (the lease runs from then).
+        self._renewed = time.monotonic()
 
     @property
     def run_id(self) -> str:
@@ -222,7 +279,27 @@ class LocalRunSession:
 
     def _fenced(self, ours: bool) -> None:
         if not ours:
+            self._lost = True
             raise self._lost_lease()
+
+    def _renewed_at(self, started: float) -> Callable[[bool], None]:
+        def done(ours: bool) -> None:
+            self._fenced(ours)
+            self._renewed = max(self._renewed, started)
+
+        return done
+
+    async def check_lease(self) -> None:
+        """Raise RunLeasedError if this process may no longer hold the run.
+
+        Free while the lease is fresh (every step and heartbeat renews it); once half of it has
+        passed since the last renewal (the process was stalled), one heartbeat asks the
+        database, so a holder that lost its run finds out before calling out again.
+        """
+        if self._lost:
+            raise self._lost_lease()
+        if time.monotonic() - self._renewed > self._lease_seconds / 2:
+            await self.heartbeat()
 
     async def append(
         self,
@@ -246,8 +323,10 @@ class LocalRunSession:
                 usage,
             )
 
+        started = time.monotonic()
+
         def done(ours: bool) -> None:
-            self._fenced(ours)
+            self._renewed_at(started)(ours)
             if journal is not None:
                 self._journal_seq += 1
             self._event_seq += len(new_events)
@@ -256,7 +335,9 @@ class LocalRunSession:
 
     async def heartbeat(self) -> None:
         await self._commit(
-            sql.heartbeat, lambda: (self.run_id, self._owner, self._lease_seconds), self._fenced
+            sql.heartbeat,
+            lambda: (self.run_id, self._owner, self._lease_seconds),
+            self._renewed_at(time.monotonic()),
         )
 
     async def finish(
@@ -291,16 +372,34 @@ class LocalRunSession:
         def done(ours: bool) -> None:
             self._fenced(ours)
             self._event_seq += 1
+            self._settled = True
 
         await self._commit(sql.finish, args, done)
 
     async def release(self) -> None:
-        await self._commit(sql.release, lambda: (self.run_id, self._owner), lambda _: None)
+        def done(_: None) -> None:
+            self._settled = True
+
+        await self._commit(sql.release, lambda: (self.run_id, self._owner), done)
 
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
-            # The connection goes back to the pool only once every queued write is done.
+            # The session ends only once every queued write is done.
             while self._background:
                 await asyncio.gather(*self._background, return_exceptions=True)
+            if not self._settled and not self._lost:
+                await self._give_back_lease()
+            retire(self._owner)  # from now on this process knows the execution is over
             await self._tx.close()
+
+    async def _give_back_lease(self) -> None:
+        """The outcome could not be recorded (a failed write): leave the run resumable by giving
+        its lease back now, or, if the database still fails, as soon as it works again."""
+        try:
+            await self._tx.call(sql.release, self.run_id, self._owner)
+        except Exception:
+            self._on_unreleased(self.run_id, self._owner)
+            log.warning(
+                "run %s keeps its lease until the database works again", self.run_id, exc_info=True
+            )

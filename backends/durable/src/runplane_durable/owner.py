@@ -1,17 +1,27 @@
-"""Who holds a lease: host, pid and a per-process token, so a dead holder can be recognised."""
+"""Who holds a lease: one execution of a run, named by host, pid, a per-process token and a count.
+
+Each opening of a run gets its own holder name, so two executions of one run id in one process
+(two threads, two tasks) are told apart exactly as two processes are. A dead holder can be
+recognised: on this host by its pid, and in this process by its execution having ended.
+"""
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
+import threading
 import uuid
 
-__all__ = ["current_owner", "owner_is_dead"]
+__all__ = ["current_owner", "owner_is_dead", "retire"]
 
 _token: tuple[int, str] | None = None
+_count = itertools.count(1)
+_live: set[str] = set()  # holders of this process whose execution has not ended
+_lock = threading.Lock()
 
 
-def current_owner() -> str:
+def _process() -> str:
     global _token
     pid = os.getpid()
     if _token is None or _token[0] != pid:  # a forked child is a different owner
@@ -19,8 +29,22 @@ def current_owner() -> str:
     return f"{socket.gethostname()}:{pid}:{_token[1]}"
 
 
+def current_owner() -> str:
+    """A new holder name for an execution starting now; `retire` it when the execution ends."""
+    owner = f"{_process()}:{next(_count)}"
+    with _lock:
+        _live.add(owner)
+    return owner
+
+
+def retire(owner: str) -> None:
+    with _lock:
+        _live.discard(owner)
+
+
 def owner_is_dead(owner: str) -> bool:
-    """True only when certain: the owner ran on this host and its pid no longer exists.
+    """True only when certain: the holder's execution ended in this process, or it ran on this
+    host and its pid no longer exists.
 
     A pid reused by another process reads as alive, so the run then waits for lease expiry:
     the safe side.
@@ -31,7 +55,10 @@ def owner_is_dead(owner: str) -> bool:
         return False
     pid = int(pid_text)
     if pid == os.getpid():
-        return False
+        if not owner.startswith(_process() + ":"):
+            return False  # a previous process with our pid (a reused pid): not known dead
+        with _lock:
+            return owner not in _live
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

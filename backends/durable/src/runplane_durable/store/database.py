@@ -3,33 +3,33 @@
 Transactions are the synchronous functions in `sql.py`. On SQLite they run on the stdlib driver,
 on the event loop's thread or in a worker (see `sqlite.py`; an async driver would hop threads
 once per cursor operation, about ten times per step); on PostgreSQL each runs through
-`AsyncConnection.run_sync` on asyncpg.
+`AsyncConnection.run_sync` on asyncpg, on a pool of the running event loop (see `postgres.py`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.exc import ArgumentError
 
 from ..errors import DatabaseError, SchemaVersionError
-from . import sql
-from .failures import ENV_DATABASE_URL, database_error, describe
+from . import postgres, sql, sqlite
+from .failures import ENV_DATABASE_URL, describe
+from .postgres import PostgresDatabase
 from .schema import SCHEMA_VERSION
+from .settings import StoreSettings
 from .sqlite import SqliteDatabase
-from .transactions import MUST_WAIT, MustWait, Transactions
+from .transactions import Transactions
 
 __all__ = [
     "DEFAULT_DIR",
     "ENV_DATABASE_URL",
     "Database",
+    "StoreSettings",
     "Transactions",
     "describe",
     "resolve_url",
@@ -70,56 +70,17 @@ def _redact(url: str) -> str:
         return url
 
 
-class _AsyncTransactions:
-    """PostgreSQL: the same functions over asyncpg, via SQLAlchemy's run_sync bridge."""
-
-    def __init__(self, engine: AsyncEngine, url: str) -> None:
-        self._engine = engine
-        self._url = url
-        self._conn: AsyncConnection | None = None
-
-    def call_now(self, fn: Callable[..., T], *args: Any) -> T | MustWait:
-        return MUST_WAIT  # every transaction is a network round trip
-
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        try:
-            if self._conn is None:
-                self._conn = await self._engine.connect()
-            return await self._conn.run_sync(fn, *args)
-        except DBAPIError as exc:
-            await self._rollback()
-            raise database_error(exc, self._url) from exc
-        except OSError as exc:
-            await self._rollback()
-            raise database_error(exc, self._url) from exc
-        except BaseException:
-            await self._rollback()
-            raise
-
-    async def _rollback(self) -> None:
-        if self._conn is not None and self._conn.in_transaction():
-            try:
-                await asyncio.shield(self._conn.rollback())
-            except (DBAPIError, OSError):
-                await self._conn.invalidate()
-                self._conn = None
-
-    async def close(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            await conn.close()
-
-
 class Database:
-    """A run database. Connections are per session (NullPool): runs may live on different
-    event loops (each `run_sync` has its own) and a pooled connection must never cross them."""
+    """A run database: its dialect's connections, and a schema known to be one this version may
+    use before anything is written to it."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, settings: StoreSettings | None = None) -> None:
         self.url = url
+        self.settings = settings if settings is not None else StoreSettings.from_env()
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         self._sqlite: SqliteDatabase | None = None
-        self._async_engine: AsyncEngine | None = None
+        self._postgres: PostgresDatabase | None = None
         self._schema_checked = False
         if self.is_sqlite and parsed.database not in (None, "", ":memory:"):
             path = Path(parsed.database or "")
@@ -135,33 +96,42 @@ class Database:
     def _transactions(self) -> Transactions:
         if self.is_sqlite:
             if self._sqlite is None:
-                self._sqlite = SqliteDatabase(self.url)
+                self._sqlite = SqliteDatabase(self.url, self.settings)
             return self._sqlite.transactions()
-        if self._async_engine is None:
-            self._async_engine = create_async_engine(self.url, poolclass=NullPool)
-        return _AsyncTransactions(self._async_engine, self.url)
+        if self._postgres is None:
+            self._postgres = PostgresDatabase(self.url, self.settings)
+        return self._postgres.transactions()
 
     async def transactions(self) -> Transactions:
-        """A connection for one session, on a database whose schema is known to be usable."""
+        """A way to run transactions, on a database whose schema is known to be usable."""
         tx = self._transactions()
         if not self._schema_checked:
-            try:
-                version = await tx.call(sql.ensure_schema)
-            except BaseException:
-                await tx.close()
-                raise
-            if version is not None and version > SCHEMA_VERSION:
-                await tx.close()
-                raise SchemaVersionError(
-                    f"the {describe(self.url)} has schema version {version}, written by a newer "
-                    f"runplane-durable (this one understands up to {SCHEMA_VERSION}). Upgrade "
-                    "runplane-durable (`pip install -U runplane-durable`); its runs are untouched."
-                )
+            await self._check_schema(tx)
             self._schema_checked = True
         return tx
 
+    async def _check_schema(self, tx: Transactions) -> None:
+        """Refuse a newer database before writing anything to it; then create what is missing.
+
+        Creation runs under a lock the database keeps (SQLite's write lock, a PostgreSQL
+        advisory lock), so processes starting at once on a new database take turns.
+        """
+        self._refuse_newer(await tx.call(sql.schema_version))
+        if self.is_sqlite:
+            await tx.call(sqlite.enable_wal)
+        lock = sqlite.schema_lock if self.is_sqlite else postgres.schema_lock
+        self._refuse_newer(await tx.call(sql.create_schema, lock))
+
+    def _refuse_newer(self, version: int | None) -> None:
+        if version is not None and version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"the {describe(self.url)} has schema version {version}, written by a newer "
+                f"runplane-durable (this one understands up to {SCHEMA_VERSION}). Upgrade "
+                "runplane-durable (`pip install -U runplane-durable`); nothing was written to it."
+            )
+
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """One transaction on a connection of its own (for reads outside a run)."""
+        """One transaction (for reads outside a run)."""
         tx = await self.transactions()
         try:
             return await tx.call(fn, *args)
@@ -172,6 +142,6 @@ class Database:
         if self._sqlite is not None:
             self._sqlite.dispose()
             self._sqlite = None
-        if self._async_engine is not None:
-            await self._async_engine.dispose()
-            self._async_engine = None
+        if self._postgres is not None:
+            await self._postgres.dispose()
+            self._postgres = None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
@@ -19,6 +22,23 @@ def describe(url: str) -> str:
     return f"database {parsed.render_as_string(hide_password=True)}"
 
 
+def _writable_place(url: str) -> bool:
+    """False when a SQLite file, or the directory it would be created in, cannot be written."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return True
+    path = Path(parsed.database)
+    target = path if path.exists() else path.parent
+    return os.access(target, os.W_OK) and not _read_only_mount(target)
+
+
+def _read_only_mount(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def database_error(exc: BaseException, url: str) -> DatabaseError:
     """Turn a driver error into one that says what to do."""
     text = str(getattr(exc, "orig", exc) or exc)
@@ -30,7 +50,17 @@ def database_error(exc: BaseException, url: str) -> DatabaseError:
             f"runs may be recoverable with the sqlite3 .recover command) or set {ENV_DATABASE_URL} "
             "to another file"
         )
-    elif "readonly" in lowered or "read-only" in lowered or "permission denied" in lowered:
+    elif "disk is full" in lowered or "no space left" in lowered or "disk full" in lowered:
+        hint = (
+            "the disk is full. Every step committed before this one is kept: free some space "
+            "and run again with the same run id to resume"
+        )
+    elif (
+        "readonly" in lowered
+        or "read-only" in lowered
+        or "permission denied" in lowered
+        or ("unable to open" in lowered and not _writable_place(url))
+    ):
         hint = f"it is not writable. Fix its permissions or set {ENV_DATABASE_URL} elsewhere"
     elif "unable to open" in lowered:
         hint = f"it cannot be opened. Check the path, or set {ENV_DATABASE_URL}"

@@ -7,6 +7,7 @@ PostgreSQL (through `AsyncConnection.run_sync` over asyncpg): one code path for 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,10 +20,11 @@ from .prepared import Prepared
 from .schema import SCHEMA_VERSION, events, journal, metadata, runs, schema_info
 
 __all__ = [
+    "READS",
     "USAGE_COLUMNS",
     "append",
     "create_run",
-    "ensure_schema",
+    "create_schema",
     "finish",
     "get_run",
     "heartbeat",
@@ -31,6 +33,7 @@ __all__ = [
     "max_event_seq",
     "read_journal",
     "release",
+    "schema_version",
     "take_lease",
 ]
 
@@ -44,10 +47,32 @@ USAGE_COLUMNS = (
 )
 
 
-def ensure_schema(conn: Connection) -> int | None:
-    """Create missing tables; return the version found (None for a new database)."""
-    metadata.create_all(conn, checkfirst=True)
+def _found_version(conn: Connection) -> int | None:
+    if not sa.inspect(conn).has_table(schema_info.name):
+        return None
     version = conn.execute(sa.select(schema_info.c.version)).scalar_one_or_none()
+    return None if version is None else int(version)
+
+
+def schema_version(conn: Connection) -> int | None:
+    """The version a database was written with (None: no runplane schema yet). Writes nothing."""
+    version = _found_version(conn)
+    conn.rollback()
+    return version
+
+
+def create_schema(conn: Connection, lock: Callable[[Connection], None]) -> int | None:
+    """Create what is missing, under `lock` so concurrent creators take turns.
+
+    Returns the version found once the lock was held: a newer one means nothing was created, and
+    the caller refuses the database.
+    """
+    lock(conn)
+    version = _found_version(conn)
+    if version is not None and version > SCHEMA_VERSION:
+        conn.rollback()
+        return version
+    metadata.create_all(conn, checkfirst=True)
     if version is None:
         conn.execute(schema_info.insert().values(id=1, version=SCHEMA_VERSION))
     conn.commit()
@@ -302,3 +327,9 @@ def list_events(conn: Connection, run_id: str, after: int, limit: int | None) ->
     rows = conn.execute(query).all()
     conn.commit()
     return [EventRecord(r.run_id, r.seq, r.type, load_json(r.payload), r.created_at) for r in rows]
+
+
+# Transactions that only read: they need no write lock and may run beside a writer.
+READS: frozenset[Callable[..., Any]] = frozenset(
+    {schema_version, get_run, list_runs, list_events, read_journal, max_event_seq}
+)

@@ -3,18 +3,26 @@
 A step's write is a fraction of a millisecond of SQLite work. Handing it to a thread costs more
 than that: a wake-up, then the GIL passed back and forth while the loop is busy with the SDK.
 So the hot-path transactions (`INLINE`) run on the loop's own thread with a busy timeout of 0:
-if another process is writing, SQLite says so at once, before anything is written, and the
-transaction runs again in the session's worker thread, which waits for the lock. Whatever may
-wait or take long runs in the worker: connecting, opening a run, reads, and the WAL checkpoints,
-which are run here (SQLite's automatic ones would write and fsync on the loop's thread).
+if another process (or another thread of this one) is writing, SQLite or the process's write
+lock says so at once, before anything is written, and the transaction runs again in a worker
+thread, which waits. Whatever may wait or take long runs in a worker: connecting, opening a run,
+reads, and the WAL checkpoints (SQLite's automatic ones would write and fsync on the loop).
+
+Connections and worker threads belong to the database, not to runs: a process keeps at most
+`pool_size` of each however many runs it has, and a run borrows one per transaction. Writes of
+one process take its write lock in turn, so only one connection per process ever waits on the
+file's lock: no writer starves behind its own siblings, and the wait is bounded by `timeout`.
+A connection that failed a write (disk full, I/O error) is closed, never reused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -25,21 +33,30 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
+from ..errors import DatabaseError
 from . import sql
 from .failures import database_error, describe
+from .settings import ENV_DB_POOL_SIZE, ENV_DB_TIMEOUT, StoreSettings
 from .transactions import MUST_WAIT, MustWait
 
-__all__ = ["CHECKPOINT_EVERY", "INLINE", "SqliteDatabase", "SqliteTransactions"]
+__all__ = [
+    "CHECKPOINT_EVERY",
+    "INLINE",
+    "SqliteDatabase",
+    "SqliteTransactions",
+    "enable_wal",
+    "schema_lock",
+]
 
 log = logging.getLogger("runplane_durable")
 T = TypeVar("T")
 
-SQLITE_BUSY_TIMEOUT_MS = 10_000
 _SQLITE_BUSY = 5  # primary result code; BUSY_SNAPSHOT and friends share it
+_SQLITE_LOCKED = 6
 CHECKPOINT_EVERY = 100  # writes of this process between two WAL checkpoints
 
 # Each is one transaction whose first statement writes: a busy database refuses it before it has
-# done anything, so it can run again, whole, in the worker.
+# done anything, so it can run again, whole, in a worker.
 INLINE: frozenset[Callable[..., Any]] = frozenset(
     {sql.append, sql.heartbeat, sql.finish, sql.release}
 )
@@ -52,8 +69,13 @@ class _Busy(Exception):
 def _is_busy(exc: DBAPIError) -> bool:
     code = getattr(exc.orig, "sqlite_errorcode", None)  # Python 3.11+
     if isinstance(code, int):
-        return code & 0xFF == _SQLITE_BUSY
+        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
     return "database is locked" in str(exc.orig)
+
+
+def schema_lock(conn: Connection) -> None:
+    """Take the file's write lock before looking at the schema: concurrent creators queue."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class _CheckpointClock:
@@ -74,182 +96,274 @@ class _CheckpointClock:
             return due
 
 
-class SqliteTransactions:
-    """One connection, and the worker thread that owns it whenever a transaction may wait.
+class _Connections:
+    """At most `size` open connections to the file, lent one at a time to one thread."""
 
-    Calls never overlap (a run session makes one at a time), so the connection is used by one
-    thread at a time. After a session, thread and connection go back to the database's idle pool:
-    neither is bound to an event loop, and the next run pays no thread start or connect.
-    """
+    def __init__(self, engine: sa.Engine, size: int) -> None:
+        self._engine = engine
+        self._size = size
+        self._idle: list[Connection] = []
+        self._open = 0
+        self._cond = threading.Condition()
+
+    def try_take(self) -> Connection | None:
+        """An idle connection, or None: never waits, never connects (the loop's thread)."""
+        with self._cond:
+            return self._idle.pop() if self._idle else None
+
+    def take(self, deadline: float) -> Connection:
+        """An idle or new connection, waiting for one until `deadline` (a worker thread)."""
+        with self._cond:
+            while not self._idle and self._open >= self._size:
+                left = deadline - time.monotonic()
+                timed_out = left <= 0 or not self._cond.wait(left)
+                if timed_out and not self._idle and self._open >= self._size:
+                    raise TimeoutError
+            if self._idle:
+                return self._idle.pop()
+            self._open += 1
+        try:
+            return self._engine.connect()
+        except BaseException:
+            self._gone()
+            raise
+
+    def give_back(self, conn: Connection) -> None:
+        if conn.closed or conn.invalidated or conn.in_transaction():
+            self.discard(conn)
+            return
+        with self._cond:
+            self._idle.append(conn)
+            self._cond.notify()
+
+    def discard(self, conn: Connection) -> None:
+        """Close a connection that may be broken; the next borrower opens a fresh one."""
+        try:
+            conn.invalidate()
+            conn.close()
+        except Exception:  # it is being thrown away: nothing it says matters
+            log.debug("closing a broken SQLite connection failed", exc_info=True)
+        self._gone()
+
+    def _gone(self) -> None:
+        with self._cond:
+            self._open -= 1
+            self._cond.notify()
+
+    def close_idle(self) -> None:
+        with self._cond:
+            idle, self._idle = self._idle, []
+            self._open -= len(idle)
+            self._cond.notify_all()
+        for conn in idle:
+            conn.close()
+
+
+class SqliteTransactions:
+    """A run session's way to the database: each call borrows a connection for one transaction."""
 
     def __init__(self, owner: SqliteDatabase) -> None:
         self._db = owner
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runplane-sqlite")
-        self._conn: Connection | None = None
-        self._in_call = False  # a transaction is running in the worker
+        self._in_call = False  # a transaction of this session is running in a worker
         self._checkpoint_due = False
 
     def call_now(self, fn: Callable[..., T], *args: Any) -> T | MustWait:
-        if fn not in INLINE or self._conn is None or self._in_call:
+        if fn not in INLINE or self._in_call:
             return MUST_WAIT
         if self._checkpoint_due or self._db.clock.due():
-            self._checkpoint_due = True  # `call` runs it, and the checkpoint, in the worker
+            self._checkpoint_due = True  # `call` runs it, and the checkpoint, in a worker
             return MUST_WAIT
-        try:
-            return self._inline(fn, args)
-        except _Busy:
-            return MUST_WAIT  # another process is writing: wait for it in the worker, not here
+        return self._db.inline(fn, args)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         if self._in_call:
-            raise RuntimeError("a SqliteTransactions runs one transaction at a time")
+            raise RuntimeError("a run session runs one transaction at a time")
         outcome = self.call_now(fn, *args)
         if not isinstance(outcome, MustWait):
             return outcome
         self._in_call = True
         try:
             checkpoint, self._checkpoint_due = self._checkpoint_due, False
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, self._in_worker, fn, args, checkpoint)
+            return await self._db.in_worker(fn, args, checkpoint=checkpoint)
         finally:
             self._in_call = False
 
-    def _run(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        assert self._conn is not None
-        try:
-            return fn(self._conn, *args)
-        except BaseException:
-            self._rollback()
-            raise
-
-    def _inline(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        try:
-            return self._run(fn, args)
-        except DBAPIError as exc:
-            if _is_busy(exc):
-                raise _Busy from exc
-            raise database_error(exc, self._db.url) from exc
-
-    def _in_worker(self, fn: Callable[..., T], args: tuple[Any, ...], checkpoint: bool) -> T:
-        try:
-            if self._conn is None:
-                self._conn = self._db.engine.connect()
-            self._busy_timeout(SQLITE_BUSY_TIMEOUT_MS)
-            try:
-                result = self._run(fn, args)
-            finally:
-                self._busy_timeout(0)
-        except DBAPIError as exc:
-            raise database_error(exc, self._db.url) from exc
-        if checkpoint:
-            self._checkpoint()
-        return result
-
-    def _driver(self) -> sqlite3.Connection:
-        assert self._conn is not None
-        driver = self._conn.connection.driver_connection
-        assert isinstance(driver, sqlite3.Connection)
-        return driver
-
-    def _busy_timeout(self, ms: int) -> None:
-        if self._conn is not None:  # None: invalidated by a failed rollback
-            self._driver().execute(f"PRAGMA busy_timeout={ms}")
-
-    def _checkpoint(self) -> None:
-        """PASSIVE: copies what it can without waiting for readers or writers."""
-        try:
-            self._driver().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except sqlite3.Error:  # the WAL keeps everything; the next checkpoint catches up
-            log.warning("WAL checkpoint of the %s failed", describe(self._db.url), exc_info=True)
-
-    def _rollback(self) -> None:
-        if self._conn is not None and self._conn.in_transaction():
-            try:
-                self._conn.rollback()
-            except DBAPIError:
-                self._conn.invalidate()
-                self._conn = None
-
-    def _reusable(self) -> bool:
-        conn = self._conn
-        return conn is not None and not conn.closed and not conn.in_transaction()
-
-    def _close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
     async def close(self) -> None:
-        if self._reusable() and self._db.idle.put(self):
-            return
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
-        finally:
-            self._executor.shutdown(wait=False)
-
-    def shutdown(self) -> None:
-        """Close from any thread (the database is being disposed)."""
-        self._executor.submit(self._close)
-        self._executor.shutdown(wait=False)
-
-
-class _IdlePool:
-    """Idle SQLite workers, newest first; bounded so a burst of runs does not keep threads."""
-
-    MAX_IDLE = 8
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._idle: list[SqliteTransactions] = []
-
-    def get(self) -> SqliteTransactions | None:
-        with self._lock:
-            return self._idle.pop() if self._idle else None
-
-    def put(self, tx: SqliteTransactions) -> bool:
-        with self._lock:
-            if len(self._idle) >= self.MAX_IDLE:
-                return False
-            self._idle.append(tx)
-            return True
-
-    def drain(self) -> list[SqliteTransactions]:
-        with self._lock:
-            idle, self._idle = self._idle, []
-            return idle
+        """Nothing to give back: connections return to the database after each transaction."""
 
 
 class SqliteDatabase:
-    """What every connection to one SQLite file shares in this process."""
+    """What every run on one SQLite file shares in this process: connections, threads, locks."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, settings: StoreSettings) -> None:
         self.url = url
-        self.idle = _IdlePool()
+        self.settings = settings
         self.clock = _CheckpointClock()
-        # check_same_thread=False: a connection is opened in its worker and also used on the
-        # loop's thread, never by both at once.
+        self._write_lock = threading.Lock()  # one writer of this process at a time
+        # check_same_thread=False: a connection is lent to one thread at a time, not always the
+        # one that opened it.
         self.engine = sa.create_engine(
             url, poolclass=NullPool, connect_args={"check_same_thread": False}
         )
-        event.listen(self.engine, "connect", _sqlite_pragmas)
+        event.listen(self.engine, "connect", self._pragmas)
+        self._connections = _Connections(self.engine, settings.pool_size)
+        self._executor = ThreadPoolExecutor(
+            max_workers=settings.pool_size, thread_name_prefix="runplane-sqlite"
+        )
 
     def transactions(self) -> SqliteTransactions:
-        return self.idle.get() or SqliteTransactions(self)
+        return SqliteTransactions(self)
+
+    # -- on the event loop's thread --------------------------------------------------------------
+
+    def inline(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T | MustWait:
+        """Run a write now if no one is writing and a connection is idle; never wait."""
+        if not self._write_lock.acquire(blocking=False):
+            return MUST_WAIT
+        try:
+            conn = self._connections.try_take()
+            if conn is None:
+                return MUST_WAIT
+            try:
+                result = fn(conn, *args)
+            except DBAPIError as exc:
+                if _is_busy(exc):
+                    self._rollback_or_discard(conn)
+                    return MUST_WAIT  # another process is writing: wait for it in a worker
+                self._connections.discard(conn)
+                raise database_error(exc, self.url) from exc
+            except BaseException:
+                self._rollback_or_discard(conn)
+                raise
+            self._connections.give_back(conn)
+            return result
+        finally:
+            self._write_lock.release()
+
+    # -- in a worker thread ----------------------------------------------------------------------
+
+    async def in_worker(
+        self, fn: Callable[..., T], args: tuple[Any, ...], *, checkpoint: bool = False
+    ) -> T:
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + self.settings.timeout
+        return await loop.run_in_executor(
+            self._executor, self._work, fn, args, deadline, checkpoint
+        )
+
+    def _work(
+        self, fn: Callable[..., T], args: tuple[Any, ...], deadline: float, checkpoint: bool
+    ) -> T:
+        writes = fn not in sql.READS
+        try:
+            if time.monotonic() >= deadline:  # it waited its whole budget for a worker thread
+                raise TimeoutError
+            conn = self._connections.take(deadline)
+        except TimeoutError:
+            raise self._waited("a free connection", ENV_DB_POOL_SIZE) from None
+        except DBAPIError as exc:
+            raise database_error(exc, self.url) from exc
+        locked = False
+        try:
+            if writes:
+                locked = self._write_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+                if not locked:
+                    raise self._waited("this process's other writes", ENV_DB_TIMEOUT)
+            result = self._run_waiting(conn, fn, args, deadline)
+            if checkpoint:
+                self._checkpoint(conn)
+        except BaseException:
+            # The transaction failed: whatever state the connection is in, it is not reused.
+            self._connections.discard(conn)
+            raise
+        finally:
+            if locked:
+                self._write_lock.release()
+        self._connections.give_back(conn)
+        return result
+
+    def _run_waiting(
+        self, conn: Connection, fn: Callable[..., T], args: tuple[Any, ...], deadline: float
+    ) -> T:
+        """Run the transaction, waiting out other processes' writes until `deadline`."""
+        while True:
+            left_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
+            _driver(conn).execute(f"PRAGMA busy_timeout={left_ms}")
+            try:
+                try:
+                    return fn(conn, *args)
+                finally:
+                    _reset_busy_timeout(conn)
+            except DBAPIError as exc:
+                if not _is_busy(exc):
+                    raise database_error(exc, self.url) from exc
+                self._rollback_or_discard(conn, discard=False)
+                if time.monotonic() >= deadline:
+                    raise self._waited("another process's write", ENV_DB_TIMEOUT) from exc
+                time.sleep(0.001)  # BUSY_SNAPSHOT comes back at once: do not spin
+
+    def _waited(self, what: str, setting: str) -> DatabaseError:
+        return DatabaseError(
+            f"waited {self.settings.timeout:g} s for {what} on the {describe(self.url)} and gave "
+            f"up; nothing was written. If the load is expected, raise {setting}; otherwise find "
+            "the process holding the database."
+        )
+
+    def _checkpoint(self, conn: Connection) -> None:
+        """PASSIVE: copies what it can without waiting for readers or writers."""
+        try:
+            _driver(conn).execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error:  # the WAL keeps everything; the next checkpoint catches up
+            log.warning("WAL checkpoint of the %s failed", describe(self.url), exc_info=True)
+
+    def _rollback_or_discard(self, conn: Connection, *, discard: bool = True) -> None:
+        try:
+            if conn.in_transaction():
+                conn.rollback()
+        except DBAPIError:
+            if discard:
+                self._connections.discard(conn)
+            else:
+                raise
+            return
+        if discard:
+            self._connections.give_back(conn)
+
+    def _pragmas(self, dbapi_connection: Any, _record: Any) -> None:
+        # synchronous=NORMAL (durability "normal") keeps every committed step across a killed
+        # process; FULL also fsyncs the WAL at every commit, for an OS crash or power loss.
+        # Connecting may wait for another writer; the transactions set their own timeout after.
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={int(self.settings.timeout * 1000)}")
+        synchronous = "FULL" if self.settings.durability == "full" else "NORMAL"
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run in a worker (see above)
+        cursor.execute("PRAGMA busy_timeout=0")
+        cursor.close()
 
     def dispose(self) -> None:
-        for tx in self.idle.drain():
-            tx.shutdown()
+        self._connections.close_idle()
+        self._executor.shutdown(wait=False)
         self.engine.dispose()
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers (CLI, server) work while a run writes; synchronous=NORMAL keeps every
-    # committed step across a process crash (kill -9), which is what durability promises here.
-    # Connecting may wait for another writer; the transactions set their own timeout after.
-    cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run in a worker (see above)
-    cursor.execute("PRAGMA busy_timeout=0")
-    cursor.close()
+def enable_wal(conn: Connection) -> None:
+    """WAL lets readers (CLI, server) work while a run writes. Persistent in the file; set only
+    once the database is known to be one this version may write."""
+    mode = conn.exec_driver_sql("PRAGMA journal_mode=WAL").scalar()
+    conn.commit()
+    if str(mode).lower() != "wal":
+        raise DatabaseError(f"SQLite refused WAL mode (journal_mode stays {mode})")
+
+
+def _reset_busy_timeout(conn: Connection) -> None:
+    """Back to 0 for the loop's thread; a connection too broken for it is discarded anyway."""
+    if not conn.invalidated:
+        with contextlib.suppress(sqlite3.Error):
+            _driver(conn).execute("PRAGMA busy_timeout=0")
+
+
+def _driver(conn: Connection) -> sqlite3.Connection:
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    return driver

@@ -1,0 +1,112 @@
+"""How the run database is used: connection bound, how long to wait, and the durability level.
+
+Each setting has an environment variable, read when a database is opened, and a keyword of
+`LocalEngine`. A value that does not parse is refused with the variable's name and what it takes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+from ..errors import DatabaseError
+
+__all__ = [
+    "DURABILITY_LEVELS",
+    "ENV_DB_POOL_SIZE",
+    "ENV_DB_TIMEOUT",
+    "ENV_DURABILITY",
+    "Durability",
+    "StoreSettings",
+]
+
+Durability = Literal["normal", "full"]
+DURABILITY_LEVELS: tuple[Durability, ...] = ("normal", "full")
+
+ENV_DB_POOL_SIZE = "RUNPLANE_DB_POOL_SIZE"
+ENV_DB_TIMEOUT = "RUNPLANE_DB_TIMEOUT"
+ENV_DURABILITY = "RUNPLANE_DURABILITY"
+
+DEFAULT_POOL_SIZE = 8
+# A step's write takes a millisecond or less; a run waits this long for a connection, for another
+# process's write lock, or for one statement, before it fails. Long enough that load never fails
+# a run, short enough that a database that went away is reported instead of waited on forever.
+DEFAULT_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """`pool_size`: connections per event loop (PostgreSQL) or per process (SQLite); runs beyond
+    it wait for one. `timeout`: seconds any wait may take. `durability`: `normal` keeps every
+    committed step across a killed process; `full` also across an OS crash or power loss."""
+
+    pool_size: int = DEFAULT_POOL_SIZE
+    timeout: float = DEFAULT_TIMEOUT
+    durability: Durability = "normal"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.pool_size, bool) or not isinstance(self.pool_size, int):
+            raise ValueError(f"pool_size must be an int, got {self.pool_size!r}")
+        if self.pool_size < 1:
+            raise ValueError(f"pool_size must be at least 1, got {self.pool_size}")
+        if not self.timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {self.timeout}")
+        if self.durability not in DURABILITY_LEVELS:
+            raise ValueError(
+                f"durability must be one of {', '.join(DURABILITY_LEVELS)}, got {self.durability!r}"
+            )
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        pool_size: int | None = None,
+        timeout: float | None = None,
+        durability: Durability | None = None,
+    ) -> StoreSettings:
+        """Explicit values win; else the environment; else the defaults."""
+        return cls(
+            pool_size=pool_size if pool_size is not None else _env_int(ENV_DB_POOL_SIZE),
+            timeout=timeout if timeout is not None else _env_float(ENV_DB_TIMEOUT),
+            durability=durability if durability is not None else _env_durability(),
+        )
+
+
+def _env_int(name: str) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return DEFAULT_POOL_SIZE
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise DatabaseError(f"{name}={raw!r} is not a whole number of connections of at least 1")
+    return value
+
+
+def _env_float(name: str) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise DatabaseError(f"{name}={raw!r} is not a positive number of seconds")
+    return value
+
+
+def _env_durability() -> Durability:
+    raw = os.environ.get(ENV_DURABILITY, "").strip().lower()
+    if not raw:
+        return "normal"
+    for level in DURABILITY_LEVELS:
+        if raw == level:
+            return level
+    raise DatabaseError(
+        f"{ENV_DURABILITY}={raw!r} is not a durability level; use one of "
+        f"{', '.join(DURABILITY_LEVELS)}"
+    )
