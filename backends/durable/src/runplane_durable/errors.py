@@ -15,11 +15,17 @@ __all__ = [
     "RunLeasedError",
     "RunNotFoundError",
     "SchemaVersionError",
+    "UnstorableNameError",
 ]
 
 
-class DurableError(RunplaneError):
-    """Base class for the durable backend's own errors."""
+class DurableError(RunplaneError, AgentsException):
+    """Base class for the durable backend's own errors.
+
+    An `AgentsException`, because the SDK lets those raised while a tool runs pass through as
+    they are, and wraps any other in `UserError("Error running tool ...")`: a lost lease or a
+    failed write must reach the caller as itself.
+    """
 
 
 class DatabaseError(DurableError):
@@ -42,12 +48,16 @@ class RunInputMismatchError(DurableError):
     """A run id was reused with a different starting agent or input."""
 
 
-class ReplayDivergenceError(AgentsException, DurableError):
+class UnstorableNameError(DurableError, ValueError):
+    """A run id or agent name that not every run database can store (refused on all of them)."""
+
+
+class ReplayDivergenceError(DurableError):
     """A replayed run asked for something other than what its journal recorded.
 
     Raised instead of calling the model: continuing would mix two different histories.
     """
 
 
-class JournalSerializationError(AgentsException, DurableError):
+class JournalSerializationError(DurableError):
     """A tool output or final output the journal cannot store."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -32,6 +33,7 @@ __all__ = [
     "load_model_response",
     "load_stream_events",
     "load_value",
+    "storable_text",
 ]
 
 _MODEL_RESPONSE = pydantic.TypeAdapter(ModelResponse)
@@ -39,8 +41,34 @@ _STREAM_EVENTS = pydantic.TypeAdapter(list[TResponseStreamEvent])
 _SCALARS = (str, int, float, bool, type(None))
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def dump_json(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """JSON text any database stores as it is, and `load_json` turns back into `data` exactly.
+
+    Control characters, NUL among them, are always escaped by the encoder (PostgreSQL text
+    cannot hold a raw NUL). Other text stays unescaped (compact), except lone surrogates: they
+    have no UTF-8 form, so the database driver could not send them, and are escaped too. (A high
+    and a low surrogate written as two code points come back as the one character they spell,
+    which is also what any JSON request to a model makes of them.)
+    """
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")  # in C, faster than searching for a surrogate
+        except UnicodeEncodeError:
+            # Only inside JSON strings can one occur, where \uXXXX means the same character.
+            text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text
+
+
+def storable_text(text: str) -> str:
+    """`text` as every database can store it in a text column (an error message, say): NUL and
+    lone surrogates written as escapes. For text that is shown, never parsed back."""
+    if text.isascii():
+        return text.replace("\x00", "\\x00") if "\x00" in text else text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 def load_json(text: str) -> Any:
