@@ -2,21 +2,50 @@
 
 The interceptors are installed process-wide but act only while `ACTIVE` holds a run, so runs on
 other backends (and the SDK's own) are untouched. Nested runs started by a tool get their own
-scope: a tool invocation clears `ACTIVE` while it runs.
+scope: a tool invocation clears `ACTIVE` while it runs, and sets `TOOL_OF` to the run whose tool
+it is, so a run the SDK starts there (`Agent.as_tool`) is routed to that run's backend.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+from runplane import RunnerBackend
 
 from .engine import RunSession
 from .errors import ReplayDivergenceError
 from .records import JournalRecord
 
-__all__ = ["ACTIVE", "ActiveRun"]
+__all__ = ["ACTIVE", "PARTS", "TOOL_OF", "ActiveRun", "ModelRequest"]
+
+# What a model call is asked, part by part, each named as a divergence error names it.
+PARTS: dict[str, str] = {
+    "agent": "the agent",
+    "instructions": "the instructions",
+    "input": "the input (the conversation so far: an earlier step's output changed)",
+    "tools": "the tools",
+    "output": "the output type",
+    "handoffs": "the handoffs",
+    "settings": "the model settings",
+    "prompt": "the prompt",
+    "conversation": "previous_response_id or conversation_id",
+}
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """What a model call is asked, as digests: whole to compare, by part to say what changed."""
+
+    fingerprint: str
+    parts: dict[str, str]  # PARTS name -> digest
+    tools: dict[str, str]  # tool name -> digest of what the model is told about it
+    describe: str
+    # The fingerprint the journals written before per-part digests hold; computed only for them.
+    legacy: Callable[[], str]
 
 
 @dataclass
@@ -25,6 +54,8 @@ class ActiveRun:
 
     opening: Awaitable[RunSession]
     streamed: bool
+    # The backend executing the run: where runs started by its tools go.
+    backend: RunnerBackend | None = None
     _session: RunSession | None = None
     _models: list[JournalRecord] = field(default_factory=list)
     _tools: dict[str, JournalRecord] = field(default_factory=dict)
@@ -41,26 +72,29 @@ class ActiveRun:
                     self._session = session
         return self._session
 
-    def recorded_model(self, fingerprint: str, describe: str) -> JournalRecord | None:
+    def recorded_model(self, request: ModelRequest) -> JournalRecord | None:
         """The journaled response for the next model call, checked against what is asked now."""
         assert self._session is not None
         if self.model_ordinal >= len(self._models):
             if self._session.read_only:
                 raise ReplayDivergenceError(
                     f"run {self._session.record.id!r} is finished, but replaying it asked for "
-                    f"model call #{self.model_ordinal + 1} ({describe}), which it never made. "
-                    "The program's agents or tools changed since the run; start a new run id."
+                    f"model call #{self.model_ordinal + 1} ({request.describe}), which it never "
+                    "made. The program's agents or tools changed since the run; start a new run "
+                    "id."
                 )
             return None
         entry = self._models[self.model_ordinal]
-        if entry.fingerprint != fingerprint:
-            recorded = entry.payload.get("describe", "?")
+        parts = entry.payload.get("parts")
+        expected = request.fingerprint if parts is not None else request.legacy()
+        if entry.fingerprint != expected:
             raise ReplayDivergenceError(
                 f"replay of run {self._session.record.id!r} diverged at model call "
-                f"#{self.model_ordinal + 1}: the journal recorded a request for {recorded}, but "
-                f"the program now asks {describe} with different instructions, input or tools. "
-                "The agent definition, instructions or a tool changed since the run started. "
-                "Restore the program as it was to resume this run, or start a new run id."
+                f"#{self.model_ordinal + 1}: the journal recorded a request for "
+                f"{entry.payload.get('describe', '?')}, but the program now asks "
+                f"{request.describe} with {_changes(entry.payload, request)}. The agent "
+                "definition changed since the run started. Restore the program as it was to "
+                "resume this run, or start a new run id."
             )
         return entry
 
@@ -78,8 +112,37 @@ class ActiveRun:
         self._tools[entry.key] = entry
 
 
+def _changes(recorded: Any, request: ModelRequest) -> str:
+    """What differs between a journaled request and the one made now, in words."""
+    parts = recorded.get("parts")
+    if not isinstance(parts, dict):  # journaled before requests were digested part by part
+        return "different instructions, input, tools, output type or handoffs"
+    changed: list[str] = []
+    for name, label in PARTS.items():
+        if parts.get(name) == request.parts.get(name):
+            continue
+        if name != "tools":
+            changed.append(label)
+            continue
+        before: dict[str, str] = recorded.get("tool_digests") or {}
+        now = request.tools
+        tools = [
+            f"tool {n!r} (its description or parameter schema)"
+            for n in now
+            if n in before and before[n] != now[n]
+        ]
+        tools += [f"tool {n!r} added" for n in now if n not in before]
+        tools += [f"tool {n!r} removed" for n in before if n not in now]
+        changed.extend(tools or ["the tools (their order)"])
+    return "different " + ", ".join(changed) if changed else "a different request"
+
+
 ACTIVE: contextvars.ContextVar[ActiveRun | None] = contextvars.ContextVar(
     "runplane_durable_active_run", default=None
+)
+# The durable run whose tool is running in this context (ACTIVE is None meanwhile).
+TOOL_OF: contextvars.ContextVar[ActiveRun | None] = contextvars.ContextVar(
+    "runplane_durable_tool_of", default=None
 )
 REQUESTED_RUN_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "runplane_durable_requested_run_id", default=None

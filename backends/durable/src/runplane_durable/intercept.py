@@ -1,19 +1,27 @@
-"""The two seams where a run meets the outside world, journaled.
+"""The seams where a run meets the outside world, journaled.
 
 `install()` wraps the SDK's model resolution (so every model path is covered: `agent.model`
 instances and names, `run_config.model`, `run_config.model_provider`, handoff targets) and its
-function-tool invocation. Both wrappers do nothing unless the current task runs a durable run.
+function-tool invocation; both do nothing unless the current task runs a durable run. It also
+keeps the journal's own errors from becoming a tool's output, and sends a run the SDK starts
+inside a durable run's tool (`Agent.as_tool`) to that run's backend.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
+import hashlib
+import logging
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, cast
 
 import pydantic
+import pydantic_core
 from agents import Agent, RunConfig
 from agents.agent_output import AgentOutputSchemaBase
 from agents.handoffs import Handoff
@@ -32,10 +40,15 @@ from openai.types.responses import (
 )
 from openai.types.responses.response_prompt_param import ResponsePromptParam
 
+from runplane import RunnerBackend
+
 from . import sdk_internals as sdk
-from .active import ACTIVE, REQUESTED_RUN_ID, ActiveRun
+from .active import ACTIVE, PARTS, REQUESTED_RUN_ID, TOOL_OF, ActiveRun, ModelRequest
+from .errors import DurableError
+from .identity import nested_run_id, tool_key
 from .records import JournalRecord, NewEvent, UsageDelta
 from .serde import (
+    dump_json,
     dump_model_response,
     dump_stream_events,
     dump_value,
@@ -45,12 +58,21 @@ from .serde import (
     load_value,
 )
 
-__all__ = ["JournalingModel", "install"]
+__all__ = ["INLINE_CHARS", "JournalingModel", "install", "tool_digest"]
+
+log = logging.getLogger("runplane_durable")
 
 # The tail of the input that goes into a request's fingerprint. Earlier items were produced by
 # earlier (already checked) steps; hashing only the tail keeps per-step cost flat as runs grow.
 FINGERPRINT_TAIL = 4
+# A step's event holds a value (tool output, arguments, model output) up to this many characters;
+# a larger one is stored only in the journal, and the event keeps a preview of it.
+INLINE_CHARS = 4096
+PREVIEW_CHARS = 500
 _USAGE = pydantic.TypeAdapter(Usage)
+_DIGEST_CHARS = 16
+# Model settings that change how a request travels, not what the model is asked.
+_TRANSPORT_SETTINGS = frozenset({"retry", "timeout", "extra_headers"})
 
 
 def _usage_delta(usage: Usage) -> UsageDelta:
@@ -96,26 +118,59 @@ class JournalingModel(Model):
         self,
         system_instructions: str | None,
         input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
         tools: list[Tool],
         output_schema: AgentOutputSchemaBase | None,
         handoffs: list[Handoff],
         previous_response_id: str | None,
         conversation_id: str | None,
-    ) -> tuple[str, str]:
+        prompt: ResponsePromptParam | None,
+    ) -> ModelRequest:
+        """Everything that changes what the model is asked, digested part by part.
+
+        Per step this costs the instructions, the input's tail, the settings and the handoffs;
+        a tool's digest is computed once per tool object.
+        """
+        input_len = 1 if isinstance(input, str) else len(input)
         tail: Any = input if isinstance(input, str) else input[-FINGERPRINT_TAIL:]
-        request = {
-            "agent": self.agent_name,
-            "instructions": system_instructions,
-            "input_len": 1 if isinstance(input, str) else len(input),
-            "input_tail": tail,
-            "tools": [t.name for t in tools],
-            "output": output_schema.name() if output_schema is not None else None,
-            "handoffs": [h.tool_name for h in handoffs],
-            "previous_response_id": previous_response_id,
-            "conversation_id": conversation_id,
+        digests = [tool_digest(t) for t in tools]
+        parts = {
+            "agent": _text_digest(self.agent_name),
+            "instructions": _text_digest(system_instructions),
+            "input": _digest({"len": input_len, "tail": tail}),
+            "tools": _text_digest(",".join(digests)),
+            "output": _output_digest(output_schema),
+            "handoffs": _digest([_handoff_view(h) for h in handoffs]),
+            "settings": _settings_digest(model_settings),
+            "prompt": _digest(prompt),
+            "conversation": _digest([previous_response_id, conversation_id]),
         }
-        describe = f"agent {self.agent_name!r} with {request['input_len']} input item(s)"
-        return fingerprint(request), describe
+        combined = "|".join(f"{name}={parts[name]}" for name in PARTS)
+
+        def legacy() -> str:
+            return fingerprint(
+                {
+                    "agent": self.agent_name,
+                    "instructions": system_instructions,
+                    "input_len": input_len,
+                    "input_tail": tail,
+                    "tools": [t.name for t in tools],
+                    "output": output_schema.name() if output_schema is not None else None,
+                    "handoffs": [h.tool_name for h in handoffs],
+                    "previous_response_id": previous_response_id,
+                    "conversation_id": conversation_id,
+                }
+            )
+
+        return ModelRequest(
+            fingerprint=hashlib.sha256(combined.encode()).hexdigest()[:32],
+            parts=parts,
+            tools={
+                getattr(t, "name", type(t).__name__): d for t, d in zip(tools, digests, strict=True)
+            },
+            describe=f"agent {self.agent_name!r} with {input_len} input item(s)",
+            legacy=legacy,
+        )
 
     async def get_response(
         self,
@@ -131,20 +186,23 @@ class JournalingModel(Model):
         conversation_id: str | None,
         prompt: ResponsePromptParam | None,
     ) -> ModelResponse:
-        await self.active.session()
-        fp, describe = self._request(
+        session = await self.active.session()
+        request = self._request(
             system_instructions,
             input,
+            model_settings,
             tools,
             output_schema,
             handoffs,
             previous_response_id,
             conversation_id,
+            prompt,
         )
-        entry = self.active.recorded_model(fp, describe)
+        entry = self.active.recorded_model(request)
         if entry is not None:
             self.active.model_ordinal += 1
             return load_model_response(entry.payload["response"])
+        await session.check_lease()  # a holder that lost the run calls out no more
         response = await self.inner.get_response(
             system_instructions,
             input,
@@ -157,7 +215,7 @@ class JournalingModel(Model):
             conversation_id=conversation_id,
             prompt=prompt,
         )
-        await self._record(fp, describe, response, None, handoffs)
+        await self._record(request, response, None, handoffs)
         return response
 
     async def stream_response(
@@ -174,22 +232,25 @@ class JournalingModel(Model):
         conversation_id: str | None,
         prompt: ResponsePromptParam | None,
     ) -> AsyncIterator[TResponseStreamEvent]:
-        await self.active.session()
-        fp, describe = self._request(
+        session = await self.active.session()
+        request = self._request(
             system_instructions,
             input,
+            model_settings,
             tools,
             output_schema,
             handoffs,
             previous_response_id,
             conversation_id,
+            prompt,
         )
-        entry = self.active.recorded_model(fp, describe)
+        entry = self.active.recorded_model(request)
         if entry is not None:
             self.active.model_ordinal += 1
             for event in _replay_stream(entry):
                 yield event
             return
+        await session.check_lease()  # a holder that lost the run calls out no more
         events: list[TResponseStreamEvent] = []
         # aclosing: when the SDK closes this stream (a terminal failure), the model's own stream
         # is closed here, in the run's task, not later by the garbage collector.
@@ -217,12 +278,11 @@ class JournalingModel(Model):
         # so the step is committed before anything acts on it.
         response = _response_from_stream(events)
         if response is not None:
-            await self._record(fp, describe, response, events, handoffs)
+            await self._record(request, response, events, handoffs)
 
     async def _record(
         self,
-        fp: str,
-        describe: str,
+        request: ModelRequest,
         response: ModelResponse,
         stream: list[TResponseStreamEvent] | None,
         handoffs: list[Handoff],
@@ -234,34 +294,39 @@ class JournalingModel(Model):
         calls = [
             {"type": "handoff", "to": handoff_names[item.name], "call_id": item.call_id}
             if item.name in handoff_names
-            else {
-                "type": "tool",
-                "name": item.name,
-                "arguments": item.arguments,
-                "call_id": item.call_id,
-            }
+            else _bounded(
+                {"type": "tool", "name": item.name, "call_id": item.call_id},
+                "arguments",
+                item.arguments,
+            )
             for item in response.output
             if isinstance(item, ResponseFunctionToolCall)
         ]
-        payload: dict[str, Any] = {"response": dumped, "describe": describe}
+        payload: dict[str, Any] = {
+            "response": dumped,
+            "describe": request.describe,
+            "parts": request.parts,
+            "tool_digests": request.tools,
+        }
         if stream is not None:
             payload["stream"] = dump_stream_events(stream)
             payload["usage"] = _usage_snapshot(response.usage)
+        event: dict[str, Any] = {
+            "ordinal": ordinal,
+            "agent": self.agent_name,
+            "usage": _usage_json(response.usage),
+        }
+        output_text = dump_json(dumped["output"])
+        if len(output_text) <= INLINE_CHARS:
+            event["output"] = dumped["output"]
+        else:  # in the journal only: `runplane runs show` reads it from there
+            event["output_in_journal"] = True
+            event["output_preview"] = output_text[:PREVIEW_CHARS]
+        event["calls"] = calls
+        event["streamed"] = stream is not None
         await session.append(
-            journal=("model", str(ordinal), fp, payload),
-            events=[
-                NewEvent(
-                    "model_call",
-                    {
-                        "ordinal": ordinal,
-                        "agent": self.agent_name,
-                        "usage": _usage_json(response.usage),
-                        "output": dumped["output"],
-                        "calls": calls,
-                        "streamed": stream is not None,
-                    },
-                )
-            ],
+            journal=("model", str(ordinal), request.fingerprint, payload),
+            events=[NewEvent("model_call", event)],
             usage=_usage_delta(response.usage),
         )
         self.active.model_ordinal += 1
@@ -337,9 +402,150 @@ def _synthesized_completion(response: ModelResponse) -> TResponseStreamEvent:
     return event
 
 
+# -- request digests ------------------------------------------------------------------------------
+
+
+def _text_digest(text: str | None) -> str:
+    if text is None:
+        return "-"
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:_DIGEST_CHARS]
+
+
+def _digest(value: Any) -> str:
+    try:
+        return fingerprint(value)[:_DIGEST_CHARS]
+    except ValueError:  # a circular structure: its shape is all that can be compared
+        return _text_digest(type(value).__qualname__)
+
+
+def _handoff_view(handoff: Handoff) -> dict[str, Any]:
+    """What the model is told about a handoff (it sees one as a tool)."""
+    return {
+        "name": handoff.tool_name,
+        "description": handoff.tool_description,
+        "parameters": handoff.input_json_schema,
+        "strict": handoff.strict_json_schema,
+    }
+
+
+def _output_digest(schema: AgentOutputSchemaBase | None) -> str:
+    if schema is None:
+        return "-"
+    view: dict[str, Any] = {"name": schema.name(), "plain": schema.is_plain_text()}
+    if not view["plain"]:
+        view["strict"] = schema.is_strict_json_schema()
+        view["schema"] = schema.json_schema()
+    return _digest(view)
+
+
+_settings_adapters: dict[type, pydantic.TypeAdapter[Any]] = {}
+
+
+def _settings_digest(settings: ModelSettings) -> str:
+    """The settings that reach the request; unset ones are left out, so that a newer SDK adding
+    a field does not make every journal diverge."""
+    cls = type(settings)
+    adapter = _settings_adapters.get(cls)
+    if adapter is None:
+        adapter = _settings_adapters[cls] = pydantic.TypeAdapter(cls)
+    try:
+        data = adapter.dump_python(
+            settings, mode="json", exclude=set(_TRANSPORT_SETTINGS), exclude_none=True
+        )
+    except (pydantic_core.PydanticSerializationError, TypeError, ValueError):
+        data = {  # extra_args holding objects pydantic cannot dump: their type names count
+            f.name: value
+            for f in dataclasses.fields(settings)
+            if f.name not in _TRANSPORT_SETTINGS
+            and (value := getattr(settings, f.name)) is not None
+        }
+    return _digest(data)
+
+
+# id(tool) -> (weak reference to it, what its digest was computed from, the digest)
+_tool_digests: dict[int, tuple[weakref.ref[Any], tuple[Any, ...], str]] = {}
+
+
+def _tool_view(tool: Tool) -> tuple[tuple[Any, ...], Callable[[], Any]]:
+    """What a digest of `tool` depends on (compared by identity), and what it digests."""
+    if isinstance(tool, FunctionTool):
+        basis = (tool.name, tool.description, tool.params_json_schema, tool.strict_json_schema)
+
+        def view() -> Any:
+            return {
+                "name": tool.name,
+                "description": tool.description,
+                "parameters": tool.params_json_schema,
+                "strict": tool.strict_json_schema,
+                "defer_loading": getattr(tool, "defer_loading", False),
+            }
+
+        return basis, view
+    # Hosted tools (web search, file search, MCP, ...): their configuration is what is sent.
+    return (), lambda: {"type": type(tool).__qualname__, "config": tool}
+
+
+def tool_digest(tool: Tool) -> str:
+    """The digest of what the model is told about `tool`, computed once per tool object.
+
+    Recomputed when the tool's name, description, parameter schema or strictness is replaced
+    (an identity check, so this costs nothing per step); a schema edited in place is not seen.
+    """
+    basis, view = _tool_view(tool)
+    key = id(tool)
+    cached = _tool_digests.get(key)
+    if (
+        cached is not None
+        and cached[0]() is tool
+        and len(cached[1]) == len(basis)
+        and all(a is b for a, b in zip(cached[1], basis, strict=True))
+    ):
+        return cached[2]
+    digest = _digest(view())
+    try:
+        ref: weakref.ref[Any] = weakref.ref(tool, functools.partial(_forget_tool, key))
+    except TypeError:  # not weakly referenceable: digested at every step
+        return digest
+    _tool_digests[key] = (ref, basis, digest)
+    return digest
+
+
+def _forget_tool(key: int, gone: weakref.ref[Any]) -> None:
+    cached = _tool_digests.get(key)
+    if cached is not None and cached[0] is gone:
+        del _tool_digests[key]
+
+
+def _bounded(event: dict[str, Any], name: str, text: str) -> dict[str, Any]:
+    """`event` with `text` under `name`, or, when it is large, a preview and where it is."""
+    if len(text) <= INLINE_CHARS:
+        event[name] = text
+    else:
+        event[f"{name}_in_journal"] = True
+        event[f"{name}_preview"] = text[:PREVIEW_CHARS]
+    return event
+
+
+def _bounded_output(event: dict[str, Any], output: Any) -> dict[str, Any]:
+    """`event` with a tool's encoded output, or, when it is large, a preview of it."""
+    inner = output.get("json") if isinstance(output, dict) and len(output) == 1 else None
+    text = inner if isinstance(inner, str) else None
+    if text is None or len(text) > INLINE_CHARS:
+        text = text if text is not None else dump_json(output)
+        if len(text) > INLINE_CHARS:
+            return _bounded(event, "output", text)
+    event["output"] = output
+    return event
+
+
+# -- the seams ------------------------------------------------------------------------------------
+
 _original_get_model: Any = None
 _original_invoke: Any = None
+_original_formatters: dict[Any, Any] = {}
+_original_runner: dict[str, Any] = {}
 _install_lock = threading.Lock()
+_warned_unrouted = False
 
 
 def _get_model(agent: Agent[Any], run_config: RunConfig) -> Model:
@@ -359,16 +565,18 @@ async def _invoke_function_tool(
             function_tool=function_tool, context=context, arguments=arguments
         )
     session = await active.session()
-    key = f"{active.model_ordinal}:{context.tool_call_id}"
+    key = tool_key(active.model_ordinal, context.tool_call_id)
     entry = active.recorded_tool(key)
     if entry is not None:
         return sdk.FunctionToolInvocationResult(
             load_value(entry.payload["output"]), is_sdk_generated_error=entry.payload["sdk_error"]
         )
-    # A run started by the tool (Agent.as_tool) is its own run, not steps of this one; under
-    # runplane.install("durable") it gets an id derived from this call, so it resumes too.
+    await session.check_lease()  # a holder that lost the run runs no tool
+    # A run started by the tool (Agent.as_tool) is its own run, not steps of this one: it goes to
+    # this run's backend (see _route) under an id derived from this call, so it resumes too.
     active_token = ACTIVE.set(None)
-    id_token = REQUESTED_RUN_ID.set(f"{session.record.id}/{key}")
+    tool_of_token = TOOL_OF.set(active)
+    id_token = REQUESTED_RUN_ID.set(nested_run_id(session.record.id, key))
     started = time.monotonic()
     try:
         result = await _original_invoke(
@@ -376,6 +584,7 @@ async def _invoke_function_tool(
         )
     finally:
         ACTIVE.reset(active_token)
+        TOOL_OF.reset(tool_of_token)
         REQUESTED_RUN_ID.reset(id_token)
     output = dump_value(result.output, what=f"tool {function_tool.name!r}")
     payload = {
@@ -385,26 +594,105 @@ async def _invoke_function_tool(
         "output": output,
         "sdk_error": result.is_sdk_generated_error,
     }
+    event: dict[str, Any] = {
+        "name": function_tool.name,
+        "call_id": context.tool_call_id,
+        "sdk_error": result.is_sdk_generated_error,
+        "key": key,
+        "seconds": round(time.monotonic() - started, 6),
+    }
+    # The output is journaled once; the event log holds it only when small.
+    _bounded_output(_bounded(event, "arguments", arguments), output)
     # Not waited for if it has to queue (PostgreSQL, a busy SQLite file): every later step (the
     # next model response, the run's outcome) commits after it, so nothing that used this output
     # is durable before it is. A crash before it commits re-runs the tool, as one during it would.
     await session.append(
         wait=False,
         journal=("tool", key, None, payload),
-        events=[
-            NewEvent(
-                "tool_call",
-                {**payload, "key": key, "seconds": round(time.monotonic() - started, 6)},
-            )
-        ],
+        events=[NewEvent("tool_call", event)],
         usage=UsageDelta(tool_calls=1),
     )
     active.remember_tool(JournalRecord(0, "tool", key, None, payload))
     return result
 
 
+def _failure_formatter(original: Any) -> Any:
+    async def format_failure(
+        *, function_tool: FunctionTool, context: Any, error: BaseException
+    ) -> str | None:
+        """The SDK's formatter, except for runplane's own errors, which the tool then re-raises:
+        a failed write, a lost lease or a refused replay is never a tool's output."""
+        if isinstance(error, DurableError):
+            return None
+        result: str | None = await original(
+            function_tool=function_tool, context=context, error=error
+        )
+        return result
+
+    return format_failure
+
+
+def _nested_backend() -> RunnerBackend | None:
+    """The backend for a run the SDK's own runner is starting here, if it is one a durable run's
+    tool started; None to let the SDK run it (everywhere else, and inside a backend's own run,
+    which sets ACTIVE before it calls the SDK's runner)."""
+    global _warned_unrouted
+    if ACTIVE.get() is not None:
+        return None
+    parent = TOOL_OF.get()
+    if parent is None:
+        return None
+    if parent.backend is None and not _warned_unrouted:
+        _warned_unrouted = True
+        log.warning(
+            "a run started inside a durable run's tool is not durable: the durable run did not "
+            "say which backend runs it"
+        )
+    return parent.backend
+
+
+async def _routed_run(self: Any, starting_agent: Any, input: Any, **kwargs: Any) -> Any:
+    backend = _nested_backend()
+    if backend is None:
+        return await _original_runner["run"](self, starting_agent, input, **kwargs)
+    token = TOOL_OF.set(None)
+    try:
+        return await backend.run(starting_agent, input, **kwargs)
+    finally:
+        TOOL_OF.reset(token)
+
+
+def _routed_run_sync(self: Any, starting_agent: Any, input: Any, **kwargs: Any) -> Any:
+    backend = _nested_backend()
+    if backend is None:
+        return _original_runner["run_sync"](self, starting_agent, input, **kwargs)
+    token = TOOL_OF.set(None)
+    try:
+        return backend.run_sync(starting_agent, input, **kwargs)
+    finally:
+        TOOL_OF.reset(token)
+
+
+def _routed_run_streamed(self: Any, starting_agent: Any, input: Any, **kwargs: Any) -> Any:
+    backend = _nested_backend()
+    if backend is None:
+        return _original_runner["run_streamed"](self, starting_agent, input, **kwargs)
+    token = TOOL_OF.set(None)
+    try:
+        return backend.run_streamed(starting_agent, input, **kwargs)
+    finally:
+        TOOL_OF.reset(token)
+
+
+_ROUTED = {"run": _routed_run, "run_sync": _routed_run_sync, "run_streamed": _routed_run_streamed}
+
+
 def install() -> None:
-    """Wrap the SDK's two seams once per process (idempotent, thread-safe)."""
+    """Wrap the SDK's seams once per process (idempotent, thread-safe).
+
+    Each wrapper acts only inside a durable run (or, for the runner and the failure formatter,
+    a durable run's tool, or one of runplane's own errors); everything else passes through.
+    """
     global _original_get_model, _original_invoke
     with _install_lock:
         if _original_get_model is not None:
@@ -413,3 +701,12 @@ def install() -> None:
         _original_invoke = sdk.tool_execution._invoke_function_tool_with_metadata  # type: ignore[attr-defined]
         sdk.run_loop.get_model = _get_model
         sdk.tool_execution._invoke_function_tool_with_metadata = _invoke_function_tool  # type: ignore[attr-defined]
+        for module in (sdk.tool_module, sdk.tool_execution):
+            original = getattr(module, sdk.FAILURE_FORMATTER)
+            _original_formatters[module] = original
+            setattr(module, sdk.FAILURE_FORMATTER, _failure_formatter(original))
+        for name, routed in _ROUTED.items():
+            # The SDK's own runner, whichever instance holds the default slot (and the one
+            # runplane.install displaces): Agent.as_tool and agents.Runner both end up here.
+            _original_runner[name] = getattr(sdk.AgentRunner, name)
+            setattr(sdk.AgentRunner, name, routed)

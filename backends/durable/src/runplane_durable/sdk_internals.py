@@ -1,7 +1,9 @@
 """Every private SDK name the durable backend relies on, in one place.
 
-The SDK is pinned (~=0.24.0). These are the two seams where a run's non-deterministic steps pass
-(model resolution, function-tool invocation) and the helpers that keep a streamed replay lossless.
+The SDK is pinned (~=0.24.0). These are the seams where a run's non-deterministic steps pass
+(model resolution, function-tool invocation), where a failing tool becomes an output (its failure
+formatter), where a nested run is started (the SDK's own runner), and the helpers that keep a
+streamed replay lossless.
 An SDK upgrade that moves any of them fails the import here, loudly, and the parity and replay
 tests say what changed.
 """
@@ -10,17 +12,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from agents import tool as tool_module
 from agents import usage as _usage
+from agents.run import AgentRunner
 from agents.run_internal import run_loop, tool_execution
 from agents.tool import _FunctionToolInvocationResult as FunctionToolInvocationResult
 
 __all__ = [
+    "FAILURE_FORMATTER",
+    "AgentRunner",
     "FunctionToolInvocationResult",
     "attach_normalized_usage",
     "response_usage_to_usage",
     "run_loop",
     "tool_execution",
+    "tool_module",
 ]
+
+# Turns an exception raised by a function tool into the tool's output (its failure_error_function,
+# by default "An error occurred while running the tool"). `agents.tool` calls it by this global
+# name when a wrapped tool (function_tool, Agent.as_tool, MCP) fails; tool_execution imported it.
+FAILURE_FORMATTER = "maybe_invoke_function_tool_failure_error_function"
 
 response_usage_to_usage = _usage._response_usage_to_usage
 attach_normalized_usage = _usage._attach_normalized_usage
@@ -43,3 +55,8 @@ for _name in ("get_model",):
         )
 if not hasattr(tool_execution, "_invoke_function_tool_with_metadata"):  # pragma: no cover
     raise ImportError("agents.run_internal.tool_execution lost _invoke_function_tool_with_metadata")
+for _module in (tool_module, tool_execution):
+    if not hasattr(_module, FAILURE_FORMATTER):  # pragma: no cover
+        raise ImportError(
+            f"{_module.__name__}.{FAILURE_FORMATTER} is gone; pin openai-agents~=0.24.0"
+        )
