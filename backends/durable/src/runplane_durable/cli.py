@@ -13,8 +13,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .identity import tool_key
 from .local import LocalEngine
-from .records import EventRecord, RunRecord
+from .records import EventRecord, JournalRecord, RunRecord
 from .store.database import ENV_DATABASE_URL
 
 __all__ = ["demo", "plain_value", "runs_app"]
@@ -160,10 +161,9 @@ def _describe(e: EventRecord, finished_tools: set[Any], status: str) -> str:
             if call["type"] == "handoff":
                 line += f"\n       [magenta]handoff[/] -> {escape(str(call['to']))}"
             else:
-                args = escape(_short(call["arguments"]))
+                args = escape(_short(call.get("arguments", call.get("arguments_preview"))))
                 line += f"\n       asks tool {escape(call['name'])}({args})"
-                # A tool's journal key is "<model calls completed so far>:<call id>".
-                key = f"{p.get('ordinal', 0) + 1}:{call.get('call_id')}"
+                key = tool_key(p.get("ordinal", 0) + 1, str(call.get("call_id")))
                 if status != "completed" and key not in finished_tools:
                     # No output journaled: the tool was running when the process stopped.
                     line += "  [yellow]<- in flight when the run stopped; runs again on resume[/]"
@@ -178,10 +178,12 @@ def _describe(e: EventRecord, finished_tools: set[Any], status: str) -> str:
             line += f"\n       says: {escape(_short(' '.join(texts)))}"
         return line
     if e.type == "tool_call":
+        arguments = p.get("arguments", p.get("arguments_preview"))
+        output = plain_value(p["output"]) if "output" in p else p.get("output_preview")
         return (
             f"{head} [green]tool {escape(str(p.get('name')))}[/]"
-            f"({escape(_short(p.get('arguments')))}) -> "
-            f"{escape(_short(plain_value(p.get('output'))))}  [dim]{p.get('seconds', 0):.3f} s[/]"
+            f"({escape(_short(arguments))}) -> "
+            f"{escape(_short(output))}  [dim]{p.get('seconds', 0):.3f} s[/]"
         )
     if e.type == "run_awaiting_approval":
         return f"{head} [yellow]awaiting approval[/]"
@@ -199,9 +201,62 @@ async def _show(db: str | None, run_id: str) -> tuple[RunRecord, list[EventRecor
     engine = LocalEngine(db)
     try:
         run = await engine.get_run(run_id)
-        return run, await engine.list_events(run_id)
+        events = await engine.list_events(run_id)
+        if any(_in_journal(e.payload) for e in events):
+            events = _in_full(events, await engine.read_journal(run_id))
+        return run, events
     finally:
         await engine.dispose()
+
+
+def _in_journal(payload: dict[str, Any]) -> bool:
+    calls = payload.get("calls") or []
+    return any(key.endswith("_in_journal") for key in payload) or any(
+        "arguments_in_journal" in call for call in calls
+    )
+
+
+def _in_full(events: list[EventRecord], journal: list[JournalRecord]) -> list[EventRecord]:
+    """The events with every value too large for the event log read back from the journal.
+
+    A step's event keeps only a preview of a large tool output, arguments or model output; the
+    journal holds each once, in full.
+    """
+    models = {e.key: e.payload for e in journal if e.kind == "model"}
+    tools = {e.key: e.payload for e in journal if e.kind == "tool"}
+    full = []
+    for event in events:
+        payload = event.payload
+        if _in_journal(payload):
+            if event.type == "tool_call":
+                payload = _restored(payload, tools.get(str(payload.get("key"))) or {})
+            elif event.type == "model_call":
+                response = (models.get(str(payload.get("ordinal"))) or {}).get("response") or {}
+                payload = _restored(payload, response)
+                arguments = {
+                    item.get("call_id"): item.get("arguments")
+                    for item in response.get("output") or []
+                    if item.get("type") == "function_call"
+                }
+                payload["calls"] = [
+                    _restored(call, {"arguments": arguments.get(call.get("call_id"))})
+                    for call in payload.get("calls") or []
+                ]
+            event = dataclasses.replace(event, payload=payload)
+        full.append(event)
+    return full
+
+
+def _restored(payload: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
+    """`payload` with each `NAME_in_journal` value taken from `source[NAME]`, where it is."""
+    restored = dict(payload)
+    for flag in [key for key in payload if key.endswith("_in_journal")]:
+        name = flag.removesuffix("_in_journal")
+        if source.get(name) is not None:
+            restored[name] = source[name]
+            del restored[flag]
+            restored.pop(f"{name}_preview", None)
+    return restored
 
 
 def demo(
