@@ -1,0 +1,266 @@
+"""Runs started inside a durable run's tool (`Agent.as_tool`): their ids, their errors, their
+durability with nothing but `from runplane_durable import Runner`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import agents
+import pytest
+from agents import Agent, function_tool
+from agents.items import ToolCallOutputItem
+from agents.testing import ScriptedModel, assistant_message, function_call
+from runplane_durable import DurableBackend, JournalSerializationError, run_id
+from runplane_durable.identity import MAX_RUN_ID
+from support.durable import run_async
+from support.durable_faults import Routed
+from support.nested_programs import NestedProgram
+
+import runplane
+
+
+def _outer(inner: Agent[Any], answer: str = "done", call_id: str = "n1") -> Agent[Any]:
+    return Agent(
+        name="outer",
+        tools=[inner.as_tool(tool_name="ask_inner", tool_description="Ask the inner agent.")],
+        model=ScriptedModel(
+            [
+                [function_call("ask_inner", {"input": "q"}, call_id=call_id)],
+                [assistant_message(answer)],
+            ]
+        ),
+    )
+
+
+def _tool_outputs(result: Any) -> list[Any]:
+    return [i.output for i in result.new_items if isinstance(i, ToolCallOutputItem)]
+
+
+async def _child(backend: DurableBackend, parent: str) -> Any:
+    """The one run other than `parent` whose id starts like it (the database may hold others)."""
+    runs = await backend.list_runs(limit=500)
+    children = [r for r in runs if r.id != parent and r.id.startswith(parent[:100])]
+    assert len(children) == 1, [r.id for r in children]
+    return children[0]
+
+
+def test_a_long_parent_id_gives_a_nested_run_an_id_that_fits(backend: DurableBackend) -> None:
+    """A 175-character parent once gave its nested run a 207-character id: PostgreSQL refused it,
+    the SDK made that the tool's output, and the run finished on a wrong answer."""
+    parent = "p" * 175
+    call_id = "call_" + "x" * 24  # as long as OpenAI's: the derived id would be 207 characters
+
+    def program() -> Agent[Any]:
+        inner = Agent(name="inner", model=ScriptedModel([[assistant_message("inner answer")]]))
+        return _outer(inner, call_id=call_id)
+
+    async def go() -> None:
+        with Routed(backend, "durable-long-ids"), run_id(parent):
+            result = await agents.Runner.run(program(), "go")
+        assert _tool_outputs(result) == ["inner answer"]
+        child = await _child(backend, parent)
+        assert (child.agent_name, child.status) == ("inner", "completed")
+        assert len(child.id) <= MAX_RUN_ID
+        assert child.id.startswith(parent[:100])  # still readable: it names its parent
+        # Derived, not random: the finished parent replays onto the very same child.
+        silent = Agent(name="inner", model=ScriptedModel([]))
+        with Routed(backend, "durable-long-ids"), run_id(parent):
+            again = await agents.Runner.run(_outer(silent, call_id=call_id), "go")
+        assert _tool_outputs(again) == ["inner answer"]
+        assert await _child(backend, parent) == child
+
+    run_async(go())
+
+
+def test_a_durable_error_in_a_nested_run_fails_the_parent_as_itself(
+    backend: DurableBackend,
+) -> None:
+    """The SDK turns a failing agent-tool into the text 'An error occurred while running the
+    tool'; an error of the journal itself must never become a tool's output."""
+
+    @function_tool
+    def opaque() -> Any:
+        """Return something the journal cannot store."""
+        return object()
+
+    inner = Agent(
+        name="inner",
+        tools=[opaque],
+        model=ScriptedModel(
+            [[function_call("opaque", {}, call_id="o1")], [assistant_message("x")]]
+        ),
+    )
+    outer = _outer(inner, answer="a wrong answer")
+
+    async def go() -> None:
+        with (
+            Routed(backend, "durable-nested-errors"),
+            run_id("parent-of-a-failure"),
+            pytest.raises(JournalSerializationError, match="tool 'opaque'"),
+        ):
+            await agents.Runner.run(outer, "go")
+        parent = await backend.get_run("parent-of-a-failure")
+        assert parent.status == "failed"
+        assert parent.error_type == "runplane_durable.errors.JournalSerializationError"
+        assert parent.owner is None
+        assert parent.model_calls == 1  # the outer model never saw a tool output
+        child = await _child(backend, "parent-of-a-failure")
+        assert (child.status, child.error_type) == (parent.status, parent.error_type)
+
+    run_async(go())
+
+
+def test_a_custom_failure_function_does_not_swallow_a_durable_error(
+    sqlite_backend: DurableBackend,
+) -> None:
+    @function_tool
+    def opaque() -> Any:
+        """Return something the journal cannot store."""
+        return object()
+
+    inner = Agent(
+        name="inner",
+        tools=[opaque],
+        model=ScriptedModel(
+            [[function_call("opaque", {}, call_id="o1")], [assistant_message("x")]]
+        ),
+    )
+    outer = Agent(
+        name="outer",
+        tools=[
+            inner.as_tool(
+                tool_name="ask_inner",
+                tool_description="Ask.",
+                failure_error_function=lambda _ctx, error: f"handled: {error}",
+            )
+        ],
+        model=ScriptedModel(
+            [[function_call("ask_inner", {"input": "q"}, call_id="n1")], [assistant_message("x")]]
+        ),
+    )
+    with (
+        Routed(sqlite_backend, "durable-custom-failure"),
+        run_id("custom-failure"),
+        pytest.raises(JournalSerializationError),
+    ):
+        agents.Runner.run_sync(outer, "go")
+
+
+# -- nested runs are durable with only the import line -------------------------------------------
+
+# The durable run must say which backend runs it; the marker goes once backend.py passes
+# `backend=self` to both of its `ActiveRun(...)` (issue #8).
+NEEDS_BACKEND = pytest.mark.xfail(
+    strict=True, reason="backend.py must build ActiveRun(..., backend=self)"
+)
+
+
+class _Crash(BaseException):
+    """Stands in for the process dying inside the inner run's second tool."""
+
+
+def _nested_program(
+    calls: list[str], worker_steps: list[Any], boss_steps: list[Any], *, crash: bool
+) -> Agent[Any]:
+    @function_tool
+    def step(n: int) -> str:
+        """One step of the inner job."""
+        calls.append(f"step-{n}")
+        if crash and n == 2:
+            raise _Crash
+        return f"STEP-{n}"
+
+    worker = Agent(name="worker", tools=[step], model=ScriptedModel(worker_steps))
+    return Agent(
+        name="boss",
+        tools=[worker.as_tool(tool_name="delegate", tool_description="Delegate the job.")],
+        model=ScriptedModel(boss_steps),
+    )
+
+
+WORKER = [
+    [function_call("step", {"n": 1}, call_id="s1")],
+    [function_call("step", {"n": 2}, call_id="s2")],
+    [assistant_message("worked")],
+]
+BOSS = [[function_call("delegate", {"input": "job"}, call_id="d1")], [assistant_message("done")]]
+
+
+@NEEDS_BACKEND
+def test_a_nested_run_is_durable_without_install(backend: DurableBackend) -> None:
+    """Only the backend's own entry point: `Agent.as_tool` calls the SDK's default runner, and
+    the nested run it starts must be journaled under its derived id and resume from it."""
+    calls: list[str] = []
+
+    async def go() -> None:
+        assert runplane.installed() is None
+        with run_id("boss-run"), pytest.raises(_Crash):
+            await backend.run(_nested_program(calls, WORKER, BOSS, crash=True), "go")
+        child = await backend.get_run("boss-run/1:d1")
+        assert (child.agent_name, child.model_calls, child.tool_calls) == ("worker", 2, 1)
+
+        # Only the model calls the journals lack are scripted: any other would be answered wrong.
+        worker_rest, boss_rest = ScriptedModel(WORKER[2:]), ScriptedModel(BOSS[1:])
+        resumed = _nested_program(calls, [], [], crash=False)
+        resumed.model = boss_rest
+        resumed.tools[0]._agent_instance.model = worker_rest  # type: ignore[attr-defined]
+        with run_id("boss-run"):
+            result = await backend.run(resumed, "go")
+        assert result.final_output == "done"
+        # step 1 completed before the crash and ran once; step 2 was in flight and ran again.
+        assert calls == ["step-1", "step-2", "step-2"]
+        assert (worker_rest.remaining_steps, boss_rest.remaining_steps) == (0, 0)
+        child = await backend.get_run("boss-run/1:d1")
+        assert (child.status, child.final_output) == ("completed", {"json": "worked"})
+
+    run_async(go())
+
+
+@NEEDS_BACKEND
+def test_runs_outside_durable_runs_still_use_the_sdk_runner(backend: DurableBackend) -> None:
+    """The routing is scoped to a durable run's tools: the SDK's own runs are untouched, even
+    after a durable run has started a nested run in this process."""
+    with run_id("scoped"):
+        backend.run_sync(_nested_program([], WORKER, BOSS, crash=False), "go")
+    before = {r.id for r in run_async(backend.list_runs(limit=500))}
+    assert {"scoped", "scoped/1:d1"} <= before
+    result = agents.Runner.run_sync(_nested_program([], WORKER, BOSS, crash=False), "go")
+    assert result.final_output == "done"
+    assert {r.id for r in run_async(backend.list_runs(limit=500))} == before
+
+
+@pytest.fixture
+def nested_program(tmp_path: Path) -> Iterator[NestedProgram]:
+    prog = NestedProgram(tmp_path)
+    try:
+        yield prog
+    finally:
+        prog.cleanup()
+
+
+@NEEDS_BACKEND
+@pytest.mark.slow
+def test_kill_9_inside_a_nested_run_then_resume(nested_program: NestedProgram) -> None:
+    """`from runplane_durable import Runner` only; the process dies inside the nested run."""
+    proc = nested_program.start_run("nested-1", block="step_2:mid")
+    assert nested_program.wait_started(proc) == "step_2:mid"
+    nested_program.kill9(proc)
+    assert nested_program.tool_calls() == ["step_1 call-s1", "step_2 call-s2"]
+    assert nested_program.agent_model_calls() == ["boss 0", "worker 0", "worker 1"]
+    child = nested_program.show("nested-1/1:call-delegate")["run"]
+    assert (child["status"], child["model_calls"], child["tool_calls"]) == ("running", 2, 1)
+
+    assert nested_program.run_to_end("nested-1") == "boss: STEP-1 STEP-2"
+    # Nothing a journal held ran again: step_2 was in flight, so it is the one tool repeated.
+    assert nested_program.tool_calls() == ["step_1 call-s1", "step_2 call-s2", "step_2 call-s2"]
+    assert nested_program.agent_model_calls() == [
+        "boss 0",
+        "worker 0",
+        "worker 1",
+        "worker 2",
+        "boss 1",
+    ]
+    child = nested_program.show("nested-1/1:call-delegate")["run"]
+    assert (child["status"], child["final_output"]) == ("completed", "STEP-1 STEP-2")
