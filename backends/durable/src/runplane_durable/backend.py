@@ -12,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
 from functools import partial
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 from agents import Agent, RunConfig, RunHooks, RunResult, RunResultStreaming, RunState, Session
 from agents.items import TResponseInputItem
@@ -198,8 +198,11 @@ class DurableBackend:
             ACTIVE.reset(token)
         if not isinstance(result, RunResultStreaming) or result.run_loop_task is None:
             return result  # a stand-in default runner started no run: nothing to settle
-        settled = asyncio.get_running_loop().create_task(self._settle_stream(result, active))
-        _end_stream_after(result, settled)
+        stream = _Stream()
+        settled = asyncio.get_running_loop().create_task(
+            self._settle_stream(result, active, stream)
+        )
+        _watch_stream(result, settled, stream)
         return result
 
     # -- durable execution ----------------------------------------------------------------------
@@ -309,13 +312,14 @@ class DurableBackend:
         finally:
             await session.close()
 
-    async def _settle_stream(self, result: RunResultStreaming, active: ActiveRun) -> None:
+    async def _settle_stream(
+        self, result: RunResultStreaming, active: ActiveRun, stream: _Stream
+    ) -> None:
         heartbeat = asyncio.ensure_future(self._heartbeat_once_open(active))
         task = result.run_loop_task
         try:
             if task is not None:
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(task)
+                await _outlive(task)
         finally:
             await _stop(heartbeat)
         try:
@@ -323,11 +327,10 @@ class DurableBackend:
         except BaseException:
             return  # the run itself reported the error (its first step awaited the opening)
         error = result._stored_exception
-        cancelled_by_caller = getattr(result, "_cancel_mode", "none") != "none"
         finished = result.final_output is not None or bool(result.interruptions)
         if error is not None:
             await self._settle_failure(session, error)
-        elif cancelled_by_caller and not finished:
+        elif stream.cancelled_by_caller and not finished:
             await self._settle_cancelled(session)
         elif task is not None and task.cancelled():
             await self._settle_failure(session, asyncio.CancelledError())
@@ -375,18 +378,69 @@ class _Lazy:
         return self._task.__await__()
 
 
-def _end_stream_after(result: RunResultStreaming, settled: asyncio.Task[None]) -> None:
-    """Make the consumer's stream end only once the outcome is committed."""
-    original: Callable[[], AsyncIterator[StreamEvent]] = result.stream_events
+class _Stream:
+    """What the caller did to one streamed run, told apart from what the SDK did for it.
+
+    The SDK's `stream_events()` calls `result.cancel()` itself when the task consuming it is
+    cancelled (a `wait_for` timeout, Ctrl-C under `asyncio.run`, a web client that went away).
+    That stops the run, but it is an interruption, not the caller's decision to end the run: only
+    a `cancel()` made while no consumer is inside the SDK's stream is the caller's own.
+    """
+
+    def __init__(self) -> None:
+        self.pulling: set[asyncio.Task[Any] | None] = set()  # consumers inside the SDK's stream
+        self.cancelled_by_caller = False
+
+
+async def _outlive(task: asyncio.Future[Any]) -> None:
+    """Wait until the run's task is done, whatever it ends with.
+
+    If this wait is cancelled, the event loop is being torn down (`asyncio.run` ending after
+    Ctrl-C, or with the stream abandoned): the run is stopped too, and still waited for, so the
+    outcome recorded is the one the run reached, never an end it did not reach.
+    """
+    while not task.done():
+        try:
+            await asyncio.wait((task,))
+        except asyncio.CancelledError:
+            task.cancel()
+
+
+def _watch_stream(result: RunResultStreaming, settled: asyncio.Task[None], stream: _Stream) -> None:
+    """End the consumer's stream only once the outcome is committed; see who calls cancel()."""
+    original_events: Callable[[], AsyncIterator[StreamEvent]] = result.stream_events
+    original_cancel = result.cancel
 
     async def stream_events() -> AsyncIterator[StreamEvent]:
         try:
             async with contextlib.aclosing(
-                cast(AsyncGenerator[StreamEvent, None], original())
+                cast(AsyncGenerator[StreamEvent, None], original_events())
             ) as events:
-                async for event in events:
+                while True:
+                    consumer = asyncio.current_task()  # per event: a stream may change hands
+                    stream.pulling.add(consumer)
+                    try:
+                        event = await events.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    finally:
+                        stream.pulling.discard(consumer)
                     yield event
         finally:
             await asyncio.shield(settled)
 
+    def cancel(mode: Literal["immediate", "after_turn"] = "immediate") -> None:
+        caller = _current_task()
+        if caller is None or caller not in stream.pulling:
+            stream.cancelled_by_caller = True
+        original_cancel(mode)
+
     result.stream_events = stream_events  # type: ignore[method-assign]
+    result.cancel = cancel  # type: ignore[method-assign]
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # called outside the event loop: not from the SDK's stream
+        return None
