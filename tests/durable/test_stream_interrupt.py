@@ -9,6 +9,7 @@ by the caller, in either mode, records the run as `cancelled`, which is final.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,14 @@ from typing import Any, Literal
 import pytest
 from agents import Agent, RunResultStreaming, function_tool
 from agents.testing import ModelCall, ModelStep, ScriptedModel, assistant_message, function_call
-from runplane_durable import DurableBackend, LocalEngine, RunInputMismatchError, run_id
+from runplane_durable import (
+    DurableBackend,
+    LocalEngine,
+    RunInputMismatchError,
+    RunNotFoundError,
+    RunRecord,
+    run_id,
+)
 from support.durable_programs import TIMEOUT, CrashProgram, final_output
 
 PROMPT = "Do the step, then report."
@@ -265,3 +273,40 @@ def test_ctrl_c_in_each_mode_leaves_the_run_resumable_by_another_process(
         outcomes = {mode: pool.submit(_sigint_then_resume, programs[mode], mode) for mode in MODES}
     for outcome in outcomes.values():
         outcome.result(timeout=4 * TIMEOUT)
+
+
+class Boom(Exception):
+    pass
+
+
+async def _settled(backend: DurableBackend, rid: str) -> RunRecord:
+    """The run once it exists and no one holds it, waited for without touching its stream."""
+    deadline = asyncio.get_running_loop().time() + TIMEOUT
+    while True:
+        with contextlib.suppress(RunNotFoundError):  # it is opened by its first step
+            record = await backend.get_run(rid)
+            if record.owner is None:
+                return record
+        assert asyncio.get_running_loop().time() < deadline, "the run never settled"
+        await asyncio.sleep(0.01)
+
+
+def test_a_stream_that_fails_before_anyone_consumes_it_is_recorded_as_failed(
+    tmp_path: Path,
+) -> None:
+    """The run's own failure counts, not only one a consumer of its stream has already seen."""
+
+    async def go() -> None:
+        backend = DurableBackend(LocalEngine(f"sqlite:///{tmp_path / 'runs.db'}"))
+        agent = Agent(name="failing", model=ScriptedModel([ModelStep.raise_error(Boom("no"))]))
+        with run_id("failed-unread"):
+            result = backend.run_streamed(agent, PROMPT)
+        record = await _settled(backend, "failed-unread")
+        assert (record.status, record.error) == ("failed", "no")
+        assert record.error_type is not None
+        assert record.error_type.endswith("Boom")
+        with pytest.raises(Boom):  # the consumer, later, still gets the SDK's own error
+            await _consume(result)
+        await backend.engine.dispose()
+
+    asyncio.run(go())

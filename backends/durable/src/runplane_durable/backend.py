@@ -326,7 +326,9 @@ class DurableBackend:
             session = await active.session()
         except BaseException:
             return  # the run itself reported the error (its first step awaited the opening)
-        error = result._stored_exception
+        # What a consumer has seen (guardrail tripwires, max turns), else the run's own failure:
+        # a run may fail before anyone reads its stream, or with no one ever reading it.
+        error = result._stored_exception or result.run_loop_exception
         finished = result.final_output is not None or bool(result.interruptions)
         if error is not None:
             await self._settle_failure(session, error)
