@@ -116,6 +116,17 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks: per-step time and memory as ratios against the SDK's own runner."""
+    """Benchmarks as ratios against the SDK's own runner (not in the default list).
+
+    `nox -s bench` runs bench/durable.py: the durable backend on SQLite and PostgreSQL (time and
+    CPU per step, opening a run, memory at 1,000 runs); `nox -s bench -- --quick` passes options
+    to it. `nox -s bench -- runner_overhead --turns 10,100` (or `instructions`) runs that bench
+    instead. RUNPLANE_BENCH_PG names the PostgreSQL database (default: a fresh one on
+    127.0.0.1:5432, dropped after).
+    """
     _install(session)
-    session.run("python", "bench/runner_overhead.py", *session.posargs, env=TEST_ENV)
+    args = list(session.posargs)
+    script = "durable"
+    if args and args[0] in ("durable", "runner_overhead", "instructions"):
+        script = args.pop(0)
+    session.run("python", f"bench/{script}.py", *args, env=TEST_ENV)
