@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -30,7 +31,13 @@ from runplane_durable import (
     run_id,
 )
 from runplane_durable.records import RunSpec
-from support.durable import PG_ADMIN_URL, fresh_pg_database, run_async, sqlite_url
+from support.durable import (
+    PG_ADMIN_URL,
+    ensure_postgres,
+    fresh_pg_database,
+    run_async,
+    sqlite_url,
+)
 
 DEADLINE = 90.0  # seconds any one scenario may take before it counts as a hang
 
@@ -315,7 +322,9 @@ def test_a_full_disk_fails_one_run_and_poisons_nothing(small_disk: Path) -> None
     with run_id("after"):  # another run on the same backend, in the same process
         assert backend.run_sync(_echo("after"), "x").final_output == "after"
     stopped = run_async(backend.get_run("full"))
-    assert (stopped.status, stopped.owner) == ("running", None)  # its lease was given back
+    # Recorded as failed when the rollback freed enough space for that, else left running;
+    # either way its lease was given back and it is resumable.
+    assert (stopped.status in ("failed", "running"), stopped.owner) == (True, None)
     with run_id("full"):  # and it resumes
         assert backend.run_sync(_tool_agent("filler", 64 * 1024), "x").final_output == "done"
 
@@ -355,6 +364,58 @@ def test_a_dropped_postgresql_connection_fails_one_step_and_the_next_run_works(
         await backend.engine.dispose()
 
     run_async(go())
+
+
+def _restart_postgres() -> None:
+    versions = sorted(os.listdir("/etc/postgresql"))
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "restart"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.slow
+def test_a_restarted_postgresql_server_is_waited_for_and_the_run_goes_on(pg_url: str) -> None:
+    """The server restarts in the middle of a run: every pooled connection dies, and for a
+    moment the server refuses new ones. The run's next step waits for it and the run finishes;
+    nothing is lost or written twice."""
+    if not (os.path.isdir("/etc/postgresql") and shutil.which("pg_ctlcluster")):
+        pytest.skip("needs the machine's PostgreSQL cluster (pg_ctlcluster) to restart it")
+    backend = DurableBackend(LocalEngine(pg_url))
+    ran: list[str] = []
+
+    @function_tool
+    async def restart(n: int) -> str:
+        ran.append("restart")
+        await asyncio.to_thread(_restart_postgres)
+        return "restarted"
+
+    script = [
+        [function_call("restart", {"n": 1}, call_id="c1")],
+        [assistant_message("done")],
+    ]
+    agent = Agent(name="restart", tools=[restart], model=ScriptedModel(script))
+
+    async def go() -> None:
+        with run_id("restarted"):
+            assert (await backend.run(agent, "x")).final_output == "done"
+        run = await backend.get_run("restarted")
+        assert (run.status, run.model_calls, run.tool_calls) == ("completed", 2, 1)
+        journal = await backend.engine.read_journal("restarted")
+        assert [(e.kind, e.key) for e in journal] == [
+            ("model", "0"),
+            ("tool", "0:c1"),
+            ("model", "1"),
+        ]
+        await backend.engine.dispose()
+
+    try:
+        run_async(go())
+    finally:
+        ensure_postgres()  # whatever happened, the next test finds the server up
+    assert ran == ["restart"]
 
 
 # -- load beyond the pool ----------------------------------------------------------------------

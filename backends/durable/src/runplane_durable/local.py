@@ -83,10 +83,14 @@ class LocalEngine:
     async def _open(self, tx: Transactions, spec: RunSpec, lease_seconds: float) -> LocalRunSession:
         owner = current_owner()
         try:
-            # One hop to the database thread for the whole opening, not one per statement.
-            created, row, entries, last_event = await tx.call(
-                _open_sync, spec, owner, lease_seconds
-            )
+            # A new run is one insert (on SQLite, on the loop's thread when the file is free).
+            new = await tx.call(sql.create_run, spec, owner, lease_seconds)
+            entries: list[JournalRecord]
+            if new is not None:
+                created, row, entries, last_event = True, new, [], 0
+            else:  # one hop to the database for the whole claim, not one per statement
+                created = False
+                row, entries, last_event = await tx.call(_claim_sync, spec, owner, lease_seconds)
         except BaseException:
             retire(owner)
             raise
@@ -131,44 +135,43 @@ class LocalEngine:
             await self._db.dispose()
 
 
-def _open_sync(
+def _claim_sync(
     conn: Connection, spec: RunSpec, owner: str, lease_seconds: float
-) -> tuple[bool, RunRecord, list[JournalRecord], int]:
-    """Create or claim the run, and read what a replay needs, in the database's thread."""
-    created = sql.create_run(conn, spec, owner, lease_seconds)
+) -> tuple[RunRecord, list[JournalRecord], int]:
+    """Claim an existing run, and read what a replay needs, in one transaction function."""
     row = sql.get_run(conn, spec.run_id)
-    assert row is not None
-    if not created:
-        if row.agent_name != spec.agent_name:
-            raise RunInputMismatchError(
-                f"run {spec.run_id!r} was started with agent {row.agent_name!r}, not "
-                f"{spec.agent_name!r}; a run id names one run. Use a new run id, or resume it "
-                f"with agent {row.agent_name!r} (`runplane runs show {spec.run_id}`)."
+    if row is None:  # deleted between the insert that found it and now: a new run after all
+        raise RunNotFoundError(f"run {spec.run_id!r} vanished while it was being opened; retry")
+    if row.agent_name != spec.agent_name:
+        raise RunInputMismatchError(
+            f"run {spec.run_id!r} was started with agent {row.agent_name!r}, not "
+            f"{spec.agent_name!r}; a run id names one run. Use a new run id, or resume it "
+            f"with agent {row.agent_name!r} (`runplane runs show {spec.run_id}`)."
+        )
+    if row.input_fingerprint != spec.input_fingerprint:
+        raise RunInputMismatchError(
+            f"run {spec.run_id!r} was started with a different input; a run id names one "
+            "run. Use a new run id, or resume it with the same input "
+            f"(`runplane runs show {spec.run_id}` shows it)."
+        )
+    if row.status == "cancelled":
+        raise RunInputMismatchError(
+            f"run {spec.run_id!r} was cancelled; it cannot be resumed. Use a new run id."
+        )
+    if row.status != "completed":
+        holder = row.owner
+        dead = holder if holder is not None and owner_is_dead(holder) else None
+        if not sql.take_lease(conn, spec.run_id, owner, lease_seconds, dead):
+            expires = row.lease_expires_at or time.time()
+            raise RunLeasedError(
+                f"run {spec.run_id!r} is being executed by {holder} (lease valid for "
+                f"another {max(0.0, expires - time.time()):.0f} s); one run never "
+                "executes twice at once. Wait for that process to finish, or for its "
+                "lease to expire if it died."
             )
-        if row.input_fingerprint != spec.input_fingerprint:
-            raise RunInputMismatchError(
-                f"run {spec.run_id!r} was started with a different input; a run id names one "
-                "run. Use a new run id, or resume it with the same input "
-                f"(`runplane runs show {spec.run_id}` shows it)."
-            )
-        if row.status == "cancelled":
-            raise RunInputMismatchError(
-                f"run {spec.run_id!r} was cancelled; it cannot be resumed. Use a new run id."
-            )
-        if row.status != "completed":
-            holder = row.owner
-            dead = holder if holder is not None and owner_is_dead(holder) else None
-            if not sql.take_lease(conn, spec.run_id, owner, lease_seconds, dead):
-                expires = row.lease_expires_at or time.time()
-                raise RunLeasedError(
-                    f"run {spec.run_id!r} is being executed by {holder} (lease valid for "
-                    f"another {max(0.0, expires - time.time()):.0f} s); one run never "
-                    "executes twice at once. Wait for that process to finish, or for its "
-                    "lease to expire if it died."
-                )
-            row = sql.get_run(conn, spec.run_id)
-            assert row is not None
-    return created, row, sql.read_journal(conn, spec.run_id), sql.max_event_seq(conn, spec.run_id)
+        row = sql.get_run(conn, spec.run_id)
+        assert row is not None
+    return row, sql.read_journal(conn, spec.run_id), sql.max_event_seq(conn, spec.run_id)
 
 
 class LocalRunSession:

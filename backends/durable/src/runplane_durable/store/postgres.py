@@ -14,18 +14,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 import weakref
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util import greenlet_spawn
 
 from ..errors import DatabaseError, DurableError
 from .failures import database_error, describe
+from .pg_steps import STEPS
 from .settings import ENV_DB_POOL_SIZE, StoreSettings
 from .transactions import MUST_WAIT, MustWait
 
@@ -37,6 +40,8 @@ T = TypeVar("T")
 # concurrent schema creators take turns.
 _SCHEMA_LOCK_KEY = 0x72756E706C616E65  # "runplane"
 _CONNECT_TIMEOUT = 30.0  # seconds for the server to accept a connection (at most `timeout`)
+# The server refuses a connection for now: too many clients, starting up, shutting down.
+_TRY_AGAIN = frozenset({"53300", "57P03", "57P01"})
 
 
 def schema_lock(conn: Connection) -> None:
@@ -115,28 +120,78 @@ class PostgresTransactions:
             return await self._call_once(fn, args)
         except DatabaseError as exc:
             cause = exc.__cause__
-            if not (isinstance(cause, DBAPIError) and cause.connection_invalidated):
+            died = isinstance(cause, _Invalidated) or (
+                isinstance(cause, DBAPIError) and cause.connection_invalidated
+            )
+            if not died:
                 raise
         # The connection had died while idle in the pool (a server restart, an idle timeout):
         # once, on a new one. Safe for every transaction here: a write whose commit did reach
         # the server before the link died is refused the second time by the journal's keys.
         return await self._call_once(fn, args)
 
-    async def _call_once(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        engine = self._db.engine()
+    async def _step(
+        self, engine: AsyncEngine, step: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
+    ) -> Any:
+        """A one-statement step on the pooled connection's asyncpg driver (see pg_steps.py)."""
+        import asyncpg  # type: ignore[import-untyped]
+
         try:
-            conn = await engine.connect()
+            pooled = await self._connect(engine, raw=True)
         except PoolTimeout as exc:
-            raise DatabaseError(
-                f"waited {self._db.settings.timeout:g} s for a free connection to the "
-                f"{describe(self._db.url)} ({self._db.settings.pool_size} per event loop) and "
-                f"gave up; nothing was written. Raise {ENV_DB_POOL_SIZE} if the server allows "
-                "more clients."
-            ) from exc
+            raise self._starved() from exc
         except (DBAPIError, OSError, TimeoutError) as exc:
             raise database_error(exc, self._db.url) from exc
         try:
-            result = await conn.run_sync(fn, *args)
+            result = await step(pooled.driver_connection, *args)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            await _discard_raw(pooled)
+            error = database_error(exc, self._db.url)
+            if isinstance(exc, (asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError)):
+                raise error from _Invalidated(exc)
+            raise error from exc
+        except BaseException:  # cut off mid-statement (cancelled): do not reuse it
+            await _discard_raw(pooled)
+            raise
+        await greenlet_spawn(pooled.close)
+        return result
+
+    def _starved(self) -> DatabaseError:
+        return DatabaseError(
+            f"waited {self._db.settings.timeout:g} s for a free connection to the "
+            f"{describe(self._db.url)} ({self._db.settings.pool_size} per event loop) and "
+            f"gave up; nothing was written. Raise {ENV_DB_POOL_SIZE} if the server allows "
+            "more clients."
+        )
+
+    async def _connect(self, engine: AsyncEngine, *, raw: bool = False) -> Any:
+        """A pooled connection; while the server refuses new clients for now (its connection
+        limit, or it is starting up after a restart), wait for it within the timeout."""
+        deadline = time.monotonic() + self._db.settings.timeout
+        delay = 0.01
+        while True:
+            try:
+                return await (engine.raw_connection() if raw else engine.connect())
+            except DBAPIError as exc:
+                state = getattr(exc.orig, "sqlstate", None)
+                if state not in _TRY_AGAIN or time.monotonic() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def _call_once(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        engine = self._db.engine()
+        step = STEPS.get(fn)
+        if step is not None:
+            return cast(T, await self._step(engine, step, args))
+        try:
+            conn = await self._connect(engine)
+        except PoolTimeout as exc:
+            raise self._starved() from exc
+        except (DBAPIError, OSError, TimeoutError) as exc:
+            raise database_error(exc, self._db.url) from exc
+        try:
+            result = cast(T, await conn.run_sync(fn, *args))
         except (DBAPIError, OSError, TimeoutError) as exc:
             await _discard(conn)
             raise database_error(exc, self._db.url) from exc
@@ -151,6 +206,15 @@ class PostgresTransactions:
 
     async def close(self) -> None:
         """Nothing to give back: connections return to the pool after each transaction."""
+
+
+class _Invalidated(Exception):
+    """The cause of a step's failure when its connection was found dead."""
+
+
+async def _discard_raw(pooled: Any) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.shield(greenlet_spawn(pooled.invalidate))
 
 
 async def _rollback(conn: AsyncConnection) -> None:

@@ -45,6 +45,19 @@ USAGE_COLUMNS = (
     "output_tokens",
     "total_tokens",
 )
+new_row_names = (
+    "id",
+    "agent_name",
+    "status",
+    "input",
+    "input_fingerprint",
+    "options",
+    "created_at",
+    "updated_at",
+    "owner",
+    "lease_expires_at",
+    *USAGE_COLUMNS,
+)
 
 
 def _found_version(conn: Connection) -> int | None:
@@ -104,30 +117,58 @@ def record(row: Any) -> RunRecord:
     )
 
 
-def create_run(conn: Connection, spec: RunSpec, owner: str, lease_seconds: float) -> bool:
-    """Insert the run; False if a run with this id already exists."""
-    now = time.time()
+def new_record(spec: RunSpec, owner: str, now: float, lease_seconds: float) -> RunRecord:
+    """The row `create_run` inserts, as a record: a new run needs no read after its insert."""
+    return RunRecord(
+        id=spec.run_id,
+        agent_name=spec.agent_name,
+        status="running",
+        input=spec.input,
+        options=spec.options,
+        created_at=now,
+        updated_at=now,
+        finished_at=None,
+        owner=owner,
+        lease_expires_at=now + lease_seconds,
+        **dict.fromkeys(USAGE_COLUMNS, 0),
+        final_output=None,
+        error_type=None,
+        error=None,
+        input_fingerprint=spec.input_fingerprint,
+    )
+
+
+def new_row(record: RunRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "agent_name": record.agent_name,
+        "status": record.status,
+        "input": dump_json(record.input),
+        "input_fingerprint": record.input_fingerprint,
+        "options": dump_json(record.options),
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "owner": record.owner,
+        "lease_expires_at": record.lease_expires_at,
+        **dict.fromkeys(USAGE_COLUMNS, 0),
+    }
+
+
+_INSERT_RUN = Prepared(runs.insert().values({name: sa.bindparam(name) for name in new_row_names}))
+
+
+def create_run(
+    conn: Connection, spec: RunSpec, owner: str, lease_seconds: float
+) -> RunRecord | None:
+    """Insert the run and return it; None if a run with this id already exists."""
+    record = new_record(spec, owner, time.time(), lease_seconds)
     try:
-        conn.execute(
-            runs.insert().values(
-                id=spec.run_id,
-                agent_name=spec.agent_name,
-                status="running",
-                input=dump_json(spec.input),
-                input_fingerprint=spec.input_fingerprint,
-                options=dump_json(spec.options),
-                created_at=now,
-                updated_at=now,
-                owner=owner,
-                lease_expires_at=now + lease_seconds,
-                **dict.fromkeys(USAGE_COLUMNS, 0),
-            )
-        )
+        _INSERT_RUN.execute(conn, new_row(record))
         conn.commit()
     except IntegrityError:
         conn.rollback()
-        return False
-    return True
+        return None
+    return record
 
 
 def get_run_row(conn: Connection, run_id: str) -> Any:

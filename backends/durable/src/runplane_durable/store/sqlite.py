@@ -58,7 +58,7 @@ CHECKPOINT_EVERY = 100  # writes of this process between two WAL checkpoints
 # Each is one transaction whose first statement writes: a busy database refuses it before it has
 # done anything, so it can run again, whole, in a worker.
 INLINE: frozenset[Callable[..., Any]] = frozenset(
-    {sql.append, sql.heartbeat, sql.finish, sql.release}
+    {sql.create_run, sql.append, sql.heartbeat, sql.finish, sql.release}
 )
 
 
