@@ -22,8 +22,8 @@ then the targets of issue #8 (item 11) against what was measured. With `--dbos P
 same agents run on DBOS (SQLite and PostgreSQL system database) and Temporal (a local dev
 server) through `bench/peers.py`, each against the SDK in its own interpreter.
 
-    python bench/durable.py                    # about 5 minutes on a 2-core VM
-    python bench/durable.py --quick            # about 1.5 minutes
+    python bench/durable.py                    # 4 to 5 minutes on a busy 2-core VM
+    python bench/durable.py --quick            # 1.5 to 2.5 minutes
     python bench/durable.py --pg postgresql://postgres@127.0.0.1:5432/mydb --concurrent 500
     python bench/durable.py --dbos /tmp/benchpeers/bin/python
 

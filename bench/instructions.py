@@ -87,7 +87,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="runplane-callgrind-") as tmp:
         jobs = [(r, t) for r in runners for t in (low, high)]
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            counts = dict(zip(jobs, pool.map(lambda j: count(*j, Path(tmp)), jobs), strict=True))
+            found = pool.map(lambda job: count(job[0], job[1], Path(tmp)), jobs)
+            counts = dict(zip(jobs, found, strict=True))
     per_step = {r: (counts[(r, high)] - counts[(r, low)]) / (high - low) for r in runners}
     base = per_step["sdk"]
     print(f"instructions per step, turns {low + 1}..{high} (valgrind callgrind)")
