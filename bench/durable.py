@@ -64,7 +64,6 @@ import sqlalchemy as sa
 from agents import Agent, function_tool
 from agents.run import AgentRunner
 from agents.testing import ScriptedModel, assistant_message, function_call
-from runner_overhead import make_agent
 from runplane_durable import DurableBackend, LocalEngine
 from runplane_durable.records import RunSpec
 from sqlalchemy.engine import URL, make_url
@@ -94,6 +93,21 @@ TARGET_OPEN_PG_MS = 5.0
 TARGET_MEMORY_RATIO = 1.3
 
 RunFn = Callable[[Agent[Any], int], Awaitable[Any]]
+
+
+@function_tool
+def step(n: int) -> int:
+    """A trivial tool: the benchmark measures the runner, not the tool."""
+    return n + 1
+
+
+def make_agent(turns: int) -> Agent[Any]:
+    """The agent of `runner_overhead.py`: `turns - 1` turns that each call the tool, then done."""
+    script: list[Any] = [
+        [function_call("step", {"n": i}, call_id=f"call_{i}")] for i in range(turns - 1)
+    ]
+    script.append([assistant_message("done")])
+    return Agent(name="bench", tools=[step], model=ScriptedModel(script))
 
 
 # -- what the durable backend offers --------------------------------------------------------------
@@ -779,9 +793,16 @@ def section(title: str) -> Iterator[None]:
 
 
 async def main_async(args: argparse.Namespace) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="runplane-bench-durable-"))
+    try:
+        await run_bench(args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def run_bench(args: argparse.Namespace, tmp: Path) -> None:
     started = time.perf_counter()
     turn_counts = [int(t) for t in args.turns.split(",") if t]
-    tmp = Path(tempfile.mkdtemp(prefix="runplane-bench-durable-"))
     sqlite_url = f"sqlite:///{tmp / 'bench.db'}"
     has_level = durability_keyword()
     levels: list[str | None] = list(LEVELS) if has_level else [None]
@@ -997,7 +1018,6 @@ async def main_async(args: argparse.Namespace) -> None:
         print("issue #8 item 11: targets against this run: median [best-of] (paired), t = turns")
         print("\n".join(summary.lines))
         print(f"[total {time.perf_counter() - started:.0f} s]")
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:

@@ -27,9 +27,10 @@ from typing import Any
 
 os.environ.setdefault("OPENAI_AGENTS_DISABLE_TRACING", "1")
 # The durable backend's journal goes to a throwaway SQLite file unless one is named.
-os.environ.setdefault(
-    "RUNPLANE_DATABASE_URL", os.path.join(tempfile.mkdtemp(prefix="runplane-bench-"), "bench.db")
-)
+if not os.environ.get("RUNPLANE_DATABASE_URL"):
+    os.environ["RUNPLANE_DATABASE_URL"] = os.path.join(
+        tempfile.mkdtemp(prefix="runplane-bench-"), "bench.db"
+    )
 
 from agents import Agent, function_tool
 from agents.run import AgentRunner
