@@ -17,13 +17,13 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, cast
 
 import pydantic
 import pydantic_core
 from agents import Agent, RunConfig
-from agents.agent_output import AgentOutputSchemaBase
+from agents.agent_output import AgentOutputSchema, AgentOutputSchemaBase
 from agents.handoffs import Handoff
 from agents.items import ModelResponse, TResponseInputItem, TResponseStreamEvent
 from agents.model_settings import ModelSettings
@@ -143,7 +143,11 @@ class JournalingModel(Model):
             "handoffs": _digest([_handoff_view(h) for h in handoffs]),
             "settings": _settings_digest(model_settings),
             "prompt": _digest(prompt),
-            "conversation": _digest([previous_response_id, conversation_id]),
+            "conversation": (
+                _digest([previous_response_id, conversation_id])
+                if previous_response_id is not None or conversation_id is not None
+                else "-"
+            ),
         }
         combined = "|".join(f"{name}={parts[name]}" for name in PARTS)
 
@@ -412,6 +416,8 @@ def _text_digest(text: str | None) -> str:
 
 
 def _digest(value: Any) -> str:
+    if value is None:
+        return "-"
     try:
         return fingerprint(value)[:_DIGEST_CHARS]
     except ValueError:  # a circular structure: its shape is all that can be compared
@@ -428,14 +434,32 @@ def _handoff_view(handoff: Handoff) -> dict[str, Any]:
     }
 
 
+# (output type, strict) -> digest: the SDK builds a new AgentOutputSchema for every turn.
+_output_digests: dict[tuple[Any, bool], str] = {}
+
+
 def _output_digest(schema: AgentOutputSchemaBase | None) -> str:
     if schema is None:
         return "-"
+    key: tuple[Any, bool] | None = None
+    if type(schema) is AgentOutputSchema:
+        key = (schema.output_type, schema.is_strict_json_schema())
+        try:
+            cached = _output_digests.get(key)
+        except TypeError:  # an unhashable output type: digested at every step
+            key, cached = None, None
+        if cached is not None:
+            return cached
     view: dict[str, Any] = {"name": schema.name(), "plain": schema.is_plain_text()}
     if not view["plain"]:
         view["strict"] = schema.is_strict_json_schema()
         view["schema"] = schema.json_schema()
-    return _digest(view)
+    digest = _digest(view)
+    if key is not None:
+        if len(_output_digests) >= 256:  # output types made at run time: bounded, not leaked
+            _output_digests.clear()
+        _output_digests[key] = digest
+    return digest
 
 
 _settings_adapters: dict[type, pydantic.TypeAdapter[Any]] = {}
@@ -463,50 +487,52 @@ def _settings_digest(settings: ModelSettings) -> str:
 
 
 # id(tool) -> (weak reference to it, what its digest was computed from, the digest)
-_tool_digests: dict[int, tuple[weakref.ref[Any], tuple[Any, ...], str]] = {}
+_tool_digests: dict[int, tuple[weakref.ref[Any], Any, Any, Any, Any, str]] = {}
 
 
-def _tool_view(tool: Tool) -> tuple[tuple[Any, ...], Callable[[], Any]]:
-    """What a digest of `tool` depends on (compared by identity), and what it digests."""
+def _tool_view(tool: Tool) -> Any:
+    """What the model is told about a tool."""
     if isinstance(tool, FunctionTool):
-        basis = (tool.name, tool.description, tool.params_json_schema, tool.strict_json_schema)
-
-        def view() -> Any:
-            return {
-                "name": tool.name,
-                "description": tool.description,
-                "parameters": tool.params_json_schema,
-                "strict": tool.strict_json_schema,
-                "defer_loading": getattr(tool, "defer_loading", False),
-            }
-
-        return basis, view
+        return {
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": tool.params_json_schema,
+            "strict": tool.strict_json_schema,
+            "defer_loading": getattr(tool, "defer_loading", False),
+        }
     # Hosted tools (web search, file search, MCP, ...): their configuration is what is sent.
-    return (), lambda: {"type": type(tool).__qualname__, "config": tool}
+    return {"type": type(tool).__qualname__, "config": tool}
 
 
 def tool_digest(tool: Tool) -> str:
     """The digest of what the model is told about `tool`, computed once per tool object.
 
-    Recomputed when the tool's name, description, parameter schema or strictness is replaced
-    (an identity check, so this costs nothing per step); a schema edited in place is not seen.
+    Recomputed when a function tool's name, description, parameter schema or strictness is
+    replaced (an identity check, so this costs nothing per step); a schema edited in place is
+    not seen, nor is a hosted tool's configuration changed after its first use.
     """
-    basis, view = _tool_view(tool)
+    basis: tuple[Any, Any, Any, Any] = (
+        (tool.name, tool.description, tool.params_json_schema, tool.strict_json_schema)
+        if isinstance(tool, FunctionTool)
+        else (None, None, None, None)
+    )
     key = id(tool)
     cached = _tool_digests.get(key)
     if (
         cached is not None
         and cached[0]() is tool
-        and len(cached[1]) == len(basis)
-        and all(a is b for a, b in zip(cached[1], basis, strict=True))
+        and cached[1] is basis[0]
+        and cached[2] is basis[1]
+        and cached[3] is basis[2]
+        and cached[4] == basis[3]
     ):
-        return cached[2]
-    digest = _digest(view())
+        return cached[5]
+    digest = _digest(_tool_view(tool))
     try:
         ref: weakref.ref[Any] = weakref.ref(tool, functools.partial(_forget_tool, key))
     except TypeError:  # not weakly referenceable: digested at every step
         return digest
-    _tool_digests[key] = (ref, basis, digest)
+    _tool_digests[key] = (ref, *basis, digest)
     return digest
 
 

@@ -202,14 +202,19 @@ def _canonical(value: Any) -> Any:
     return type(value).__qualname__  # stable across processes, unlike repr()
 
 
-def fingerprint(request: dict[str, Any]) -> str:
+# Built once: json.dumps with options builds an encoder per call, which costs more than encoding
+# a small value. Same output as json.dumps(value, sort_keys=True, separators=(",", ":")).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_canonical)
+
+
+def fingerprint(request: Any) -> str:
     """A short stable digest of what a model call was asked, to detect a diverging replay.
 
     The C encoder walks the request (dicts, lists, scalars) and calls `_canonical` only for the
     rest: a Python walk of every item would cost more than the rest of the step's bookkeeping.
     """
     try:
-        canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=_canonical)
+        canonical = _CANONICAL.encode(request)
     except TypeError:  # dict keys that are not strings or do not sort: compare them as text
         canonical = json.dumps(
             _text_keys(request),
