@@ -322,15 +322,9 @@ def test_a_run_id_neither_database_can_store_is_refused_before_anything_is_writt
     assert {r.id for r in run_async(backend.list_runs(limit=1000))} == before
 
 
-# Call sites in files other engineers own; each marker goes once the call is there (issue #8).
+# A call site in a file another engineer owns; the marker goes once the call is there (issue #8).
 NEEDS_AGENT_NAME_CHECK = pytest.mark.xfail(
     strict=True, reason="backend.py _spec must call identity.check_agent_name(name)"
-)
-NEEDS_ID_CHECK = pytest.mark.xfail(
-    strict=True, reason="LocalEngine.get_run/list_events/read_journal must call check_run_id"
-)
-NEEDS_STORABLE_ERROR = pytest.mark.xfail(
-    strict=True, reason="LocalRunSession.finish must store str(error) via serde.storable_text"
 )
 
 
@@ -346,7 +340,6 @@ def test_an_agent_name_neither_database_can_store_is_refused_before_anything_is_
     assert {r.id for r in run_async(backend.list_runs(limit=1000))} == before
 
 
-@NEEDS_ID_CHECK
 @pytest.mark.parametrize("bad", ["a\x00b", "lone \ud800"], ids=["nul", "lone"])
 def test_looking_up_an_unstorable_run_id_is_refused_the_same_on_both_databases(
     backend: DurableBackend, bad: str
@@ -360,7 +353,6 @@ class _FailingHook(RunHooks[Any]):
         raise ValueError(f"bad input: {ODD}")
 
 
-@NEEDS_STORABLE_ERROR
 def test_an_error_whose_text_holds_nul_or_a_surrogate_is_still_recorded(
     backend: DurableBackend,
 ) -> None:
