@@ -92,9 +92,9 @@ class ActiveRun:
                 f"replay of run {self._session.record.id!r} diverged at model call "
                 f"#{self.model_ordinal + 1}: the journal recorded a request for "
                 f"{entry.payload.get('describe', '?')}, but the program now asks "
-                f"{request.describe} with {_changes(entry.payload, request)}. The agent "
-                "definition changed since the run started. Restore the program as it was to "
-                "resume this run, or start a new run id."
+                f"{request.describe}. What changed: {_changes(entry.payload, request)}. The "
+                "agent definition changed since the run started. Restore the program as it was "
+                "to resume this run, or start a new run id."
             )
         return entry
 
@@ -116,7 +116,9 @@ def _changes(recorded: Any, request: ModelRequest) -> str:
     """What differs between a journaled request and the one made now, in words."""
     parts = recorded.get("parts")
     if not isinstance(parts, dict):  # journaled before requests were digested part by part
-        return "different instructions, input, tools, output type or handoffs"
+        return (
+            "the instructions, input, tools, output type or handoffs (an older journal: not which)"
+        )
     changed: list[str] = []
     for name, label in PARTS.items():
         if parts.get(name) == request.parts.get(name):
@@ -131,10 +133,10 @@ def _changes(recorded: Any, request: ModelRequest) -> str:
             for n in now
             if n in before and before[n] != now[n]
         ]
-        tools += [f"tool {n!r} added" for n in now if n not in before]
-        tools += [f"tool {n!r} removed" for n in before if n not in now]
+        tools += [f"tool {n!r} (added)" for n in now if n not in before]
+        tools += [f"tool {n!r} (removed)" for n in before if n not in now]
         changed.extend(tools or ["the tools (their order)"])
-    return "different " + ", ".join(changed) if changed else "a different request"
+    return ", ".join(changed) if changed else "the request"
 
 
 ACTIVE: contextvars.ContextVar[ActiveRun | None] = contextvars.ContextVar(
