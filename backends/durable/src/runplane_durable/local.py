@@ -12,8 +12,10 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import Connection
 
 from .errors import DatabaseError, RunInputMismatchError, RunLeasedError, RunNotFoundError
+from .identity import check_run_id
 from .owner import current_owner, owner_is_dead, retire
 from .records import EventRecord, JournalRecord, NewEvent, RunRecord, RunSpec, UsageDelta
+from .serde import storable_text
 from .store import sql
 from .store.database import Database, Transactions, describe, resolve_url
 from .store.settings import Durability, StoreSettings
@@ -108,7 +110,7 @@ class LocalEngine:
         )
 
     async def get_run(self, run_id: str) -> RunRecord:
-        record = await self.database.call(sql.get_run, run_id)
+        record = await self.database.call(sql.get_run, check_run_id(run_id))
         if record is None:
             raise RunNotFoundError(
                 f"no run {run_id!r} in the {describe(self.url)}; `runplane runs list` shows "
@@ -122,10 +124,10 @@ class LocalEngine:
     async def list_events(
         self, run_id: str, *, after: int = 0, limit: int | None = None
     ) -> list[EventRecord]:
-        return await self.database.call(sql.list_events, run_id, after, limit)
+        return await self.database.call(sql.list_events, check_run_id(run_id), after, limit)
 
     async def read_journal(self, run_id: str) -> list[JournalRecord]:
-        return await self.database.call(sql.read_journal, run_id)
+        return await self.database.call(sql.read_journal, check_run_id(run_id))
 
     async def dispose(self) -> None:
         if self._db is not None:
@@ -353,11 +355,14 @@ class LocalRunSession:
         error_type = (
             None if error is None else f"{type(error).__module__}.{type(error).__qualname__}"
         )
+        # An error's message may quote what broke the run (a NUL, a lone surrogate): stored as
+        # escapes, so recording the failure cannot fail the same way.
+        message = None if error is None else storable_text(str(error))
         event = NewEvent(
             f"run_{status}",
             {"final_output": final_output}
             if error is None
-            else {"error_type": error_type, "error": str(error)},
+            else {"error_type": error_type, "error": message},
         )
 
         def args() -> tuple[Any, ...]:
@@ -369,7 +374,7 @@ class LocalRunSession:
                 status,
                 final_output,
                 error_type,
-                None if error is None else str(error),
+                message,
             )
 
         def done(ours: bool) -> None:
