@@ -3,6 +3,7 @@ durability with nothing but `from runplane_durable import Runner`."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -229,6 +230,40 @@ def test_runs_outside_durable_runs_still_use_the_sdk_runner(backend: DurableBack
     result = agents.Runner.run_sync(_nested_program([], WORKER, BOSS, crash=False), "go")
     assert result.final_output == "done"
     assert {r.id for r in run_async(backend.list_runs(limit=500))} == before
+
+
+def test_a_thread_running_the_sdk_during_a_durable_tool_is_not_routed(
+    backend: DurableBackend,
+) -> None:
+    """The routing is scoped to the tool's own context: a plain SDK run in another thread, made
+    while a durable run's tool is running, nests its runs on the SDK's runner."""
+    outcome: list[Any] = []
+
+    @function_tool
+    def meanwhile() -> str:
+        """Run an unrelated SDK program in another thread and wait for it."""
+        thread = threading.Thread(
+            target=lambda: outcome.append(
+                agents.Runner.run_sync(_nested_program([], WORKER, BOSS, crash=False), "go")
+            )
+        )
+        thread.start()
+        thread.join(timeout=60)
+        return "waited"
+
+    agent = Agent(
+        name="waiter",
+        tools=[meanwhile],
+        model=ScriptedModel(
+            [[function_call("meanwhile", {}, call_id="m1")], [assistant_message("ok")]]
+        ),
+    )
+    with run_id("waiter-run"):
+        assert backend.run_sync(agent, "go").final_output == "ok"
+    assert [r.final_output for r in outcome] == ["done"]
+    ids = {r.id for r in run_async(backend.list_runs(limit=500))}
+    assert "waiter-run" in ids
+    assert not {i for i in ids if i.startswith("waiter-run/")}
 
 
 @pytest.fixture
