@@ -153,9 +153,6 @@ def test_a_custom_failure_function_does_not_swallow_a_durable_error(
 
 # The durable run must say which backend runs it; the marker goes once backend.py passes
 # `backend=self` to both of its `ActiveRun(...)` (issue #8).
-NEEDS_BACKEND = pytest.mark.xfail(
-    strict=True, reason="backend.py must build ActiveRun(..., backend=self)"
-)
 
 
 class _Crash(BaseException):
@@ -189,7 +186,6 @@ WORKER = [
 BOSS = [[function_call("delegate", {"input": "job"}, call_id="d1")], [assistant_message("done")]]
 
 
-@NEEDS_BACKEND
 def test_a_nested_run_is_durable_without_install(backend: DurableBackend) -> None:
     """Only the backend's own entry point: `Agent.as_tool` calls the SDK's default runner, and
     the nested run it starts must be journaled under its derived id and resume from it."""
@@ -219,7 +215,6 @@ def test_a_nested_run_is_durable_without_install(backend: DurableBackend) -> Non
     run_async(go())
 
 
-@NEEDS_BACKEND
 def test_runs_outside_durable_runs_still_use_the_sdk_runner(backend: DurableBackend) -> None:
     """The routing is scoped to a durable run's tools: the SDK's own runs are untouched, even
     after a durable run has started a nested run in this process."""
@@ -275,7 +270,6 @@ def nested_program(tmp_path: Path) -> Iterator[NestedProgram]:
         prog.cleanup()
 
 
-@NEEDS_BACKEND
 @pytest.mark.slow
 def test_kill_9_inside_a_nested_run_then_resume(nested_program: NestedProgram) -> None:
     """`from runplane_durable import Runner` only; the process dies inside the nested run."""

@@ -323,12 +323,8 @@ def test_a_run_id_neither_database_can_store_is_refused_before_anything_is_writt
 
 
 # A call site in a file another engineer owns; the marker goes once the call is there (issue #8).
-NEEDS_AGENT_NAME_CHECK = pytest.mark.xfail(
-    strict=True, reason="backend.py _spec must call identity.check_agent_name(name)"
-)
 
 
-@NEEDS_AGENT_NAME_CHECK
 @pytest.mark.parametrize("name", ["a\x00b", "lone \ud800", "n" * 501], ids=["nul", "lone", "long"])
 def test_an_agent_name_neither_database_can_store_is_refused_before_anything_is_written(
     backend: DurableBackend, name: str

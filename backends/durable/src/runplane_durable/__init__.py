@@ -19,6 +19,7 @@ from .errors import (
     RunLeasedError,
     RunNotFoundError,
     SchemaVersionError,
+    UnstorableNameError,
 )
 from .identity import last_run_id, run_id
 from .local import LocalEngine
@@ -45,6 +46,7 @@ __all__ = [
     "RunSession",
     "Runner",
     "SchemaVersionError",
+    "UnstorableNameError",
     "last_run_id",
     "run_id",
 ]

@@ -27,7 +27,7 @@ from . import intercept
 from .active import ACTIVE, REQUESTED_RUN_ID, ActiveRun
 from .engine import Engine, RunSession
 from .errors import JournalSerializationError, RunLeasedError
-from .identity import take_requested_run_id
+from .identity import check_agent_name, take_requested_run_id
 from .local import LocalEngine
 from .records import RunRecord, RunSpec
 from .serde import dump_display, fingerprint
@@ -178,6 +178,7 @@ class DurableBackend:
         active = ActiveRun(
             opening=_Lazy(lambda: self.engine.open_run(spec, lease_seconds=self.lease_seconds)),
             streamed=True,
+            backend=self,
         )
         token = ACTIVE.set(active)
         try:
@@ -220,6 +221,8 @@ class DurableBackend:
     ) -> RunSpec:
         run_input = _input_json(input)
         name = getattr(agent, "name", "")  # agents.Runner passes arguments through untouched
+        if isinstance(name, str):  # the SDK reports a nameless agent its own way
+            check_agent_name(name)
         return RunSpec(
             run_id=take_requested_run_id(),
             agent_name=name,
@@ -247,7 +250,7 @@ class DurableBackend:
             conversation_id=kwargs.get("conversation_id"),
         )
         session = await self.engine.open_run(spec, lease_seconds=self.lease_seconds)
-        active = ActiveRun(opening=_ready(session), streamed=False)
+        active = ActiveRun(opening=_ready(session), streamed=False, backend=self)
         await active.session()
         token = ACTIVE.set(active)
         heartbeat = None if session.read_only else asyncio.ensure_future(self._heartbeat(session))
