@@ -9,6 +9,8 @@ judged against what was already journaled when its process started.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import os
 import random
@@ -16,17 +18,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runplane_durable import RunNotFoundError
-from typer.testing import CliRunner
+from runplane_durable import LocalEngine, RunNotFoundError
 
-from runplane.cli import build_app
 from support.durable_programs import TIMEOUT, CrashProgram
 
 __all__ = ["FINAL", "KillProgram", "Tally", "calibrate", "trial"]
@@ -35,7 +34,6 @@ SOURCE = Path(__file__).with_name("kill_program.py")
 FINAL = {"a": "value-a", "b": "value-b"}
 MODEL_ORDINALS = [0, 1, 2]  # parallel tool calls, the handoff, the writer's structured output
 TOOL_CALLS = ["call-a", "call-b"]
-_CLI_LOCK = threading.Lock()  # CliRunner swaps sys.stdout: one invocation at a time
 
 
 class KillProgram(CrashProgram):
@@ -73,17 +71,27 @@ class KillProgram(CrashProgram):
     def wait_exit(self, proc: subprocess.Popen[str]) -> tuple[str, str]:
         return proc.communicate(timeout=TIMEOUT)
 
-    def show_or_none(self, run_id: str) -> dict[str, Any] | None:
-        """`runplane runs show RUN_ID --json`, or None while the run was never opened."""
-        with _CLI_LOCK:
-            result = CliRunner().invoke(
-                build_app(), ["runs", "show", run_id, "--json", "--db", self.db_url]
-            )
-        if isinstance(result.exception, RunNotFoundError):
-            return None
-        assert result.exit_code == 0, f"{result.output}{result.exception!r}"
-        data: dict[str, Any] = json.loads(result.stdout)
-        return data
+    def read(self, run_id: str) -> dict[str, Any] | None:
+        """The run and its event log, or None while the run was never opened.
+
+        Read through the engine, not `runplane runs show`: the typer test runner swaps
+        `sys.stdout`, which races with pytest's own capture when it runs in a worker thread.
+        """
+
+        async def read() -> dict[str, Any] | None:
+            engine = LocalEngine(self.db_url)
+            try:
+                run = await engine.get_run(run_id)
+                events = await engine.list_events(run_id)
+            except RunNotFoundError:
+                return None
+            finally:
+                await engine.dispose()
+            steps = [{"type": e.type, "seq": e.seq, "payload": e.payload} for e in events]
+            return {"run": dataclasses.asdict(run), "steps": steps}
+
+        result: dict[str, Any] | None = asyncio.run(read())
+        return result
 
     def pid_lines(self, name: str) -> list[tuple[str, int]]:
         """`(what, pid)` for each line of log `name`, in order."""
@@ -169,7 +177,7 @@ def trial(program: KillProgram, mode: str, run_id: str, window: float, rng: rand
     """Two processes killed at moments uniform over `window` s, a third to the end; judged."""
     tally = Tally(trials=1)
     processes: list[Process] = []
-    before = Committed.of(program.show_or_none(run_id))
+    before = Committed.of(program.read(run_id))
     final_out: str | None = None
     for attempt in range(3):
         proc = program.launch(mode, run_id)
@@ -187,7 +195,7 @@ def trial(program: KillProgram, mode: str, run_id: str, window: float, rng: rand
         if not killed and proc.returncode != 0:
             tally.failures.append(f"{run_id}: process {attempt + 1} failed:\n{err}")
             return tally
-        after = Committed.of(program.show_or_none(run_id))
+        after = Committed.of(program.read(run_id))
         processes.append(Process(proc.pid, killed, before, after))
         before = after
         if not killed:
@@ -232,12 +240,12 @@ def _judge(
         if p.killed and p.after.status not in (None, "running", "completed"):
             failures.append(f"after kill {n} the run is {p.after.status!r}, not resumable")
 
-    show = program.show_or_none(run_id)
+    show = program.read(run_id)
     if show is None:
         return [*failures, "the finished run is not in the database"]
     run, steps = show["run"], show["steps"]
-    if (run["status"], run["owner"], run["final_output"]) != ("completed", None, FINAL):
-        failures.append(f"run ended {run['status']!r}, owner {run['owner']!r}")
+    if (run["status"], run["owner"]) != ("completed", None) or not _holds(run["final_output"]):
+        failures.append(f"run ended {run['status']!r}, owner {run['owner']!r}: {run}")
     ordinals = [s["payload"]["ordinal"] for s in steps if s["type"] == "model_call"]
     calls = [s["payload"]["call_id"] for s in steps if s["type"] == "tool_call"]
     seqs = [s["seq"] for s in steps]
@@ -247,3 +255,10 @@ def _judge(
     if seqs != sorted(set(seqs)) or ends != ["run_completed"] or steps[-1]["type"] != ends[-1]:
         failures.append(f"event log out of order or with extra ends: {seqs} {ends}")
     return failures
+
+
+def _holds(stored: Any) -> bool:
+    """Whether the stored form of the final output (a tagged display form) carries FINAL."""
+    if stored == FINAL:
+        return True
+    return isinstance(stored, dict) and any(_holds(value) for value in stored.values())
