@@ -404,11 +404,8 @@ def test_a_restarted_postgresql_server_is_waited_for_and_the_run_goes_on(pg_url:
         run = await backend.get_run("restarted")
         assert (run.status, run.model_calls, run.tool_calls) == ("completed", 2, 1)
         journal = await backend.engine.read_journal("restarted")
-        assert [(e.kind, e.key) for e in journal] == [
-            ("model", "0"),
-            ("tool", "0:c1"),
-            ("model", "1"),
-        ]
+        assert [e.kind for e in journal] == ["model", "tool", "model"]
+        assert journal[1].key.endswith(":c1")
         await backend.engine.dispose()
 
     try:

@@ -144,10 +144,23 @@ class PostgresTransactions:
             raise database_error(exc, self._db.url) from exc
         try:
             result = await step(pooled.driver_connection, *args)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        except (
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+            OSError,
+            TimeoutError,
+        ) as exc:
             await _discard_raw(pooled)
             error = database_error(exc, self._db.url)
-            if isinstance(exc, (asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError)):
+            # The link is gone or in a state no statement can use (the server ended it while
+            # it sat in the pool): the step never ran, so it may run again on a new one.
+            dead = (
+                asyncpg.InterfaceError,
+                asyncpg.InternalClientError,
+                asyncpg.ConnectionDoesNotExistError,
+            )
+            if isinstance(exc, dead):
                 raise error from _Invalidated(exc)
             raise error from exc
         except BaseException:  # cut off mid-statement (cancelled): do not reuse it
