@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from agents import Agent, RunResultStreaming, function_tool
+from agents import (
+    Agent,
+    GuardrailFunctionOutput,
+    InputGuardrailTripwireTriggered,
+    MaxTurnsExceeded,
+    RunResultStreaming,
+    function_tool,
+    input_guardrail,
+)
 from agents.testing import ModelCall, ModelStep, ScriptedModel, assistant_message, function_call
 from runplane_durable import (
     DurableBackend,
@@ -306,6 +314,71 @@ def test_a_stream_that_fails_before_anyone_consumes_it_is_recorded_as_failed(
         assert record.error_type is not None
         assert record.error_type.endswith("Boom")
         with pytest.raises(Boom):  # the consumer, later, still gets the SDK's own error
+            await _consume(result)
+        await backend.engine.dispose()
+
+    asyncio.run(go())
+
+
+def _looping_agent(name: str) -> Agent[Any]:
+    """An agent whose model asks for a tool on every turn, so max_turns ends it."""
+
+    @function_tool
+    def again() -> str:
+        """Once more."""
+        return "more"
+
+    steps = [[function_call("again", {}, call_id=f"c{n}")] for n in range(3)]
+    return Agent(name=name, tools=[again], model=ScriptedModel(steps))
+
+
+@pytest.mark.parametrize("read", [False, True], ids=["unread", "read"])
+def test_a_stream_past_max_turns_is_recorded_as_failed_whether_or_not_it_is_read(
+    tmp_path: Path, read: bool
+) -> None:
+    """MaxTurnsExceeded reaches only a consumer of the stream; the run failed either way."""
+
+    async def go() -> None:
+        backend = DurableBackend(LocalEngine(f"sqlite:///{tmp_path / 'runs.db'}"))
+        with run_id("past-max-turns"):
+            result = backend.run_streamed(_looping_agent("looping"), PROMPT, max_turns=2)
+        if read:
+            with pytest.raises(MaxTurnsExceeded):
+                await _consume(result)
+        record = await _settled(backend, "past-max-turns")
+        assert (record.status, record.error_type, record.error) == (
+            "failed",
+            "agents.exceptions.MaxTurnsExceeded",
+            "Max turns (2) exceeded",
+        )
+        if not read:
+            with pytest.raises(MaxTurnsExceeded):  # a late consumer still gets the SDK's error
+                await _consume(result)
+        await backend.engine.dispose()
+
+    asyncio.run(go())
+
+
+def test_an_unread_stream_whose_input_guardrail_trips_is_recorded_as_failed(
+    tmp_path: Path,
+) -> None:
+    @input_guardrail
+    def refuse(ctx: Any, agent: Any, input: Any) -> GuardrailFunctionOutput:
+        return GuardrailFunctionOutput(output_info="no", tripwire_triggered=True)
+
+    async def go() -> None:
+        backend = DurableBackend(LocalEngine(f"sqlite:///{tmp_path / 'runs.db'}"))
+        agent = Agent(
+            name="guarded",
+            input_guardrails=[refuse],
+            model=ScriptedModel([[assistant_message("never")]]),
+        )
+        with run_id("tripped-unread"):
+            result = backend.run_streamed(agent, PROMPT)
+        record = await _settled(backend, "tripped-unread")
+        assert record.status == "failed"
+        assert record.error_type == "agents.exceptions.InputGuardrailTripwireTriggered"
+        with pytest.raises(InputGuardrailTripwireTriggered):
             await _consume(result)
         await backend.engine.dispose()
 

@@ -30,6 +30,7 @@ from .errors import JournalSerializationError, RunLeasedError
 from .identity import check_agent_name, take_requested_run_id
 from .local import LocalEngine
 from .records import RunRecord, RunSpec
+from .sdk_internals import stream_error
 from .serde import dump_display, fingerprint
 
 __all__ = ["DEFAULT_LEASE_SECONDS", "DurableBackend"]
@@ -331,7 +332,7 @@ class DurableBackend:
             return  # the run itself reported the error (its first step awaited the opening)
         # What a consumer has seen (guardrail tripwires, max turns), else the run's own failure:
         # a run may fail before anyone reads its stream, or with no one ever reading it.
-        error = result._stored_exception or result.run_loop_exception
+        error = stream_error(result)
         finished = result.final_output is not None or bool(result.interruptions)
         if error is not None:
             await self._settle_failure(session, error)

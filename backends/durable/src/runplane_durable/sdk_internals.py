@@ -3,7 +3,7 @@
 The SDK is pinned (~=0.24.0). These are the seams where a run's non-deterministic steps pass
 (model resolution, function-tool invocation), where a failing tool becomes an output (its failure
 formatter), where a nested run is started (the SDK's own runner), and the helpers that keep a
-streamed replay lossless.
+streamed replay lossless, and the error a streamed run ended with even when no one read it.
 An SDK upgrade that moves any of them fails the import here, loudly, and the parity and replay
 tests say what changed.
 """
@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from agents import RunResultStreaming
 from agents import tool as tool_module
 from agents import usage as _usage
+from agents.exceptions import MaxTurnsExceeded
 from agents.run import AgentRunner
 from agents.run_internal import run_loop, tool_execution
 from agents.tool import _FunctionToolInvocationResult as FunctionToolInvocationResult
@@ -25,6 +27,7 @@ __all__ = [
     "attach_normalized_usage",
     "response_usage_to_usage",
     "run_loop",
+    "stream_error",
     "tool_execution",
     "tool_module",
 ]
@@ -37,6 +40,28 @@ FAILURE_FORMATTER = "maybe_invoke_function_tool_failure_error_function"
 response_usage_to_usage = _usage._response_usage_to_usage
 attach_normalized_usage = _usage._attach_normalized_usage
 _REQUEST_WITHOUT_USAGE = _usage._REQUEST_WITHOUT_USAGE_ATTR
+
+
+def stream_error(result: RunResultStreaming) -> BaseException | None:
+    """The error a consumer of `result`'s stream gets, or would get, read without consuming it.
+
+    The SDK raises some errors only from `stream_events()`: past max_turns its run loop simply
+    stops, and MaxTurnsExceeded is made when a consumer checks; a run no one reads failed all
+    the same. Nothing here changes what a later consumer sees.
+    """
+    stored: BaseException | None = result._stored_exception
+    if stored is not None:
+        return stored
+    error = result.run_loop_exception
+    if error is not None:
+        return error
+    if (
+        result.max_turns is not None
+        and result.current_turn > result.max_turns
+        and not result._max_turns_handled
+    ):
+        return MaxTurnsExceeded(f"Max turns ({result.max_turns}) exceeded")
+    return None
 
 
 def requests_without_usage(response: Any) -> int:
