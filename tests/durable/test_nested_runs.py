@@ -3,7 +3,9 @@ durability with nothing but `from runplane_durable import Runner`."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -293,3 +295,71 @@ def test_kill_9_inside_a_nested_run_then_resume(nested_program: NestedProgram) -
     ]
     child = nested_program.show("nested-1/1:call-delegate")["run"]
     assert (child["status"], child["final_output"]) == ("completed", "STEP-1 STEP-2")
+
+
+def _asker(name: str, answers: list[str]) -> Agent[Any]:
+    return Agent(name=name, model=ScriptedModel([[assistant_message(a)] for a in answers]))
+
+
+def _consulting_boss(
+    reviewer: Agent[Any], second: Agent[Any], *, gather: bool, crash: bool = False
+) -> Agent[Any]:
+    """A function tool that starts two runs itself: one per sub-agent, in order or at once."""
+
+    @function_tool
+    async def consult(question: str) -> str:
+        """Ask both sub-agents."""
+        if gather:
+            first, other = await asyncio.gather(
+                agents.Runner.run(reviewer, question), agents.Runner.run(second, question)
+            )
+        else:
+            first = await agents.Runner.run(reviewer, question)
+            other = await agents.Runner.run(second, question)
+        if crash:
+            raise _Crash
+        return f"{first.final_output} + {other.final_output}"
+
+    return Agent(
+        name="boss",
+        tools=[consult],
+        model=ScriptedModel(
+            [[function_call("consult", {"question": "q"}, call_id="c1")], [assistant_message("ok")]]
+        ),
+    )
+
+
+@pytest.mark.parametrize("gather", [False, True], ids=["in-order", "gathered"])
+@pytest.mark.parametrize("same_agent", [False, True], ids=["two-agents", "one-agent-twice"])
+def test_two_runs_started_by_one_tool_call_are_two_nested_runs(
+    backend: DurableBackend, gather: bool, same_agent: bool
+) -> None:
+    """Each run a tool starts gets its own derived id, in the order the tool starts them, so
+    the second is neither refused as "a different input" nor answered from the first's result;
+    and a re-run of the finished parent reads both back."""
+    rid = f"consulting-{uuid.uuid4().hex[:8]}"  # the PostgreSQL database is shared by tests
+    second_name = "reviewer" if same_agent else "critic"
+    crashing = _consulting_boss(
+        _asker("reviewer", ["first view"]),
+        _asker(second_name, ["second view"]),
+        gather=gather,
+        crash=True,
+    )
+    with run_id(rid), pytest.raises(_Crash):  # both nested runs finished, then a crash
+        backend.run_sync(crashing, "go")
+    # The resumed tool starts both runs again: each is read back from its own journal (its
+    # model has nothing left to say), in the order the tool starts them.
+    boss = _consulting_boss(_asker("reviewer", []), _asker(second_name, []), gather=gather)
+    boss.model = ScriptedModel([[assistant_message("ok")]])
+    with run_id(rid):
+        result = backend.run_sync(boss, "go")
+    assert _tool_outputs(result) == ["first view + second view"]
+    children = sorted(
+        (r.id, r.final_output)
+        for r in run_async(backend.list_runs(limit=500))
+        if r.id.startswith(f"{rid}/")
+    )
+    assert children == [
+        (f"{rid}/1:c1", {"json": "first view"}),
+        (f"{rid}/1:c1#2", {"json": "second view"}),
+    ]

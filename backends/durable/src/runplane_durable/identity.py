@@ -8,6 +8,7 @@ neither, and neither can encode a lone surrogate.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -104,9 +105,29 @@ def tool_key(ordinal: int, call_id: str) -> str:
     return _fitted(f"{ordinal}:{call_id}", MAX_JOURNAL_KEY)
 
 
+class _NestedRunIds(str):
+    """The id of the first run a tool call starts; each later one it starts takes the next id.
+
+    A tool may start more than one run (a function tool consulting two agents): each is a run
+    of its own, numbered in the order the tool starts them, so a replay derives the same ids.
+    """
+
+    def __new__(cls, first: str) -> _NestedRunIds:
+        ids = super().__new__(cls, first)
+        ids._taken = itertools.count(1)  # next() on a count is atomic: threads may share it
+        return ids
+
+    _taken: itertools.count[int]
+
+    def take(self) -> str:
+        n = next(self._taken)
+        return str(self) if n == 1 else _fitted(f"{self}#{n}", MAX_RUN_ID)
+
+
 def nested_run_id(parent: str, key: str) -> str:
-    """The id of a run started by tool call `key` of run `parent` (`Agent.as_tool`)."""
-    return _fitted(f"{parent}/{key}", MAX_RUN_ID)
+    """The id of the first run started by tool call `key` of run `parent` (`Agent.as_tool`);
+    requested through `REQUESTED_RUN_ID`, it gives the n-th run the tool starts `ID#n`."""
+    return _NestedRunIds(_fitted(f"{parent}/{key}", MAX_RUN_ID))
 
 
 @contextmanager
@@ -124,6 +145,8 @@ def run_id(value: str | None = None) -> Iterator[str]:
 def take_requested_run_id() -> str:
     """The id for a run starting now: the requested one, or a fresh one."""
     requested = REQUESTED_RUN_ID.get()
+    if isinstance(requested, _NestedRunIds):
+        requested = requested.take()
     chosen = check_run_id(requested) if requested is not None else new_run_id()
     LAST_RUN_ID.set(chosen)
     return chosen
