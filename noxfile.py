@@ -69,9 +69,12 @@ def _project(session: nox.Session, *, extends: bool = False) -> SharedEnv:
     return SHARED
 
 
-def _run(session: nox.Session, env: SharedEnv, program: str, *args: str) -> None:
-    """Run one of the shared environment's commands as if it were activated."""
-    session.run(env.executable(program), *args, env={**TEST_ENV, **env.activation()}, external=True)
+def _run(
+    session: nox.Session, env: SharedEnv, program: str, *args: str, activate: bool = True
+) -> None:
+    """Run one of the shared environment's commands, by default as if it were activated."""
+    extra = env.activation() if activate else {}
+    session.run(env.executable(program), *args, env={**TEST_ENV, **extra}, external=True)
 
 
 def _ensure_build_tools(session: nox.Session) -> None:
@@ -159,7 +162,9 @@ def demo(session: nox.Session) -> None:
     if "--scripted" not in session.posargs and not os.environ.get("OPENAI_API_KEY"):
         _ensure_build_tools(session)
     env = _project(session)
-    _run(session, env, "runplane", "demo", *session.posargs)
+    # Not activated: the user's shell is not, so the demo must print the commands it ends with
+    # as .nox/_project/bin/runplane, which works pasted there, not as a bare `runplane`.
+    _run(session, env, "runplane", "demo", *session.posargs, activate=False)
 
 
 @nox.session(venv_backend="none")
