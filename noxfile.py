@@ -1,4 +1,4 @@
-"""Every task of the project. `python3 -m nox` runs what CI runs; `nox -l` lists the rest."""
+"""Every task of the project. `nox` runs what CI runs (see .ci/run); `nox -l` lists the rest."""
 
 from __future__ import annotations
 

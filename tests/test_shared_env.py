@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _load() -> ModuleType:
     spec = importlib.util.spec_from_file_location("shared_env", ROOT / ".ci" / "shared_env.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -108,7 +108,20 @@ def test_the_printed_follow_up_commands_work_as_printed(
     demo = demos[which]
     show = _printed_command(demo, "See every step of the run:")
     assert show.endswith("runs show demo-test")
-    shown = subprocess.run(
+    as_printed = subprocess.run(
+        shlex.split(show),
+        cwd=demo.cwd,
+        env=demo.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert as_printed.returncode == 0, f"{show!r} failed: {as_printed.stdout}{as_printed.stderr}"
+    assert "demo-test" in as_printed.stdout
+    assert "completed" in as_printed.stdout
+
+    shown = subprocess.run(  # the same, for scripts: the history is the demo's run
         [*shlex.split(show), "--json"],
         cwd=demo.cwd,
         env=demo.env,
