@@ -11,6 +11,7 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 SCRIPTS = Path(sysconfig.get_path("scripts"))
+CHILD = [sys.executable, "-m", "runplane_durable.demo.child"]
 
 
 @dataclass(frozen=True)
@@ -154,3 +156,34 @@ def test_the_printed_follow_up_commands_work_as_printed(
     )
     assert listed.returncode == 0, f"{listing!r} failed: {listed.stdout}{listed.stderr}"
     assert "demo-test" in listed.stdout
+
+
+def test_an_unfinished_run_of_a_killed_process_is_resumed_and_the_demo_says_so(
+    tmp_path: Path,
+) -> None:
+    """A run an earlier process left in its tool (killed): the demo resumes it, killing it again."""
+    child = subprocess.Popen(
+        [*CHILD, "--run-id", "orphan", "--source", "scripted"],
+        cwd=tmp_path,
+        env=_user_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    for line in child.stdout:
+        if json.loads(line)["type"] == "tool_started":
+            break
+    child.kill()
+    child.wait()
+
+    out = _demo(tmp_path, "orphan").out
+    assert "run id orphan: already in the journal, status 'running'" in out
+    assert "not finished, so this run resumes it" in out
+    assert "killed the process" in out
+    # The model's answer was the earlier process's; the one killed here added nothing.
+    assert "committed 0 model responses and 0 tool outputs before it died" in out
+    assert (
+        "the resumed process asked the model for 1 of them, the other 1 came from the journal"
+        in out
+    )
+    assert "The tool that was running at the kill ran again (1 time)" in out

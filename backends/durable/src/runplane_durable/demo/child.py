@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import sys
+import threading
 from typing import Any
 
 from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent
@@ -22,9 +23,15 @@ from ..runner import Runner
 from .agent import QUESTION, build_agent
 from .models import make_model
 
+_STDOUT = threading.Lock()
+
 
 def emit(**event: Any) -> None:
-    print(json.dumps(event, default=str), flush=True)
+    """One whole line per event: the tool emits from a worker thread while the stream does too."""
+    line = json.dumps(event, default=str) + "\n"
+    with _STDOUT:
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 async def main(args: argparse.Namespace) -> None:
