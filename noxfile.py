@@ -1,16 +1,24 @@
-"""Every task of the project. `python3 -m nox` runs what CI runs; `nox -l` lists the rest."""
+"""Every task of the project. `nox` runs what CI runs (see .ci/run); `nox -l` lists the rest."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
+import time
+from pathlib import Path
 
 import nox
 
+sys.path.insert(0, str(Path(__file__).parent / ".ci"))
+from shared_env import SharedEnv, fingerprint  # the .ci directory, just above
+
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["lint", "types", "tests", "conformance", "sdk_tests", "realmodel"]
+# sdk_tests last: it adds the SDK's test dependencies to the shared environment (see below).
+nox.options.sessions = ["lint", "types", "tests", "conformance", "realmodel", "sdk_tests"]
 nox.options.error_on_missing_interpreters = True
 
+ROOT = Path(__file__).parent
 # Our two backends and the suite, each installed as its own distribution, exactly as users get
 # them: backends are found only through their entry points.
 PROJECT = [
@@ -23,12 +31,50 @@ PROJECT = [
     "-e",
     "conformance",
 ]
+TOOLS = ["mypy~=2.4"]
+PYPROJECTS = [
+    "pyproject.toml",
+    "backends/openai/pyproject.toml",
+    "backends/durable/pyproject.toml",
+    "conformance/pyproject.toml",
+]
 TEST_ENV = {"OPENAI_AGENTS_DISABLE_TRACING": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 TYPED_SOURCES = ["src", "backends/openai/src", "backends/durable/src", "conformance/src"]
+# Every session but lint runs in this one environment (venv_backend="none" below): the project is
+# installed once per change of a pyproject.toml, not once per session.
+SHARED = SharedEnv(ROOT / ".nox" / "_project")
 
 
-def _install(session: nox.Session) -> None:
-    session.install(*PROJECT)
+def _project(session: nox.Session, *, extends: bool = False) -> SharedEnv:
+    """The shared environment, (re)built from nothing when its stamp does not match."""
+    stamp = fingerprint(ROOT, PYPROJECTS, [*PROJECT, *TOOLS])
+    where = SHARED.location.relative_to(ROOT)
+    why = SHARED.stale_because(stamp, accept_extended=extends)
+    if why is None:
+        session.log(f"reusing {where}: the project is installed for these pyproject.toml files")
+    else:
+        session.log(
+            f"installing runplane's four distributions (editable) into {where} ({why}): "
+            "about 1 to 2 minutes, then later sessions reuse it"
+        )
+        started = time.monotonic()
+        shutil.rmtree(SHARED.location, ignore_errors=True)
+        session.run(sys.executable, "-m", "venv", str(SHARED.location), external=True)
+        pip = [SHARED.executable("python"), "-m", "pip", "install", "-q"]
+        session.run(*pip, *PROJECT, *TOOLS, external=True)
+        SHARED.mark_installed(stamp)
+        session.log(f"installed in {time.monotonic() - started:.0f} s")
+    if extends:
+        SHARED.mark_extended()
+    return SHARED
+
+
+def _run(
+    session: nox.Session, env: SharedEnv, program: str, *args: str, activate: bool = True
+) -> None:
+    """Run one of the shared environment's commands, by default as if it were activated."""
+    extra = env.activation() if activate else {}
+    session.run(env.executable(program), *args, env={**TEST_ENV, **extra}, external=True)
 
 
 def _ensure_build_tools(session: nox.Session) -> None:
@@ -43,28 +89,30 @@ def _ensure_build_tools(session: nox.Session) -> None:
         session.error(f"missing {', '.join(missing)}: install build-essential and cmake")
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
     """The project's own tests (core, backends, conformance meta-tests, third-party example)."""
-    _install(session)
-    session.run("pytest", "-m", "not realmodel", *session.posargs, env=TEST_ENV)
+    env = _project(session)
+    _run(session, env, "pytest", "-m", "not realmodel", *session.posargs)
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def realmodel(session: nox.Session) -> None:
     """End-to-end tests against a real model served locally (built and fetched once, cached)."""
     _ensure_build_tools(session)
-    _install(session)
-    session.run("runplane", "model", "fetch", env=TEST_ENV)
-    session.run("pytest", "-m", "realmodel", "tests/e2e", *session.posargs, env=TEST_ENV)
+    env = _project(session)
+    _run(session, env, "runplane", "model", "fetch")
+    _run(session, env, "pytest", "-m", "realmodel", "tests/e2e", *session.posargs)
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def conformance(session: nox.Session) -> None:
     """The conformance suite against every backend this repository publishes."""
-    _install(session)
+    env = _project(session)
     for backend in os.environ.get("RUNPLANE_CONFORMANCE_BACKENDS", "openai,durable").split(","):
-        session.run(
+        _run(
+            session,
+            env,
             "pytest",
             "--pyargs",
             "runplane_conformance",
@@ -73,35 +121,38 @@ def conformance(session: nox.Session) -> None:
             "-p",
             "no:cacheprovider",
             *session.posargs,
-            env=TEST_ENV,
         )
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def sdk_tests(session: nox.Session) -> None:
-    """The SDK's own runner tests, unswapped and with agents.Runner swapped for runplane's."""
-    _install(session)
+    """The SDK's own runner tests, unswapped and with agents.Runner swapped for runplane's.
+
+    run.py pip-installs the SDK's test dependencies, so the shared environment is marked
+    extended: the next session that needs the project alone rebuilds it first.
+    """
+    env = _project(session, extends=True)
     for backend in os.environ.get("RUNPLANE_SDK_SWAP_BACKENDS", "openai,durable").split(","):
-        session.run(
-            "python", "tests/sdk_swap/run.py", "--backend", backend, *session.posargs, env=TEST_ENV
+        _run(
+            session, env, "python", "tests/sdk_swap/run.py", "--backend", backend, *session.posargs
         )
 
 
-@nox.session
+@nox.session(reuse_venv=True)
 def lint(session: nox.Session) -> None:
+    """ruff alone, in its own small venv: it needs nothing of the project installed."""
     session.install("ruff~=0.17.0")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def types(session: nox.Session) -> None:
-    _install(session)
-    session.install("mypy~=2.4")
-    session.run("mypy", *TYPED_SOURCES)
+    env = _project(session)
+    _run(session, env, "mypy", *TYPED_SOURCES)
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def demo(session: nox.Session) -> None:
     """The main job: a durable run streamed live, killed with SIGKILL, resumed from its journal.
 
@@ -110,11 +161,13 @@ def demo(session: nox.Session) -> None:
     """
     if "--scripted" not in session.posargs and not os.environ.get("OPENAI_API_KEY"):
         _ensure_build_tools(session)
-    _install(session)
-    session.run("runplane", "demo", *session.posargs)
+    env = _project(session)
+    # Not activated: the user's shell is not, so the demo must print the commands it ends with
+    # as .nox/_project/bin/runplane, which works pasted there, not as a bare `runplane`.
+    _run(session, env, "runplane", "demo", *session.posargs, activate=False)
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def bench(session: nox.Session) -> None:
     """Benchmarks as ratios against the SDK's own runner (not in the default list).
 
@@ -124,9 +177,9 @@ def bench(session: nox.Session) -> None:
     instead. RUNPLANE_BENCH_PG names the PostgreSQL database (default: a fresh one on
     127.0.0.1:5432, dropped after).
     """
-    _install(session)
+    env = _project(session)
     args = list(session.posargs)
     script = "durable"
     if args and args[0] in ("durable", "runner_overhead", "instructions"):
         script = args.pop(0)
-    session.run("python", f"bench/{script}.py", *args, env=TEST_ENV)
+    _run(session, env, "python", f"bench/{script}.py", *args)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -14,14 +14,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _load() -> ModuleType:
     spec = importlib.util.spec_from_file_location("shared_env", ROOT / ".ci" / "shared_env.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("shared_env", module)
     spec.loader.exec_module(module)
     return module
 
 
-shared_env = _load()
+shared_env: Any = _load()
 PYPROJECTS = ["pyproject.toml", "backends/a/pyproject.toml"]
 
 
@@ -33,7 +33,7 @@ def tree(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _installed(tmp_path: Path, stamp: str) -> object:
+def _installed(tmp_path: Path, stamp: str) -> Any:
     env = shared_env.SharedEnv(tmp_path / "env")
     env.bin.mkdir(parents=True)
     Path(env.executable("python")).write_text("")
@@ -44,7 +44,7 @@ def _installed(tmp_path: Path, stamp: str) -> object:
 def test_an_environment_installed_for_the_same_inputs_is_reused(tree: Path) -> None:
     stamp = shared_env.fingerprint(tree, PYPROJECTS, ["-e", "."])
     env = _installed(tree, stamp)
-    assert env.stale_because(stamp) is None  # type: ignore[attr-defined]
+    assert env.stale_because(stamp) is None
     assert shared_env.fingerprint(tree, PYPROJECTS, ["-e", "."]) == stamp
 
 
@@ -55,7 +55,7 @@ def test_a_changed_pyproject_makes_the_next_session_rebuild(tree: Path) -> None:
     (tree / "backends/a/pyproject.toml").write_text('[project]\nname = "a"\ndependencies = []\n')
     changed = shared_env.fingerprint(tree, PYPROJECTS, ["-e", "."])
     assert changed != stamp
-    assert "pyproject.toml" in env.stale_because(changed)  # type: ignore[attr-defined]
+    assert "pyproject.toml" in env.stale_because(changed)
 
 
 def test_a_changed_requirement_list_makes_the_next_session_rebuild(tree: Path) -> None:
@@ -74,9 +74,9 @@ def test_a_missing_or_unfinished_install_is_not_reused(tree: Path) -> None:
 def test_an_environment_extended_by_sdk_tests_is_rebuilt_for_other_sessions(tree: Path) -> None:
     stamp = shared_env.fingerprint(tree, PYPROJECTS, [])
     env = _installed(tree, stamp)
-    env.mark_extended()  # type: ignore[attr-defined]
-    assert env.stale_because(stamp, accept_extended=True) is None  # type: ignore[attr-defined]
-    assert "sdk_tests" in env.stale_because(stamp)  # type: ignore[attr-defined]
+    env.mark_extended()
+    assert env.stale_because(stamp, accept_extended=True) is None
+    assert "sdk_tests" in env.stale_because(stamp)
 
 
 def test_the_noxfile_fingerprints_every_distribution_it_installs() -> None:

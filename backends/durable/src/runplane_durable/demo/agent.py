@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from agents import Agent, ModelSettings, function_tool
@@ -16,14 +17,20 @@ QUESTION = "Where is my order 42?"
 WAREHOUSE_SECONDS = 2.0
 
 
-@function_tool
-def order_status(order_id: str) -> dict[str, str]:
-    """Look up an order's shipping status in the warehouse system, by order id."""
-    time.sleep(WAREHOUSE_SECONDS)  # the slow system the demo's kill lands in
-    return ORDERS.get(order_id.strip().lstrip("#"), {"status": "unknown order"})
+def _nobody(order_id: str) -> None:
+    return None
 
 
-def build_agent(model: Model) -> Agent[Any]:
+def build_agent(model: Model, on_lookup: Callable[[str], None] = _nobody) -> Agent[Any]:
+    """`on_lookup` is told each time the tool really starts (a replayed output never starts it)."""
+
+    @function_tool
+    def order_status(order_id: str) -> dict[str, str]:
+        """Look up an order's shipping status in the warehouse system, by order id."""
+        on_lookup(order_id)
+        time.sleep(WAREHOUSE_SECONDS)  # the slow system the demo's kill lands in
+        return ORDERS.get(order_id.strip().lstrip("#"), {"status": "unknown order"})
+
     return Agent(
         name="Order desk",
         instructions=(
