@@ -77,18 +77,6 @@ def _run(
     session.run(env.executable(program), *args, env={**TEST_ENV, **extra}, external=True)
 
 
-def _ensure_build_tools(session: nox.Session) -> None:
-    """The local model server is compiled from source once per machine: it needs a C++ toolchain."""
-    missing = [tool for tool in ("cmake", "c++", "make") if shutil.which(tool) is None]
-    if not missing:
-        return
-    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
-        session.run("apt-get", "update", "-q", external=True)
-        session.run("apt-get", "install", "-y", "-q", "build-essential", "cmake", external=True)
-    else:
-        session.error(f"missing {', '.join(missing)}: install build-essential and cmake")
-
-
 @nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
     """The project's own tests (core, backends, conformance meta-tests, third-party example)."""
@@ -99,8 +87,8 @@ def tests(session: nox.Session) -> None:
 @nox.session(venv_backend="none")
 def realmodel(session: nox.Session) -> None:
     """End-to-end tests against a real model served locally (built and fetched once, cached)."""
-    _ensure_build_tools(session)
     env = _project(session)
+    # As root on Debian, `runplane model fetch` installs build-essential and cmake itself.
     _run(session, env, "runplane", "model", "fetch")
     _run(session, env, "pytest", "-m", "realmodel", "tests/e2e", *session.posargs)
 
@@ -159,8 +147,6 @@ def demo(session: nox.Session) -> None:
     It uses OpenAI with OPENAI_API_KEY, else a real model served locally (built and fetched the
     first time); `nox -s demo -- --scripted` plays the model from a script instead.
     """
-    if "--scripted" not in session.posargs and not os.environ.get("OPENAI_API_KEY"):
-        _ensure_build_tools(session)
     env = _project(session)
     # Not activated: the user's shell is not, so the demo must print the commands it ends with
     # as .nox/_project/bin/runplane, which works pasted there, not as a bare `runplane`.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -31,7 +32,7 @@ from runplane.localmodel import (
     template_path,
     weights_path,
 )
-from runplane.localmodel.build import build_jobs, find_toolchain
+from runplane.localmodel.build import build_jobs, ensure_toolchain, find_toolchain
 from runplane.localmodel.cache import locked, remove_stale
 from runplane.localmodel.weights import QWEN_CODER_05B
 
@@ -460,3 +461,56 @@ def test_serve_on_a_taken_port_is_a_clear_error(fake_cache: Path) -> None:
         )
     assert proc.returncode == 2
     assert "already in use" in proc.stderr
+
+
+def _fake_apt(directory: Path, *, fails: bool = False) -> Path:
+    """An apt-get that records its arguments and "installs" the toolchain into `directory`."""
+    script = directory / "apt-get"
+    tools = " ".join(str(directory / name) for name in ("cmake", "make", "cc", "c++"))
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {directory / "apt.log"}\n'
+        + ("echo 'E: Unable to locate package cmake' >&2; exit 100\n" if fails else "")
+        + f'if [ "$1" = install ]; then for t in {tools}; do printf "#!/bin/sh\\n" > "$t"; '
+        f'{shutil.which("chmod")} +x "$t"; done; fi\n'
+    )
+    script.chmod(0o755)
+    return directory
+
+
+def test_a_root_user_without_build_tools_gets_them_from_apt(tmp_path: Path) -> None:
+    directory = _fake_apt(_bin_dir(tmp_path))
+    said: list[str] = []
+    found = ensure_toolchain({"PATH": str(directory)}, progress=said.append, is_root=True)
+    assert found.cmake == str(directory / "cmake")
+    assert (directory / "apt.log").read_text().splitlines() == [
+        "update -q",
+        "install -y -q build-essential cmake",
+    ]
+    assert "installing build-essential and cmake with apt-get" in said[0]
+    assert "RUNPLANE_INSTALL_BUILD_TOOLS=0" in said[0]
+
+
+@pytest.mark.parametrize(
+    ("is_root", "opt_out"), [(False, False), (True, True)], ids=["not-root", "opted-out"]
+)
+def test_apt_is_not_run_for_a_user_or_when_opted_out(
+    tmp_path: Path, is_root: bool, opt_out: bool
+) -> None:
+    directory = _fake_apt(_bin_dir(tmp_path))
+    env = {"PATH": str(directory)}
+    if opt_out:
+        env["RUNPLANE_INSTALL_BUILD_TOOLS"] = "0"
+    with pytest.raises(LocalModelError, match="apt-get install build-essential cmake"):
+        ensure_toolchain(env, is_root=is_root)
+    assert not (directory / "apt.log").exists()
+
+
+def test_a_failing_apt_says_what_it_printed(tmp_path: Path) -> None:
+    directory = _fake_apt(_bin_dir(tmp_path), fails=True)
+    with pytest.raises(LocalModelError) as caught:
+        ensure_toolchain({"PATH": str(directory)}, is_root=True)
+    message = str(caught.value)
+    assert "update -q` failed (exit 100)" in message
+    assert "Unable to locate package cmake" in message
+    assert "runplane model fetch" in message

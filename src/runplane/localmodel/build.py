@@ -33,12 +33,15 @@ __all__ = [
     "build_jobs",
     "cached_binary",
     "ensure_binary",
+    "ensure_toolchain",
     "find_toolchain",
 ]
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 BINARY_NAME = "llama-server"
 ENV_BUILD_JOBS = "RUNPLANE_BUILD_JOBS"
+ENV_INSTALL_BUILD_TOOLS = "RUNPLANE_INSTALL_BUILD_TOOLS"
+APT_PACKAGES = ("build-essential", "cmake")
 _APT_HINT = "On Debian or Ubuntu: `sudo apt-get install build-essential cmake`."
 
 CMAKE_OPTIONS: tuple[str, ...] = (
@@ -76,11 +79,8 @@ def _which(names: tuple[str, ...], path: str | None) -> str | None:
     return None
 
 
-def find_toolchain(environ: Mapping[str, str] | None = None) -> Toolchain:
-    """cmake, the build tool it generates for (make, or ninja with CMAKE_GENERATOR=Ninja) and a
-    C and a C++ compiler (honouring CC and CXX), or one error naming all that is missing, checked
-    before anything is downloaded."""
-    env = os.environ if environ is None else environ
+def _found(env: Mapping[str, str]) -> tuple[Toolchain | None, list[str]]:
+    """The toolchain on PATH, or None and what is missing."""
     path = env.get("PATH", os.defpath)
     cmake = _which(("cmake",), path)
     cc = _which((env["CC"],) if env.get("CC") else ("cc", "gcc", "clang"), path)
@@ -97,11 +97,63 @@ def find_toolchain(environ: Mapping[str, str] | None = None) -> Toolchain:
         if found is None
     ]
     if missing or cmake is None or cc is None or cxx is None:
+        return None, missing
+    return Toolchain(cmake=cmake, cc=cc, cxx=cxx), []
+
+
+def find_toolchain(environ: Mapping[str, str] | None = None) -> Toolchain:
+    """cmake, the build tool it generates for (make, or ninja with CMAKE_GENERATOR=Ninja) and a
+    C and a C++ compiler (honouring CC and CXX), or one error naming all that is missing, checked
+    before anything is downloaded."""
+    toolchain, missing = _found(os.environ if environ is None else environ)
+    if toolchain is None:
         raise LocalModelError(
             f"Cannot build {BINARY_NAME}: {', '.join(missing)} not found on PATH. "
             f"{_APT_HINT} Then run `runplane model fetch` again."
         )
-    return Toolchain(cmake=cmake, cc=cc, cxx=cxx)
+    return toolchain
+
+
+def ensure_toolchain(
+    environ: Mapping[str, str] | None = None,
+    *,
+    progress: Progress = quiet,
+    is_root: bool | None = None,
+) -> Toolchain:
+    """The toolchain; where it is missing on a Debian or Ubuntu machine run as root (a fresh
+    container, CI), first installs build-essential and cmake with apt-get, saying so.
+
+    A fresh machine with only Python can then run the demo with one command. Set
+    RUNPLANE_INSTALL_BUILD_TOOLS=0 to be told what is missing instead.
+    """
+    env = os.environ if environ is None else environ
+    toolchain, missing = _found(env)
+    if toolchain is not None:
+        return toolchain
+    root = is_root if is_root is not None else hasattr(os, "geteuid") and os.geteuid() == 0
+    apt = shutil.which("apt-get", path=env.get("PATH", os.defpath))
+    if root and apt is not None and env.get(ENV_INSTALL_BUILD_TOOLS, "1") != "0":
+        progress(
+            f"{BINARY_NAME}: {', '.join(missing)} not found; installing "
+            f"{' and '.join(APT_PACKAGES)} with apt-get (about a minute; "
+            f"{ENV_INSTALL_BUILD_TOOLS}=0 skips this)"
+        )
+        for command in ([apt, "update", "-q"], [apt, "install", "-y", "-q", *APT_PACKAGES]):
+            done = subprocess.run(
+                command,
+                env={**env, "DEBIAN_FRONTEND": "noninteractive"},
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode != 0:
+                output = (done.stdout + done.stderr).strip().splitlines()[-10:]
+                raise LocalModelError(
+                    f"`{' '.join(command)}` failed (exit {done.returncode}):\n"
+                    + "\n".join(output)
+                    + f"\n{_APT_HINT} Then run `runplane model fetch` again."
+                )
+    return find_toolchain(env)
 
 
 def build_jobs(environ: Mapping[str, str] | None = None) -> int:
@@ -149,7 +201,7 @@ def ensure_binary(
     if found is not None:
         progress(f"{BINARY_NAME}: cached at {found}")
         return found
-    toolchain = find_toolchain(environ)
+    toolchain = ensure_toolchain(environ, progress=progress)
     root = _root(cache)
 
     def waiting() -> None:

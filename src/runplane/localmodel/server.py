@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import IO
 
 from ._proc import Progress, quiet, tail
-from .build import BINARY_NAME, cached_binary, ensure_binary, find_toolchain
+from .build import BINARY_NAME, cached_binary, ensure_binary, ensure_toolchain
 from .errors import LocalModelError
 from .template import template_path
 from .weights import QWEN_CODER_05B, WeightsSpec, cached_weights, ensure_weights
@@ -74,7 +74,7 @@ def prepare(
             "Run `runplane model fetch` first (a one-time build of several minutes)."
         )
     if binary is None:
-        find_toolchain()
+        ensure_toolchain(progress=progress)
     if weights is None:
         weights = ensure_weights(spec, cache=cache, progress=progress)
     else:
