@@ -20,16 +20,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
@@ -195,16 +197,23 @@ class SqliteTransactions:
 class SqliteDatabase:
     """What every run on one SQLite file shares in this process: connections, threads, locks."""
 
-    def __init__(self, url: str, settings: StoreSettings) -> None:
+    def __init__(self, url: str, settings: StoreSettings, *, read_only: bool = False) -> None:
         self.url = url
         self.settings = settings
+        self.read_only = read_only
         self.clock = _CheckpointClock()
         self._write_lock = threading.Lock()  # one writer of this process at a time
         # check_same_thread=False: a connection is lent to one thread at a time, not always the
         # one that opened it.
-        self.engine = sa.create_engine(
-            url, poolclass=NullPool, connect_args={"check_same_thread": False}
-        )
+        path = make_url(url).database or ""
+        if read_only and path not in ("", ":memory:") and not path.startswith("file:"):
+            self.engine = sa.create_engine(
+                url, poolclass=NullPool, creator=lambda: _open_existing(path)
+            )
+        else:
+            self.engine = sa.create_engine(
+                url, poolclass=NullPool, connect_args={"check_same_thread": False}
+            )
         event.listen(self.engine, "connect", self._pragmas)
         self._connections = _Connections(self.engine, settings.pool_size)
         self._executor = ThreadPoolExecutor(
@@ -339,12 +348,27 @@ class SqliteDatabase:
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run in a worker (see above)
         cursor.execute("PRAGMA busy_timeout=0")
+        if self.read_only:
+            cursor.execute("PRAGMA query_only=1")  # refuses every write on this connection
         cursor.close()
 
     def dispose(self) -> None:
         self._connections.close_idle()
         self._executor.shutdown(wait=False)
         self.engine.dispose()
+
+
+def _open_existing(path: str) -> sqlite3.Connection:
+    """A connection to the file at `path` that never creates it.
+
+    Opened for writing when the file is writable (and made `query_only`), so that, as with any
+    WAL reader, the last connection to close removes the -wal and -shm files it needed: reading
+    leaves the directory as it was. An unwritable file is opened read-only.
+    """
+    mode = "rw" if os.access(path, os.W_OK) else "ro"
+    return sqlite3.connect(
+        f"file:{urllib.parse.quote(path)}?mode={mode}", uri=True, check_same_thread=False
+    )
 
 
 def enable_wal(conn: Connection) -> None:
