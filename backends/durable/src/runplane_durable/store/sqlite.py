@@ -359,13 +359,17 @@ class SqliteDatabase:
 
 
 def _open_existing(path: str) -> sqlite3.Connection:
-    """A connection to the file at `path` that never creates it.
+    """A connection to the file at `path` that never creates it, and leaves it as it was.
 
-    Opened for writing when the file is writable (and made `query_only`), so that, as with any
-    WAL reader, the last connection to close removes the -wal and -shm files it needed: reading
-    leaves the directory as it was. An unwritable file is opened read-only.
+    While a WAL file exists (a process has the database open, or was killed with it open), the
+    file is opened read-only: the WAL and its index are there to read, and a read-only
+    connection cannot fold the WAL back into the database when it closes, as the last
+    connection otherwise does. Without one, a read-only connection would create both and leave
+    them behind; a writable one made `query_only` removes them when it closes, so reading leaves
+    the directory as it was. An unwritable file is opened read-only either way.
     """
-    mode = "rw" if os.access(path, os.W_OK) else "ro"
+    in_use = os.path.exists(f"{path}-wal")
+    mode = "ro" if in_use or not os.access(path, os.W_OK) else "rw"
     return sqlite3.connect(
         f"file:{urllib.parse.quote(path)}?mode={mode}", uri=True, check_same_thread=False
     )
