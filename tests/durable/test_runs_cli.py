@@ -527,6 +527,13 @@ def test_a_file_that_is_not_a_runplane_database_is_left_untouched(tmp_path: Path
     assert empty.stat().st_size == 0
 
 
+def test_the_engine_refuses_an_unknown_status(tmp_path: Path) -> None:
+    url = str(tmp_path / "runs.db")
+    write_run(url, "known", [], end="completed")
+    with pytest.raises(ValueError, match="'complete' is not a run status; use one of: running,"):
+        run_async(LocalEngine(url, read_only=True).list_runs(status="complete"))
+
+
 def test_a_read_only_engine_refuses_to_run(tmp_path: Path) -> None:
     url = str(tmp_path / "runs.db")
     write_run(url, "known", [], end="completed")

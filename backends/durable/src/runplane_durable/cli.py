@@ -154,6 +154,12 @@ def list_runs(
     as_json: JsonOption = False,
 ) -> None:
     """Runs, newest first: id, state, agent, started, turns, tokens."""
+    if state is not None and status is not None and status != status_of(state):
+        raise typer.BadParameter(
+            f"state {state!r} is a run stored with status {status_of(state)!r}, not "
+            f"{status!r}; give one of the two.",
+            param_hint="--state",
+        )
     where, rows = asyncio.run(_list(db, limit, status, state))
     if as_json:
         typer.echo(json.dumps([_run_json(r, s) for r, s in rows], indent=2, default=str))
@@ -202,15 +208,8 @@ async def _list(
 ) -> tuple[str, list[tuple[RunRecord, State]]]:
     engine = _engine(db)
     try:
-        if state is not None:
-            stored = status_of(state)
-            if status is not None and status != stored:
-                raise typer.BadParameter(
-                    f"state {state!r} is a run stored with status {stored!r}, not {status!r}; "
-                    "give one of the two.",
-                    param_hint="--state",
-                )
-            runs = await engine.list_runs(limit=None, status=stored)
+        if state is not None:  # the states of one stored status, told apart here
+            runs = await engine.list_runs(limit=None, status=status_of(state))
         else:
             runs = await engine.list_runs(limit=limit, status=status)
         now = time.time()

@@ -7,14 +7,22 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from sqlalchemy.engine import Connection
 
 from .errors import DatabaseError, RunInputMismatchError, RunLeasedError, RunNotFoundError
 from .identity import check_run_id
 from .owner import current_owner, owner_is_dead, retire
-from .records import EventRecord, JournalRecord, NewEvent, RunRecord, RunSpec, UsageDelta
+from .records import (
+    EventRecord,
+    JournalRecord,
+    NewEvent,
+    RunRecord,
+    RunSpec,
+    RunStatus,
+    UsageDelta,
+)
 from .serde import storable_text
 from .store import sql
 from .store.database import (
@@ -166,6 +174,10 @@ class LocalEngine:
         self, *, limit: int | None = 50, status: str | None = None
     ) -> list[RunRecord]:
         """Runs, newest first: at most `limit` (None: all), only `status` ones if given."""
+        if status is not None and status not in get_args(RunStatus):
+            raise ValueError(
+                f"{status!r} is not a run status; use one of: {', '.join(get_args(RunStatus))}"
+            )
         return await self.database.call(sql.list_runs, limit, status)
 
     async def list_events(
