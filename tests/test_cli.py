@@ -60,10 +60,10 @@ def test_plugins_add_subcommands_through_the_hook() -> None:
     assert json.loads(listing.output)[0]["distribution"] == "<in-process>"
 
 
-def test_runplane_errors_exit_2_with_one_line() -> None:
-    proc = _run("runs", "show", "no-such-run")
+def test_runplane_errors_exit_2_with_one_line(tmp_path: Path) -> None:
+    proc = _run("runs", "show", "no-such-run", "--db", str(tmp_path / "missing.db"))
     assert proc.returncode == 2
-    assert "no run 'no-such-run'" in " ".join(proc.stderr.split())
+    assert f"no SQLite database at {tmp_path / 'missing.db'}" in " ".join(proc.stderr.split())
     assert "Traceback" not in proc.stderr
 
 

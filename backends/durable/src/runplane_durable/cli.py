@@ -5,20 +5,25 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from datetime import datetime
+import time
+from collections import Counter
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .errors import RunNotFoundError
 from .identity import tool_key
 from .local import LocalEngine
 from .records import EventRecord, JournalRecord, RunRecord
-from .store.database import ENV_DATABASE_URL
+from .states import STATES, STATUSES, Holder, State, run_state, status_of, tools_in_flight
+from .store.database import ENV_DATABASE_URL, describe
 
-__all__ = ["demo", "plain_value", "runs_app"]
+__all__ = ["demo", "plain_value", "runs_app", "short_ids"]
 
 runs_app = typer.Typer(
     help="Durable runs: list them, show one's full history.", no_args_is_help=True
@@ -28,15 +33,31 @@ DbOption = Annotated[
     str | None,
     typer.Option(
         "--db",
-        help=f"Database URL or SQLite path (default: ${ENV_DATABASE_URL}, "
-        "else .runplane/runplane.db).",
+        help=f"Database URL or SQLite path (default: ${ENV_DATABASE_URL}, else the nearest "
+        ".runplane/runplane.db from the working directory up).",
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
+ID_WIDTH = 16  # longer run ids are shortened in `runs list`, whole everywhere else
+_ID_TAIL = 5
+
 
 def _when(ts: float | None) -> str:
-    return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    """Local time to the millisecond."""
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _clock(ts: float) -> str:
+    return _when(ts)[11:]
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds")
 
 
 def plain_value(encoded: Any) -> Any:
@@ -57,82 +78,194 @@ def plain_value(encoded: Any) -> Any:
     return encoded
 
 
-def _run_json(run: RunRecord) -> dict[str, Any]:
-    data = dataclasses.asdict(run)
+def _run_json(run: RunRecord, state: State) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for key, value in dataclasses.asdict(run).items():
+        data[key] = value
+        if key == "status":  # the derived state next to the stored status
+            data["state"] = state.state
+            data["state_detail"] = state.why
     data["final_output"] = plain_value(run.final_output)
     return data
+
+
+def _engine(db: str | None) -> LocalEngine:
+    """Looking at runs never creates or writes anything."""
+    return LocalEngine(db, read_only=True)
+
+
+def short_ids(ids: list[str], width: int = ID_WIDTH) -> dict[str, str]:
+    """Each id as shown in a table: whole if it fits in `width`, else its head, an ellipsis and
+    its tail, the head lengthened until no two shown ids look alike."""
+    shown: dict[str, str] = {}
+    pending = list(dict.fromkeys(ids))
+    head = width - 1 - _ID_TAIL
+    while pending:
+        cut = {
+            i: i if len(i) <= head + 1 + _ID_TAIL else f"{i[:head]}…{i[-_ID_TAIL:]}"
+            for i in pending
+        }
+        seen = Counter([*cut.values(), *shown.values()])
+        pending = []
+        for full, short in cut.items():
+            if short == full or seen[short] == 1:
+                shown[full] = short
+            else:
+                pending.append(full)
+        head += 1
+    return shown
+
+
+def _one_of(value: str | None, allowed: tuple[str, ...], what: str) -> str | None:
+    if value is not None and value not in allowed:
+        raise typer.BadParameter(
+            f"{value!r} is not a run {what}; use one of: {', '.join(allowed)}."
+        )
+    return value
+
+
+def _status_option(value: str | None) -> str | None:
+    return _one_of(value, STATUSES, "status")
+
+
+def _state_option(value: str | None) -> str | None:
+    return _one_of(value, STATES, "state")
 
 
 @runs_app.command("list")
 def list_runs(
     db: DbOption = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
-    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Only runs with this stored status: {', '.join(STATUSES)}.",
+            callback=_status_option,
+        ),
+    ] = None,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Only runs in this state: {', '.join(STATES)} (running, orphaned and "
+            "stopped runs are stored as running).",
+            callback=_state_option,
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Runs, newest first: id, status, agent, started, turns, tokens."""
-    runs = asyncio.run(_list(db, limit, status))
+    """Runs, newest first: id, state, agent, started, turns, tokens."""
+    if state is not None and status is not None and status != status_of(state):
+        raise typer.BadParameter(
+            f"state {state!r} is a run stored with status {status_of(state)!r}, not "
+            f"{status!r}; give one of the two.",
+            param_hint="--state",
+        )
+    where, rows = asyncio.run(_list(db, limit, status, state))
     if as_json:
-        typer.echo(json.dumps([_run_json(r) for r in runs], indent=2, default=str))
+        typer.echo(json.dumps([_run_json(r, s) for r, s in rows], indent=2, default=str))
         return
-    table = Table(title=f"runplane runs ({len(runs)})")
-    for column, justify in [
-        ("id", "left"),
-        ("status", "left"),
-        ("agent", "left"),
-        ("started", "left"),
-        ("turns", "right"),
-        ("tokens", "right"),
-    ]:
-        table.add_column(column, justify=justify, no_wrap=column in ("id", "started"))  # type: ignore[arg-type]
-    for r in runs:
+    console = Console(highlight=False)
+    count = f"{len(rows)} run" + ("" if len(rows) == 1 else "s")
+    console.print(f"{count} in the {escape(where)}", soft_wrap=True)
+    if not rows:
+        return
+    ids = short_ids([r.id for r, _ in rows])
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    width = max(len("state"), *(len(s.state) for _, s in rows))
+    table.add_column("id", no_wrap=True, min_width=min(ID_WIDTH, max(map(len, ids.values()))))
+    table.add_column("state", no_wrap=True, min_width=width)
+    table.add_column("agent", overflow="ellipsis", no_wrap=True, ratio=1)
+    table.add_column("started", no_wrap=True, min_width=16)
+    table.add_column("turns", justify="right", no_wrap=True)
+    table.add_column("tokens", justify="right", no_wrap=True)
+    for r, s in rows:
         table.add_row(
-            escape(r.id),
-            r.status,
+            escape(ids[r.id]),
+            f"[{_COLOR.get(s.state, 'default')}]{s.state}[/]",
             escape(r.agent_name),
-            _when(r.created_at),
+            _when(r.created_at)[:16],
             str(r.model_calls),
             str(r.total_tokens),
         )
-    Console().print(table)
+    console.print(table)
+    if any(short != full for full, short in ids.items()):
+        console.print("[dim]… marks a shortened id; `runs show` takes it as shown.[/]")
 
 
-async def _list(db: str | None, limit: int, status: str | None) -> list[RunRecord]:
-    engine = LocalEngine(db)
+_COLOR = {
+    "running": "cyan",
+    "orphaned": "red",
+    "stopped": "yellow",
+    "awaiting_approval": "yellow",
+    "completed": "green",
+    "failed": "red",
+    "cancelled": "dim",
+}
+
+
+async def _list(
+    db: str | None, limit: int, status: str | None, state: str | None
+) -> tuple[str, list[tuple[RunRecord, State]]]:
+    engine = _engine(db)
     try:
-        return await engine.list_runs(limit=limit, status=status)
+        if state is not None:  # the states of one stored status, told apart here
+            runs = await engine.list_runs(limit=None, status=status_of(state))
+        else:
+            runs = await engine.list_runs(limit=limit, status=status)
+        now = time.time()
+        rows = [(r, run_state(r, now=now)) for r in runs]
+        if state is not None:
+            rows = [row for row in rows if row[1].state == state][:limit]
+        return describe(engine.url), rows
     finally:
         await engine.dispose()
 
 
 @runs_app.command("show")
 def show_run(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> None:
-    """Everything a run did: model calls with usage, tool calls with arguments and outputs,
-    handoffs, approvals, and its final output or error."""
-    run, events = asyncio.run(_show(db, run_id))
+    """Everything a run did: model calls with latency and usage, tool calls with arguments,
+    outputs, errors and durations, handoffs, approvals, attempts, and its outcome."""
+    where, run, events = asyncio.run(_show(db, run_id))
+    state = run_state(run)
+    flying = tools_in_flight(run.status, events)
     if as_json:
+        steps = [{**dataclasses.asdict(e), "time": _iso(e.created_at)} for e in events]
         typer.echo(
             json.dumps(
-                {"run": _run_json(run), "steps": [dataclasses.asdict(e) for e in events]},
+                {
+                    "database": where,
+                    "run": _run_json(run, state),
+                    "steps": steps,
+                    "in_flight": [dataclasses.asdict(f) for f in flying],
+                },
                 indent=2,
                 default=str,
             )
         )
         return
     console = Console(highlight=False)
-    console.print(f"[bold]run[/] {escape(run.id)}   [bold]status[/] {run.status}")
+    console.print(f"[dim]in the {escape(where)}[/]", soft_wrap=True)
     console.print(
-        f"agent {escape(run.agent_name)}   started {_when(run.created_at)}   "
-        f"finished {_when(run.finished_at)}"
+        f"[bold]run[/] {escape(run.id)}   [bold]state[/] "
+        f"[{_COLOR.get(state.state, 'default')}]{state.state}[/]"
+        + ("" if state.state == run.status else f" (stored status {run.status})"),
+        soft_wrap=True,
     )
+    console.print(f"agent {escape(run.agent_name)}", soft_wrap=True)
+    console.print(f"started {_when(run.created_at)}   finished {_when(run.finished_at)}")
     console.print(
         f"{run.model_calls} model calls, {run.tool_calls} tool calls, {run.requests} requests, "
         f"{run.input_tokens} in + {run.output_tokens} out = {run.total_tokens} tokens"
     )
     console.print(f"input: {escape(_short(run.input))}\n")
-    finished_tools = {e.payload.get("key") for e in events if e.type == "tool_call"}
+    in_flight = {f.key for f in flying}
+    day = None
     for e in events:
-        console.print(_describe(e, finished_tools, run.status))
+        stamp = _when(e.created_at)
+        if stamp[:10] != day:  # each event's time of day, under the date it happened on
+            day = stamp[:10]
+            console.print(f"[dim]     {day}[/]")
+        console.print(_describe(e, f"[dim]{e.seq:>4} {stamp[11:]}[/]", in_flight))
     if run.status == "completed":
         console.print(
             f"\n[bold green]final output[/]: {escape(_short(plain_value(run.final_output), 2000))}"
@@ -141,55 +274,119 @@ def show_run(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> N
         console.print(
             f"\n[bold red]error[/] {escape(run.error_type or '')}: {escape(run.error or '')}"
         )
-    elif run.status == "running" and run.owner is None:
-        console.print("\n[yellow]interrupted[/]: run it again with the same run id to resume it.")
-    elif run.status == "running":
-        console.print(f"\n[yellow]running[/] in {escape(run.owner or '?')}")
+    else:
+        console.print(
+            f"\n[{_COLOR.get(state.state, 'default')}]{state.state}[/]: {escape(state.why)}"
+        )
 
 
-def _describe(e: EventRecord, finished_tools: set[Any], status: str) -> str:
+_ENDED = {
+    "finished": "finished",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "awaiting_approval": "awaiting approval",
+    "interrupted": "interrupted (stopped; resumable)",
+    "lease_lost": "lease lost (another process took the run over)",
+    "killed": "killed",
+}
+
+
+def _describe(e: EventRecord, head: str, in_flight: set[str]) -> str:
     p = e.payload
-    head = f"[dim]{e.seq:>4} {_when(e.created_at)}[/]"
     if e.type == "model_call":
-        u = p.get("usage", {})
-        line = (
-            f"{head} [blue]model call #{p.get('ordinal', 0) + 1}[/] "
-            f"agent {escape(str(p.get('agent')))}"
-            f" ({u.get('input_tokens', 0)} in, {u.get('output_tokens', 0)} out)"
-        )
-        for call in p.get("calls", []):
-            if call["type"] == "handoff":
-                line += f"\n       [magenta]handoff[/] -> {escape(str(call['to']))}"
-            else:
-                args = escape(_short(call.get("arguments", call.get("arguments_preview"))))
-                line += f"\n       asks tool {escape(call['name'])}({args})"
-                key = tool_key(p.get("ordinal", 0) + 1, str(call.get("call_id")))
-                if status != "completed" and key not in finished_tools:
-                    # No output journaled: the tool was running when the process stopped.
-                    line += "  [yellow]<- in flight when the run stopped; runs again on resume[/]"
-        texts = [
-            c.get("text", "")
-            for item in p.get("output", [])
-            if item.get("type") == "message"
-            for c in item.get("content", [])
-            if c.get("type") == "output_text"
-        ]
-        if texts:
-            line += f"\n       says: {escape(_short(' '.join(texts)))}"
-        return line
+        return _model_call(p, head, in_flight)
     if e.type == "tool_call":
-        arguments = p.get("arguments", p.get("arguments_preview"))
-        output = plain_value(p["output"]) if "output" in p else p.get("output_preview")
-        return (
-            f"{head} [green]tool {escape(str(p.get('name')))}[/]"
-            f"({escape(_short(arguments))}) -> "
-            f"{escape(_short(output))}  [dim]{p.get('seconds', 0):.3f} s[/]"
-        )
+        return _tool_call(p, head)
+    if e.type in ("attempt_started", "attempt_ended"):
+        return f"{head} [cyan]{escape(_attempt(e.type, p))}[/]"
     if e.type == "run_awaiting_approval":
-        return f"{head} [yellow]awaiting approval[/]"
+        calls = [c for c in p.get("calls") or [] if isinstance(c, dict)]
+        asked = ", ".join(f"{c.get('name')} ({c.get('call_id')})" for c in calls)
+        return f"{head} [yellow]awaiting approval[/]" + (f" of {escape(asked)}" if asked else "")
+    if e.type == "run_failed":
+        error_type = str(p.get("error_type") or "error").removeprefix("builtins.")
+        message = p.get("error")
+        return f"{head} [bold red]failed[/] {escape(error_type)}" + (
+            f": {escape(_short(message, 500))}" if message else ""
+        )
     if e.type.startswith("run_"):
         return f"{head} [bold]{escape(e.type.removeprefix('run_'))}[/]"
     return f"{head} {escape(e.type)} {escape(_short(p))}"
+
+
+def _model_call(p: dict[str, Any], head: str, in_flight: set[str]) -> str:
+    u = p.get("usage") or {}
+    details = [f"{u.get('input_tokens', 0)} in", f"{u.get('output_tokens', 0)} out"]
+    if isinstance(p.get("seconds"), (int, float)):
+        details.append(f"{p['seconds']:.3f} s")
+    line = (
+        f"{head} [blue]model call #{p.get('ordinal', 0) + 1}[/] "
+        f"agent {escape(str(p.get('agent')))} ({', '.join(details)})"
+    )
+    for call in p.get("calls", []):
+        if call["type"] == "handoff":
+            line += f"\n       [magenta]handoff[/] -> {escape(str(call['to']))}"
+        else:
+            args = escape(_short(call.get("arguments", call.get("arguments_preview"))))
+            line += f"\n       asks tool {escape(call['name'])}({args})"
+            if tool_key(p.get("ordinal", 0) + 1, str(call.get("call_id"))) in in_flight:
+                # No output journaled: the tool was running when the process stopped.
+                line += (
+                    "\n         [yellow]^ in flight when the run stopped; runs again on resume[/]"
+                )
+    texts = [
+        c.get("text", "")
+        for item in p.get("output", [])
+        if item.get("type") == "message"
+        for c in item.get("content", [])
+        if c.get("type") == "output_text"
+    ]
+    if texts:
+        line += f"\n       says: {escape(_short(' '.join(texts)))}"
+    return line
+
+
+def _tool_call(p: dict[str, Any], head: str) -> str:
+    arguments = escape(_short(p.get("arguments", p.get("arguments_preview"))))
+    output = escape(_short(plain_value(p["output"]) if "output" in p else p.get("output_preview")))
+    took = f"  [dim]{p.get('seconds', 0):.3f} s[/]"
+    call = f"{head} [green]tool {escape(str(p.get('name')))}[/]({arguments})"
+    error = p.get("error")
+    if isinstance(error, dict):
+        raised = f"{error.get('type', 'error')}: {error.get('message', '')}"
+        return (
+            f"{call} [red]raised {escape(_short(raised, 500))}[/]{took}"
+            f"\n       the model was shown: {output}"
+        )
+    if p.get("sdk_error"):
+        return f"{call} [red]failed[/] -> {output}{took}"
+    return f"{call} -> {output}{took}"
+
+
+def _attempt(kind: str, p: dict[str, Any]) -> str:
+    holder = Holder.of(str(p["owner"])) if p.get("owner") else None
+    host = p.get("host") or (holder.host if holder else None)
+    pid = p.get("pid") or (holder.pid if holder else None)
+    where = " ".join(str(x) for x in (host, None if pid is None else f"pid {pid}") if x)
+    number = f"attempt {p['attempt']}" if p.get("attempt") else "an attempt"
+    if kind == "attempt_started":
+        text = f"{number} started" + (f" on {where}" if where else "")
+        if p.get("resumed"):
+            text += (
+                f" (resumed: {p.get('model_calls', 0)} model calls, "
+                f"{p.get('tool_outputs', 0)} tool outputs from the journal)"
+            )
+        elif "resumed" in p:
+            text += " (new run)"
+        return text
+    reason = str(p.get("reason") or "unknown")
+    text = f"{number}" + (f" on {where}" if where else "") + f" ended: {_ENDED.get(reason, reason)}"
+    times = []
+    if reason == "killed" and isinstance(p.get("ended_at"), (int, float)):
+        times.append(f"last sign of life {_clock(p['ended_at'])}")
+    if isinstance(p.get("detected_at"), (int, float)):
+        times.append(f"detected {_clock(p['detected_at'])}")
+    return text + (f" ({', '.join(times)})" if times else "")
 
 
 def _short(value: Any, limit: int = 160) -> str:
@@ -197,16 +394,38 @@ def _short(value: Any, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-async def _show(db: str | None, run_id: str) -> tuple[RunRecord, list[EventRecord]]:
-    engine = LocalEngine(db)
+async def _show(db: str | None, run_id: str) -> tuple[str, RunRecord, list[EventRecord]]:
+    engine = _engine(db)
     try:
-        run = await engine.get_run(run_id)
-        events = await engine.list_events(run_id)
+        try:
+            run = await engine.get_run(run_id)
+        except RunNotFoundError:
+            if "…" not in run_id:
+                raise
+            run = await _shortened(engine, run_id)
+        events = await engine.list_events(run.id)
         if any(_in_journal(e.payload) for e in events):
-            events = _in_full(events, await engine.read_journal(run_id))
-        return run, events
+            events = _in_full(events, await engine.read_journal(run.id))
+        return describe(engine.url), run, events
     finally:
         await engine.dispose()
+
+
+async def _shortened(engine: LocalEngine, shown: str) -> RunRecord:
+    """The run a shortened id copied from `runs list` (`head…tail`) names, if only one fits."""
+    head, _, tail = shown.partition("…")
+    fits = [
+        r
+        for r in await engine.list_runs(limit=None)
+        if r.id.startswith(head) and r.id.endswith(tail)
+    ]
+    if len(fits) == 1:
+        return fits[0]
+    which = "no run" if not fits else f"{len(fits)} runs"
+    raise RunNotFoundError(
+        f"{which} in the {describe(engine.url)} has an id that starts with {head!r} and ends "
+        f"with {tail!r}; `runplane runs list --json` shows the ids whole."
+    )
 
 
 def _in_journal(payload: dict[str, Any]) -> bool:

@@ -7,17 +7,34 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from sqlalchemy.engine import Connection
 
 from .errors import DatabaseError, RunInputMismatchError, RunLeasedError, RunNotFoundError
 from .identity import check_run_id
 from .owner import current_owner, owner_is_dead, retire
-from .records import EventRecord, JournalRecord, NewEvent, RunRecord, RunSpec, UsageDelta
+from .records import (
+    EventRecord,
+    JournalRecord,
+    NewEvent,
+    RunRecord,
+    RunSpec,
+    RunStatus,
+    UsageDelta,
+)
 from .serde import storable_text
 from .store import sql
-from .store.database import Database, Transactions, describe, resolve_url
+from .store.database import (
+    DEFAULT_DIR,
+    DEFAULT_FILE,
+    ENV_DATABASE_URL,
+    Database,
+    Transactions,
+    describe,
+    locate,
+)
+from .store.location import passed_over
 from .store.settings import Durability, StoreSettings
 from .store.transactions import MustWait
 
@@ -28,10 +45,12 @@ log = logging.getLogger("runplane_durable")
 
 
 class LocalEngine:
-    """Engine on a database URL (default: SQLite under .runplane/ in the working directory).
+    """Engine on a database URL (default: the nearest `.runplane/runplane.db` from the working
+    directory up, else a new one under `.runplane/` in it; see `store/location.py`).
 
     `pool_size`, `timeout` and `durability` default to RUNPLANE_DB_POOL_SIZE, RUNPLANE_DB_TIMEOUT
-    and RUNPLANE_DURABILITY (see `StoreSettings`).
+    and RUNPLANE_DURABILITY (see `StoreSettings`). `read_only=True` is for looking at runs: the
+    database must exist, and nothing is created or written (no file, directory or schema).
     """
 
     def __init__(
@@ -41,8 +60,11 @@ class LocalEngine:
         pool_size: int | None = None,
         timeout: float | None = None,
         durability: Durability | None = None,
+        read_only: bool = False,
     ) -> None:
-        self.url = resolve_url(url)
+        self.location = locate(url)
+        self.url = self.location.url
+        self.read_only = read_only
         self.settings = StoreSettings.from_env(
             pool_size=pool_size, timeout=timeout, durability=durability
         )
@@ -57,10 +79,40 @@ class LocalEngine:
     @property
     def database(self) -> Database:
         if self._db is None:
-            self._db = Database(self.url, self.settings)
+            if self.read_only:
+                self._refuse_missing()
+            self._db = Database(self.url, self.settings, read_only=self.read_only)
         return self._db
 
+    def _refuse_missing(self) -> None:
+        """A reader never creates a database: say where none was found, and how to name one."""
+        where = self.location
+        if where.source == "new":
+            looked = ", ".join(str(d) for d in where.searched)
+            skipped = "".join(
+                f" Passed over {path}: another user could have put it there."
+                for path in passed_over(where.searched)
+            )
+            raise DatabaseError(
+                f"no runplane database here (looked for {DEFAULT_DIR}/{DEFAULT_FILE} in "
+                f"{looked}); nothing was created. Run a durable program in this directory or "
+                f"one above it first, or name the database with --db or {ENV_DATABASE_URL}."
+                + skipped
+            )
+        path = where.sqlite_path
+        if path is not None and not path.is_file():
+            named = {"environment": f" (from {ENV_DATABASE_URL})"}.get(where.source, "")
+            raise DatabaseError(
+                f"no SQLite database at {path}{named}; nothing was created. Check the path "
+                "(without one, the nearest .runplane/runplane.db is used)."
+            )
+
     async def open_run(self, spec: RunSpec, *, lease_seconds: float) -> LocalRunSession:
+        if self.read_only:
+            raise DatabaseError(
+                f"this LocalEngine opened the {describe(self.url)} read-only (read_only=True); "
+                "runs execute on an engine made without it."
+            )
         tx = await self.database.transactions()
         try:
             await self._release_left_over(tx)
@@ -118,7 +170,14 @@ class LocalEngine:
             )
         return record
 
-    async def list_runs(self, *, limit: int = 50, status: str | None = None) -> list[RunRecord]:
+    async def list_runs(
+        self, *, limit: int | None = 50, status: str | None = None
+    ) -> list[RunRecord]:
+        """Runs, newest first: at most `limit` (None: all), only `status` ones if given."""
+        if status is not None and status not in get_args(RunStatus):
+            raise ValueError(
+                f"{status!r} is not a run status; use one of: {', '.join(get_args(RunStatus))}"
+            )
         return await self.database.call(sql.list_runs, limit, status)
 
     async def list_events(

@@ -8,17 +8,16 @@ once per cursor operation, about ten times per step); on PostgreSQL each runs th
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from ..errors import DatabaseError, SchemaVersionError
 from . import postgres, sql, sqlite
 from .failures import ENV_DATABASE_URL, describe
+from .location import DEFAULT_DIR, DEFAULT_FILE, Location, locate
 from .postgres import PostgresDatabase
 from .schema import SCHEMA_VERSION
 from .settings import StoreSettings
@@ -27,62 +26,47 @@ from .transactions import Transactions
 
 __all__ = [
     "DEFAULT_DIR",
+    "DEFAULT_FILE",
     "ENV_DATABASE_URL",
     "Database",
+    "Location",
     "StoreSettings",
     "Transactions",
     "describe",
+    "locate",
     "resolve_url",
 ]
 
-DEFAULT_DIR = ".runplane"
-DEFAULT_FILE = "runplane.db"
 T = TypeVar("T")
 
 
 def resolve_url(url: str | None = None) -> str:
-    """A SQLAlchemy URL from an explicit URL, RUNPLANE_DATABASE_URL or the default.
-
-    Accepts a plain file path, `sqlite:///...`, or `postgresql://...` / `postgres://...` with any
-    driver suffix, and picks the driver itself, so users write the URLs they already know.
-    """
-    raw = url or os.environ.get(ENV_DATABASE_URL) or ""
-    if not raw:
-        return f"sqlite:///{Path.cwd() / DEFAULT_DIR / DEFAULT_FILE}"
-    if "://" not in raw:
-        return f"sqlite:///{Path(raw).expanduser().resolve()}"
-    scheme, rest = raw.split("://", 1)
-    base = scheme.split("+", 1)[0]
-    if base == "sqlite":
-        return f"sqlite://{rest}"
-    if base in ("postgresql", "postgres"):
-        return f"postgresql+asyncpg://{rest}"
-    raise DatabaseError(
-        f"{ENV_DATABASE_URL}={_redact(raw)!r} names a database runplane-durable does not support; "
-        "use a file path, sqlite:///PATH or postgresql://USER@HOST/DB."
-    )
-
-
-def _redact(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+    """A SQLAlchemy URL from an explicit URL, RUNPLANE_DATABASE_URL or the nearest `.runplane/`
+    (see `location.py`)."""
+    return locate(url).url
 
 
 class Database:
     """A run database: its dialect's connections, and a schema known to be one this version may
-    use before anything is written to it."""
+    use before anything is written to it.
 
-    def __init__(self, url: str, settings: StoreSettings | None = None) -> None:
+    `read_only=True` opens an existing database to read it, for commands that only look: it
+    never creates the file, its directory or the schema, never switches SQLite to WAL, and its
+    connections refuse to write; it still reads a database another process is writing.
+    """
+
+    def __init__(
+        self, url: str, settings: StoreSettings | None = None, *, read_only: bool = False
+    ) -> None:
         self.url = url
         self.settings = settings if settings is not None else StoreSettings.from_env()
+        self.read_only = read_only
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         self._sqlite: SqliteDatabase | None = None
         self._postgres: PostgresDatabase | None = None
         self._schema_checked = False
-        if self.is_sqlite and parsed.database not in (None, "", ":memory:"):
+        if self.is_sqlite and parsed.database not in (None, "", ":memory:") and not read_only:
             path = Path(parsed.database or "")
             if not path.name.startswith("file:"):
                 try:
@@ -96,10 +80,10 @@ class Database:
     def _transactions(self) -> Transactions:
         if self.is_sqlite:
             if self._sqlite is None:
-                self._sqlite = SqliteDatabase(self.url, self.settings)
+                self._sqlite = SqliteDatabase(self.url, self.settings, read_only=self.read_only)
             return self._sqlite.transactions()
         if self._postgres is None:
-            self._postgres = PostgresDatabase(self.url, self.settings)
+            self._postgres = PostgresDatabase(self.url, self.settings, read_only=self.read_only)
         return self._postgres.transactions()
 
     async def transactions(self) -> Transactions:
@@ -116,7 +100,16 @@ class Database:
         Creation runs under a lock the database keeps (SQLite's write lock, a PostgreSQL
         advisory lock), so processes starting at once on a new database take turns.
         """
-        self._refuse_newer(await tx.call(sql.schema_version))
+        version = await tx.call(sql.schema_version)
+        self._refuse_newer(version)
+        if self.read_only:
+            if version is None:
+                raise DatabaseError(
+                    f"the {describe(self.url)} holds no runplane runs (it has no runplane "
+                    "tables); nothing was written to it. Check that it is the database your "
+                    f"programs use (--db, {ENV_DATABASE_URL})."
+                )
+            return
         if self.is_sqlite:
             await tx.call(sqlite.enable_wal)
         lock = sqlite.schema_lock if self.is_sqlite else postgres.schema_lock

@@ -52,9 +52,10 @@ def schema_lock(conn: Connection) -> None:
 class PostgresDatabase:
     """One database URL: an engine, and so a pool, for each event loop that uses it."""
 
-    def __init__(self, url: str, settings: StoreSettings) -> None:
+    def __init__(self, url: str, settings: StoreSettings, *, read_only: bool = False) -> None:
         self.url = url
         self.settings = settings
+        self.read_only = read_only
         self._engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncEngine] = (
             weakref.WeakKeyDictionary()
         )
@@ -74,6 +75,8 @@ class PostgresDatabase:
         server_settings = {"application_name": "runplane-durable"}
         if settings.durability == "full":
             server_settings["synchronous_commit"] = "on"  # whatever the server's default
+        if self.read_only:  # the server refuses every write of these connections
+            server_settings["default_transaction_read_only"] = "on"
         return create_async_engine(
             self.url,
             pool_size=settings.pool_size,

@@ -348,7 +348,7 @@ def release(conn: Connection, run_id: str, owner: str) -> None:
     conn.commit()
 
 
-def list_runs(conn: Connection, limit: int, status: str | None) -> list[RunRecord]:
+def list_runs(conn: Connection, limit: int | None, status: str | None) -> list[RunRecord]:
     query = sa.select(runs).order_by(runs.c.created_at.desc()).limit(limit)
     if status is not None:
         query = query.where(runs.c.status == status)

@@ -20,16 +20,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
@@ -195,16 +197,23 @@ class SqliteTransactions:
 class SqliteDatabase:
     """What every run on one SQLite file shares in this process: connections, threads, locks."""
 
-    def __init__(self, url: str, settings: StoreSettings) -> None:
+    def __init__(self, url: str, settings: StoreSettings, *, read_only: bool = False) -> None:
         self.url = url
         self.settings = settings
+        self.read_only = read_only
         self.clock = _CheckpointClock()
         self._write_lock = threading.Lock()  # one writer of this process at a time
         # check_same_thread=False: a connection is lent to one thread at a time, not always the
         # one that opened it.
-        self.engine = sa.create_engine(
-            url, poolclass=NullPool, connect_args={"check_same_thread": False}
-        )
+        path = make_url(url).database or ""
+        if read_only and path not in ("", ":memory:") and not path.startswith("file:"):
+            self.engine = sa.create_engine(
+                url, poolclass=NullPool, creator=lambda: _open_existing(path)
+            )
+        else:
+            self.engine = sa.create_engine(
+                url, poolclass=NullPool, connect_args={"check_same_thread": False}
+            )
         event.listen(self.engine, "connect", self._pragmas)
         self._connections = _Connections(self.engine, settings.pool_size)
         self._executor = ThreadPoolExecutor(
@@ -339,12 +348,31 @@ class SqliteDatabase:
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run in a worker (see above)
         cursor.execute("PRAGMA busy_timeout=0")
+        if self.read_only:
+            cursor.execute("PRAGMA query_only=1")  # refuses every write on this connection
         cursor.close()
 
     def dispose(self) -> None:
         self._connections.close_idle()
         self._executor.shutdown(wait=False)
         self.engine.dispose()
+
+
+def _open_existing(path: str) -> sqlite3.Connection:
+    """A connection to the file at `path` that never creates it, and leaves it as it was.
+
+    While a WAL file exists (a process has the database open, or was killed with it open), the
+    file is opened read-only: the WAL and its index are there to read, and a read-only
+    connection cannot fold the WAL back into the database when it closes, as the last
+    connection otherwise does. Without one, a read-only connection would create both and leave
+    them behind; a writable one made `query_only` removes them when it closes, so reading leaves
+    the directory as it was. An unwritable file is opened read-only either way.
+    """
+    in_use = os.path.exists(f"{path}-wal")
+    mode = "ro" if in_use or not os.access(path, os.W_OK) else "rw"
+    return sqlite3.connect(
+        f"file:{urllib.parse.quote(path)}?mode={mode}", uri=True, check_same_thread=False
+    )
 
 
 def enable_wal(conn: Connection) -> None:
