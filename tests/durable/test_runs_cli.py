@@ -631,3 +631,49 @@ def test_short_ids_stay_unique_however_alike() -> None:
     assert len(set(shown.values())) == len(ids)
     assert all(full.startswith(s.split("…")[0]) for full, s in shown.items())
     assert all(full.endswith(s.split("…")[-1]) for full, s in shown.items())
+
+
+@pytest.mark.parametrize("marker", [".git", "pyproject.toml"])
+def test_a_new_database_goes_to_the_top_of_the_project_so_its_root_finds_it(
+    tmp_path: Path, no_env_db: None, marker: str
+) -> None:
+    """A program first started in a subdirectory of a project, then from the project's root:
+    both use one journal, so the second resumes instead of silently starting again."""
+    project = tmp_path / "proj"
+    sub = project / "app" / "jobs"
+    sub.mkdir(parents=True)
+    project.chmod(0o755)
+    if marker == ".git":
+        (project / ".git").mkdir()
+        (project / "app" / "pyproject.toml").write_text("")  # a package inside the repository
+    else:
+        (project / marker).write_text("")
+    first = locate(start=sub)
+    assert (first.source, first.url) == ("new", f"sqlite:///{project}/.runplane/runplane.db")
+    write_run(str(project / ".runplane" / "runplane.db"), "started-below", [], end="completed")
+    for directory in (project, project / "app", sub):
+        assert locate(start=directory).url == first.url
+        assert locate(start=directory).source == "found"
+
+
+def test_without_a_project_a_new_database_goes_to_the_working_directory(
+    tmp_path: Path, no_env_db: None
+) -> None:
+    here = tmp_path / "loose"
+    here.mkdir()
+    assert locate(start=here).url == f"sqlite:///{here}/.runplane/runplane.db"
+
+
+def test_a_project_marker_another_user_could_plant_above_is_not_a_project(
+    tmp_path: Path, no_env_db: None
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / ".git").mkdir()
+    shared.chmod(0o1777)
+    mine = shared / "me"
+    mine.mkdir()
+    try:
+        assert locate(start=mine).url == f"sqlite:///{mine}/.runplane/runplane.db"
+    finally:
+        shared.chmod(0o755)

@@ -3,9 +3,11 @@
 Without a URL, the database is found the way git finds `.git`: from the working directory up to
 the filesystem root, the first directory whose `.runplane/runplane.db` exists. A program
 started from a subdirectory, or from the parent of the directory it ran in before, so finds the
-runs it already has instead of silently starting them again in a new database. Only when none is
-found does a program that writes create `.runplane/` in the working directory; a command that
-only reads says where it looked instead.
+runs it already has instead of silently starting them again in a new database. When none is
+found, a program that writes creates `.runplane/` at the top of the project it runs in (the
+nearest directory holding `.git`, else the nearest holding `pyproject.toml`), else in the working
+directory: so a project has one journal wherever in it a program is started, and a later start
+from its root or any directory below finds it. A command that only reads says where it looked.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = [
     "locate",
     "nearest_database",
     "passed_over",
+    "project_root",
     "redact",
 ]
 
@@ -44,7 +47,7 @@ class Location:
 
     `source`: "argument" (a URL or path given in code or with --db), "environment"
     (RUNPLANE_DATABASE_URL), "found" (a `.runplane/runplane.db` in the working directory or
-    above it) or "new" (none found: the working directory's, not created yet). `searched`
+    above it) or "new" (none found: where one will be created, see `project_root`). `searched`
     holds the directories looked in, nearest first, when the database was looked for.
     """
 
@@ -101,6 +104,35 @@ def _trusted(directory: Path) -> bool:
     return geteuid is None or (directory / DEFAULT_DIR).stat().st_uid == geteuid()
 
 
+PROJECT_MARKERS = (".git", ".hg")
+PACKAGE_MARKERS = ("pyproject.toml",)
+
+
+def project_root(here: Path) -> Path:
+    """Where a new `.runplane/` goes: the top of the repository `here` is in (its `.git` or
+    `.hg`), else the nearest directory with a `pyproject.toml`, else `here` itself. Only
+    directories no other user could have prepared count (see `_trusted`)."""
+    package: Path | None = None
+    for directory in (here, *here.parents):
+        try:
+            if directory != here and not _trusted_dir(directory):
+                continue
+            if any((directory / marker).exists() for marker in PROJECT_MARKERS):
+                return directory
+            if package is None and any((directory / m).is_file() for m in PACKAGE_MARKERS):
+                package = directory
+        except OSError:
+            continue
+    return package or here
+
+
+def _trusted_dir(directory: Path) -> bool:
+    """False for a directory every user may write to or one owned by another user."""
+    info = directory.stat()
+    geteuid = getattr(os, "geteuid", None)
+    return not info.st_mode & stat.S_IWOTH and (geteuid is None or info.st_uid == geteuid())
+
+
 def locate(url: str | None = None, *, start: Path | None = None) -> Location:
     """Where the database is: `url`, else RUNPLANE_DATABASE_URL, else the nearest `.runplane/`.
 
@@ -115,8 +147,8 @@ def locate(url: str | None = None, *, start: Path | None = None) -> Location:
     found, searched = nearest_database(start)
     if found is not None:
         return Location(f"sqlite:///{found}", "found", searched)
-    here = searched[0]
-    return Location(f"sqlite:///{here / DEFAULT_DIR / DEFAULT_FILE}", "new", searched)
+    home = project_root(searched[0])
+    return Location(f"sqlite:///{home / DEFAULT_DIR / DEFAULT_FILE}", "new", searched)
 
 
 def _sqlalchemy_url(raw: str, named_by: str) -> str:
