@@ -482,7 +482,9 @@ def demo(
     scripted: Annotated[
         bool,
         typer.Option(
-            "--scripted", help="Play the model from a script: instant, offline, no model runs."
+            "--scripted",
+            help="Play the model from a script: offline, no model runs; 5 to 20 s "
+            "(two processes and a 2 s tool).",
         ),
     ] = False,
     run_id: Annotated[str | None, typer.Option(help="Name the demo's run.")] = None,
