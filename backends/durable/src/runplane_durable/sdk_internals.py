@@ -23,6 +23,7 @@ __all__ = [
     "AgentRunner",
     "FunctionToolInvocationResult",
     "attach_normalized_usage",
+    "output_type_adapter",
     "response_usage_to_usage",
     "run_loop",
     "tool_execution",
@@ -37,6 +38,11 @@ FAILURE_FORMATTER = "maybe_invoke_function_tool_failure_error_function"
 response_usage_to_usage = _usage._response_usage_to_usage
 attach_normalized_usage = _usage._attach_normalized_usage
 _REQUEST_WITHOUT_USAGE = _usage._REQUEST_WITHOUT_USAGE_ATTR
+
+
+def output_type_adapter(tool: Any) -> Any:
+    """The adapter the SDK validates a typed function tool's output with (None: untyped)."""
+    return tool._output_type_adapter
 
 
 def requests_without_usage(response: Any) -> int:
