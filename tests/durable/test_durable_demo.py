@@ -48,4 +48,16 @@ def test_demo_kills_the_run_and_resumes_it_without_asking_the_model_again(tmp_pa
     assert history["run"]["status"] == "completed"
     assert (history["run"]["model_calls"], history["run"]["tool_calls"]) == (2, 1)
     kinds = [step["type"] for step in history["steps"]]
-    assert kinds == ["model_call", "tool_call", "model_call", "run_completed"]
+    # the killed attempt, ended by the one that resumed it, then that one to the end
+    assert kinds == [
+        "attempt_started",
+        "model_call",
+        "attempt_ended",
+        "attempt_started",
+        "tool_call",
+        "model_call",
+        "attempt_ended",
+        "run_completed",
+    ]
+    reasons = [s["payload"]["reason"] for s in history["steps"] if s["type"] == "attempt_ended"]
+    assert reasons == ["killed", "finished"]

@@ -132,11 +132,11 @@ class LocalEngine:
         (and runs the tool in flight at a crash again), and a new run under a name the user
         chose may be one they meant to resume from another database. Once per opening.
         """
-        where = describe(self.url)
         if created:
             if spec.named:
-                log.warning("started new run %s in the %s", spec.run_id, where)
+                log.warning("started new run %s in the %s", spec.run_id, describe(self.url))
             return
+        where = describe(self.url)
         models = sum(1 for e in entries if e.kind == "model")
         counts = (
             f"{_count(models, 'model call')} and {_count(len(entries) - models, 'tool output')} "
