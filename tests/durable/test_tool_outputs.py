@@ -17,7 +17,7 @@ from typing import Any
 
 import pydantic
 import pytest
-from agents import Agent, StopAtTools, function_tool
+from agents import Agent, StopAtTools, UserError, function_tool
 from agents.run import AgentRunner
 from agents.testing import ModelCall, ModelStep, ScriptedModel, assistant_message, function_call
 from hypothesis import given
@@ -307,3 +307,55 @@ def test_the_path_named_is_where_the_first_unstorable_leaf_is(tree: Any) -> None
         dump_value(value, what="tool 't'")
     assert info.value.path == first
     assert f"{first}: " in str(info.value)
+
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"when": {"type": "string"}},
+    "required": ["when"],
+    "additionalProperties": False,
+}
+
+
+def _schema_agent(script: _Script, value: Any) -> Agent[Any]:
+    @function_tool(output_json_schema=SCHEMA)
+    def produce() -> Any:
+        """Produce the value."""
+        return value
+
+    return Agent(name="producer", tools=[produce], model=script.model())
+
+
+def test_a_tool_with_an_output_schema_is_stored_as_the_json_the_sdk_sends(db_url: str) -> None:
+    value = {"when": WHEN}
+    sdk = _Script()
+    AgentRunner().run_sync(_schema_agent(sdk, value), "go")
+    expected = sdk.tool_output_seen()
+    assert expected.startswith('{"when":"2026-12-01T14:30:00')  # the SDK's JSON, not str()
+
+    rid = _unique("schema")
+    live = _Script(fail_second=True)
+    backend = DurableBackend(LocalEngine(db_url))
+    with run_id(rid), pytest.raises(RuntimeError, match="the process died here"):
+        backend.run_sync(_schema_agent(live, value), "go")
+    assert live.tool_output_seen() == expected
+    resumed = _Script()
+    resumed.inputs.append(live.inputs[0])
+    with run_id(rid):
+        backend.run_sync(_schema_agent(resumed, object()), "go")  # replayed: never called
+    assert resumed.tool_output_seen() == expected
+    run_async(backend.engine.dispose())
+
+
+def test_an_output_the_sdk_itself_refuses_fails_as_on_the_sdk_and_is_not_journaled(
+    sqlite_backend: DurableBackend,
+) -> None:
+    """A schema'd tool returning no JSON object: the SDK raises its own error for it."""
+    with pytest.raises(UserError) as sdk_error:
+        AgentRunner().run_sync(_schema_agent(_Script(), WHEN), "go")
+    rid = _unique("refused")
+    with run_id(rid), pytest.raises(UserError) as durable_error:
+        sqlite_backend.run_sync(_schema_agent(_Script(), WHEN), "go")
+    assert str(durable_error.value) == str(sdk_error.value)
+    journal = run_async(sqlite_backend.engine.read_journal(rid))
+    assert [e.kind for e in journal] == ["model"]  # nothing stored for the refused output
