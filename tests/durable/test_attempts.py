@@ -22,8 +22,9 @@ import pytest
 from agents import Agent, UserError, function_tool
 from agents.testing import ModelCall, ModelStep, ScriptedModel, assistant_message, function_call
 from runplane_durable import DurableBackend, EventRecord, LocalEngine, run_id
+from runplane_durable.attempts import next_number, unended
 from runplane_durable.errors import RunLeasedError
-from runplane_durable.records import RunSpec
+from runplane_durable.records import RunRecord, RunSpec
 from support.durable import run_async
 from support.durable_programs import TIMEOUT, CrashProgram, final_output
 
@@ -373,3 +374,72 @@ def test_only_a_new_run_under_a_chosen_id_says_where_it_started(
     assert any(m.startswith("replaying finished run order-42: 2 model calls") for m in infos)
     events = _events(url, "order-42")
     assert [t for t, _ in _attempts(events)] == ["attempt_started", "attempt_ended"]
+
+
+def _holder(owner: str | None, *, updated_at: float, lease_expires_at: float | None) -> RunRecord:
+    return RunRecord(
+        id="r",
+        agent_name="a",
+        status="running",
+        input={},
+        options={},
+        created_at=0.0,
+        updated_at=updated_at,
+        finished_at=None,
+        owner=owner,
+        lease_expires_at=lease_expires_at,
+        model_calls=0,
+        tool_calls=0,
+        requests=0,
+        input_tokens=0,
+        output_tokens=0,
+        total_tokens=0,
+        final_output=None,
+        error_type=None,
+        error=None,
+    )
+
+
+def test_an_attempt_that_never_said_it_ended_is_ended_by_what_the_run_row_shows() -> None:
+    started = {"attempt": 3, "owner": "far:9:tok:1", "lease_seconds": 30.0}
+    # its holder still: lease expired, process not known dead (another host); last sign of
+    # life is the later of its last step (updated_at) and its last heartbeat (expiry - lease)
+    lost = unended(
+        "attempt_started",
+        started,
+        _holder("far:9:tok:1", updated_at=100.0, lease_expires_at=140.0),
+        200.0,
+    )
+    assert lost is not None
+    assert lost.payload == {
+        "attempt": 3,
+        "owner": "far:9:tok:1",
+        "host": "far",
+        "pid": 9,
+        "reason": "lease_lost",
+        "ended_at": 110.0,
+        "detected_at": 200.0,
+    }
+    # given back without a word (a version before attempts were written): interrupted then
+    quiet = unended(
+        "attempt_started", started, _holder(None, updated_at=120.0, lease_expires_at=None), 200.0
+    )
+    assert quiet is not None
+    assert (quiet.payload["reason"], quiet.payload["ended_at"]) == ("interrupted", 120.0)
+    # the run row names another holder: when this one stopped is not known
+    other = unended(
+        "attempt_started",
+        started,
+        _holder("far:8:x:1", updated_at=1.0, lease_expires_at=2.0),
+        200.0,
+    )
+    assert other is not None
+    assert (other.payload["reason"], other.payload["ended_at"]) == ("lease_lost", None)
+    # the last attempt ended, or there was none (a run from before attempts were written)
+    assert (
+        unended("attempt_ended", started, _holder(None, updated_at=1.0, lease_expires_at=None), 2.0)
+        is None
+    )
+    assert unended(None, None, _holder(None, updated_at=1.0, lease_expires_at=None), 2.0) is None
+    assert next_number(None) == 1
+    assert next_number(started) == 4

@@ -17,7 +17,7 @@ from typing import Any
 
 import pydantic
 import pytest
-from agents import Agent, StopAtTools, UserError, function_tool
+from agents import Agent, StopAtTools, ToolsToFinalOutputResult, UserError, function_tool
 from agents.run import AgentRunner
 from agents.testing import ModelCall, ModelStep, ScriptedModel, assistant_message, function_call
 from hypothesis import given
@@ -359,3 +359,16 @@ def test_an_output_the_sdk_itself_refuses_fails_as_on_the_sdk_and_is_not_journal
     assert str(durable_error.value) == str(sdk_error.value)
     journal = run_async(sqlite_backend.engine.read_journal(rid))
     assert [e.kind for e in journal] == ["model"]  # nothing stored for the refused output
+
+
+def test_a_tool_use_function_is_given_the_object_so_an_unstorable_one_is_refused(
+    sqlite_backend: DurableBackend,
+) -> None:
+    def decide(_ctx: Any, results: list[Any]) -> Any:
+        return ToolsToFinalOutputResult(is_final_output=True, final_output=results[0].output)
+
+    agent = _agent(_Script(), {"when": WHEN}, tool_use_behavior=decide)
+    with run_id(_unique("decided")), pytest.raises(JournalSerializationError) as info:
+        sqlite_backend.run_sync(agent, "go")
+    assert "a function, which is given the tool's output itself" in str(info.value)
+    assert info.value.path == 'result["when"]'
