@@ -144,6 +144,16 @@ def test_the_printed_follow_up_commands_work_as_printed(
         "run_completed",
     ]
 
+    # the killed attempt, ended by the one that resumed it, then that one to the end
+    assert [k for k in kinds if k.startswith("attempt_")] == [
+        "attempt_started",
+        "attempt_ended",
+        "attempt_started",
+        "attempt_ended",
+    ]
+    reasons = [s["payload"]["reason"] for s in history["steps"] if s["type"] == "attempt_ended"]
+    assert reasons == ["killed", "finished"]
+
     listing = _printed_command(demo, "List all runs:")
     listed = subprocess.run(
         shlex.split(listing),

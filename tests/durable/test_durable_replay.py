@@ -8,7 +8,7 @@ from typing import Any
 
 import pydantic
 import pytest
-from agents import Agent, RunContextWrapper, function_tool
+from agents import Agent, RunContextWrapper, StopAtTools, function_tool
 from agents.items import ToolCallOutputItem
 from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
 from agents.usage import Usage
@@ -206,9 +206,11 @@ def test_failed_run_records_the_error_and_resumes(sqlite_backend: DurableBackend
     assert ledger.calls == ["lookup:a", "lookup:b", "lookup:c"]
 
 
-def test_unstorable_tool_output_fails_clearly_and_keeps_the_journal(
+def test_an_unstorable_tool_output_that_may_be_the_final_output_fails_clearly_and_keeps_the_journal(
     sqlite_backend: DurableBackend,
 ) -> None:
+    """Any other tool's output is stored as the text the model sees (test_tool_outputs.py)."""
+
     class Opaque:
         pass
 
@@ -223,6 +225,8 @@ def test_unstorable_tool_output_fails_clearly_and_keeps_the_journal(
     agent = Agent(
         name="mixed",
         tools=[fine, opaque],
+        tool_use_behavior=StopAtTools(stop_at_tool_names=["opaque"]),
+        output_type=Verdict,  # the final output is then the tool's output itself
         model=ScriptedModel(
             [
                 [function_call("fine", {}, call_id="f1")],
@@ -235,8 +239,10 @@ def test_unstorable_tool_output_fails_clearly_and_keeps_the_journal(
         sqlite_backend.run_sync(agent, "go")
     message = str(info.value)
     assert "tool 'opaque'" in message
-    assert "Opaque" in message
+    assert "result: test_durable_replay." in message
+    assert "Opaque (its type" in message
     assert "pydantic model or a dataclass" in message
+    assert "StopAtTools(['opaque']) and its output_type is" in message
     journal = run_async(sqlite_backend.engine.read_journal("opaque"))
     assert [(e.kind, e.key) for e in journal] == [("model", "0"), ("tool", "1:f1"), ("model", "1")]
     assert run_async(sqlite_backend.get_run("opaque")).status == "failed"

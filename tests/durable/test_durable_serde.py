@@ -83,11 +83,12 @@ def test_values_round_trip_through_stored_json(value: Any) -> None:
 @pytest.mark.parametrize(
     ("value", "why"),
     [
-        (object(), "its type is not one the journal stores"),
-        ({1, 2}, "its type is not one the journal stores"),
-        ({1: "int key"}, "its type is not one the journal stores"),
-        (math.nan, "its type is not one the journal stores"),
-        (b"bytes", "its type is not one the journal stores"),
+        (object(), "result: object (its type is not one the journal stores)"),
+        ({1, 2}, "result: set (its type is not one the journal stores)"),
+        ({1: "int key"}, "result: dict (its key 1 is not a str)"),
+        (math.nan, "result: float (JSON has no nan)"),
+        ([1, {"x": math.inf}], 'result[1]["x"]: float (JSON has no inf)'),
+        (b"bytes", "result: bytes (its type is not one the journal stores)"),
     ],
 )
 def test_unstorable_values_are_refused_with_advice(value: Any, why: str) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import agents
+import pydantic
 import pytest
 from agents import Agent, function_tool
 from agents.items import ToolCallOutputItem
@@ -77,6 +78,10 @@ def test_a_long_parent_id_gives_a_nested_run_an_id_that_fits(backend: DurableBac
     run_async(go())
 
 
+class Answer(pydantic.BaseModel):
+    text: str
+
+
 def test_a_durable_error_in_a_nested_run_fails_the_parent_as_itself(
     backend: DurableBackend,
 ) -> None:
@@ -91,6 +96,8 @@ def test_a_durable_error_in_a_nested_run_fails_the_parent_as_itself(
     inner = Agent(
         name="inner",
         tools=[opaque],
+        tool_use_behavior="stop_on_first_tool",  # its output would be the final output itself
+        output_type=Answer,
         model=ScriptedModel(
             [[function_call("opaque", {}, call_id="o1")], [assistant_message("x")]]
         ),
@@ -126,6 +133,8 @@ def test_a_custom_failure_function_does_not_swallow_a_durable_error(
     inner = Agent(
         name="inner",
         tools=[opaque],
+        tool_use_behavior="stop_on_first_tool",  # its output would be the final output itself
+        output_type=Answer,
         model=ScriptedModel(
             [[function_call("opaque", {}, call_id="o1")], [assistant_message("x")]]
         ),

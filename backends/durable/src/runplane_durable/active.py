@@ -20,7 +20,7 @@ from .engine import RunSession
 from .errors import ReplayDivergenceError
 from .records import JournalRecord
 
-__all__ = ["ACTIVE", "PARTS", "TOOL_OF", "ActiveRun", "ModelRequest"]
+__all__ = ["ACTIVE", "NAMED_RUN_ID", "PARTS", "TOOL_OF", "ActiveRun", "ModelRequest"]
 
 # What a model call is asked, part by part, each named as a divergence error names it.
 PARTS: dict[str, str] = {
@@ -148,6 +148,10 @@ TOOL_OF: contextvars.ContextVar[ActiveRun | None] = contextvars.ContextVar(
 )
 REQUESTED_RUN_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "runplane_durable_requested_run_id", default=None
+)
+# The id the program itself chose with `run_id("...")` (not a generated or derived one).
+NAMED_RUN_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "runplane_durable_named_run_id", default=None
 )
 LAST_RUN_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "runplane_durable_last_run_id", default=None

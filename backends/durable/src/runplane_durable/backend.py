@@ -24,10 +24,10 @@ from agents.stream_events import StreamEvent
 from runplane import SyncDriver, sdk_runner
 
 from . import intercept
-from .active import ACTIVE, REQUESTED_RUN_ID, ActiveRun
+from .active import ACTIVE, NAMED_RUN_ID, REQUESTED_RUN_ID, ActiveRun
 from .engine import Engine, RunSession
 from .errors import JournalSerializationError, RunLeasedError
-from .identity import check_agent_name, take_requested_run_id
+from .identity import check_agent_name, take_requested_run_id, tool_key
 from .local import LocalEngine
 from .records import RunRecord, RunSpec
 from .sdk_internals import stream_error
@@ -224,8 +224,9 @@ class DurableBackend:
         name = getattr(agent, "name", "")  # agents.Runner passes arguments through untouched
         if isinstance(name, str):  # the SDK reports a nameless agent its own way
             check_agent_name(name)
+        chosen = take_requested_run_id()
         return RunSpec(
-            run_id=take_requested_run_id(),
+            run_id=chosen,
             agent_name=name,
             input=run_input,
             input_fingerprint=fingerprint({"agent": name, "input": run_input}),
@@ -236,6 +237,7 @@ class DurableBackend:
                 "auto_previous_response_id": auto_previous_response_id,
                 "conversation_id": conversation_id,
             },
+            named=chosen == NAMED_RUN_ID.get(),
         )
 
     async def _run(
@@ -264,7 +266,7 @@ class DurableBackend:
             raise
         ACTIVE.reset(token)
         await _stop(heartbeat)
-        await self._settle_success(session, result)
+        await self._settle_success(session, result, active)
         return result
 
     async def _heartbeat_once_open(self, active: ActiveRun) -> None:
@@ -287,13 +289,15 @@ class DurableBackend:
                 log.warning("heartbeat of run %s failed", session.record.id, exc_info=True)
 
     async def _settle_success(
-        self, session: RunSession, result: RunResult | RunResultStreaming
+        self, session: RunSession, result: RunResult | RunResultStreaming, active: ActiveRun
     ) -> None:
         try:
             if session.read_only:
                 return
             if result.interruptions:
-                await session.finish("awaiting_approval")
+                await session.finish(
+                    "awaiting_approval", calls=_waiting(result, active.model_ordinal)
+                )
                 return
             await session.finish("completed", final_output=dump_display(result.final_output))
         finally:
@@ -341,7 +345,7 @@ class DurableBackend:
         elif task is not None and task.cancelled():
             await self._settle_failure(session, asyncio.CancelledError())
         else:  # an unstorable final output raises here; the stream wrapper re-raises it
-            await self._settle_success(session, result)
+            await self._settle_success(session, result, active)
 
     async def _settle_cancelled(self, session: RunSession) -> None:
         try:
@@ -357,6 +361,15 @@ class DurableBackend:
 
     async def list_runs(self, *, limit: int = 50, status: str | None = None) -> list[RunRecord]:
         return await self.engine.list_runs(limit=limit, status=status)
+
+
+def _waiting(result: RunResult | RunResultStreaming, ordinal: int) -> list[dict[str, Any]]:
+    """The calls a run stopped to have approved: not in flight, waiting for a decision."""
+    return [
+        {"call_id": call_id, "name": item.tool_name, "key": tool_key(ordinal, call_id)}
+        for item in result.interruptions
+        if isinstance(call_id := item.call_id, str)
+    ]
 
 
 async def _ready(value: T) -> T:

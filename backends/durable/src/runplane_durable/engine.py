@@ -51,8 +51,10 @@ class RunSession(Protocol):
         *,
         final_output: Any | None = None,
         error: BaseException | None = None,
+        calls: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Record the outcome and give up the lease."""
+        """Record the outcome (with `calls`, those awaiting approval) and give up the lease;
+        the attempt ends with it."""
 
     async def release(self) -> None:
         """Give up the lease and leave the run resumable (the process is stopping)."""

@@ -60,4 +60,12 @@ class ReplayDivergenceError(DurableError):
 
 
 class JournalSerializationError(DurableError):
-    """A tool output or final output the journal cannot store."""
+    """A tool output or final output the journal cannot store.
+
+    `path` says where in the value (`result["when"]`), `leaf` the type found there, when known.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, leaf: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.leaf = leaf

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .active import LAST_RUN_ID, REQUESTED_RUN_ID
+from .active import LAST_RUN_ID, NAMED_RUN_ID, REQUESTED_RUN_ID
 from .errors import UnstorableNameError
 
 __all__ = [
@@ -136,9 +136,11 @@ def run_id(value: str | None = None) -> Iterator[str]:
     one returns its stored result. Yields the id (a fresh one when `value` is None)."""
     chosen = check_run_id(value if value is not None else new_run_id())
     token = REQUESTED_RUN_ID.set(chosen)
+    named = NAMED_RUN_ID.set(chosen if value is not None else None)
     try:
         yield chosen
     finally:
+        NAMED_RUN_ID.reset(named)
         REQUESTED_RUN_ID.reset(token)
 
 

@@ -43,6 +43,7 @@ from openai.types.responses.response_prompt_param import ResponsePromptParam
 from runplane import RunnerBackend
 
 from . import sdk_internals as sdk
+from . import tool_outputs
 from .active import ACTIVE, PARTS, REQUESTED_RUN_ID, TOOL_OF, ActiveRun, ModelRequest
 from .errors import DurableError
 from .identity import nested_run_id, tool_key
@@ -51,7 +52,6 @@ from .serde import (
     dump_json,
     dump_model_response,
     dump_stream_events,
-    dump_value,
     fingerprint,
     load_model_response,
     load_stream_events,
@@ -207,6 +207,7 @@ class JournalingModel(Model):
             self.active.model_ordinal += 1
             return load_model_response(entry.payload["response"])
         await session.check_lease()  # a holder that lost the run calls out no more
+        started = time.monotonic()
         response = await self.inner.get_response(
             system_instructions,
             input,
@@ -219,7 +220,7 @@ class JournalingModel(Model):
             conversation_id=conversation_id,
             prompt=prompt,
         )
-        await self._record(request, response, None, handoffs)
+        await self._record(request, response, None, handoffs, time.monotonic() - started)
         return response
 
     async def stream_response(
@@ -256,6 +257,7 @@ class JournalingModel(Model):
             return
         await session.check_lease()  # a holder that lost the run calls out no more
         events: list[TResponseStreamEvent] = []
+        started = time.monotonic()
         # aclosing: when the SDK closes this stream (a terminal failure), the model's own stream
         # is closed here, in the run's task, not later by the garbage collector.
         async with contextlib.aclosing(
@@ -282,7 +284,7 @@ class JournalingModel(Model):
         # so the step is committed before anything acts on it.
         response = _response_from_stream(events)
         if response is not None:
-            await self._record(request, response, events, handoffs)
+            await self._record(request, response, events, handoffs, time.monotonic() - started)
 
     async def _record(
         self,
@@ -290,7 +292,10 @@ class JournalingModel(Model):
         response: ModelResponse,
         stream: list[TResponseStreamEvent] | None,
         handoffs: list[Handoff],
+        seconds: float,
     ) -> None:
+        """Journal one live model call; its event also says how long the call took (a streamed
+        one: until its last event)."""
         session = await self.active.session()
         ordinal = self.active.model_ordinal
         dumped = dump_model_response(response)
@@ -319,6 +324,7 @@ class JournalingModel(Model):
             "ordinal": ordinal,
             "agent": self.agent_name,
             "usage": _usage_json(response.usage),
+            "seconds": round(seconds, 6),
         }
         output_text = dump_json(dumped["output"])
         if len(output_text) <= INLINE_CHARS:
@@ -603,6 +609,8 @@ async def _invoke_function_tool(
     active_token = ACTIVE.set(None)
     tool_of_token = TOOL_OF.set(active)
     id_token = REQUESTED_RUN_ID.set(nested_run_id(session.record.id, key))
+    errors: list[BaseException] = []
+    errors_token = tool_outputs.ERRORS.set(errors)
     started = time.monotonic()
     try:
         result = await _original_invoke(
@@ -612,7 +620,12 @@ async def _invoke_function_tool(
         ACTIVE.reset(active_token)
         TOOL_OF.reset(tool_of_token)
         REQUESTED_RUN_ID.reset(id_token)
-    output = dump_value(result.output, what=f"tool {function_tool.name!r}")
+        tool_outputs.ERRORS.reset(errors_token)
+    seconds = round(time.monotonic() - started, 6)
+    encoded = tool_outputs.encode(function_tool, context, result.output)
+    if encoded is None:  # the SDK refuses this output itself, and fails the run next
+        return result
+    output, stringified = encoded
     payload = {
         "name": function_tool.name,
         "call_id": context.tool_call_id,
@@ -625,8 +638,13 @@ async def _invoke_function_tool(
         "call_id": context.tool_call_id,
         "sdk_error": result.is_sdk_generated_error,
         "key": key,
-        "seconds": round(time.monotonic() - started, 6),
+        "seconds": seconds,
     }
+    if stringified is not None:  # stored as the text the model was shown
+        payload["stringified"] = event["stringified"] = stringified
+    error = tool_outputs.error_of(errors)
+    if error is not None:  # the model was shown the SDK's failure text ("output")
+        event["error"] = error
     # The output is journaled once; the event log holds it only when small.
     _bounded_output(_bounded(event, "arguments", arguments), output)
     # Not waited for if it has to queue (PostgreSQL, a busy SQLite file): every later step (the
@@ -650,6 +668,9 @@ def _failure_formatter(original: Any) -> Any:
         a failed write, a lost lease or a refused replay is never a tool's output."""
         if isinstance(error, DurableError):
             return None
+        errors = tool_outputs.ERRORS.get()
+        if errors is not None:  # a durable run's tool: its event keeps what was raised
+            errors.append(error)
         result: str | None = await original(
             function_tool=function_tool, context=context, error=error
         )

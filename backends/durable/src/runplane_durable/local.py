@@ -11,6 +11,7 @@ from typing import Any, TypeVar, get_args
 
 from sqlalchemy.engine import Connection
 
+from .attempts import REASONS, Attempt, next_number, unended
 from .errors import DatabaseError, RunInputMismatchError, RunLeasedError, RunNotFoundError
 from .identity import check_run_id
 from .owner import current_owner, owner_is_dead, retire
@@ -69,9 +70,9 @@ class LocalEngine:
             pool_size=pool_size, timeout=timeout, durability=durability
         )
         self._db: Database | None = None
-        # Runs whose lease this process could not give back (the database failed); given back
-        # by the next transaction that works.
-        self._unreleased: dict[str, str] = {}
+        # Runs whose lease this process could not give back (the database failed), with the
+        # owner and its attempt's end; given back by the next transaction that works.
+        self._unreleased: dict[str, tuple[str, NewEvent | None]] = {}
 
     def __repr__(self) -> str:
         return f"LocalEngine({describe(self.url)})"
@@ -121,13 +122,13 @@ class LocalEngine:
             await tx.close()
             raise
 
-    def _left_unreleased(self, run_id: str, owner: str) -> None:
-        self._unreleased[run_id] = owner
+    def _left_unreleased(self, run_id: str, owner: str, ended: NewEvent | None) -> None:
+        self._unreleased[run_id] = (owner, ended)
 
     async def _release_left_over(self, tx: Transactions) -> None:
-        for run_id, owner in list(self._unreleased.items()):
+        for run_id, (owner, ended) in list(self._unreleased.items()):
             try:
-                await tx.call(sql.release, run_id, owner)
+                await tx.call(sql.release, run_id, owner, ended)
             except DatabaseError:
                 log.warning("run %s still holds a lease this process could not give back", run_id)
                 return
@@ -137,17 +138,24 @@ class LocalEngine:
     async def _open(self, tx: Transactions, spec: RunSpec, lease_seconds: float) -> LocalRunSession:
         owner = current_owner()
         try:
-            # A new run is one insert (on SQLite, on the loop's thread when the file is free).
-            new = await tx.call(sql.create_run, spec, owner, lease_seconds)
+            # A new run is one insert, with its first attempt's event (on SQLite, on the loop's
+            # thread when the file is free).
+            first = Attempt(1, owner)
+            started = first.started(journal=[], lease_seconds=lease_seconds, now=time.time())
+            new = await tx.call(sql.create_run, spec, owner, lease_seconds, started)
             entries: list[JournalRecord]
+            attempt: Attempt | None
             if new is not None:
-                created, row, entries, last_event = True, new, [], 0
+                created, row, entries, last_event, attempt = True, new, [], 1, first
             else:  # one hop to the database for the whole claim, not one per statement
                 created = False
-                row, entries, last_event = await tx.call(_claim_sync, spec, owner, lease_seconds)
+                row, entries, last_event, attempt = await tx.call(
+                    _claim_sync, spec, owner, lease_seconds
+                )
         except BaseException:
             retire(owner)
             raise
+        self._say_opened(spec, row, entries, created, attempt)
         return LocalRunSession(
             tx,
             on_unreleased=self._left_unreleased,
@@ -156,10 +164,42 @@ class LocalEngine:
             created=created,
             read_only=row.status == "completed",
             owner=owner,
+            attempt=attempt,
             lease_seconds=lease_seconds,
             next_journal_seq=(entries[-1].seq + 1) if entries else 1,
             next_event_seq=last_event + 1,
         )
+
+    def _say_opened(
+        self,
+        spec: RunSpec,
+        row: RunRecord,
+        entries: list[JournalRecord],
+        created: bool,
+        attempt: Attempt | None,
+    ) -> None:
+        """Tell the user at once what opening the run did, when it may not be what they meant.
+
+        WARNING, the level a program shows without any logging set up: resuming skips calls
+        (and runs the tool in flight at a crash again), and a new run under a name the user
+        chose may be one they meant to resume from another database. Once per opening.
+        """
+        if created:
+            if spec.named:
+                log.warning("started new run %s in the %s", spec.run_id, describe(self.url))
+            return
+        where = describe(self.url)
+        models = sum(1 for e in entries if e.kind == "model")
+        counts = (
+            f"{_count(models, 'model call')} and {_count(len(entries) - models, 'tool output')} "
+            "from the journal"
+        )
+        if attempt is None:  # finished: its stored result, by replay alone
+            log.info("replaying finished run %s: %s (%s)", spec.run_id, counts, where)
+        else:
+            log.warning(
+                "resumed run %s: %s (attempt %d, %s)", spec.run_id, counts, attempt.number, where
+            )
 
     async def get_run(self, run_id: str) -> RunRecord:
         record = await self.database.call(sql.get_run, check_run_id(run_id))
@@ -196,10 +236,19 @@ class LocalEngine:
             await self._db.dispose()
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _claim_sync(
     conn: Connection, spec: RunSpec, owner: str, lease_seconds: float
-) -> tuple[RunRecord, list[JournalRecord], int]:
-    """Claim an existing run, and read what a replay needs, in one transaction function."""
+) -> tuple[RunRecord, list[JournalRecord], int, Attempt | None]:
+    """Claim an existing run, and read what a replay needs, in one transaction function.
+
+    The claim logs the new attempt's start, after the end of the previous attempt if that one
+    never wrote it (its process was killed, or stalled past its lease), in the claim's own
+    transaction. A finished run is only read: replaying it is no attempt.
+    """
     row = sql.get_run(conn, spec.run_id)
     if row is None:  # deleted between the insert that found it and now: a new run after all
         raise RunNotFoundError(f"run {spec.run_id!r} vanished while it was being opened; retry")
@@ -219,20 +268,37 @@ def _claim_sync(
         raise RunInputMismatchError(
             f"run {spec.run_id!r} was cancelled; it cannot be resumed. Use a new run id."
         )
-    if row.status != "completed":
-        holder = row.owner
-        dead = holder if holder is not None and owner_is_dead(holder) else None
-        if not sql.take_lease(conn, spec.run_id, owner, lease_seconds, dead):
-            expires = row.lease_expires_at or time.time()
-            raise RunLeasedError(
-                f"run {spec.run_id!r} is being executed by {holder} (lease valid for "
-                f"another {max(0.0, expires - time.time()):.0f} s); one run never "
-                "executes twice at once. Wait for that process to finish, or for its "
-                "lease to expire if it died."
-            )
-        row = sql.get_run(conn, spec.run_id)
-        assert row is not None
-    return row, sql.read_journal(conn, spec.run_id), sql.max_event_seq(conn, spec.run_id)
+    if row.status == "completed":
+        entries = sql.read_journal(conn, spec.run_id)
+        return row, entries, sql.max_event_seq(conn, spec.run_id), None
+    holder = row.owner
+    dead = holder if holder is not None and owner_is_dead(holder) else None
+    attempt: list[Attempt] = []
+
+    def attempt_events(
+        run: RunRecord,
+        journal: list[JournalRecord],
+        last_type: str | None,
+        last: dict[str, Any] | None,
+    ) -> list[NewEvent]:
+        now = time.time()
+        ours = Attempt(next_number(last), owner)
+        attempt.append(ours)
+        previous = unended(last_type, last, row, now)
+        started = ours.started(journal=journal, lease_seconds=lease_seconds, now=now)
+        return [started] if previous is None else [previous, started]
+
+    claimed = sql.claim(conn, spec.run_id, owner, lease_seconds, dead, attempt_events)
+    if claimed is None:
+        expires = row.lease_expires_at or time.time()
+        raise RunLeasedError(
+            f"run {spec.run_id!r} is being executed by {holder} (lease valid for "
+            f"another {max(0.0, expires - time.time()):.0f} s); one run never "
+            "executes twice at once. Wait for that process to finish, or for its "
+            "lease to expire if it died."
+        )
+    run, entries, last_event = claimed
+    return run, entries, last_event, attempt[-1]
 
 
 class LocalRunSession:
@@ -242,12 +308,13 @@ class LocalRunSession:
         self,
         tx: Transactions,
         *,
-        on_unreleased: Callable[[str, str], None],
+        on_unreleased: Callable[[str, str, NewEvent | None], None],
         record: RunRecord,
         journal: list[JournalRecord],
         created: bool,
         read_only: bool,
         owner: str,
+        attempt: Attempt | None,
         lease_seconds: float,
         next_journal_seq: int,
         next_event_seq: int,
@@ -260,6 +327,7 @@ class LocalRunSession:
         self.created = created
         self.read_only = read_only
         self._owner = owner
+        self._attempt = attempt  # None for a finished run: read only, no attempt
         self._lease_seconds = lease_seconds
         self._journal_seq = next_journal_seq
         self._event_seq = next_event_seq
@@ -410,6 +478,7 @@ class LocalRunSession:
         *,
         final_output: Any | None = None,
         error: BaseException | None = None,
+        calls: list[dict[str, Any]] | None = None,
     ) -> None:
         error_type = (
             None if error is None else f"{type(error).__module__}.{type(error).__qualname__}"
@@ -423,13 +492,16 @@ class LocalRunSession:
             if error is None
             else {"error_type": error_type, "error": message},
         )
+        if calls is not None:
+            event.payload["calls"] = calls
+        new_events = [self._ended(REASONS.get(status, status)), event]
 
         def args() -> tuple[Any, ...]:
             return (
                 self.run_id,
                 self._owner,
                 self._event_seq,
-                event,
+                new_events,
                 status,
                 final_output,
                 error_type,
@@ -438,16 +510,25 @@ class LocalRunSession:
 
         def done(ours: bool) -> None:
             self._fenced(ours)
-            self._event_seq += 1
+            self._event_seq += len(new_events)
             self._settled = True
 
         await self._commit(sql.finish, args, done)
 
+    def _ended(self, reason: str) -> NewEvent:
+        assert self._attempt is not None, "a finished run's session writes nothing"
+        return self._attempt.ended(reason, ended_at=time.time())
+
     async def release(self) -> None:
+        """Give the lease up: the attempt ends "interrupted" (Ctrl-C, a cancelled task or
+        stream), and the run is resumable at once."""
+        ended = self._ended("interrupted")
+
         def done(_: None) -> None:
             self._settled = True
+            self._event_seq += 1
 
-        await self._commit(sql.release, lambda: (self.run_id, self._owner), done)
+        await self._commit(sql.release, lambda: (self.run_id, self._owner, ended), done)
 
     async def close(self) -> None:
         if not self._closed:
@@ -463,10 +544,11 @@ class LocalRunSession:
     async def _give_back_lease(self) -> None:
         """The outcome could not be recorded (a failed write): leave the run resumable by giving
         its lease back now, or, if the database still fails, as soon as it works again."""
+        ended = self._ended("interrupted")
         try:
-            await self._tx.call(sql.release, self.run_id, self._owner)
+            await self._tx.call(sql.release, self.run_id, self._owner, ended)
         except Exception:
-            self._on_unreleased(self.run_id, self._owner)
+            self._on_unreleased(self.run_id, self._owner, ended)
             log.warning(
                 "run %s keeps its lease until the database works again", self.run_id, exc_info=True
             )

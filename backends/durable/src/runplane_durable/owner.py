@@ -13,7 +13,7 @@ import socket
 import threading
 import uuid
 
-__all__ = ["current_owner", "owner_is_dead", "retire"]
+__all__ = ["current_owner", "holder_process", "owner_is_dead", "retire"]
 
 _token: tuple[int, str] | None = None
 _count = itertools.count(1)
@@ -42,6 +42,13 @@ def retire(owner: str) -> None:
         _live.discard(owner)
 
 
+def holder_process(owner: str) -> tuple[str, int | None]:
+    """The host and pid a holder name says it ran in (pid None for a name not made here)."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    return host, int(pid_text) if pid_text.isdigit() else None
+
+
 def owner_is_dead(owner: str) -> bool:
     """True only when certain: the holder's execution ended in this process, or it ran on this
     host and its pid no longer exists.
@@ -49,11 +56,9 @@ def owner_is_dead(owner: str) -> bool:
     A pid reused by another process reads as alive, so the run then waits for lease expiry:
     the safe side.
     """
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    host, pid = holder_process(owner)
+    if host != socket.gethostname() or pid is None:
         return False
-    pid = int(pid_text)
     if pid == os.getpid():
         if not owner.startswith(_process() + ":"):
             return False  # a previous process with our pid (a reused pid): not known dead

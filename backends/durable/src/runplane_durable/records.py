@@ -29,6 +29,8 @@ class RunSpec:
     input: Any
     input_fingerprint: str
     options: dict[str, Any]
+    # The program chose the id (`with run_id("order-42")`), so it may mean to resume a run.
+    named: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)

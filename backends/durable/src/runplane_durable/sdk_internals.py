@@ -25,6 +25,7 @@ __all__ = [
     "AgentRunner",
     "FunctionToolInvocationResult",
     "attach_normalized_usage",
+    "output_type_adapter",
     "response_usage_to_usage",
     "run_loop",
     "stream_error",
@@ -62,6 +63,11 @@ def stream_error(result: RunResultStreaming) -> BaseException | None:
     ):
         return MaxTurnsExceeded(f"Max turns ({result.max_turns}) exceeded")
     return None
+
+
+def output_type_adapter(tool: Any) -> Any:
+    """The adapter the SDK validates a typed function tool's output with (None: untyped)."""
+    return tool._output_type_adapter
 
 
 def requests_without_usage(response: Any) -> int:

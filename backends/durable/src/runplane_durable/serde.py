@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import sys
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ __all__ = [
     "load_stream_events",
     "load_value",
     "storable_text",
+    "type_name",
 ]
 
 _MODEL_RESPONSE = pydantic.TypeAdapter(ModelResponse)
@@ -95,7 +97,7 @@ def load_stream_events(data: Any) -> list[TResponseStreamEvent]:
 
 def _is_plain_json(value: Any) -> bool:
     if isinstance(value, _SCALARS):
-        return not (isinstance(value, float) and value != value)  # NaN does not round-trip
+        return not isinstance(value, float) or math.isfinite(value)  # JSON has no NaN, no inf
     if type(value) is list:
         return all(_is_plain_json(v) for v in value)
     if type(value) is dict:
@@ -117,15 +119,23 @@ def _adapter(cls: type) -> pydantic.TypeAdapter[Any]:
     return adapter
 
 
-def dump_value(value: Any, *, what: str) -> Any:
-    """Encode a tool output or final output; `what` names it in the error message."""
+def dump_value(value: Any, *, what: str, path: str = "result") -> Any:
+    """Encode a tool output or final output; `what` names it in the error message, which also
+    names the `path` inside the value where the first thing that cannot be stored is."""
     if _is_plain_json(value):
         return {"json": value}
     if isinstance(value, (list, tuple)) and type(value) in (list, tuple):
-        items = [dump_value(v, what=what) for v in value]
+        items = [dump_value(v, what=what, path=f"{path}[{i}]") for i, v in enumerate(value)]
         return {"tuple": items} if type(value) is tuple else {"list": items}
-    if type(value) is dict and all(type(k) is str for k in value):
-        return {"dict": {k: dump_value(v, what=what) for k, v in value.items()}}
+    if type(value) is dict:
+        for k in value:
+            if type(k) is not str:
+                raise _unserializable(value, what, path, f"its key {k!r} is not a str")
+        return {
+            "dict": {
+                k: dump_value(v, what=what, path=f"{path}[{_key(k)}]") for k, v in value.items()
+            }
+        }
     cls = type(value)
     if isinstance(value, pydantic.BaseModel) or dataclasses.is_dataclass(value):
         try:
@@ -134,12 +144,27 @@ def dump_value(value: Any, *, what: str) -> Any:
             data = _adapter(cls).dump_python(value, mode="json", warnings="error")
             restored = _adapter(cls).validate_python(data)
         except Exception as exc:
-            raise _unserializable(value, what, f"pydantic could not round-trip it ({exc})") from exc
+            raise _unserializable(
+                value, what, path, f"pydantic could not round-trip it ({exc})"
+            ) from exc
         if restored != value:
-            raise _unserializable(value, what, "it does not compare equal after a round-trip")
+            raise _unserializable(value, what, path, "it does not compare equal after a round-trip")
         dump_json(data)
         return {"type": _type_path(cls), "data": data}
-    raise _unserializable(value, what, "its type is not one the journal stores")
+    if isinstance(value, float):
+        raise _unserializable(value, what, path, f"JSON has no {value!r}")
+    raise _unserializable(value, what, path, "its type is not one the journal stores")
+
+
+def _key(k: str) -> str:
+    return json.dumps(k, ensure_ascii=False)
+
+
+def type_name(cls: type) -> str:
+    """`datetime.datetime`, `app.Invoice`; a builtin by its own name (`set`)."""
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
 
 
 def dump_display(value: Any) -> Any:
@@ -184,12 +209,15 @@ def load_value(data: Any) -> Any:
     return _adapter(cls).validate_python(data["data"])
 
 
-def _unserializable(value: Any, what: str, why: str) -> JournalSerializationError:
+def _unserializable(value: Any, what: str, path: str, why: str) -> JournalSerializationError:
+    leaf = type_name(type(value))
     return JournalSerializationError(
-        f"{what} returned a {type(value).__module__}.{type(value).__qualname__}, which the "
-        f"durable journal cannot store: {why}. Return a str, JSON-compatible data (dict, list, "
-        "numbers), a pydantic model or a dataclass of those. Everything journaled so far is kept: "
-        "fix the tool and run again with the same run id to resume."
+        f"{what} returned a value the durable journal cannot store exactly: {path}: {leaf} "
+        f"({why}). Return a str, JSON-compatible data (dict, list, numbers), a pydantic model or "
+        "a dataclass of those (a datetime as its .isoformat(), say). Everything journaled so "
+        "far is kept: fix the tool and run again with the same run id to resume.",
+        path=path,
+        leaf=leaf,
     )
 
 

@@ -57,21 +57,39 @@ WITH done AS (
     RETURNING id
 ), logged AS (
     INSERT INTO runplane_events (run_id, seq, type, payload, created_at)
-    SELECT id, $8, $9, $10, $4 FROM done
+    SELECT done.id, $8 + e.n - 1, e.type, e.payload, $4
+    FROM done, unnest($9::varchar[], $10::text[]) WITH ORDINALITY AS e(type, payload, n)
 )
 SELECT count(*) FROM done
 """
 
+# The event's seq is found in the statement (see sql.release).
 _RELEASE = """
-UPDATE runplane_runs SET owner = NULL, lease_expires_at = NULL, updated_at = $3
-WHERE id = $1 AND owner = $2
+WITH done AS (
+    UPDATE runplane_runs SET owner = NULL, lease_expires_at = NULL, updated_at = $3
+    WHERE id = $1 AND owner = $2
+    RETURNING id
+), logged AS (
+    INSERT INTO runplane_events (run_id, seq, type, payload, created_at)
+    SELECT id, coalesce((SELECT max(seq) FROM runplane_events WHERE run_id = $1), 0) + 1,
+        $4, $5, $3
+    FROM done WHERE $4::varchar IS NOT NULL
+)
+SELECT count(*) FROM done
 """
 
+_N = len(sql.new_row_names)
 _CREATE = f"""
-INSERT INTO runplane_runs ({", ".join(sql.new_row_names)})
-VALUES ({", ".join(f"${i + 1}" for i in range(len(sql.new_row_names)))})
-ON CONFLICT (id) DO NOTHING
-RETURNING 1
+WITH created AS (
+    INSERT INTO runplane_runs ({", ".join(sql.new_row_names)})
+    VALUES ({", ".join(f"${i + 1}" for i in range(_N))})
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id, created_at
+), logged AS (
+    INSERT INTO runplane_events (run_id, seq, type, payload, created_at)
+    SELECT id, 1, ${_N + 1}, ${_N + 2}, created_at FROM created
+)
+SELECT count(*) FROM created
 """
 
 
@@ -126,7 +144,7 @@ async def finish(
     run_id: str,
     owner: str,
     event_seq: int,
-    event: NewEvent,
+    new_events: list[NewEvent],
     status: str,
     final_output: Any | None,
     error_type: str | None,
@@ -142,22 +160,34 @@ async def finish(
         error_type,
         error,
         event_seq,
-        event.type,
-        dump_json(event.payload),
+        [e.type for e in new_events],
+        [dump_json(e.payload) for e in new_events],
     )
     return bool(found == 1)
 
 
-async def release(conn: Any, run_id: str, owner: str) -> None:
-    await conn.execute(_RELEASE, run_id, owner, time.time())
+async def release(conn: Any, run_id: str, owner: str, event: NewEvent | None = None) -> None:
+    await conn.fetchval(
+        _RELEASE,
+        run_id,
+        owner,
+        time.time(),
+        None if event is None else event.type,
+        None if event is None else dump_json(event.payload),
+    )
 
 
 async def create_run(
-    conn: Any, spec: RunSpec, owner: str, lease_seconds: float
+    conn: Any, spec: RunSpec, owner: str, lease_seconds: float, started: NewEvent
 ) -> RunRecord | None:
     record = sql.new_record(spec, owner, time.time(), lease_seconds)
     row = sql.new_row(record)
-    inserted = await conn.fetchval(_CREATE, *(row[name] for name in sql.new_row_names))
+    inserted = await conn.fetchval(
+        _CREATE,
+        *(row[name] for name in sql.new_row_names),
+        started.type,
+        dump_json(started.payload),
+    )
     return record if inserted == 1 else None
 
 

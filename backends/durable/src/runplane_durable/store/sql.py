@@ -23,6 +23,7 @@ __all__ = [
     "READS",
     "USAGE_COLUMNS",
     "append",
+    "claim",
     "create_run",
     "create_schema",
     "finish",
@@ -158,12 +159,14 @@ _INSERT_RUN = Prepared(runs.insert().values({name: sa.bindparam(name) for name i
 
 
 def create_run(
-    conn: Connection, spec: RunSpec, owner: str, lease_seconds: float
+    conn: Connection, spec: RunSpec, owner: str, lease_seconds: float, started: NewEvent
 ) -> RunRecord | None:
-    """Insert the run and return it; None if a run with this id already exists."""
+    """Insert the run with its first event (`started`, its first attempt) and return it; None if
+    a run with this id already exists."""
     record = new_record(spec, owner, time.time(), lease_seconds)
     try:
         _INSERT_RUN.execute(conn, new_row(record))
+        _INSERT_EVENTS.execute(conn, _event_rows(spec.run_id, 1, [started], record.created_at)[0])
         conn.commit()
     except IntegrityError:
         conn.rollback()
@@ -185,6 +188,14 @@ def take_lease(
     conn: Connection, run_id: str, owner: str, lease_seconds: float, dead_holder: str | None
 ) -> bool:
     """Claim the run if its lease is free, expired, ours, or held by a process known dead."""
+    taken = _take(conn, run_id, owner, lease_seconds, dead_holder)
+    conn.commit()
+    return taken
+
+
+def _take(
+    conn: Connection, run_id: str, owner: str, lease_seconds: float, dead_holder: str | None
+) -> bool:
     now = time.time()
     free = sa.or_(runs.c.owner.is_(None), runs.c.lease_expires_at < now, runs.c.owner == owner)
     if dead_holder is not None:
@@ -194,24 +205,78 @@ def take_lease(
         .where(runs.c.id == run_id, free)
         .values(owner=owner, lease_expires_at=now + lease_seconds, status="running")
     )
-    conn.commit()
     return bool(result.rowcount == 1)
 
 
-def read_journal(conn: Connection, run_id: str) -> list[JournalRecord]:
+ClaimEvents = Callable[
+    [RunRecord, list[JournalRecord], str | None, dict[str, Any] | None], list[NewEvent]
+]
+
+
+def claim(
+    conn: Connection,
+    run_id: str,
+    owner: str,
+    lease_seconds: float,
+    dead_holder: str | None,
+    new_events: ClaimEvents,
+) -> tuple[RunRecord, list[JournalRecord], int] | None:
+    """`take_lease`, then, in the same transaction, read what a replay needs and log the events
+    `new_events(run, journal, last attempt event's type, its payload)` returns.
+
+    Returns the run, its journal and the last event's seq; None (nothing written) if the lease
+    is not free. Once the fenced update has the run, no other holder can add a step, so the
+    journal read is the whole of it.
+    """
+    if not _take(conn, run_id, owner, lease_seconds, dead_holder):
+        conn.rollback()
+        return None
+    row = get_run_row(conn, run_id)
+    entries = _journal(conn, run_id)
+    last_seq = _max_event_seq(conn, run_id)
+    attempt = conn.execute(
+        sa.select(events.c.type, events.c.payload)
+        .where(events.c.run_id == run_id, events.c.type.in_(("attempt_started", "attempt_ended")))
+        .order_by(events.c.seq.desc())
+        .limit(1)
+    ).one_or_none()
+    run = record(row)
+    logged = new_events(
+        run,
+        entries,
+        None if attempt is None else attempt.type,
+        None if attempt is None else load_json(attempt.payload),
+    )
+    if logged:
+        _INSERT_EVENTS.executemany(conn, _event_rows(run_id, last_seq + 1, logged, time.time()))
+    conn.commit()
+    return run, entries, last_seq + len(logged)
+
+
+def _journal(conn: Connection, run_id: str) -> list[JournalRecord]:
     rows = conn.execute(
         sa.select(journal).where(journal.c.run_id == run_id).order_by(journal.c.seq)
     ).all()
-    conn.commit()
     return [JournalRecord(r.seq, r.kind, r.key, r.fingerprint, load_json(r.payload)) for r in rows]
 
 
-def max_event_seq(conn: Connection, run_id: str) -> int:
+def read_journal(conn: Connection, run_id: str) -> list[JournalRecord]:
+    entries = _journal(conn, run_id)
+    conn.commit()
+    return entries
+
+
+def _max_event_seq(conn: Connection, run_id: str) -> int:
     value = conn.execute(
         sa.select(sa.func.max(events.c.seq)).where(events.c.run_id == run_id)
     ).scalar_one()
-    conn.commit()
     return int(value or 0)
+
+
+def max_event_seq(conn: Connection, run_id: str) -> int:
+    value = _max_event_seq(conn, run_id)
+    conn.commit()
+    return value
 
 
 def _event_rows(
@@ -310,12 +375,14 @@ def finish(
     run_id: str,
     owner: str,
     event_seq: int,
-    event: NewEvent,
+    new_events: list[NewEvent],
     status: str,
     final_output: Any | None,
     error_type: str | None,
     error: str | None,
 ) -> bool:
+    """Record the outcome and its events (the attempt's end, the run's) and give the lease up;
+    False (and nothing written) if the run is no longer ours."""
     now = time.time()
     result = conn.execute(
         runs.update()
@@ -334,17 +401,24 @@ def finish(
     if result.rowcount != 1:
         conn.rollback()
         return False
-    _INSERT_EVENTS.executemany(conn, _event_rows(run_id, event_seq, [event], now))
+    _INSERT_EVENTS.executemany(conn, _event_rows(run_id, event_seq, new_events, now))
     conn.commit()
     return True
 
 
-def release(conn: Connection, run_id: str, owner: str) -> None:
-    conn.execute(
+def release(conn: Connection, run_id: str, owner: str, event: NewEvent | None = None) -> None:
+    """Give the lease up, leaving the run resumable, and log `event` (the attempt's end) if the
+    lease was still ours. Its seq is found here: this also runs after a write whose outcome the
+    session never learned."""
+    now = time.time()
+    result = conn.execute(
         runs.update()
         .where(runs.c.id == run_id, runs.c.owner == owner)
-        .values(owner=None, lease_expires_at=None, updated_at=time.time())
+        .values(owner=None, lease_expires_at=None, updated_at=now)
     )
+    if event is not None and result.rowcount == 1:
+        seq = _max_event_seq(conn, run_id) + 1
+        _INSERT_EVENTS.execute(conn, _event_rows(run_id, seq, [event], now)[0])
     conn.commit()
 
 
