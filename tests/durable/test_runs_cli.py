@@ -234,11 +234,9 @@ def test_a_holder_on_this_host_whose_pid_is_gone_is_orphaned_before_its_lease_ex
 def test_show_explains_attempts_latencies_tool_errors_and_failures(tmp_path: Path) -> None:
     url = str(tmp_path / "runs.db")
     killed_at, detected_at = 1_700_000_000.5, 1_700_000_012.234
+    # The engine writes attempt 1's start (this process) and attempt 2's end (the failure);
+    # attempt 1's death, as a later attempt records it, and attempt 2's start are written here.
     events = [
-        NewEvent(
-            "attempt_started",
-            {"attempt": 1, "owner": "vm:100:t:1", "host": "vm", "pid": 100, "resumed": False},
-        ),
         model_call(0, ("charge", "c1"), seconds=1.2345),
         NewEvent(
             "attempt_ended",
@@ -275,7 +273,7 @@ def test_show_explains_attempts_latencies_tool_errors_and_failures(tmp_path: Pat
     result = cli("runs", "show", "explained", "--db", url, columns=200)
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert "attempt 1 started on vm pid 100 (new run)" in out
+    assert f"attempt 1 started on {socket.gethostname()} pid {os.getpid()} (new run)" in out
     assert "model call #1 agent writer (812 in, 40 out, 1.234 s)" in out
     assert "attempt 1 on vm pid 100 ended: killed (last sign of life " in out
     assert time.strftime("%H:%M:%S", time.localtime(detected_at)) + ".234)" in out
@@ -290,7 +288,7 @@ def test_show_explains_attempts_latencies_tool_errors_and_failures(tmp_path: Pat
     # every event's time to the millisecond, under the date it happened on
     lines = out.splitlines()
     events = [line for line in lines if line[:4].strip().isdigit()]
-    assert len(events) == 6
+    assert len(events) == 7
     assert all(re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3}", line.split()[1]) for line in events)
     day = lines.index(events[0]) - 1
     assert re.fullmatch(r"\s+\d{4}-\d\d-\d\d", lines[day])
