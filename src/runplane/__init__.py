@@ -10,6 +10,7 @@ from __future__ import annotations
 from .errors import (
     BackendConflictError,
     BackendFactoryError,
+    BrokenPluginWarning,
     PluginLoadError,
     RunplaneError,
     UnknownBackendError,
@@ -19,7 +20,7 @@ from .hookspecs import hookimpl
 from .install import Installation, install, installed, sdk_runner, uninstall
 from .observe import RunInfo
 from .protocol import RunnerBackend
-from .registry import BackendEntry, Registry, default_registry
+from .registry import BackendEntry, BrokenPlugin, Registry, default_registry
 from .sync import SyncDriver
 
 __all__ = [
@@ -29,6 +30,8 @@ __all__ = [
     "BackendEntry",
     "BackendFactoryError",
     "BackendRunner",
+    "BrokenPlugin",
+    "BrokenPluginWarning",
     "Installation",
     "PluginLoadError",
     "Registry",

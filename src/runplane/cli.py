@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .errors import RunplaneError
-from .registry import Registry, default_registry
+from .registry import BrokenPlugin, Registry, default_registry
 
 __all__ = ["build_app", "main"]
 
@@ -34,8 +34,9 @@ def build_app(registry: Registry | None = None) -> typer.Typer:
     def backends_command(
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
-        """List installed backends: name, distribution, version."""
+        """List installed backends (name, distribution, version) and plugins that failed to load."""
         entries = sorted(reg.backends().values(), key=lambda e: e.name)
+        broken = sorted(reg.broken(), key=lambda b: b.name)
         if as_json:
             rows = [
                 {
@@ -43,25 +44,54 @@ def build_app(registry: Registry | None = None) -> typer.Typer:
                     "distribution": e.distribution,
                     "version": e.version,
                     "plugin": e.plugin,
+                    "status": "ok",
+                    "error": None,
                 }
                 for e in entries
+            ]
+            rows += [
+                {
+                    "name": b.name,
+                    "distribution": b.distribution,
+                    "version": b.version,
+                    "plugin": b.name,
+                    "status": "broken",
+                    "error": _cause(b),
+                }
+                for b in broken
             ]
             typer.echo(json.dumps(rows, indent=2))
             return
         table = Table(title="runplane backends")
-        for column in ("name", "distribution", "version"):
-            table.add_column(column)
+        for column in ("name", "distribution", "version", "status"):
+            table.add_column(column, overflow="fold")
         for e in entries:
-            table.add_row(e.name, e.distribution, e.version or "-")
+            table.add_row(e.name, e.distribution, e.version or "-", "ok")
+        for b in broken:
+            table.add_row(
+                escape(b.name),
+                escape(b.distribution),
+                b.version or "-",
+                escape(f"broken: {_cause(b)}"),
+            )
         Console().print(table)
-        if not entries:
+        if not entries and not broken:
             err_console.print("No backends installed: `pip install runplane-openai`.")
+        for b in broken:
+            err_console.print(
+                f"[bold red]broken plugin:[/] {escape(str(b.error))}", highlight=False
+            )
 
     from .localmodel.cli import build_model_app
 
     app.add_typer(build_model_app(), name="model")
     reg.hook.runplane_cli(app=app)
     return app
+
+
+def _cause(plugin: BrokenPlugin) -> str:
+    cause = plugin.error.cause
+    return f"{type(cause).__name__}: {cause}"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -37,13 +37,28 @@ class BackendRunner:
     @classmethod
     def selected_backend(cls) -> str:
         """The backend name a call made now would use."""
-        return cls.backend_name or os.environ.get(ENV_BACKEND) or DEFAULT_BACKEND
+        return cls._selection()[0]
+
+    @classmethod
+    def _selection(cls) -> tuple[str, str | None]:
+        """The backend name, and where it came from when not from code (for error messages).
+
+        Surrounding whitespace in RUNPLANE_BACKEND is dropped (an artifact of .env files and
+        shell quoting, never part of a name); case is kept: backend names are case-sensitive
+        everywhere, and an unknown name's error suggests the installed name it resembles.
+        """
+        if cls.backend_name:
+            return cls.backend_name, None
+        value = os.environ.get(ENV_BACKEND, "")
+        if value.strip():
+            return value.strip(), f"the {ENV_BACKEND} environment variable: {ENV_BACKEND}={value!r}"
+        return DEFAULT_BACKEND, None
 
     @classmethod
     def _resolve(cls) -> tuple[str, RunnerBackend, Registry]:
         registry = cls.registry or default_registry()
-        name = cls.selected_backend()
-        return name, registry.get(name), registry
+        name, source = cls._selection()
+        return name, registry.get(name, source=source), registry
 
     @classmethod
     def backend(cls) -> RunnerBackend:
