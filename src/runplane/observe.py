@@ -25,7 +25,11 @@ Mode = Literal["run", "run_sync", "run_streamed"]
 
 @dataclass(frozen=True)
 class RunInfo:
-    """What an observer learns about a run when it starts."""
+    """What an observer learns about a run when it starts.
+
+    `run_id` is the backend's own id for the run when the backend reserves one (the durable
+    backend's run id, as `runplane runs show` prints it), else a random hex unique to this run.
+    """
 
     backend: str
     agent_name: str
@@ -43,11 +47,18 @@ class RunObservation:
 
     __slots__ = ("_finished", "_hook", "info")
 
-    def __init__(self, hook: Any, backend: str, agent: Agent[Any], mode: Mode) -> None:
+    def __init__(
+        self, hook: Any, backend: str, agent: Agent[Any], mode: Mode, run_id: str | None = None
+    ) -> None:
         self._hook = hook
         self._finished = False
         # getattr: agents.Runner passes whatever it is given through; so must we.
-        self.info = RunInfo(backend=backend, agent_name=getattr(agent, "name", ""), mode=mode)
+        agent_name = getattr(agent, "name", "")
+        self.info = (
+            RunInfo(backend=backend, agent_name=agent_name, mode=mode)
+            if run_id is None  # the backend names no id: a random one, unique per run
+            else RunInfo(backend=backend, agent_name=agent_name, mode=mode, run_id=run_id)
+        )
 
     def start(self) -> None:
         if self._hook.runplane_run_started.get_hookimpls():

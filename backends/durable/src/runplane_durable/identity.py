@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from .active import LAST_RUN_ID, REQUESTED_RUN_ID
 from .errors import UnstorableNameError
@@ -24,6 +24,7 @@ __all__ = [
     "last_run_id",
     "nested_run_id",
     "new_run_id",
+    "reserve_run_id",
     "run_id",
     "take_requested_run_id",
     "tool_key",
@@ -119,6 +120,14 @@ def run_id(value: str | None = None) -> Iterator[str]:
         yield chosen
     finally:
         REQUESTED_RUN_ID.reset(token)
+
+
+def reserve_run_id() -> AbstractContextManager[str]:
+    """Fix now the id of the run started next in this context: the requested one, or a new one.
+
+    For observers (`RunnerBackend.reserve_run_id`): the run started inside gets this very id.
+    """
+    return run_id(REQUESTED_RUN_ID.get())
 
 
 def take_requested_run_id() -> str:
