@@ -200,3 +200,19 @@ def test_the_settings_error_names_every_valid_api(monkeypatch: pytest.MonkeyPatc
     assert "RUNPLANE_OPENAI_API='bogus'" in str(caught.value)
     assert "'responses'" in str(caught.value)
     assert "'chat_completions'" in str(caught.value)
+
+
+@pytest.mark.parametrize("backend", ["openai", "durable"])
+def test_unchanged_agents_runner_calls_under_install_reach_the_endpoint(
+    backend: str, server: ScriptedOpenAIServer, api: ApiName, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agents
+
+    monkeypatch.setenv(ENV_BASE_URL, server.base_url)
+    monkeypatch.setenv(ENV_API_KEY, API_KEY)
+    monkeypatch.setenv(ENV_API, api)
+    agent, calls = weather_agent()
+    script_weather(server)
+    with runplane.install(backend, registry=_registry(monkeypatch)):
+        result = agents.Runner.run_sync(agent, QUESTION)
+    assert_weather_round_trip(server, api, result, calls, streamed=False)

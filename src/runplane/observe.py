@@ -12,11 +12,12 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
-from agents import Agent, RunResultStreaming
-from agents.result import RunResultBase
-from agents.stream_events import StreamEvent
+if TYPE_CHECKING:  # for type checkers only: observer plugins import RunInfo without the SDK
+    from agents import Agent, RunResultStreaming
+    from agents.result import RunResultBase
+    from agents.stream_events import StreamEvent
 
 __all__ = ["RunInfo", "RunObservation"]
 
@@ -87,7 +88,7 @@ class RunObservation:
                 # aclosing: closing this stream closes the SDK's at once, in this task, so its
                 # cleanup errors surface to the caller as they would without observers.
                 async with contextlib.aclosing(
-                    cast(AsyncGenerator[StreamEvent, None], original())
+                    cast("AsyncGenerator[StreamEvent, None]", original())
                 ) as events:
                     async for event in events:
                         hook.runplane_stream_event(run=info, event=event)

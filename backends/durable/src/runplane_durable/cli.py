@@ -14,9 +14,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from .identity import tool_key
-from .local import LocalEngine
 from .records import EventRecord, JournalRecord, RunRecord
-from .store.database import ENV_DATABASE_URL
+from .store.settings import ENV_DATABASE_URL
+
+# The database layer (`local`, SQLAlchemy) is imported by the commands that read it, not here:
+# `runplane --help` imports this module. Nothing here imports the Agents SDK.
 
 __all__ = ["demo", "plain_value", "runs_app"]
 
@@ -98,6 +100,8 @@ def list_runs(
 
 
 async def _list(db: str | None, limit: int, status: str | None) -> list[RunRecord]:
+    from .local import LocalEngine
+
     engine = LocalEngine(db)
     try:
         return await engine.list_runs(limit=limit, status=status)
@@ -198,6 +202,8 @@ def _short(value: Any, limit: int = 160) -> str:
 
 
 async def _show(db: str | None, run_id: str) -> tuple[RunRecord, list[EventRecord]]:
+    from .local import LocalEngine
+
     engine = LocalEngine(db)
     try:
         run = await engine.get_run(run_id)

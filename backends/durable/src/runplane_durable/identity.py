@@ -12,8 +12,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 
+from . import lazy_errors as errors
 from .active import LAST_RUN_ID, REQUESTED_RUN_ID
-from .errors import UnstorableNameError
 
 __all__ = [
     "MAX_AGENT_NAME",
@@ -61,7 +61,7 @@ def check_run_id(value: object) -> str:
     elif (reason := _unstorable(value)) is not None:
         why = f"this run id cannot be stored: {reason}"
     if why is not None:
-        raise UnstorableNameError(f"{why}, got {_shown(value)}")
+        raise errors.UnstorableNameError(f"{why}, got {_shown(value)}")
     assert isinstance(value, str)
     return value
 
@@ -72,7 +72,7 @@ def check_agent_name(name: str) -> str:
     if why is None and len(name) > MAX_AGENT_NAME:
         why = f"it is longer than {MAX_AGENT_NAME} characters"
     if why is not None:
-        raise UnstorableNameError(
+        raise errors.UnstorableNameError(
             f"a durable run cannot start with agent {_shown(name)}: {why}. Rename the agent."
         )
     return name

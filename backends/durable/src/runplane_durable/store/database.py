@@ -11,19 +11,21 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from ..errors import DatabaseError, SchemaVersionError
-from . import postgres, sql, sqlite
+from .. import lazy_errors as errors
+from . import sql, sqlite
 from .failures import ENV_DATABASE_URL, describe
-from .postgres import PostgresDatabase
 from .schema import SCHEMA_VERSION
 from .settings import StoreSettings
 from .sqlite import SqliteDatabase
 from .transactions import Transactions
+
+if TYPE_CHECKING:  # imported on first use: SQLite users (and `runs list`) skip asyncpg's stack
+    from .postgres import PostgresDatabase
 
 __all__ = [
     "DEFAULT_DIR",
@@ -57,7 +59,7 @@ def resolve_url(url: str | None = None) -> str:
         return f"sqlite://{rest}"
     if base in ("postgresql", "postgres"):
         return f"postgresql+asyncpg://{rest}"
-    raise DatabaseError(
+    raise errors.DatabaseError(
         f"{ENV_DATABASE_URL}={_redact(raw)!r} names a database runplane-durable does not support; "
         "use a file path, sqlite:///PATH or postgresql://USER@HOST/DB."
     )
@@ -88,7 +90,7 @@ class Database:
                 try:
                     path.parent.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
-                    raise DatabaseError(
+                    raise errors.DatabaseError(
                         f"cannot create the directory {path.parent} for the run database: "
                         f"{exc}. Set {ENV_DATABASE_URL} to a writable location."
                     ) from exc
@@ -99,6 +101,8 @@ class Database:
                 self._sqlite = SqliteDatabase(self.url, self.settings)
             return self._sqlite.transactions()
         if self._postgres is None:
+            from .postgres import PostgresDatabase
+
             self._postgres = PostgresDatabase(self.url, self.settings)
         return self._postgres.transactions()
 
@@ -119,12 +123,15 @@ class Database:
         self._refuse_newer(await tx.call(sql.schema_version))
         if self.is_sqlite:
             await tx.call(sqlite.enable_wal)
-        lock = sqlite.schema_lock if self.is_sqlite else postgres.schema_lock
+        if self.is_sqlite:
+            lock = sqlite.schema_lock
+        else:
+            from .postgres import schema_lock as lock
         self._refuse_newer(await tx.call(sql.create_schema, lock))
 
     def _refuse_newer(self, version: int | None) -> None:
         if version is not None and version > SCHEMA_VERSION:
-            raise SchemaVersionError(
+            raise errors.SchemaVersionError(
                 f"the {describe(self.url)} has schema version {version}, written by a newer "
                 f"runplane-durable (this one understands up to {SCHEMA_VERSION}). Upgrade "
                 "runplane-durable (`pip install -U runplane-durable`); nothing was written to it."
