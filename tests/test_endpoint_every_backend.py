@@ -216,3 +216,13 @@ def test_unchanged_agents_runner_calls_under_install_reach_the_endpoint(
     with runplane.install(backend, registry=_registry(monkeypatch)):
         result = agents.Runner.run_sync(agent, QUESTION)
     assert_weather_round_trip(server, api, result, calls, streamed=False)
+
+
+def test_a_bad_setting_is_a_settings_error_even_when_the_backend_is_built_directly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The direct backend reads the settings when it is built: its factory's own runplane error
+    reaches the caller as itself, not wrapped in a BackendFactoryError."""
+    monkeypatch.setenv(ENV_API, "bogus")
+    with pytest.raises(CoreSettingsError, match="RUNPLANE_OPENAI_API='bogus'"):
+        runplane.Registry().get("openai")

@@ -25,6 +25,7 @@ from .errors import (
     BackendFactoryError,
     BrokenPluginWarning,
     PluginLoadError,
+    RunplaneError,
     UnknownBackendError,
 )
 from .protocol import RunnerBackend
@@ -249,6 +250,8 @@ class Registry:
                 return cached[1]
             try:
                 instance = entry.factory()
+            except RunplaneError:
+                raise  # already says what is wrong and what to do (a SettingsError, say)
             except Exception as exc:
                 raise BackendFactoryError(
                     name, entry.distribution, f"its factory raised {type(exc).__name__}: {exc}"
