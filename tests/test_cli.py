@@ -125,7 +125,8 @@ def test_a_broken_plugin_is_listed_and_warned_about_and_breaks_nothing_else(
     assert "broken" in flat
     assert "runplane-openai" in flat  # the others are still listed
     stderr = " ".join(table.stderr.split())
-    assert "BrokenPluginWarning" in stderr
+    assert stderr.startswith("warning: runplane plugin 'typo'")  # one readable line, first
+    assert "warnings.warn" not in stderr  # not Python's source-line format
     assert "typo-runplane" in stderr
     assert "runplane_backend" in stderr
     assert "Traceback" not in table.stderr
@@ -138,6 +139,7 @@ def test_a_broken_plugin_is_listed_and_warned_about_and_breaks_nothing_else(
     assert "typo-runplane" in runs.stderr
     assert durable.returncode == 0, durable.stderr
     assert durable.stdout.strip() == "still works"
+    assert "BrokenPluginWarning" in durable.stderr  # a program sees the warning class
     assert "typo-runplane" in durable.stderr
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+import warnings
+from typing import IO, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .errors import RunplaneError
+from .errors import BrokenPluginWarning, RunplaneError
 from .registry import BrokenPlugin, Registry, default_registry
 
 __all__ = ["build_app", "main"]
@@ -94,8 +95,27 @@ def _cause(plugin: BrokenPlugin) -> str:
     return f"{type(cause).__name__}: {cause}"
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: IO[str] | None = None,
+    line: str | None = None,
+) -> None:
+    """A broken plugin as one readable line on stderr, not Python's source-line format."""
+    if issubclass(category, BrokenPluginWarning):
+        err_console.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: runplane's own errors become a message and exit code 2."""
+    warnings.showwarning = _show_warning
     try:
         app = build_app()
         app(args=argv, prog_name="runplane", standalone_mode=True)
