@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
-from typing import IO, Annotated
+from typing import Annotated, TextIO
 
 import typer
 from rich.console import Console
@@ -100,7 +100,7 @@ def _show_warning(
     category: type[Warning],
     filename: str,
     lineno: int,
-    file: IO[str] | None = None,
+    file: TextIO | None = None,
     line: str | None = None,
 ) -> None:
     """A broken plugin as one readable line on stderr, not Python's source-line format."""
