@@ -226,3 +226,20 @@ def test_a_bad_setting_is_a_settings_error_even_when_the_backend_is_built_direct
     monkeypatch.setenv(ENV_API, "bogus")
     with pytest.raises(CoreSettingsError, match="RUNPLANE_OPENAI_API='bogus'"):
         runplane.Registry().get("openai")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_server_side_history_on_chat_completions_is_refused_on_every_backend(
+    backend: str, server: ScriptedOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runplane_openai import ChatCompletionsHistoryError
+
+    monkeypatch.setenv(ENV_BASE_URL, server.base_url)
+    monkeypatch.setenv(ENV_API_KEY, API_KEY)
+    monkeypatch.setenv(ENV_API, "chat_completions")
+    agent, calls = weather_agent()
+    Runner = runplane.runner(backend, registry=_registry(monkeypatch))
+    with pytest.raises(ChatCompletionsHistoryError, match="previous_response_id"):
+        Runner.run_sync(agent, QUESTION, previous_response_id="resp_1")
+    assert calls == []
+    assert server.model_requests() == []
