@@ -67,18 +67,106 @@ def test_runplane_errors_exit_2_with_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_broken_plugin_makes_every_command_say_which_distribution(tmp_path: Path) -> None:
+TYPO_PLUGIN = """
+import runplane
+
+@runplane.hookimpl
+def runplane_backend():  # misspelled: runplane_backends
+    return {}
+"""
+
+DURABLE_RUN = """
+from agents import Agent
+from agents.testing import ScriptedModel, assistant_message
+from runplane_durable import Runner
+
+agent = Agent(name="a", model=ScriptedModel([[assistant_message("still works")]]))
+print(Runner.run_sync(agent, "hi").final_output)
+"""
+
+
+def test_a_broken_plugin_is_listed_and_warned_about_and_breaks_nothing_else(
+    tmp_path: Path,
+) -> None:
+    site = tmp_path / "site"
+    make_dist(
+        site,
+        "typo-runplane",
+        entry_points={"typo": "cli_typo_plugin"},
+        modules={"cli_typo_plugin": TYPO_PLUGIN},
+    )
+    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(site), ENV.get("PYTHONPATH", "")])}
+    try:
+        table = _run("backends", env=env)
+        listing = _run("backends", "--json", env=env)
+        # The durable run first: it creates the database that `runs list` then reads.
+        durable = subprocess.run(
+            [sys.executable, "-c", DURABLE_RUN],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
+            check=False,
+        )
+        runs = subprocess.run(
+            [*RUNPLANE, "runs", "list"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        forget_modules("cli_typo_plugin")
+    assert table.returncode == 0, table.stderr
+    flat = " ".join(table.stdout.split())
+    assert "typo-runplane" in flat
+    assert "broken" in flat
+    assert "runplane-openai" in flat  # the others are still listed
+    stderr = " ".join(table.stderr.split())
+    assert stderr.startswith("warning: runplane plugin 'typo'")  # one readable line, first
+    assert "warnings.warn" not in stderr  # not Python's source-line format
+    assert "typo-runplane" in stderr
+    assert "runplane_backend" in stderr
+    assert "Traceback" not in table.stderr
+    rows = {row["name"]: row for row in json.loads(listing.stdout)}
+    assert rows["openai"]["status"] == "ok"
+    assert rows["typo"]["status"] == "broken"
+    assert rows["typo"]["distribution"] == "typo-runplane"
+    assert "runplane_backend" in rows["typo"]["error"]
+    assert runs.returncode == 0, runs.stderr
+    assert "typo-runplane" in runs.stderr
+    assert durable.returncode == 0, durable.stderr
+    assert durable.stdout.strip() == "still works"
+    assert "BrokenPluginWarning" in durable.stderr  # a program sees the warning class
+    assert "typo-runplane" in durable.stderr
+
+
+def test_asking_for_a_broken_plugins_backend_raises_its_error(tmp_path: Path) -> None:
     make_dist(
         tmp_path,
         "broken-runplane",
         entry_points={"broken": "cli_broken_plugin"},
         modules={"cli_broken_plugin": "raise RuntimeError('half-installed')\n"},
     )
-    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(tmp_path), ENV.get("PYTHONPATH", "")])}
-    proc = _run("backends", env=env)
+    env = {
+        **ENV,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), ENV.get("PYTHONPATH", "")]),
+        "RUNPLANE_BACKEND": "broken",
+    }
+    program = "import runplane, agents\nrunplane.Runner.run_sync(agents.Agent(name='a'), 'x')\n"
+    proc = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     forget_modules("cli_broken_plugin")
-    assert proc.returncode == 2
-    stderr = " ".join(proc.stderr.split())
-    assert "broken-runplane" in stderr
-    assert "half-installed" in stderr
-    assert "Traceback" not in proc.stderr
+    assert proc.returncode == 1
+    assert "runplane.errors.PluginLoadError" in proc.stderr
+    assert "broken-runplane" in proc.stderr
+    assert "half-installed" in proc.stderr

@@ -10,15 +10,26 @@ import inspect
 
 import agents
 import pytest
+from agents.items import TResponseInputItem
+from agents.run_context import TContext
+from agents.run_error_handlers import RunErrorHandlers
 
 import runplane
 from runplane import RunnerBackend
 
 METHODS = ("run", "run_sync", "run_streamed")
+# runplane.protocol imports the SDK's types for type checkers only (so the CLI starts without the
+# SDK): its annotations are evaluated against the SDK's own names.
+SDK_NAMES = {
+    **vars(agents),
+    "TResponseInputItem": TResponseInputItem,
+    "TContext": TContext,
+    "RunErrorHandlers": RunErrorHandlers,
+}
 
 
 def _signature(obj: object, *, drop_self: bool) -> inspect.Signature:
-    sig = inspect.signature(obj, eval_str=True)  # type: ignore[arg-type]
+    sig = inspect.signature(obj, eval_str=True, locals=SDK_NAMES)  # type: ignore[arg-type]
     if drop_self:
         sig = sig.replace(parameters=list(sig.parameters.values())[1:])
     return sig

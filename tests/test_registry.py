@@ -12,6 +12,7 @@ import runplane
 from runplane import (
     BackendConflictError,
     BackendFactoryError,
+    BrokenPluginWarning,
     PluginLoadError,
     Registry,
     UnknownBackendError,
@@ -85,14 +86,49 @@ def test_plugin_that_fails_to_import_names_distribution_entry_point_and_cause(si
         modules={"broken_plugin": "import no_such_module_xyz\n"},
         group=GROUP,
     )
+    registry = Registry(GROUP)
+    with pytest.warns(BrokenPluginWarning, match="broken-runplane"):
+        assert registry.backends() == {}
     with pytest.raises(PluginLoadError) as info:
-        Registry(GROUP).backends()
+        registry.get("broken")  # its backend, asked for by its entry-point name
     message = str(info.value)
     assert "broken-runplane" in message
     assert "broken = broken_plugin" in message
     assert "no_such_module_xyz" in message
     assert "pip uninstall broken-runplane" in message
     assert isinstance(info.value.cause, ModuleNotFoundError)
+
+
+def test_broken_plugin_is_reported_and_never_takes_the_others_down(site: Path) -> None:
+    _good(site, "acme-runplane", "good_plugin", "acme")
+    make_dist(
+        site,
+        "broken-runplane",
+        entry_points={"broken": "broken_plugin"},
+        modules={"broken_plugin": "raise RuntimeError('half-installed')\n"},
+        group=GROUP,
+    )
+    registry = Registry(GROUP)
+    with pytest.warns(BrokenPluginWarning) as warned:
+        assert set(registry.backends()) == {"acme"}
+    text = str(warned[0].message)
+    assert "broken-runplane" in text
+    assert "RuntimeError: half-installed" in text
+    assert registry.get("acme") is registry.get("acme")  # the good backend works
+    [broken] = registry.broken()
+    assert (broken.name, broken.distribution, broken.version) == (
+        "broken",
+        "broken-runplane",
+        "1.0.0",
+    )
+    assert isinstance(broken.error.cause, RuntimeError)
+    # A name nobody provides: the broken plugin is named as a possible provider.
+    with pytest.raises(UnknownBackendError) as unknown:
+        registry.get("other")
+    assert "broken-runplane" in str(unknown.value)
+    assert "half-installed" in str(unknown.value)
+    assert "acme (from acme-runplane)" in str(unknown.value)
+    assert unknown.value.broken == (broken.error,)
 
 
 def test_two_plugins_claiming_one_name_is_an_error_naming_both(site: Path) -> None:
@@ -106,6 +142,7 @@ def test_two_plugins_claiming_one_name_is_an_error_naming_both(site: Path) -> No
 
 
 def test_misspelled_hook_is_an_error_not_a_silent_skip(site: Path) -> None:
+    _good(site, "acme-runplane", "good_plugin", "acme")
     make_dist(
         site,
         "typo-runplane",
@@ -121,8 +158,11 @@ def test_misspelled_hook_is_an_error_not_a_silent_skip(site: Path) -> None:
         },
         group=GROUP,
     )
+    registry = Registry(GROUP)
+    with pytest.warns(BrokenPluginWarning, match="typo-runplane.*runplane_backend"):
+        assert set(registry.backends()) == {"acme"}
     with pytest.raises(PluginLoadError) as info:
-        Registry(GROUP).backends()
+        registry.get("typo")
     assert "typo-runplane" in str(info.value)
     assert "runplane_backend" in str(info.value)
 
@@ -151,8 +191,11 @@ def test_hook_returning_garbage_names_the_plugin(site: Path, returned: str, expe
         },
         group=GROUP,
     )
+    registry = Registry(GROUP)
+    with pytest.warns(BrokenPluginWarning, match="bad-hook-runplane"):
+        assert registry.backends() == {}
     with pytest.raises(PluginLoadError, match=expected) as info:
-        Registry(GROUP).backends()
+        registry.get("bad")
     assert "bad-hook-runplane" in str(info.value)
 
 

@@ -78,6 +78,53 @@ def test_env_runner_reads_the_variable_at_call_time(
         Runner.run_sync(_agent("c"), "x")
 
 
+def test_unknown_name_from_the_environment_says_it_came_from_runplane_backend(
+    recording: RecordingBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runplane import Runner
+
+    monkeypatch.setenv("RUNPLANE_BACKEND", "nosuch")
+    with pytest.raises(runplane.UnknownBackendError) as info:
+        Runner.run_sync(_agent("c"), "x")
+    message = str(info.value)
+    assert "from the RUNPLANE_BACKEND environment variable: RUNPLANE_BACKEND='nosuch'" in message
+    assert info.value.source is not None
+    # A name written in code says nothing about the variable.
+    with pytest.raises(runplane.UnknownBackendError) as from_code:
+        runplane.runner("nosuch")
+    assert "RUNPLANE_BACKEND" not in str(from_code.value)
+
+
+def test_runplane_backend_with_surrounding_spaces_selects_the_backend(
+    recording: RecordingBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runplane import Runner
+
+    monkeypatch.setenv("RUNPLANE_BACKEND", "  rec \n")
+    assert Runner.selected_backend() == "rec"
+    Runner.run_sync(_agent("b"), "x")
+    assert [c[0] for c in recording.calls] == ["run_sync"]
+    monkeypatch.setenv("RUNPLANE_BACKEND", "   ")  # blank is unset: the default backend
+    assert Runner.selected_backend() == "openai"
+
+
+@pytest.mark.parametrize(
+    ("given", "meant"), [("REC", "rec"), ("Durable", "durable"), ("durabel", "durable")]
+)
+def test_runplane_backend_in_another_case_or_misspelled_suggests_the_installed_name(
+    recording: RecordingBackend, monkeypatch: pytest.MonkeyPatch, given: str, meant: str
+) -> None:
+    from runplane import Runner
+
+    monkeypatch.setenv("RUNPLANE_BACKEND", given)
+    with pytest.raises(runplane.UnknownBackendError) as info:
+        Runner.run_sync(_agent("c"), "x")
+    message = str(info.value)
+    assert f"RUNPLANE_BACKEND={given!r}" in message
+    assert f"Did you mean {meant!r}? Backend names are case-sensitive." in message
+    assert recording.calls == []
+
+
 def test_install_routes_unchanged_agents_runner_calls(recording: RecordingBackend) -> None:
     sdk_default = get_default_agent_runner()
     with runplane.install("rec") as installation:

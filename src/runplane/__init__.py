@@ -3,24 +3,34 @@
 from runplane import Runner              # backend from RUNPLANE_BACKEND (default "openai")
 Runner = runplane.runner("durable")      # backend by name
 runplane.install("durable")              # unchanged `agents.Runner` calls, process-wide
+
+Names that need the Agents SDK (the runner classes, `install`, `SyncDriver`) are imported on
+first use, so that importing runplane, or a plugin, or running a `runplane` command that runs no
+agent, does not pay for importing the SDK (about 1.4 s here; see bench/startup.py).
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     BackendConflictError,
     BackendFactoryError,
+    BrokenPluginWarning,
     PluginLoadError,
     RunplaneError,
     UnknownBackendError,
 )
-from .facade import DEFAULT_BACKEND, ENV_BACKEND, BackendRunner, Runner, runner
 from .hookspecs import hookimpl
-from .install import Installation, install, installed, sdk_runner, uninstall
 from .observe import RunInfo
 from .protocol import RunnerBackend
-from .registry import BackendEntry, Registry, default_registry
-from .sync import SyncDriver
+from .registry import BackendEntry, BrokenPlugin, Registry, default_registry
+
+if TYPE_CHECKING:
+    from .facade import DEFAULT_BACKEND, ENV_BACKEND, BackendRunner, Runner, runner
+    from .installation import Installation, install, installed, sdk_runner, uninstall
+    from .sync import SyncDriver
 
 __all__ = [
     "DEFAULT_BACKEND",
@@ -29,6 +39,8 @@ __all__ = [
     "BackendEntry",
     "BackendFactoryError",
     "BackendRunner",
+    "BrokenPlugin",
+    "BrokenPluginWarning",
     "Installation",
     "PluginLoadError",
     "Registry",
@@ -48,6 +60,34 @@ __all__ = [
     "sdk_runner",
     "uninstall",
 ]
+
+# Public name -> the module that defines it (each imports the SDK).
+_LAZY = {
+    "DEFAULT_BACKEND": "facade",
+    "ENV_BACKEND": "facade",
+    "BackendRunner": "facade",
+    "Runner": "facade",
+    "runner": "facade",
+    "Installation": "installation",
+    "install": "installation",
+    "installed": "installation",
+    "sdk_runner": "installation",
+    "uninstall": "installation",
+    "SyncDriver": "sync",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def backends() -> dict[str, BackendEntry]:

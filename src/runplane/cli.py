@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+import warnings
+from typing import Annotated, TextIO
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .errors import RunplaneError
-from .registry import Registry, default_registry
+from .errors import BrokenPluginWarning, RunplaneError
+from .registry import BrokenPlugin, Registry, default_registry
 
 __all__ = ["build_app", "main"]
 
@@ -34,8 +35,9 @@ def build_app(registry: Registry | None = None) -> typer.Typer:
     def backends_command(
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
-        """List installed backends: name, distribution, version."""
+        """List installed backends (name, distribution, version) and plugins that failed to load."""
         entries = sorted(reg.backends().values(), key=lambda e: e.name)
+        broken = sorted(reg.broken(), key=lambda b: b.name)
         if as_json:
             rows = [
                 {
@@ -43,19 +45,43 @@ def build_app(registry: Registry | None = None) -> typer.Typer:
                     "distribution": e.distribution,
                     "version": e.version,
                     "plugin": e.plugin,
+                    "status": "ok",
+                    "error": None,
                 }
                 for e in entries
+            ]
+            rows += [
+                {
+                    "name": b.name,
+                    "distribution": b.distribution,
+                    "version": b.version,
+                    "plugin": b.name,
+                    "status": "broken",
+                    "error": _cause(b),
+                }
+                for b in broken
             ]
             typer.echo(json.dumps(rows, indent=2))
             return
         table = Table(title="runplane backends")
-        for column in ("name", "distribution", "version"):
-            table.add_column(column)
+        for column in ("name", "distribution", "version", "status"):
+            table.add_column(column, overflow="fold")
         for e in entries:
-            table.add_row(e.name, e.distribution, e.version or "-")
+            table.add_row(e.name, e.distribution, e.version or "-", "ok")
+        for b in broken:
+            table.add_row(
+                escape(b.name),
+                escape(b.distribution),
+                b.version or "-",
+                escape(f"broken: {_cause(b)}"),
+            )
         Console().print(table)
-        if not entries:
+        if not entries and not broken:
             err_console.print("No backends installed: `pip install runplane-openai`.")
+        for b in broken:
+            err_console.print(
+                f"[bold red]broken plugin:[/] {escape(str(b.error))}", highlight=False
+            )
 
     from .localmodel.cli import build_model_app
 
@@ -64,8 +90,32 @@ def build_app(registry: Registry | None = None) -> typer.Typer:
     return app
 
 
+def _cause(plugin: BrokenPlugin) -> str:
+    cause = plugin.error.cause
+    return f"{type(cause).__name__}: {cause}"
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """A broken plugin as one readable line on stderr, not Python's source-line format."""
+    if issubclass(category, BrokenPluginWarning):
+        err_console.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: runplane's own errors become a message and exit code 2."""
+    warnings.showwarning = _show_warning
     try:
         app = build_app()
         app(args=argv, prog_name="runplane", standalone_mode=True)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Sequence
+
 __all__ = [
     "BackendConflictError",
     "BackendFactoryError",
+    "BrokenPluginWarning",
     "PluginLoadError",
     "RunplaneError",
     "UnknownBackendError",
@@ -16,21 +20,63 @@ class RunplaneError(Exception):
 
 
 class UnknownBackendError(RunplaneError, LookupError):
-    """A backend name that no installed plugin provides."""
+    """A backend name that no installed plugin provides.
 
-    def __init__(self, name: str, installed: dict[str, str]) -> None:
+    `source` says where the name came from when the caller did not write it in code (the
+    RUNPLANE_BACKEND variable); `broken` lists plugins that failed to load, any of which may be
+    the one that would have provided it.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        installed: dict[str, str],
+        *,
+        source: str | None = None,
+        broken: Sequence[PluginLoadError] = (),
+    ) -> None:
         self.name = name
         self.installed = dict(installed)
+        self.source = source
+        self.broken = tuple(broken)
+        parts = [f"Unknown runplane backend {name!r}" + (f" (from {source})." if source else ".")]
+        close = _close_names(name, list(installed))
+        if close:
+            parts.append(
+                f"Did you mean {' or '.join(repr(n) for n in close)}? Backend names are "
+                "case-sensitive."
+            )
         if installed:
             listing = ", ".join(f"{n} (from {d})" for n, d in sorted(installed.items()))
-            hint = f"Installed backends: {listing}."
-        else:
-            hint = "No backends are installed; `pip install runplane-openai` gives the direct one."
-        super().__init__(
-            f"Unknown runplane backend {name!r}. {hint} "
+            parts.append(f"Installed backends: {listing}.")
+        elif not self.broken:
+            parts.append(
+                "No backends are installed; `pip install runplane-openai` gives the direct one."
+            )
+        if self.broken:
+            listing = "; ".join(
+                f"{b.distribution} (entry point {b.entry_point!r}: {type(b.cause).__name__}: "
+                f"{b.cause})"
+                for b in self.broken
+            )
+            parts.append(
+                f"These plugins failed to load and may provide it: {listing}. Fix or uninstall "
+                "them (`runplane backends` lists them)."
+            )
+        parts.append(
             "A backend is installed by a distribution that declares it in the `runplane` "
             "entry-point group (see docs/writing-a-backend.md)."
         )
+        super().__init__(" ".join(parts))
+
+
+def _close_names(name: str, known: list[str]) -> list[str]:
+    """Installed names a typo or a different case of `name` most likely meant."""
+    folded = {n.casefold(): n for n in known}
+    if name.casefold() in folded:
+        return [folded[name.casefold()]]
+    matches = difflib.get_close_matches(name.casefold(), list(folded), n=2, cutoff=0.75)
+    return [folded[m] for m in matches]
 
 
 class PluginLoadError(RunplaneError, ImportError):
@@ -45,6 +91,10 @@ class PluginLoadError(RunplaneError, ImportError):
             f"{type(cause).__name__}: {cause}. Fix or uninstall that distribution "
             f"(`pip uninstall {distribution}`)."
         )
+
+
+class BrokenPluginWarning(RuntimeWarning):
+    """A plugin failed to load; the others still work, and its backend raises when asked for."""
 
 
 class BackendConflictError(RunplaneError):

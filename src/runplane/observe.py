@@ -12,11 +12,12 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
-from agents import Agent, RunResultStreaming
-from agents.result import RunResultBase
-from agents.stream_events import StreamEvent
+if TYPE_CHECKING:  # for type checkers only: observer plugins import RunInfo without the SDK
+    from agents import Agent, RunResultStreaming
+    from agents.result import RunResultBase
+    from agents.stream_events import StreamEvent
 
 __all__ = ["RunInfo", "RunObservation"]
 
@@ -25,7 +26,11 @@ Mode = Literal["run", "run_sync", "run_streamed"]
 
 @dataclass(frozen=True)
 class RunInfo:
-    """What an observer learns about a run when it starts."""
+    """What an observer learns about a run when it starts.
+
+    `run_id` is the backend's own id for the run when the backend reserves one (the durable
+    backend's run id, as `runplane runs show` prints it), else a random hex unique to this run.
+    """
 
     backend: str
     agent_name: str
@@ -43,11 +48,18 @@ class RunObservation:
 
     __slots__ = ("_finished", "_hook", "info")
 
-    def __init__(self, hook: Any, backend: str, agent: Agent[Any], mode: Mode) -> None:
+    def __init__(
+        self, hook: Any, backend: str, agent: Agent[Any], mode: Mode, run_id: str | None = None
+    ) -> None:
         self._hook = hook
         self._finished = False
         # getattr: agents.Runner passes whatever it is given through; so must we.
-        self.info = RunInfo(backend=backend, agent_name=getattr(agent, "name", ""), mode=mode)
+        agent_name = getattr(agent, "name", "")
+        self.info = (
+            RunInfo(backend=backend, agent_name=agent_name, mode=mode)
+            if run_id is None  # the backend names no id: a random one, unique per run
+            else RunInfo(backend=backend, agent_name=agent_name, mode=mode, run_id=run_id)
+        )
 
     def start(self) -> None:
         if self._hook.runplane_run_started.get_hookimpls():
@@ -76,7 +88,7 @@ class RunObservation:
                 # aclosing: closing this stream closes the SDK's at once, in this task, so its
                 # cleanup errors surface to the caller as they would without observers.
                 async with contextlib.aclosing(
-                    cast(AsyncGenerator[StreamEvent, None], original())
+                    cast("AsyncGenerator[StreamEvent, None]", original())
                 ) as events:
                     async for event in events:
                         hook.runplane_stream_event(run=info, event=event)

@@ -2,20 +2,39 @@
 
 The parameters, defaults, keyword-only markers and return types are copied from the pinned SDK on
 purpose: `tests/test_protocol.py` compares them with `inspect.signature`, so an SDK upgrade that
-changes `agents.Runner` fails loudly instead of drifting.
+changes `agents.Runner` fails loudly instead of drifting. The SDK's types are imported for type
+checkers only: the registry and the CLI import this module, and a command that runs no agent must
+not pay for importing the SDK (`max_turns`' default is the SDK's DEFAULT_MAX_TURNS, checked by
+that same test).
+
+One method is optional, so the facade asks for it with `reserved_run_id(backend)`:
+`reserve_run_id()` returns a context manager yielding the id the run started inside it will have,
+which observers then see as `RunInfo.run_id`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from agents import Agent, RunConfig, RunHooks, RunResult, RunResultStreaming, RunState, Session
-from agents.items import TResponseInputItem
-from agents.run import DEFAULT_MAX_TURNS
-from agents.run_context import TContext
-from agents.run_error_handlers import RunErrorHandlers
+if TYPE_CHECKING:
+    from agents import (
+        Agent,
+        RunConfig,
+        RunHooks,
+        RunResult,
+        RunResultStreaming,
+        RunState,
+        Session,
+    )
+    from agents.items import TResponseInputItem
+    from agents.run_context import TContext
+    from agents.run_error_handlers import RunErrorHandlers
 
-__all__ = ["RunnerBackend"]
+__all__ = ["DEFAULT_MAX_TURNS", "RunIdReserving", "RunnerBackend", "reserved_run_id"]
+
+DEFAULT_MAX_TURNS = 10  # agents.run.DEFAULT_MAX_TURNS of the pinned SDK
 
 
 @runtime_checkable
@@ -69,3 +88,26 @@ class RunnerBackend(Protocol):
         *,
         error_handlers: RunErrorHandlers[TContext] | None = None,
     ) -> RunResultStreaming: ...
+
+
+@runtime_checkable
+class RunIdReserving(Protocol):
+    """The optional part of the contract: a backend that names its runs says so up front.
+
+    `reserve_run_id()` is entered by the facade just before it starts observing a run and left
+    once the backend's entry point has returned (for `run_streamed`, once the stream object
+    exists). It yields the id the run started inside it will have, so observers and the backend's
+    own records (the durable journal) name the run alike; it must not start anything.
+    """
+
+    def reserve_run_id(self) -> contextlib.AbstractContextManager[str]: ...
+
+
+@contextlib.contextmanager
+def reserved_run_id(backend: object) -> Iterator[str | None]:
+    """The backend's id for the run about to start inside this block, or None if it names none."""
+    if not isinstance(backend, RunIdReserving):
+        yield None
+        return
+    with backend.reserve_run_id() as run_id:
+        yield run_id

@@ -1,13 +1,17 @@
 """Backends discovered as pluggy plugins from the `runplane` entry-point group.
 
-Loading is explicit and loud: a plugin that fails to import, a hook that returns garbage, or two
-plugins claiming one backend name each raise an error naming the distributions involved. Nothing is
-skipped silently, because a silently missing backend turns into a confusing "unknown backend" later.
+Loading is loud but contained: a plugin that fails to import, misspells a hook or whose
+`runplane_backends` returns garbage is reported at once (a `BrokenPluginWarning` naming its
+distribution and the cause), listed as broken by `runplane backends`, and its `PluginLoadError` is
+raised when its backend is asked for. The other plugins keep working: one bad distribution in an
+environment must not take down every backend and the CLI with it. Two plugins claiming one backend
+name still raise `BackendConflictError`.
 """
 
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -19,12 +23,14 @@ from . import hookspecs
 from .errors import (
     BackendConflictError,
     BackendFactoryError,
+    BrokenPluginWarning,
     PluginLoadError,
+    RunplaneError,
     UnknownBackendError,
 )
 from .protocol import RunnerBackend
 
-__all__ = ["ENTRY_POINT_GROUP", "BackendEntry", "Registry", "default_registry"]
+__all__ = ["ENTRY_POINT_GROUP", "BackendEntry", "BrokenPlugin", "Registry", "default_registry"]
 
 ENTRY_POINT_GROUP = "runplane"
 IN_PROCESS = "<in-process>"
@@ -40,6 +46,16 @@ class BackendEntry:
     plugin: str
     factory: Callable[[], RunnerBackend]
     registered_as: str = ""
+
+
+@dataclass(frozen=True)
+class BrokenPlugin:
+    """A plugin that failed to load: listed, warned about, and raised when its backend is asked."""
+
+    name: str  # its entry-point name, by convention the name of the backend it provides
+    distribution: str
+    version: str
+    error: PluginLoadError
 
 
 @dataclass(frozen=True)
@@ -59,6 +75,7 @@ class Registry:
         self._origins: dict[str, _Origin] = {}
         self._entry_points_loaded = False
         self._backends: dict[str, BackendEntry] | None = None
+        self._broken: dict[str, BrokenPlugin] = {}  # plugin registration name -> why
         # name -> (plugin registration, instance); unregistering a plugin drops its instances,
         # so replacing a plugin never leaves a stale backend behind.
         self._instances: dict[str, tuple[str, RunnerBackend]] = {}
@@ -71,7 +88,7 @@ class Registry:
         return self.plugin_manager.hook
 
     def load(self) -> None:
-        """Import every entry point of the group once; raise on the first that fails."""
+        """Import every entry point of the group once; one that fails is recorded and warned of."""
         with self._lock:
             if self._entry_points_loaded:
                 return
@@ -84,16 +101,41 @@ class Registry:
                 if key in seen:  # the same distribution found twice on sys.path
                     continue
                 seen.add(key)
+                plugin_name = f"{dist_name}:{ep.name}"
+                origin = _Origin(dist_name, version, ep.name)
                 try:
                     plugin = ep.load()
                 except Exception as exc:
-                    raise PluginLoadError(
+                    error = PluginLoadError(
                         distribution=dist_name, entry_point=f"{ep.name} = {ep.value}", cause=exc
-                    ) from exc
-                self._register(
-                    plugin, f"{dist_name}:{ep.name}", _Origin(dist_name, version, ep.name)
-                )
+                    )
+                    error.__cause__ = exc
+                    self._mark_broken(plugin_name, origin, error)
+                    continue
+                try:
+                    self._register(plugin, plugin_name, origin)
+                except PluginLoadError as error:
+                    self._mark_broken(plugin_name, origin, error)
             self._entry_points_loaded = True
+
+    def _mark_broken(self, plugin_name: str, origin: _Origin, error: PluginLoadError) -> None:
+        self._broken[plugin_name] = BrokenPlugin(
+            origin.plugin, origin.distribution, origin.version, error
+        )
+        # A warning rather than a log record: it is shown without any logging configured, once
+        # per message, and `-W error::runplane.BrokenPluginWarning` turns it into a failure in CI.
+        warnings.warn(
+            f"{error} Other runplane backends still work; backend {origin.plugin!r} raises this "
+            "error when asked for.",
+            BrokenPluginWarning,
+            stacklevel=2,
+        )
+
+    def broken(self) -> list[BrokenPlugin]:
+        """Every plugin that failed to load, with its error (listed by `runplane backends`)."""
+        with self._lock:
+            self.backends()
+            return list(self._broken.values())
 
     def register(self, plugin: object, *, name: str | None = None) -> str:
         """Register a plugin from code, as if a distribution had declared it.
@@ -113,6 +155,7 @@ class Registry:
             if plugin is None:
                 raise KeyError(f"no runplane plugin named {name!r} is registered")
             self._origins.pop(name, None)
+            self._broken.pop(name, None)
             for backend_name, (owner, _) in list(self._instances.items()):
                 if owner == name:
                     del self._instances[backend_name]
@@ -155,30 +198,13 @@ class Registry:
             plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
             origin = self._origins.get(plugin_name, _Origin(IN_PROCESS, "", plugin_name))
             try:
-                provided = impl.function()
-            except Exception as exc:
-                raise PluginLoadError(
-                    distribution=origin.distribution, entry_point=origin.plugin, cause=exc
-                ) from exc
-            if not isinstance(provided, Mapping):
-                raise PluginLoadError(
-                    distribution=origin.distribution,
-                    entry_point=origin.plugin,
-                    cause=TypeError(
-                        "runplane_backends() must return a mapping of backend name to factory, "
-                        f"got {type(provided).__name__}"
-                    ),
-                )
+                provided = _provided(impl.function, origin)
+            except PluginLoadError as error:
+                if origin.distribution == IN_PROCESS:
+                    raise  # registered from code: the caller's own bug, reported to the caller
+                self._mark_broken(plugin_name, origin, error)
+                continue
             for backend_name, factory in provided.items():
-                if not isinstance(backend_name, str) or not backend_name or not callable(factory):
-                    raise PluginLoadError(
-                        distribution=origin.distribution,
-                        entry_point=origin.plugin,
-                        cause=TypeError(
-                            "runplane_backends() entries must be non-empty str -> zero-argument "
-                            f"callable, got {backend_name!r} -> {factory!r}"
-                        ),
-                    )
                 if backend_name in found:
                     other = found[backend_name]
                     raise BackendConflictError(
@@ -196,24 +222,36 @@ class Registry:
                 )
         return found
 
-    def entry(self, name: str) -> BackendEntry:
-        """The entry for `name`; an unknown name lists what is installed."""
+    def entry(self, name: str, *, source: str | None = None) -> BackendEntry:
+        """The entry for `name`; an unknown name lists what is installed and what is broken.
+
+        A broken plugin whose entry-point name is `name` raises its own `PluginLoadError`.
+        `source` says where the name came from, for the error message.
+        """
         backends = self.backends()
         try:
             return backends[name]
         except KeyError:
-            installed = {n: e.distribution for n, e in backends.items()}
-            raise UnknownBackendError(name, installed) from None
+            pass
+        with self._lock:
+            broken = list(self._broken.values())
+        for plugin in broken:
+            if plugin.name == name:
+                raise plugin.error
+        installed = {n: e.distribution for n, e in backends.items()}
+        raise UnknownBackendError(name, installed, source=source, broken=[b.error for b in broken])
 
-    def get(self, name: str) -> RunnerBackend:
+    def get(self, name: str, *, source: str | None = None) -> RunnerBackend:
         """The backend instance for `name`, created on first use and kept for the process."""
         with self._lock:
-            entry = self.entry(name)
+            entry = self.entry(name, source=source)
             cached = self._instances.get(name)
             if cached is not None and cached[0] == entry.registered_as:
                 return cached[1]
             try:
                 instance = entry.factory()
+            except RunplaneError:
+                raise  # already says what is wrong and what to do (a SettingsError, say)
             except Exception as exc:
                 raise BackendFactoryError(
                     name, entry.distribution, f"its factory raised {type(exc).__name__}: {exc}"
@@ -227,6 +265,38 @@ class Registry:
                 )
             self._instances[name] = (entry.registered_as, instance)
             return instance
+
+
+def _provided(
+    hook: Callable[[], object], origin: _Origin
+) -> Mapping[str, Callable[[], RunnerBackend]]:
+    """What one plugin's `runplane_backends()` returns, checked; PluginLoadError if garbage."""
+    try:
+        provided = hook()
+    except Exception as exc:
+        raise PluginLoadError(
+            distribution=origin.distribution, entry_point=origin.plugin, cause=exc
+        ) from exc
+    if not isinstance(provided, Mapping):
+        raise PluginLoadError(
+            distribution=origin.distribution,
+            entry_point=origin.plugin,
+            cause=TypeError(
+                "runplane_backends() must return a mapping of backend name to factory, "
+                f"got {type(provided).__name__}"
+            ),
+        )
+    for backend_name, factory in provided.items():
+        if not isinstance(backend_name, str) or not backend_name or not callable(factory):
+            raise PluginLoadError(
+                distribution=origin.distribution,
+                entry_point=origin.plugin,
+                cause=TypeError(
+                    "runplane_backends() entries must be non-empty str -> zero-argument "
+                    f"callable, got {backend_name!r} -> {factory!r}"
+                ),
+            )
+    return provided
 
 
 _default: Registry | None = None

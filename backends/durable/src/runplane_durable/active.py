@@ -16,8 +16,8 @@ from typing import Any
 
 from runplane import RunnerBackend
 
+from . import lazy_errors as errors
 from .engine import RunSession
-from .errors import ReplayDivergenceError
 from .records import JournalRecord
 
 __all__ = ["ACTIVE", "NAMED_RUN_ID", "PARTS", "TOOL_OF", "ActiveRun", "ModelRequest"]
@@ -77,7 +77,7 @@ class ActiveRun:
         assert self._session is not None
         if self.model_ordinal >= len(self._models):
             if self._session.read_only:
-                raise ReplayDivergenceError(
+                raise errors.ReplayDivergenceError(
                     f"run {self._session.record.id!r} is finished, but replaying it asked for "
                     f"model call #{self.model_ordinal + 1} ({request.describe}), which it never "
                     "made. The program's agents or tools changed since the run; start a new run "
@@ -88,7 +88,7 @@ class ActiveRun:
         parts = entry.payload.get("parts")
         expected = request.fingerprint if parts is not None else request.legacy()
         if entry.fingerprint != expected:
-            raise ReplayDivergenceError(
+            raise errors.ReplayDivergenceError(
                 f"replay of run {self._session.record.id!r} diverged at model call "
                 f"#{self.model_ordinal + 1}: the journal recorded a request for "
                 f"{entry.payload.get('describe', '?')}, but the program now asks "
@@ -101,7 +101,7 @@ class ActiveRun:
     def recorded_tool(self, key: str) -> JournalRecord | None:
         entry = self._tools.get(key)
         if entry is None and self._session is not None and self._session.read_only:
-            raise ReplayDivergenceError(
+            raise errors.ReplayDivergenceError(
                 f"run {self._session.record.id!r} is finished, but replaying it ran tool call "
                 f"{key!r}, which it never made. The program changed since the run; start a new "
                 "run id."

@@ -27,7 +27,7 @@ from . import intercept
 from .active import ACTIVE, NAMED_RUN_ID, REQUESTED_RUN_ID, ActiveRun
 from .engine import Engine, RunSession
 from .errors import JournalSerializationError, RunLeasedError
-from .identity import check_agent_name, take_requested_run_id, tool_key
+from .identity import check_agent_name, reserve_run_id, take_requested_run_id, tool_key
 from .local import LocalEngine
 from .records import RunRecord, RunSpec
 from .sdk_internals import stream_error
@@ -206,6 +206,10 @@ class DurableBackend:
         )
         _watch_stream(result, settled, stream)
         return result
+
+    def reserve_run_id(self) -> contextlib.AbstractContextManager[str]:
+        """The durable id of the run started inside (so observers' RunInfo.run_id matches it)."""
+        return reserve_run_id()
 
     # -- durable execution ----------------------------------------------------------------------
 

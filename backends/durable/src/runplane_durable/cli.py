@@ -8,7 +8,7 @@ import json
 import time
 from collections import Counter
 from datetime import datetime, timezone
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -16,12 +16,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .errors import RunNotFoundError
+from . import lazy_errors as errors
 from .identity import tool_key
-from .local import LocalEngine
 from .records import EventRecord, JournalRecord, RunRecord
 from .states import STATES, STATUSES, Holder, State, run_state, status_of, tools_in_flight
-from .store.database import ENV_DATABASE_URL, describe
+from .store.failures import describe
+from .store.settings import ENV_DATABASE_URL
+
+if TYPE_CHECKING:
+    from .local import LocalEngine
+
+# The database layer (`local`, SQLAlchemy) is imported by the commands that read it, not here:
+# `runplane --help` imports this module. Nothing here imports the Agents SDK.
 
 __all__ = ["demo", "plain_value", "runs_app", "short_ids"]
 
@@ -91,6 +97,8 @@ def _run_json(run: RunRecord, state: State) -> dict[str, Any]:
 
 def _engine(db: str | None) -> LocalEngine:
     """Looking at runs never creates or writes anything."""
+    from .local import LocalEngine
+
     return LocalEngine(db, read_only=True)
 
 
@@ -399,7 +407,7 @@ async def _show(db: str | None, run_id: str) -> tuple[str, RunRecord, list[Event
     try:
         try:
             run = await engine.get_run(run_id)
-        except RunNotFoundError:
+        except errors.RunNotFoundError:
             if "…" not in run_id:
                 raise
             run = await _shortened(engine, run_id)
@@ -422,7 +430,7 @@ async def _shortened(engine: LocalEngine, shown: str) -> RunRecord:
     if len(fits) == 1:
         return fits[0]
     which = "no run" if not fits else f"{len(fits)} runs"
-    raise RunNotFoundError(
+    raise errors.RunNotFoundError(
         f"{which} in the {describe(engine.url)} has an id that starts with {head!r} and ends "
         f"with {tail!r}; `runplane runs list --json` shows the ids whole."
     )

@@ -13,8 +13,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from . import lazy_errors as errors
 from .active import LAST_RUN_ID, NAMED_RUN_ID, REQUESTED_RUN_ID
-from .errors import UnstorableNameError
 
 __all__ = [
     "MAX_AGENT_NAME",
@@ -25,6 +25,7 @@ __all__ = [
     "last_run_id",
     "nested_run_id",
     "new_run_id",
+    "reserve_run_id",
     "run_id",
     "take_requested_run_id",
     "tool_key",
@@ -61,7 +62,7 @@ def check_run_id(value: object) -> str:
     elif (reason := _unstorable(value)) is not None:
         why = f"this run id cannot be stored: {reason}"
     if why is not None:
-        raise UnstorableNameError(f"{why}, got {_shown(value)}")
+        raise errors.UnstorableNameError(f"{why}, got {_shown(value)}")
     assert isinstance(value, str)
     return value
 
@@ -72,7 +73,7 @@ def check_agent_name(name: str) -> str:
     if why is None and len(name) > MAX_AGENT_NAME:
         why = f"it is longer than {MAX_AGENT_NAME} characters"
     if why is not None:
-        raise UnstorableNameError(
+        raise errors.UnstorableNameError(
             f"a durable run cannot start with agent {_shown(name)}: {why}. Rename the agent."
         )
     return name
@@ -141,6 +142,22 @@ def run_id(value: str | None = None) -> Iterator[str]:
         yield chosen
     finally:
         NAMED_RUN_ID.reset(named)
+        REQUESTED_RUN_ID.reset(token)
+
+
+@contextmanager
+def reserve_run_id() -> Iterator[str]:
+    """Fix now the id of the run started next in this context: the requested one, the next id
+    of a tool call's nested runs, or a new one.
+
+    For observers (`RunnerBackend.reserve_run_id`): the run started inside gets this very id.
+    Whether the id counts as one the program chose (NAMED_RUN_ID) is left as it was.
+    """
+    chosen = take_requested_run_id()
+    token = REQUESTED_RUN_ID.set(chosen)
+    try:
+        yield chosen
+    finally:
         REQUESTED_RUN_ID.reset(token)
 
 

@@ -11,8 +11,8 @@ from typing import Any, TypeVar, get_args
 
 from sqlalchemy.engine import Connection
 
+from . import lazy_errors as errors
 from .attempts import REASONS, Attempt, next_number, unended
-from .errors import DatabaseError, RunInputMismatchError, RunLeasedError, RunNotFoundError
 from .identity import check_run_id
 from .owner import current_owner, owner_is_dead, retire
 from .records import (
@@ -94,7 +94,7 @@ class LocalEngine:
                 f" Passed over {path}: another user could have put it there."
                 for path in passed_over(where.searched)
             )
-            raise DatabaseError(
+            raise errors.DatabaseError(
                 f"no runplane database here (looked for {DEFAULT_DIR}/{DEFAULT_FILE} in "
                 f"{looked}); nothing was created. Run a durable program in this directory or "
                 f"one above it first, or name the database with --db or {ENV_DATABASE_URL}."
@@ -103,14 +103,14 @@ class LocalEngine:
         path = where.sqlite_path
         if path is not None and not path.is_file():
             named = {"environment": f" (from {ENV_DATABASE_URL})"}.get(where.source, "")
-            raise DatabaseError(
+            raise errors.DatabaseError(
                 f"no SQLite database at {path}{named}; nothing was created. Check the path "
                 "(without one, the nearest .runplane/runplane.db is used)."
             )
 
     async def open_run(self, spec: RunSpec, *, lease_seconds: float) -> LocalRunSession:
         if self.read_only:
-            raise DatabaseError(
+            raise errors.DatabaseError(
                 f"this LocalEngine opened the {describe(self.url)} read-only (read_only=True); "
                 "runs execute on an engine made without it."
             )
@@ -129,7 +129,7 @@ class LocalEngine:
         for run_id, (owner, ended) in list(self._unreleased.items()):
             try:
                 await tx.call(sql.release, run_id, owner, ended)
-            except DatabaseError:
+            except errors.DatabaseError:
                 log.warning("run %s still holds a lease this process could not give back", run_id)
                 return
             self._unreleased.pop(run_id, None)
@@ -204,7 +204,7 @@ class LocalEngine:
     async def get_run(self, run_id: str) -> RunRecord:
         record = await self.database.call(sql.get_run, check_run_id(run_id))
         if record is None:
-            raise RunNotFoundError(
+            raise errors.RunNotFoundError(
                 f"no run {run_id!r} in the {describe(self.url)}; `runplane runs list` shows "
                 "the runs there."
             )
@@ -231,7 +231,7 @@ class LocalEngine:
     async def dispose(self) -> None:
         if self._db is not None:
             if self._unreleased:
-                with contextlib.suppress(DatabaseError):
+                with contextlib.suppress(errors.DatabaseError):
                     await self._release_left_over(await self._db.transactions())
             await self._db.dispose()
 
@@ -251,21 +251,23 @@ def _claim_sync(
     """
     row = sql.get_run(conn, spec.run_id)
     if row is None:  # deleted between the insert that found it and now: a new run after all
-        raise RunNotFoundError(f"run {spec.run_id!r} vanished while it was being opened; retry")
+        raise errors.RunNotFoundError(
+            f"run {spec.run_id!r} vanished while it was being opened; retry"
+        )
     if row.agent_name != spec.agent_name:
-        raise RunInputMismatchError(
+        raise errors.RunInputMismatchError(
             f"run {spec.run_id!r} was started with agent {row.agent_name!r}, not "
             f"{spec.agent_name!r}; a run id names one run. Use a new run id, or resume it "
             f"with agent {row.agent_name!r} (`runplane runs show {spec.run_id}`)."
         )
     if row.input_fingerprint != spec.input_fingerprint:
-        raise RunInputMismatchError(
+        raise errors.RunInputMismatchError(
             f"run {spec.run_id!r} was started with a different input; a run id names one "
             "run. Use a new run id, or resume it with the same input "
             f"(`runplane runs show {spec.run_id}` shows it)."
         )
     if row.status == "cancelled":
-        raise RunInputMismatchError(
+        raise errors.RunInputMismatchError(
             f"run {spec.run_id!r} was cancelled; it cannot be resumed. Use a new run id."
         )
     if row.status == "completed":
@@ -291,7 +293,7 @@ def _claim_sync(
     claimed = sql.claim(conn, spec.run_id, owner, lease_seconds, dead, attempt_events)
     if claimed is None:
         expires = row.lease_expires_at or time.time()
-        raise RunLeasedError(
+        raise errors.RunLeasedError(
             f"run {spec.run_id!r} is being executed by {holder} (lease valid for "
             f"another {max(0.0, expires - time.time()):.0f} s); one run never "
             "executes twice at once. Wait for that process to finish, or for its "
@@ -374,8 +376,8 @@ class LocalRunSession:
         if not task.cancelled():
             task.exception()  # kept in self._failure; retrieved here so asyncio does not log it
 
-    def _lost_lease(self) -> RunLeasedError:
-        return RunLeasedError(
+    def _lost_lease(self) -> errors.RunLeasedError:
+        return errors.RunLeasedError(
             f"run {self.run_id!r} was taken over by another process while this one ran it "
             "(its lease expired: was this process stalled?). This process stops here; the "
             "other one continues the run from its journal."

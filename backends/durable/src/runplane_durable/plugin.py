@@ -6,17 +6,24 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import runplane
-from runplane import RunnerBackend
 
 if TYPE_CHECKING:
     import typer
 
+    from runplane import RunnerBackend
+
+
+def _durable() -> RunnerBackend:
+    # Imported when the backend is first asked for: listing backends (`runplane backends`) and
+    # the `runs` commands never import the Agents SDK, which the backend needs.
+    from .backend import DurableBackend
+
+    return DurableBackend()
+
 
 @runplane.hookimpl
 def runplane_backends() -> Mapping[str, Callable[[], RunnerBackend]]:
-    from .backend import DurableBackend
-
-    return {"durable": DurableBackend}
+    return {"durable": _durable}
 
 
 @runplane.hookimpl

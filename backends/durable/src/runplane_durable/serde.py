@@ -9,19 +9,23 @@ are accepted; anything else raises `JournalSerializationError` before the run mo
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
 import re
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic
 import pydantic_core
-from agents.items import ModelResponse, TResponseStreamEvent
 
-from .errors import JournalSerializationError
+if TYPE_CHECKING:  # the SDK is imported when a model response is first (de)serialized, not here:
+    # the CLI reads the store, which uses this module, without importing the SDK
+    from agents.items import ModelResponse, TResponseStreamEvent
+
+from . import lazy_errors as errors
 
 __all__ = [
     "dump_display",
@@ -38,8 +42,21 @@ __all__ = [
     "type_name",
 ]
 
-_MODEL_RESPONSE = pydantic.TypeAdapter(ModelResponse)
-_STREAM_EVENTS = pydantic.TypeAdapter(list[TResponseStreamEvent])
+
+@functools.cache
+def _model_response() -> pydantic.TypeAdapter[ModelResponse]:
+    from agents.items import ModelResponse
+
+    return pydantic.TypeAdapter(ModelResponse)
+
+
+@functools.cache
+def _stream_events() -> pydantic.TypeAdapter[list[TResponseStreamEvent]]:
+    from agents.items import TResponseStreamEvent
+
+    return pydantic.TypeAdapter(list[TResponseStreamEvent])
+
+
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -80,19 +97,19 @@ def load_json(text: str) -> Any:
 def dump_model_response(response: ModelResponse) -> Any:
     # exclude_unset: the SDK renders items with exclude_unset, so a replayed item must not
     # gain fields the live one never set (it would change the next request).
-    return _MODEL_RESPONSE.dump_python(response, mode="json", exclude_unset=True)
+    return _model_response().dump_python(response, mode="json", exclude_unset=True)
 
 
 def load_model_response(data: Any) -> ModelResponse:
-    return _MODEL_RESPONSE.validate_python(data)
+    return _model_response().validate_python(data)
 
 
 def dump_stream_events(events: Sequence[TResponseStreamEvent]) -> Any:
-    return _STREAM_EVENTS.dump_python(list(events), mode="json", exclude_unset=True)
+    return _stream_events().dump_python(list(events), mode="json", exclude_unset=True)
 
 
 def load_stream_events(data: Any) -> list[TResponseStreamEvent]:
-    return _STREAM_EVENTS.validate_python(data)
+    return _stream_events().validate_python(data)
 
 
 def _is_plain_json(value: Any) -> bool:
@@ -175,7 +192,7 @@ def dump_display(value: Any) -> Any:
     """
     try:
         return dump_value(value, what="the final output")
-    except JournalSerializationError:
+    except errors.JournalSerializationError:
         pass
     try:
         data = pydantic_core.to_jsonable_python(value, serialize_unknown=True)
@@ -199,7 +216,7 @@ def load_value(data: Any) -> Any:
     # import, so a tampered database cannot make this process run a module's top-level code.
     module = sys.modules.get(module_name)
     if module is None:
-        raise JournalSerializationError(
+        raise errors.JournalSerializationError(
             f"the journal holds a {data['type']} value, but module {module_name!r} is not "
             "imported in this process; import the module that defines it before resuming the run"
         )
@@ -209,9 +226,9 @@ def load_value(data: Any) -> Any:
     return _adapter(cls).validate_python(data["data"])
 
 
-def _unserializable(value: Any, what: str, path: str, why: str) -> JournalSerializationError:
+def _unserializable(value: Any, what: str, path: str, why: str) -> errors.JournalSerializationError:
     leaf = type_name(type(value))
-    return JournalSerializationError(
+    return errors.JournalSerializationError(
         f"{what} returned a value the durable journal cannot store exactly: {path}: {leaf} "
         f"({why}). Return a str, JSON-compatible data (dict, list, numbers), a pydantic model or "
         "a dataclass of those (a datetime as its .isoformat(), say). Everything journaled so "

@@ -5,8 +5,12 @@ from collections.abc import Callable, Mapping
 import runplane
 
 
+def make_backend() -> runplane.RunnerBackend:
+    from .backend import DeadlineBackend  # imported when the backend is first asked for
+
+    return DeadlineBackend()
+
+
 @runplane.hookimpl
 def runplane_backends() -> Mapping[str, Callable[[], runplane.RunnerBackend]]:
-    from .backend import DeadlineBackend  # imported lazily: listing backends stays cheap
-
-    return {"deadline": DeadlineBackend}
+    return {"deadline": make_backend}

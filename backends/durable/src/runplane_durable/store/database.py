@@ -10,19 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.engine import make_url
 
-from ..errors import DatabaseError, SchemaVersionError
-from . import postgres, sql, sqlite
+from .. import lazy_errors as errors
+from . import sql, sqlite
 from .failures import ENV_DATABASE_URL, describe
 from .location import DEFAULT_DIR, DEFAULT_FILE, Location, locate
-from .postgres import PostgresDatabase
 from .schema import SCHEMA_VERSION
 from .settings import StoreSettings
 from .sqlite import SqliteDatabase
 from .transactions import Transactions
+
+if TYPE_CHECKING:  # imported on first use: SQLite users (and `runs list`) skip asyncpg's stack
+    from .postgres import PostgresDatabase
 
 __all__ = [
     "DEFAULT_DIR",
@@ -72,7 +74,7 @@ class Database:
                 try:
                     path.parent.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
-                    raise DatabaseError(
+                    raise errors.DatabaseError(
                         f"cannot create the directory {path.parent} for the run database: "
                         f"{exc}. Set {ENV_DATABASE_URL} to a writable location."
                     ) from exc
@@ -83,6 +85,8 @@ class Database:
                 self._sqlite = SqliteDatabase(self.url, self.settings, read_only=self.read_only)
             return self._sqlite.transactions()
         if self._postgres is None:
+            from .postgres import PostgresDatabase
+
             self._postgres = PostgresDatabase(self.url, self.settings, read_only=self.read_only)
         return self._postgres.transactions()
 
@@ -104,7 +108,7 @@ class Database:
         self._refuse_newer(version)
         if self.read_only:
             if version is None:
-                raise DatabaseError(
+                raise errors.DatabaseError(
                     f"the {describe(self.url)} holds no runplane runs (it has no runplane "
                     "tables); nothing was written to it. Check that it is the database your "
                     f"programs use (--db, {ENV_DATABASE_URL})."
@@ -112,12 +116,15 @@ class Database:
             return
         if self.is_sqlite:
             await tx.call(sqlite.enable_wal)
-        lock = sqlite.schema_lock if self.is_sqlite else postgres.schema_lock
+        if self.is_sqlite:
+            lock = sqlite.schema_lock
+        else:
+            from .postgres import schema_lock as lock
         self._refuse_newer(await tx.call(sql.create_schema, lock))
 
     def _refuse_newer(self, version: int | None) -> None:
         if version is not None and version > SCHEMA_VERSION:
-            raise SchemaVersionError(
+            raise errors.SchemaVersionError(
                 f"the {describe(self.url)} has schema version {version}, written by a newer "
                 f"runplane-durable (this one understands up to {SCHEMA_VERSION}). Upgrade "
                 "runplane-durable (`pip install -U runplane-durable`); nothing was written to it."

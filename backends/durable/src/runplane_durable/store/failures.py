@@ -8,11 +8,10 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from ..errors import DatabaseError
+from .. import lazy_errors as errors
+from .settings import ENV_DATABASE_URL
 
 __all__ = ["ENV_DATABASE_URL", "database_error", "describe"]
-
-ENV_DATABASE_URL = "RUNPLANE_DATABASE_URL"
 
 
 def describe(url: str) -> str:
@@ -39,7 +38,7 @@ def _read_only_mount(path: Path) -> bool:
         return False
 
 
-def database_error(exc: BaseException, url: str) -> DatabaseError:
+def database_error(exc: BaseException, url: str) -> errors.DatabaseError:
     """Turn a driver error into one that says what to do."""
     text = str(getattr(exc, "orig", exc) or exc)
     where = describe(url)
@@ -68,4 +67,4 @@ def database_error(exc: BaseException, url: str) -> DatabaseError:
         hint = "another process held it locked too long. Retry; if it persists, find that process"
     else:
         hint = f"check that it is reachable, or set {ENV_DATABASE_URL}"
-    return DatabaseError(f"cannot use the {where}: {text}. {hint}.")
+    return errors.DatabaseError(f"cannot use the {where}: {text}. {hint}.")

@@ -21,7 +21,7 @@ from typing import Literal
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from ..errors import DatabaseError
+from .. import lazy_errors as errors
 from .failures import ENV_DATABASE_URL
 
 __all__ = [
@@ -160,7 +160,7 @@ def _sqlalchemy_url(raw: str, named_by: str) -> str:
         return f"sqlite://{rest}"
     if base in ("postgresql", "postgres"):
         return f"postgresql+asyncpg://{rest}"
-    raise DatabaseError(
+    raise errors.DatabaseError(
         f"{named_by} {redact(raw)!r} names a database runplane-durable does not support; "
         "use a file path, sqlite:///PATH or postgresql://USER@HOST/DB."
     )

@@ -26,7 +26,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util import greenlet_spawn
 
-from ..errors import DatabaseError, DurableError
+from .. import lazy_errors as errors
 from .failures import database_error, describe
 from .pg_steps import STEPS
 from .settings import ENV_DB_POOL_SIZE, StoreSettings
@@ -121,7 +121,7 @@ class PostgresTransactions:
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         try:
             return await self._call_once(fn, args)
-        except DatabaseError as exc:
+        except errors.DatabaseError as exc:
             cause = exc.__cause__
             died = isinstance(cause, _Invalidated) or (
                 isinstance(cause, DBAPIError) and cause.connection_invalidated
@@ -172,8 +172,8 @@ class PostgresTransactions:
         await greenlet_spawn(pooled.close)
         return result
 
-    def _starved(self) -> DatabaseError:
-        return DatabaseError(
+    def _starved(self) -> errors.DatabaseError:
+        return errors.DatabaseError(
             f"waited {self._db.settings.timeout:g} s for a free connection to the "
             f"{describe(self._db.url)} ({self._db.settings.pool_size} per event loop) and "
             f"gave up; nothing was written. Raise {ENV_DB_POOL_SIZE} if the server allows "
@@ -211,7 +211,9 @@ class PostgresTransactions:
         except (DBAPIError, OSError, TimeoutError) as exc:
             await _discard(conn)
             raise database_error(exc, self._db.url) from exc
-        except DurableError:  # the transaction refused (RunLeasedError, ...): the link is fine
+        except (
+            errors.DurableError
+        ):  # the transaction refused (RunLeasedError, ...): the link is fine
             await _rollback(conn)
             raise
         except BaseException:  # cut off mid-statement (cancelled) or unknown: do not reuse it

@@ -10,16 +10,21 @@ import os
 from dataclasses import dataclass
 from typing import Literal
 
-from ..errors import DatabaseError
+from .. import lazy_errors as errors
 
 __all__ = [
     "DURABILITY_LEVELS",
+    "ENV_DATABASE_URL",
     "ENV_DB_POOL_SIZE",
     "ENV_DB_TIMEOUT",
     "ENV_DURABILITY",
     "Durability",
     "StoreSettings",
 ]
+
+# Where the runs are (read by store.database); here, with the other variables, so that the CLI
+# can name it in its help without importing the database layer.
+ENV_DATABASE_URL = "RUNPLANE_DATABASE_URL"
 
 Durability = Literal["normal", "full"]
 DURABILITY_LEVELS: tuple[Durability, ...] = ("normal", "full")
@@ -82,7 +87,9 @@ def _env_int(name: str) -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise DatabaseError(f"{name}={raw!r} is not a whole number of connections of at least 1")
+        raise errors.DatabaseError(
+            f"{name}={raw!r} is not a whole number of connections of at least 1"
+        )
     return value
 
 
@@ -95,7 +102,7 @@ def _env_float(name: str) -> float:
     except ValueError:
         value = 0.0
     if not value > 0:
-        raise DatabaseError(f"{name}={raw!r} is not a positive number of seconds")
+        raise errors.DatabaseError(f"{name}={raw!r} is not a positive number of seconds")
     return value
 
 
@@ -106,7 +113,7 @@ def _env_durability() -> Durability:
     for level in DURABILITY_LEVELS:
         if raw == level:
             return level
-    raise DatabaseError(
+    raise errors.DatabaseError(
         f"{ENV_DURABILITY}={raw!r} is not a durability level; use one of "
         f"{', '.join(DURABILITY_LEVELS)}"
     )

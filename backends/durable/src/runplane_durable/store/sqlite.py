@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from ..errors import DatabaseError
+from .. import lazy_errors as errors
 from . import sql
 from .failures import database_error, describe
 from .settings import ENV_DB_POOL_SIZE, ENV_DB_TIMEOUT, StoreSettings
@@ -311,8 +311,8 @@ class SqliteDatabase:
                     raise self._waited("another process's write", ENV_DB_TIMEOUT) from exc
                 time.sleep(0.001)  # BUSY_SNAPSHOT comes back at once: do not spin
 
-    def _waited(self, what: str, setting: str) -> DatabaseError:
-        return DatabaseError(
+    def _waited(self, what: str, setting: str) -> errors.DatabaseError:
+        return errors.DatabaseError(
             f"waited {self.settings.timeout:g} s for {what} on the {describe(self.url)} and gave "
             f"up; nothing was written. If the load is expected, raise {setting}; otherwise find "
             "the process holding the database."
@@ -381,7 +381,7 @@ def enable_wal(conn: Connection) -> None:
     mode = conn.exec_driver_sql("PRAGMA journal_mode=WAL").scalar()
     conn.commit()
     if str(mode).lower() != "wal":
-        raise DatabaseError(f"SQLite refused WAL mode (journal_mode stays {mode})")
+        raise errors.DatabaseError(f"SQLite refused WAL mode (journal_mode stays {mode})")
 
 
 def _reset_busy_timeout(conn: Connection) -> None:

@@ -1,4 +1,4 @@
-"""Process-wide selection: unchanged `agents.Runner` calls run on a runplane backend.
+"""`runplane.install`: unchanged `agents.Runner` calls run on a runplane backend, process-wide.
 
 `agents.Runner`'s classmethods, and the SDK's nested runs (`Agent.as_tool`), all delegate to the
 SDK's default `AgentRunner`. `install` replaces that default with one that forwards to a runplane
