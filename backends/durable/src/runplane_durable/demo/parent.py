@@ -58,7 +58,7 @@ def _model_source(console: Console, scripted: bool) -> Iterator[ModelSource]:
     if os.environ.get("OPENAI_API_KEY"):
         yield ModelSource("openai", "OpenAI (OPENAI_API_KEY is set)", model="gpt-4.1-mini")
         return
-    from runplane.localmodel import LocalModelServer
+    from runplane_localmodel import LocalModelServer
 
     console.print(
         "[bold]model[/]: no OPENAI_API_KEY, so a real model runs locally "
