@@ -20,14 +20,15 @@ nox.options.error_on_missing_interpreters = True
 
 ROOT = Path(__file__).parent
 # Our two backends, the local model and the suite, each installed as its own distribution, exactly
-# as users get them: plugins are found only through their entry points.
+# as users get them: plugins are found only through their entry points. `[demo]` is the durable
+# extra that asks for the local model; `-e localmodel` makes pip take it from this clone.
 PROJECT = [
     "-e",
     ".[test]",
     "-e",
     "backends/openai",
     "-e",
-    "backends/durable[postgres]",
+    "backends/durable[postgres,demo]",
     "-e",
     "localmodel",
     "-e",
