@@ -19,15 +19,18 @@ nox.options.sessions = ["lint", "types", "tests", "conformance", "realmodel", "s
 nox.options.error_on_missing_interpreters = True
 
 ROOT = Path(__file__).parent
-# Our two backends and the suite, each installed as its own distribution, exactly as users get
-# them: backends are found only through their entry points.
+# Our two backends, the local model and the suite, each installed as its own distribution, exactly
+# as users get them: plugins are found only through their entry points. `[demo]` is the durable
+# extra that asks for the local model; `-e localmodel` makes pip take it from this clone.
 PROJECT = [
     "-e",
     ".[test]",
     "-e",
     "backends/openai",
     "-e",
-    "backends/durable[postgres]",
+    "backends/durable[postgres,demo]",
+    "-e",
+    "localmodel",
     "-e",
     "conformance",
 ]
@@ -36,10 +39,17 @@ PYPROJECTS = [
     "pyproject.toml",
     "backends/openai/pyproject.toml",
     "backends/durable/pyproject.toml",
+    "localmodel/pyproject.toml",
     "conformance/pyproject.toml",
 ]
 TEST_ENV = {"OPENAI_AGENTS_DISABLE_TRACING": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-TYPED_SOURCES = ["src", "backends/openai/src", "backends/durable/src", "conformance/src"]
+TYPED_SOURCES = [
+    "src",
+    "backends/openai/src",
+    "backends/durable/src",
+    "localmodel/src",
+    "conformance/src",
+]
 # Every session but lint runs in this one environment (venv_backend="none" below): the project is
 # installed once per change of a pyproject.toml, not once per session.
 SHARED = SharedEnv(ROOT / ".nox" / "_project")
@@ -54,7 +64,7 @@ def _project(session: nox.Session, *, extends: bool = False) -> SharedEnv:
         session.log(f"reusing {where}: the project is installed for these pyproject.toml files")
     else:
         session.log(
-            f"installing runplane's four distributions (editable) into {where} ({why}): "
+            f"installing runplane's five distributions (editable) into {where} ({why}): "
             "about 1 to 2 minutes, then later sessions reuse it"
         )
         started = time.monotonic()

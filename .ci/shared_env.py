@@ -1,6 +1,6 @@
 """The one environment the nox sessions share: installed once, rebuilt when its inputs change.
 
-Installing runplane's four distributions takes one to two minutes; every session that needs them
+Installing runplane's five distributions takes one to two minutes; every session that needs them
 used to pay it in its own venv. They now share one venv, stamped with a fingerprint of what was
 installed into it (the pyproject.toml files, the requirement list, the interpreter). A different
 fingerprint rebuilds it from nothing, never on top: an environment left over from an older

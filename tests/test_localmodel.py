@@ -14,13 +14,11 @@ import socket
 import subprocess
 import sys
 import zipfile
+from importlib import metadata
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from runplane.cli import build_app
-from runplane.localmodel import (
+from runplane_localmodel import (
     LocalModelError,
     LocalModelServer,
     WeightsSpec,
@@ -32,9 +30,13 @@ from runplane.localmodel import (
     template_path,
     weights_path,
 )
-from runplane.localmodel.build import build_jobs, ensure_toolchain, find_toolchain
-from runplane.localmodel.cache import locked, remove_stale
-from runplane.localmodel.weights import QWEN_CODER_05B
+from runplane_localmodel.build import build_jobs, ensure_toolchain, find_toolchain
+from runplane_localmodel.cache import locked, remove_stale
+from runplane_localmodel.weights import QWEN_CODER_05B
+from typer.testing import CliRunner
+
+from runplane import Registry
+from runplane.cli import build_app
 
 FAKE_SERVER = Path(__file__).parent / "support" / "fake_llama_server.py"
 PARTS = [b"GGUF" + bytes(range(256)) * 40, b"second part " * 300, b"tail"]
@@ -273,12 +275,27 @@ def test_template_ships_as_package_data() -> None:
     assert "<tool_call>" not in text  # that tag would make llama.cpp expect another syntax
 
 
-def test_import_runplane_does_not_import_localmodel() -> None:
-    code = "import sys, runplane; print([m for m in sys.modules if 'localmodel' in m])"
+def test_neither_the_core_nor_the_demo_imports_the_local_model_until_it_is_needed() -> None:
+    code = (
+        "import sys, runplane, runplane_durable, runplane_durable.demo\n"
+        "print([m for m in sys.modules if 'localmodel' in m])"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_the_core_adds_no_model_command_the_plugin_does() -> None:
+    """`runplane model` is runplane-localmodel's, through the `runplane_cli` hook."""
+    bare = build_app(Registry("runplane_test_no_plugins"))  # the core alone: no plugin loaded
+    assert [group.name for group in bare.registered_groups] == []
+    result = CliRunner().invoke(build_app(), ["model", "--help"])
+    assert result.exit_code == 0, result.output
+    for command in ("fetch", "serve", "status"):
+        assert command in result.output
+    entry_points = metadata.entry_points(group="runplane", name="localmodel")
+    assert [ep.dist.name for ep in entry_points if ep.dist] == ["runplane-localmodel"]
 
 
 # -- the server's lifecycle, with a fake binary ------------------------------------------------

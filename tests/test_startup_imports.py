@@ -65,7 +65,15 @@ def _probe(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[str, str]:
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["backends"], ["backends", "--json"], ["runs", "list"], ["runs", "--help"]],
+    [
+        ["--help"],
+        ["backends"],
+        ["backends", "--json"],
+        ["runs", "list"],
+        ["runs", "--help"],
+        ["model", "--help"],
+        ["model", "status"],
+    ],
     ids=" ".join,
 )
 def test_a_command_that_runs_no_agent_does_not_import_the_sdk(

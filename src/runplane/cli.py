@@ -83,9 +83,6 @@ def build_app(registry: Registry | None = None) -> typer.Typer:
                 f"[bold red]broken plugin:[/] {escape(str(b.error))}", highlight=False
             )
 
-    from .localmodel.cli import build_model_app
-
-    app.add_typer(build_model_app(), name="model")
     reg.hook.runplane_cli(app=app)
     return app
 

@@ -10,8 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from agents.models import openai_provider as sdk_openai_provider
-
-from runplane.localmodel import LocalModelServer
+from runplane_localmodel import LocalModelServer
 
 
 @pytest.fixture(scope="session")

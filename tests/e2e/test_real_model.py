@@ -32,6 +32,7 @@ from agents.result import RunResult, RunResultStreaming
 from agents.stream_events import StreamEvent
 from openai import AsyncOpenAI
 from runplane_durable import DurableBackend, LocalEngine, run_id
+from runplane_localmodel import LocalModelServer
 from runplane_openai import OpenAIBackend, OpenAISettings
 from support.real_model_program import PROMPT as ORDER_PROMPT
 from support.real_model_program import STATUS as ORDER_STATUS
@@ -39,7 +40,6 @@ from support.recording_proxy import RecordingProxy
 from typer.testing import CliRunner
 
 from runplane.cli import build_app
-from runplane.localmodel import LocalModelServer
 
 pytestmark = pytest.mark.realmodel
 

@@ -1,4 +1,4 @@
-"""The `runplane` command to print for the user: one that works pasted where the demo ran.
+"""The commands the demo prints for the user: ones that work pasted where the demo ran.
 
 The demo may run from a venv the user never activated (`.venv/bin/runplane demo`, or a nox
 session's environment), where a bare `runplane` is "command not found". So it names the
@@ -15,7 +15,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-__all__ = ["runplane_command"]
+__all__ = ["runplane_command", "shell_path"]
 
 
 def runplane_command(
@@ -30,9 +30,13 @@ def runplane_command(
     on_path = shutil.which("runplane", path=os.environ.get("PATH", "") if path is None else path)
     if on_path is not None and os.path.samefile(on_path, own):
         return "runplane"
-    where = Path(own).resolve()
-    if where.is_relative_to(cwd.resolve()):
-        relative = str(where.relative_to(cwd.resolve()))
+    return shell_path(Path(own).resolve(), cwd, fallback=own)
+
+
+def shell_path(path: Path, cwd: Path, *, fallback: str | None = None) -> str:
+    """`path` as one shell word that runs it from `cwd`: relative under `cwd`, else absolute."""
+    if path.is_relative_to(cwd.resolve()):
+        relative = str(path.relative_to(cwd.resolve()))
         # A word with no slash would be looked up on PATH, not run from here.
         return shlex.quote(relative if os.sep in relative else f".{os.sep}{relative}")
-    return shlex.quote(own)
+    return shlex.quote(fallback if fallback is not None else str(path))

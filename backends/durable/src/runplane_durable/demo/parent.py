@@ -25,6 +25,7 @@ from ..records import TERMINAL, JournalRecord, RunRecord
 from ..store.database import ENV_DATABASE_URL, describe, resolve_url
 from .agent import QUESTION
 from .command import runplane_command
+from .local_model import local_model_server
 
 __all__ = ["ModelSource", "run_demo"]
 
@@ -58,13 +59,12 @@ def _model_source(console: Console, scripted: bool) -> Iterator[ModelSource]:
     if os.environ.get("OPENAI_API_KEY"):
         yield ModelSource("openai", "OpenAI (OPENAI_API_KEY is set)", model="gpt-4.1-mini")
         return
-    from runplane.localmodel import LocalModelServer
-
+    server_class = local_model_server()
     console.print(
         "[bold]model[/]: no OPENAI_API_KEY, so a real model runs locally "
         "(Qwen2.5-Coder 0.5B under llama.cpp; the first time this builds and downloads it)"
     )
-    with LocalModelServer(progress=lambda line: console.print(f"  [dim]{line}[/]")) as server:
+    with server_class(progress=lambda line: console.print(f"  [dim]{line}[/]")) as server:
         yield ModelSource(
             "local", f"the local model at {server.base_url}", server.base_url, server.model
         )

@@ -3,7 +3,8 @@
 llama.cpp's `llama-server` (built once per machine from a pinned source archive) serving
 Qwen2.5-Coder-0.5B-Instruct (fetched once, verified by sha256) with a chat template that makes tool
 calls come back as `tool_calls`. Good for proving the wire path, streaming, durability and replay
-with a real model; not for judging answer quality. Not imported by `import runplane`."""
+with a real model; not for judging answer quality. Its own distribution (runplane-localmodel),
+so the core stays small; it adds `runplane model` through the `runplane_cli` hook."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import RunplaneError
+from runplane import RunplaneError
 
 __all__ = ["LocalModelError"]
 
