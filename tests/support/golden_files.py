@@ -1,0 +1,327 @@
+"""Golden journal files: their format, the schema DDL of each version, loading one into a fresh
+database exactly as it was stored, and replaying its runs with today's code.
+
+A golden file holds the rows of every runplane table as the recording database stored them
+(payloads as their stored JSON text, never decoded), so loading one writes what an earlier
+version wrote, and a change in today's decoding that cannot read it fails the replay. The tables
+are created from the DDL recorded for the file's schema version (`golden/schema/`), not from
+today's metadata, so opening the loaded database also exercises the upgrade path from that
+version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from agents.testing import ScriptedModel
+from runplane_durable import DurableBackend, LocalEngine, run_id
+from runplane_durable.store.schema import metadata
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from support.golden_programs import Ledger, Program, describe_event, summary
+
+__all__ = [
+    "FORMAT",
+    "GOLDEN_DIR",
+    "SCHEMA_DIR",
+    "TABLES",
+    "Replayed",
+    "create_empty",
+    "current_ddl",
+    "ddl_path",
+    "differences",
+    "dump_sqlite",
+    "golden_files",
+    "load",
+    "load_golden",
+    "normalized",
+    "recorded_ddl",
+    "recorded_versions",
+    "replay_finished",
+    "resume_unfinished",
+    "run_agent",
+    "table_rows",
+]
+
+FORMAT = 1  # of the golden file itself (its keys), not of the schema it holds
+GOLDEN_DIR = Path(__file__).resolve().parents[1] / "durable" / "golden"
+SCHEMA_DIR = GOLDEN_DIR / "schema"
+# The tables a golden file holds, in the order the loader fills them.
+TABLES = ("runplane_runs", "runplane_journal", "runplane_events")
+_ORDER = {
+    "runplane_runs": "id",
+    "runplane_journal": "run_id, seq",
+    "runplane_events": "run_id, seq",
+}
+_DIALECTS = {"sqlite": sqlite.dialect(), "postgresql": postgresql.dialect()}
+
+
+# -- the schema as of each version ----------------------------------------------------------------
+
+
+def current_ddl(dialect: str) -> str:
+    """Today's schema (store/schema.py) as DDL for `dialect`: what a new database gets."""
+    compiled = []
+    for table in metadata.sorted_tables:
+        compiled.append(str(CreateTable(table).compile(dialect=_DIALECTS[dialect])).strip())
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            compiled.append(str(CreateIndex(index).compile(dialect=_DIALECTS[dialect])).strip())
+    return ";\n\n".join(compiled) + ";\n"
+
+
+def ddl_path(version: int, dialect: str) -> Path:
+    return SCHEMA_DIR / f"v{version}.{dialect}.sql"
+
+
+def recorded_ddl(version: int, dialect: str) -> str:
+    path = ddl_path(version, dialect)
+    if not path.is_file():
+        raise AssertionError(
+            f"no recorded DDL for schema version {version} ({path}); record it with "
+            "`python tests/support/golden_record.py` (docs/development.md, Golden journals)"
+        )
+    return path.read_text(encoding="utf-8")
+
+
+def recorded_versions() -> list[int]:
+    found = {
+        int(m.group(1)) for p in SCHEMA_DIR.glob("v*.sql") if (m := re.match(r"v(\d+)\.", p.name))
+    }
+    return sorted(found)
+
+
+def normalized(ddl: str) -> str:
+    return re.sub(r"\s+", " ", ddl).strip()
+
+
+def _statements(ddl: str) -> list[str]:
+    return [s.strip() for s in ddl.split(";") if s.strip()]
+
+
+# -- files ----------------------------------------------------------------------------------------
+
+
+def golden_files() -> list[Path]:
+    return sorted(GOLDEN_DIR.glob("*.json"))
+
+
+def load_golden(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("format") != FORMAT:
+        raise AssertionError(
+            f"{path.name}: golden file format {data.get('format')!r}, not {FORMAT}"
+        )
+    return data
+
+
+def dump_sqlite(path: Path) -> dict[str, Any]:
+    """Every row of the runplane tables of a SQLite file, as stored (columns in stored order)."""
+    conn = sqlite3.connect(path)
+    try:
+        tables: dict[str, Any] = {}
+        for table in TABLES:
+            cursor = conn.execute(f"SELECT * FROM {table} ORDER BY {_ORDER[table]}")
+            tables[table] = {
+                "columns": [d[0] for d in cursor.description],
+                "rows": [list(row) for row in cursor.fetchall()],
+            }
+        return tables
+    finally:
+        conn.close()
+
+
+def table_rows(golden: dict[str, Any], table: str) -> list[dict[str, Any]]:
+    """One table of a golden file, a dict per row."""
+    held = golden["tables"][table]
+    return [dict(zip(held["columns"], row, strict=True)) for row in held["rows"]]
+
+
+# -- loading --------------------------------------------------------------------------------------
+
+
+def _inserts(golden: dict[str, Any], marker: str) -> list[tuple[str, list[list[Any]]]]:
+    out = []
+    for table in TABLES:
+        held = golden["tables"][table]
+        if not held["rows"]:
+            continue
+        columns = ", ".join(f'"{c}"' for c in held["columns"])
+        marks = ", ".join(marker.format(n=i + 1) for i in range(len(held["columns"])))
+        out.append((f"INSERT INTO {table} ({columns}) VALUES ({marks})", held["rows"]))
+    return out
+
+
+def load(url: str, golden: dict[str, Any]) -> None:
+    """Write a golden file into the empty database at `url`: the tables from the DDL of the
+    file's schema version, its version row, and its rows exactly as recorded."""
+    version = golden["schema_version"]
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(url.split("///", 1)[1])
+        try:
+            conn.executescript(recorded_ddl(version, "sqlite"))
+            conn.execute("INSERT INTO runplane_schema (id, version) VALUES (1, ?)", (version,))
+            for statement, rows in _inserts(golden, "?"):
+                conn.executemany(statement, rows)
+            conn.commit()
+        finally:
+            conn.close()
+        return
+
+    async def write() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            async with conn.transaction():
+                for statement in _statements(recorded_ddl(version, "postgresql")):
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO runplane_schema (id, version) VALUES (1, $1)", version
+                )
+                for statement, rows in _inserts(golden, "${n}"):
+                    await conn.executemany(statement, rows)
+        finally:
+            await conn.close()
+
+    asyncio.run(write())
+
+
+def create_empty(url: str, version: int) -> None:
+    """A database of schema `version` holding no runs, from that version's recorded DDL."""
+    load(
+        url,
+        {"schema_version": version, "tables": {t: {"columns": ["x"], "rows": []} for t in TABLES}},
+    )
+
+
+# -- replaying ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Replayed:
+    """What replaying one run did: what it returned, and what it called."""
+
+    summary: dict[str, Any]
+    model_calls: int  # calls that reached a model (the journal answers the rest)
+    tool_calls: list[str]  # tools that really ran
+
+
+def _input(stored: str) -> Any:
+    data = json.loads(stored)
+    if "text" in data:
+        return data["text"]
+    if "items" in data:
+        return data["items"]
+    raise AssertionError(f"a run input this helper cannot replay: {sorted(data)}")
+
+
+async def run_agent(url: str, agent: Any, input: Any, mode: str, rid: str) -> dict[str, Any]:
+    """Run `agent` under run id `rid` on a durable backend on `url`; the run's summary."""
+    backend = DurableBackend(LocalEngine(url))
+    try:
+        with run_id(rid):
+            if mode == "run_streamed":
+                streamed = backend.run_streamed(agent, input)
+            else:
+                result = await backend.run(agent, input)
+        if mode == "run_streamed":
+            events = [describe_event(e) async for e in streamed.stream_events()]
+            return summary(streamed, events)
+        return summary(result)
+    finally:
+        await backend.engine.dispose()
+
+
+async def _run(
+    url: str,
+    program: Program,
+    row: dict[str, Any],
+    models: dict[str, ScriptedModel],
+    ledger: Ledger,
+) -> dict[str, Any]:
+    """Run the program's agent that started the stored run `row`, on its stored input."""
+
+    def model(name: str) -> ScriptedModel:
+        return models.setdefault(name, ScriptedModel([]))
+
+    agent = program.agents(model, ledger)[row["agent_name"]]
+    mode = json.loads(row["options"])["mode"]
+    return await run_agent(url, agent, _input(row["input"]), mode, row["id"])
+
+
+def _called(models: dict[str, ScriptedModel]) -> int:
+    return sum(len(m.calls) for m in models.values())
+
+
+def replay_finished(url: str, program: Program, golden: dict[str, Any]) -> dict[str, Replayed]:
+    """Replay every completed run of the loaded golden file: no model has a step to give, and
+    every tool raises `ToolCalledOnReplay` if it runs."""
+    out: dict[str, Replayed] = {}
+    for row in table_rows(golden, "runplane_runs"):
+        if row["status"] != "completed":
+            continue
+        models: dict[str, ScriptedModel] = {}
+        ledger = Ledger(allowed=frozenset())
+        result = asyncio.run(_run(url, program, row, models, ledger))
+        out[row["id"]] = Replayed(result, _called(models), ledger.calls)
+    return out
+
+
+def resume_unfinished(
+    url: str, program: Program, golden: dict[str, Any], *, allowed: frozenset[str], steps_done: int
+) -> Replayed:
+    """Resume the program's unfinished run: its model has only the steps after the first
+    `steps_done` (a call beyond them raises), and only the `allowed` tools may run."""
+    rows = {r["id"]: r for r in table_rows(golden, "runplane_runs")}
+    row = rows[program.run_id]
+    script = program.script()
+    models = {
+        name: ScriptedModel(steps[steps_done:] if name == row["agent_name"] else [])
+        for name, steps in script.items()
+    }
+    ledger = Ledger(allowed=allowed)
+    result = asyncio.run(_run(url, program, row, models, ledger))
+    left = sum(m.remaining_steps for m in models.values())
+    if left:
+        raise AssertionError(f"the resumed run left {left} scripted model step(s) unused")
+    return Replayed(result, _called(models), ledger.calls)
+
+
+def differences(
+    recorded: Any, replayed: Any, path: str = "", *, ignore: tuple[str, ...] = ()
+) -> list[str]:
+    """Where `replayed` differs from `recorded`, one line per difference (JSON paths); paths
+    in `ignore` (and what is inside them) are not compared."""
+    if isinstance(recorded, dict) and isinstance(replayed, dict):
+        out: list[str] = []
+        for key in list(recorded) + [k for k in replayed if k not in recorded]:
+            where = f"{path}.{key}" if path else str(key)
+            if where in ignore:
+                continue
+            if key not in replayed:
+                out.append(f"{where}: recorded {_short(recorded[key])}, missing from the replay")
+            elif key not in recorded:
+                out.append(f"{where}: not recorded, the replay has {_short(replayed[key])}")
+            else:
+                out.extend(differences(recorded[key], replayed[key], where, ignore=ignore))
+        return out
+    if isinstance(recorded, list) and isinstance(replayed, list) and len(recorded) == len(replayed):
+        return [
+            line
+            for i, (a, b) in enumerate(zip(recorded, replayed, strict=True))
+            for line in differences(a, b, f"{path}[{i}]", ignore=ignore)
+        ]
+    if recorded == replayed and type(recorded) is type(replayed):
+        return []
+    return [f"{path or '(whole)'}: recorded {_short(recorded)}, replayed {_short(replayed)}"]
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=repr)
+    return text if len(text) <= 300 else text[:300] + "..."
