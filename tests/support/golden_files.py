@@ -40,6 +40,7 @@ __all__ = [
     "differences",
     "dump_sqlite",
     "golden_files",
+    "golden_path",
     "load",
     "load_golden",
     "normalized",
@@ -110,7 +111,12 @@ def _statements(ddl: str) -> list[str]:
 
 
 def golden_files() -> list[Path]:
-    return sorted(GOLDEN_DIR.glob("*.json"))
+    return sorted(GOLDEN_DIR.glob("*.v*.json"))
+
+
+def golden_path(program: str, version: int) -> Path:
+    """The file of `program` recorded with schema `version` (one per program and version)."""
+    return GOLDEN_DIR / f"{program}.v{version}.json"
 
 
 def load_golden(path: Path) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """Record the golden journals: each program of `golden_programs`, run live on a fresh SQLite file.
 
-    python tests/support/golden_record.py            # record the programs that have no file yet
+    python tests/support/golden_record.py            # programs with no file of this schema yet
     python tests/support/golden_record.py NAME ...   # only these
     python tests/support/golden_record.py --force NAME   # replace an existing file (say why)
 
-Run by hand, never by the tests. Each file (`tests/durable/golden/NAME.json`) holds the rows of
+Run by hand, never by the tests. Each file (`tests/durable/golden/NAME.vN.json`, N the schema
+version that wrote it; files of earlier versions are kept and replayed too) holds the rows of
 every runplane table as stored, the schema version and the versions that recorded them, and what
 the run returned; before writing it, the file is loaded into another database and replayed with
 this same code, and a run that does not replay is not recorded. The DDL of the current schema
@@ -35,11 +36,11 @@ from runplane_durable.store.schema import SCHEMA_VERSION
 
 from support.golden_files import (
     FORMAT,
-    GOLDEN_DIR,
     current_ddl,
     ddl_path,
     differences,
     dump_sqlite,
+    golden_path,
     load,
     normalized,
     replay_finished,
@@ -197,7 +198,7 @@ def main() -> None:
     names = args.names or list(PROGRAMS)
     with tempfile.TemporaryDirectory(prefix="golden-record-") as tmp:
         for name in names:
-            path = GOLDEN_DIR / f"{name}.json"
+            path = golden_path(name, SCHEMA_VERSION)
             if path.exists() and not args.force:
                 print(f"kept {path.name} (exists; --force replaces it)")
                 continue
