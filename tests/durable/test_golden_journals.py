@@ -41,7 +41,7 @@ from support.golden_files import (
     resume_unfinished,
     table_rows,
 )
-from support.golden_programs import PROGRAMS, Program
+from support.golden_programs import PROGRAMS, Program, ToolCalledOnReplay
 
 MAX_BYTES = 100_000
 FILES = golden_files()
@@ -85,7 +85,7 @@ def _naming(path: Path, doing: str) -> Iterator[None]:
     """Fail with the golden file's name and what was being done when today's code raises."""
     try:
         yield
-    except Exception as exc:
+    except (Exception, ToolCalledOnReplay) as exc:
         failure = f"{path.name}: {doing} raised {type(exc).__name__}: {exc}"
     else:
         return
