@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from runplane_durable.store.schema import SCHEMA_VERSION, metadata
 from support.durable import fresh_pg_database, sqlite_url
 from support.golden_files import (
     GOLDEN_DIR,
+    clear_postgres,
     create_empty,
     current_ddl,
     differences,
@@ -42,19 +45,29 @@ from support.golden_files import (
     table_rows,
 )
 from support.golden_programs import PROGRAMS, Program, ToolCalledOnReplay
+from typer.testing import CliRunner
+
+from runplane.cli import build_app
 
 MAX_BYTES = 100_000
 FILES = golden_files()
 
 
+@pytest.fixture(scope="module")
+def golden_pg() -> Iterator[str]:
+    """This module's own PostgreSQL database: the `db_url` fixture's is shared by the session,
+    so today's schema is already in it; one database per test would be a CREATE DATABASE each."""
+    yield from fresh_pg_database()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database with nothing in it, not even runplane's tables. (The `db_url` fixture's
-    PostgreSQL database is shared by the session, so today's schema is already in it.)"""
+def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database with nothing of runplane's in it, not even its tables."""
     if request.param == "sqlite":
-        yield sqlite_url(tmp_path)
-    else:
-        yield from fresh_pg_database()
+        return sqlite_url(tmp_path)
+    url: str = request.getfixturevalue("golden_pg")
+    clear_postgres(url)
+    return url
 
 
 def _program(path: Path, golden: dict[str, Any]) -> Program:
@@ -163,6 +176,35 @@ def _check_resume(path: Path, program: Program, golden: dict[str, Any], url: str
         "tool_outputs": 1,
     }
     assert new[-1][0] == "run_completed"
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_golden_history_reads_with_todays_cli(path: Path, tmp_path: Path) -> None:
+    """`runplane runs show` reads the events an earlier version wrote: every step, in order,
+    and each tool call on its own line, by name, with its output when that is text."""
+    golden = load_golden(path)
+    db = tmp_path / "runs.db"
+    load(f"sqlite:///{db}", golden)
+    events = table_rows(golden, "runplane_events")
+    for row in table_rows(golden, "runplane_runs"):
+        rid = row["id"]
+        shown = CliRunner().invoke(build_app(), ["runs", "show", rid, "--json", "--db", str(db)])
+        assert shown.exit_code == 0, f"{path.name}: runs show {rid} --json: {shown.output}"
+        steps = [s["type"] for s in json.loads(shown.stdout)["steps"]]
+        assert steps == [e["type"] for e in events if e["run_id"] == rid], path.name
+        text = CliRunner().invoke(build_app(), ["runs", "show", rid, "--db", str(db)])
+        assert text.exit_code == 0, f"{path.name}: runs show {rid}: {text.output}"
+        lines = {int(m[1]): m[2] for m in re.finditer(r"^ *(\d+) \S+ (.*)$", text.stdout, re.M)}
+        for event in events:
+            if event["run_id"] != rid or event["type"] != "tool_call":
+                continue
+            tool = json.loads(event["payload"])
+            line = lines.get(event["seq"], "")
+            assert line.startswith(f"tool {tool['name']}("), f"{path.name}: {rid}: {line!r}"
+            output = tool.get("output")
+            text_output = output.get("json") if isinstance(output, dict) else None
+            if "error" not in tool and isinstance(text_output, str):
+                assert f"-> {text_output[:10]}" in line, f"{path.name}: {line!r}"
 
 
 KNOWN = [

@@ -34,6 +34,7 @@ __all__ = [
     "SCHEMA_DIR",
     "TABLES",
     "Replayed",
+    "clear_postgres",
     "create_empty",
     "current_ddl",
     "ddl_path",
@@ -196,6 +197,25 @@ def load(url: str, golden: dict[str, Any]) -> None:
             await conn.close()
 
     asyncio.run(write())
+
+
+def clear_postgres(url: str) -> None:
+    """Drop every runplane table (of any version) of the PostgreSQL database at `url`: it is
+    then as empty, for runplane, as a new one."""
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            names = await conn.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                "AND tablename LIKE 'runplane%'"
+            )
+            for row in names:
+                await conn.execute(f'DROP TABLE "{row["tablename"]}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
 
 
 def create_empty(url: str, version: int) -> None:
