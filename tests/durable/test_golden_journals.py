@@ -32,7 +32,6 @@ from support.golden_files import (
     clear_postgres,
     create_empty,
     current_ddl,
-    differences,
     golden_files,
     golden_path,
     load,
@@ -40,11 +39,10 @@ from support.golden_files import (
     normalized,
     recorded_ddl,
     recorded_versions,
-    replay_finished,
-    resume_unfinished,
     table_rows,
 )
 from support.golden_programs import PROGRAMS, Program, ToolCalledOnReplay
+from support.golden_replay import differences, replay_finished, resume_unfinished
 from typer.testing import CliRunner
 
 from runplane.cli import build_app

@@ -38,17 +38,14 @@ from support.golden_files import (
     FORMAT,
     current_ddl,
     ddl_path,
-    differences,
     dump_sqlite,
     golden_path,
     load,
     normalized,
-    replay_finished,
-    resume_unfinished,
-    run_agent,
     table_rows,
 )
 from support.golden_programs import CRASH_EXIT, PROGRAMS, Ledger, Program, Stop
+from support.golden_replay import differences, replay_finished, resume_unfinished, run_agent
 
 MAX_BYTES = 100_000
 
