@@ -15,7 +15,8 @@ import pydantic
 import pytest
 from agents import Agent, function_tool
 from agents.items import ToolCallOutputItem
-from agents.testing import ScriptedModel, assistant_message, function_call
+from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
+from agents.usage import Usage
 from runplane_durable import DurableBackend, JournalSerializationError, run_id
 from runplane_durable.identity import MAX_RUN_ID
 from support.durable import run_async
@@ -372,3 +373,63 @@ def test_two_runs_started_by_one_tool_call_are_two_nested_runs(
         (f"{rid}/1:c1", {"json": "first view"}),
         (f"{rid}/1:c1#2", {"json": "second view"}),
     ]
+
+
+def _usage_of(result: Any) -> tuple[int, int, int, int, int]:
+    u = result.context_wrapper.usage
+    return (
+        u.requests,
+        u.input_tokens,
+        u.output_tokens,
+        u.total_tokens,
+        len(u.request_usage_entries),
+    )
+
+
+def _costly(n: int, *output: Any) -> ModelStep:
+    return ModelStep(
+        output=list(output),
+        usage=Usage(requests=1, input_tokens=10 * n, output_tokens=n, total_tokens=11 * n),
+    )
+
+
+def _parallel_boss(inner_steps: list[Any], boss_steps: list[Any]) -> Agent[Any]:
+    """A turn with two tool calls side by side: a nested run, and a plain tool that waits."""
+
+    @function_tool
+    async def slow() -> str:
+        """Wait a little."""
+        await asyncio.sleep(0.05)
+        return "slow done"
+
+    inner = Agent(name="inner", model=ScriptedModel(inner_steps))
+    return Agent(
+        name="boss",
+        tools=[inner.as_tool(tool_name="ask_inner", tool_description="Ask."), slow],
+        model=ScriptedModel(boss_steps),
+    )
+
+
+def test_a_replayed_parent_reports_the_usage_its_nested_runs_added(
+    backend: DurableBackend,
+) -> None:
+    """The SDK counts a nested run's model calls in its parent's usage; a replay, which takes
+    the nested tool's output from the journal, must report the same usage, and a plain tool
+    running beside it must not count the nested run's calls again."""
+    rid = f"usage-{uuid.uuid4().hex[:8]}"
+    inner = [_costly(1, assistant_message("inner says")), _costly(2, assistant_message("more"))]
+    boss = [
+        _costly(
+            3,
+            function_call("ask_inner", {"input": "q"}, call_id="n1"),
+            function_call("slow", {}, call_id="s1"),
+        ),
+        _costly(4, assistant_message("done")),
+    ]
+    with run_id(rid):
+        live = backend.run_sync(_parallel_boss(inner[:1], boss), "go")
+    assert _usage_of(live) == (3, 80, 8, 88, 3)
+    with run_id(rid):  # finished: replayed from the journals, no model is asked
+        replayed = backend.run_sync(_parallel_boss([], []), "go")
+    assert replayed.final_output == "done"
+    assert _usage_of(replayed) == _usage_of(live)

@@ -43,7 +43,7 @@ from openai.types.responses.response_prompt_param import ResponsePromptParam
 from runplane import RunnerBackend
 
 from . import sdk_internals as sdk
-from . import tool_outputs
+from . import tool_outputs, tool_usage
 from .active import ACTIVE, PARTS, REQUESTED_RUN_ID, TOOL_OF, ActiveRun, ModelRequest
 from .errors import DurableError
 from .identity import nested_run_id, tool_key
@@ -205,7 +205,9 @@ class JournalingModel(Model):
         entry = self.active.recorded_model(request)
         if entry is not None:
             self.active.model_ordinal += 1
-            return load_model_response(entry.payload["response"])
+            replayed = load_model_response(entry.payload["response"])
+            tool_usage.count(replayed.usage)
+            return replayed
         await session.check_lease()  # a holder that lost the run calls out no more
         started = time.monotonic()
         response = await self.inner.get_response(
@@ -221,6 +223,7 @@ class JournalingModel(Model):
             prompt=prompt,
         )
         await self._record(request, response, None, handoffs, time.monotonic() - started)
+        tool_usage.count(response.usage)
         return response
 
     async def stream_response(
@@ -252,6 +255,7 @@ class JournalingModel(Model):
         entry = self.active.recorded_model(request)
         if entry is not None:
             self.active.model_ordinal += 1
+            tool_usage.count(_recorded_usage(entry.payload))
             for event in _replay_stream(entry):
                 yield event
             return
@@ -285,6 +289,7 @@ class JournalingModel(Model):
         response = _response_from_stream(events)
         if response is not None:
             await self._record(request, response, events, handoffs, time.monotonic() - started)
+            tool_usage.count(response.usage)
 
     async def _record(
         self,
@@ -379,6 +384,13 @@ def _replay_stream(entry: JournalRecord) -> list[TResponseStreamEvent]:
             else:
                 sdk.mark_requests_without_usage(event.response, usage.requests)
     return events
+
+
+def _recorded_usage(payload: dict[str, Any]) -> Usage:
+    """A journaled model call's usage, whether it was recorded streamed or not."""
+    if "usage" in payload:
+        return pydantic_usage(payload["usage"])
+    return load_model_response(payload["response"]).usage
 
 
 def pydantic_usage(data: Any) -> Usage:
@@ -600,6 +612,7 @@ async def _invoke_function_tool(
     key = tool_key(active.model_ordinal, context.tool_call_id)
     entry = active.recorded_tool(key)
     if entry is not None:
+        tool_usage.add_recorded(context.usage, entry.payload.get("usage"))
         return sdk.FunctionToolInvocationResult(
             load_value(entry.payload["output"]), is_sdk_generated_error=entry.payload["sdk_error"]
         )
@@ -613,9 +626,10 @@ async def _invoke_function_tool(
     errors_token = tool_outputs.ERRORS.set(errors)
     started = time.monotonic()
     try:
-        result = await _original_invoke(
-            function_tool=function_tool, context=context, arguments=arguments
-        )
+        with tool_usage.counting() as used:
+            result = await _original_invoke(
+                function_tool=function_tool, context=context, arguments=arguments
+            )
     finally:
         ACTIVE.reset(active_token)
         TOOL_OF.reset(tool_of_token)
@@ -642,6 +656,9 @@ async def _invoke_function_tool(
     }
     if stringified is not None:  # stored as the text the model was shown
         payload["stringified"] = event["stringified"] = stringified
+    added = tool_usage.recorded(used)
+    if added is not None:  # the runs this tool started: a replay adds their usage again
+        payload["usage"] = added
     error = tool_outputs.error_of(errors)
     if error is not None:  # the model was shown the SDK's failure text ("output")
         event["error"] = error
