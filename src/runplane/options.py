@@ -50,7 +50,7 @@ class RunOptions(Generic[TContext]):
         Every field is passed, defaults included, as `agents.Runner` passes them; values are the
         caller's own objects (no copy), so a context or session is shared as the SDK shares it.
         """
-        return cast(
-            "SDKRunOptions[TContext]",
-            {field.name: getattr(self, field.name) for field in dataclasses.fields(self)},
-        )
+        return cast("SDKRunOptions[TContext]", {name: getattr(self, name) for name in _NAMES})
+
+
+_NAMES = tuple(field.name for field in dataclasses.fields(RunOptions))
