@@ -98,7 +98,8 @@ def test_importing_runplane_and_the_backends_packages_does_not_import_the_sdk() 
         "import sys, runplane, runplane_openai, runplane_durable, runplane_durable.lazy_errors\n"
         "from runplane import hookimpl, RunnerBackend, RunInfo, Registry\n"
         "assert 'agents' not in sys.modules, 'agents imported'\n"
-        "from runplane import Runner, install, SyncDriver\n"  # these need it, and get it
+        # the names that need the SDK get it
+        "from runplane import Runner, install, SyncDriver, RunnerBackendBase, RunOptions\n"
         "assert 'agents' in sys.modules\n"
         "from runplane_durable import RunLeasedError, DurableBackend\n"
         "from agents.exceptions import AgentsException\n"

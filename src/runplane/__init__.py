@@ -4,9 +4,10 @@ from runplane import Runner              # backend from RUNPLANE_BACKEND (defaul
 Runner = runplane.runner("durable")      # backend by name
 runplane.install("durable")              # unchanged `agents.Runner` calls, process-wide
 
-Names that need the Agents SDK (the runner classes, `install`, `SyncDriver`) are imported on
-first use, so that importing runplane, or a plugin, or running a `runplane` command that runs no
-agent, does not pay for importing the SDK (about 1.4 s here; see bench/startup.py).
+Names that need the Agents SDK (the runner classes, `install`, `SyncDriver`, the backend base
+class `RunnerBackendBase` and its `RunOptions`) are imported on first use, so that importing
+runplane, or a plugin, or running a `runplane` command that runs no agent, does not pay for
+importing the SDK (about 1.4 s here; see bench/startup.py).
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from .protocol import RunnerBackend
 from .registry import BackendEntry, BrokenPlugin, Registry, default_registry
 
 if TYPE_CHECKING:
+    from .base import RunnerBackendBase
     from .facade import DEFAULT_BACKEND, ENV_BACKEND, BackendRunner, Runner, runner
     from .installation import Installation, install, installed, sdk_runner, uninstall
+    from .options import RunInput, RunOptions
     from .sync import SyncDriver
 
 __all__ = [
@@ -45,8 +48,11 @@ __all__ = [
     "PluginLoadError",
     "Registry",
     "RunInfo",
+    "RunInput",
+    "RunOptions",
     "Runner",
     "RunnerBackend",
+    "RunnerBackendBase",
     "RunplaneError",
     "SyncDriver",
     "UnknownBackendError",
@@ -74,6 +80,9 @@ _LAZY = {
     "sdk_runner": "installation",
     "uninstall": "installation",
     "SyncDriver": "sync",
+    "RunnerBackendBase": "base",
+    "RunInput": "options",
+    "RunOptions": "options",
 }
 
 

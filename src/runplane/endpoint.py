@@ -15,7 +15,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from agents import RunConfig, RunResultStreaming
 from agents.exceptions import UserError
@@ -23,6 +23,11 @@ from agents.models.interface import Model
 from agents.models.multi_provider import MultiProvider
 
 from .errors import RunplaneError
+
+if TYPE_CHECKING:
+    from agents.run_context import TContext
+
+    from .options import RunOptions
 
 __all__ = [
     "ENV_API",
@@ -34,6 +39,7 @@ __all__ = [
     "EndpointProvider",
     "OpenAISettings",
     "SettingsError",
+    "apply_endpoint",
     "check_history",
     "with_provider",
 ]
@@ -183,6 +189,22 @@ def with_provider(
     provider = settings.provider()
     base = run_config if run_config is not None else RunConfig()
     return dataclasses.replace(base, model_provider=provider), provider
+
+
+def apply_endpoint(
+    options: RunOptions[TContext], settings: OpenAISettings
+) -> tuple[RunOptions[TContext], EndpointProvider | None]:
+    """A run's options under these settings: `check_history`, then `with_provider`."""
+    check_history(
+        settings,
+        options.previous_response_id,
+        options.auto_previous_response_id,
+        options.conversation_id,
+    )
+    run_config, provider = with_provider(options.run_config, settings)
+    if provider is None:
+        return options, None
+    return dataclasses.replace(options, run_config=run_config), provider
 
 
 def check_history(

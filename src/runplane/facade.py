@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import inspect
 import os
-from typing import Any, ClassVar, cast
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
-from agents import Agent, RunConfig, RunHooks, RunResult, RunResultStreaming, RunState, Session
-from agents.items import TResponseInputItem
-from agents.run import DEFAULT_MAX_TURNS
+import agents
+from agents import Agent, RunResult, RunResultStreaming
 from agents.run_context import TContext
-from agents.run_error_handlers import RunErrorHandlers
 
-from . import _sdk
-from .endpoint import OpenAISettings, check_history, with_provider
+from .base import RunMode, RunnerBackendBase
+from .endpoint import OpenAISettings, apply_endpoint
 from .observe import RunObservation
+from .options import RunInput, RunOptions
 from .protocol import RunnerBackend, reserved_run_id
 from .registry import Registry, default_registry
 
@@ -31,6 +31,7 @@ __all__ = ["DEFAULT_BACKEND", "ENV_BACKEND", "BackendRunner", "Runner", "runner"
 
 ENV_BACKEND = "RUNPLANE_BACKEND"
 DEFAULT_BACKEND = "openai"
+T = TypeVar("T")
 
 
 class BackendRunner:
@@ -70,137 +71,69 @@ class BackendRunner:
         """The backend instance this class runs on (for backend-specific extra methods)."""
         return cls._resolve()[1]
 
-    @classmethod
-    async def run(
-        cls,
-        starting_agent: Agent[TContext],
-        input: str | list[TResponseInputItem] | RunState[TContext],
-        *,
-        context: TContext | None = None,
-        max_turns: int | None = DEFAULT_MAX_TURNS,
-        hooks: RunHooks[TContext] | None = None,
-        run_config: RunConfig | dict[str, Any] | None = None,
-        error_handlers: RunErrorHandlers[TContext] | None = None,
-        previous_response_id: str | None = None,
-        auto_previous_response_id: bool = False,
-        conversation_id: str | None = None,
-        session: Session | None = None,
-    ) -> RunResult:
-        settings = OpenAISettings.from_env()  # a bad setting is a SettingsError on any backend
-        name, backend, registry = cls._resolve()
-        with reserved_run_id(backend) as run_id:
-            observation = RunObservation(registry.hook, name, starting_agent, "run", run_id)
-            observation.start()
-            try:
-                check_history(
-                    settings, previous_response_id, auto_previous_response_id, conversation_id
-                )
-                run_config, provider = with_provider(run_config, settings)
-                try:
-                    result = await backend.run(
-                        starting_agent,
-                        input,
-                        context=context,
-                        max_turns=max_turns,
-                        hooks=hooks,
-                        run_config=run_config,
-                        error_handlers=error_handlers,
-                        previous_response_id=previous_response_id,
-                        auto_previous_response_id=auto_previous_response_id,
-                        conversation_id=conversation_id,
-                        session=session,
-                    )
-                finally:
-                    if provider is not None:
-                        await provider.aclose()
-            except BaseException as exc:
-                observation.finish(None, exc)
-                if not _sdk.is_data_redacted(exc):
-                    raise
-                _sdk.detach_redacted_traceback(exc)
-                redacted = exc
-            else:
-                observation.finish(result, None)
-                return result
-        # As agents.Runner does: re-raise from a frame that holds none of the run's data.
-        starting_agent = input = context = hooks = run_config = cast(Any, None)
-        error_handlers = session = backend = provider = cast(Any, None)
-        previous_response_id = conversation_id = None
-        _sdk.raise_redacted(redacted)
+    # The three entry points are the base class's, bound to the class: the signatures are
+    # declared once (runplane.base), and `run`/`run_sync` share `_run` below. For type
+    # checkers they are agents.Runner's own, which tests/test_protocol.py checks they match.
+    if TYPE_CHECKING:
+        run = agents.Runner.run
+        run_sync = agents.Runner.run_sync
+        run_streamed = agents.Runner.run_streamed
+    else:
+        run = classmethod(RunnerBackendBase.run)
+        run_sync = classmethod(RunnerBackendBase.run_sync)
+        run_streamed = classmethod(RunnerBackendBase.run_streamed)
 
     @classmethod
-    def run_sync(
+    async def _run(
         cls,
         starting_agent: Agent[TContext],
-        input: str | list[TResponseInputItem] | RunState[TContext],
-        *,
-        context: TContext | None = None,
-        max_turns: int | None = DEFAULT_MAX_TURNS,
-        hooks: RunHooks[TContext] | None = None,
-        run_config: RunConfig | dict[str, Any] | None = None,
-        error_handlers: RunErrorHandlers[TContext] | None = None,
-        previous_response_id: str | None = None,
-        auto_previous_response_id: bool = False,
-        conversation_id: str | None = None,
-        session: Session | None = None,
+        input: RunInput[TContext],
+        options: RunOptions[TContext],
+        mode: RunMode,
     ) -> RunResult:
+        """What `run` and `run_sync` do around the backend's own entry point of the same name.
+
+        For "run_sync" nothing here awaits (the backend's `run_sync` is called, the provider
+        closed synchronously), so `_run_sync` drives this coroutine to its end without a loop.
+        """
         settings = OpenAISettings.from_env()  # a bad setting is a SettingsError on any backend
         name, backend, registry = cls._resolve()
         with reserved_run_id(backend) as run_id:
-            observation = RunObservation(registry.hook, name, starting_agent, "run_sync", run_id)
+            observation = RunObservation(registry.hook, name, starting_agent, mode, run_id)
             observation.start()
             try:
-                check_history(
-                    settings, previous_response_id, auto_previous_response_id, conversation_id
-                )
-                run_config, provider = with_provider(run_config, settings)
+                options, provider = apply_endpoint(options, settings)
                 try:
-                    result = backend.run_sync(
-                        starting_agent,
-                        input,
-                        context=context,
-                        max_turns=max_turns,
-                        hooks=hooks,
-                        run_config=run_config,
-                        error_handlers=error_handlers,
-                        previous_response_id=previous_response_id,
-                        auto_previous_response_id=auto_previous_response_id,
-                        conversation_id=conversation_id,
-                        session=session,
-                    )
+                    if mode == "run":
+                        result = await backend.run(starting_agent, input, **options.as_kwargs())
+                    else:
+                        result = backend.run_sync(starting_agent, input, **options.as_kwargs())
                 finally:
-                    if provider is not None:
+                    if provider is not None and mode == "run":
+                        await provider.aclose()
+                    elif provider is not None:
                         provider.close_now()
             except BaseException as exc:
                 observation.finish(None, exc)
-                if not _sdk.is_data_redacted(exc):
-                    raise
-                _sdk.detach_redacted_traceback(exc)
-                redacted = exc
-            else:
-                observation.finish(result, None)
-                return result
-        # As agents.Runner does: re-raise from a frame that holds none of the run's data.
-        starting_agent = input = context = hooks = run_config = cast(Any, None)
-        error_handlers = session = backend = provider = cast(Any, None)
-        previous_response_id = conversation_id = None
-        _sdk.raise_redacted(redacted)
+                raise
+            observation.finish(result, None)
+            return result
 
     @classmethod
-    def run_streamed(
+    def _run_sync(
         cls,
         starting_agent: Agent[TContext],
-        input: str | list[TResponseInputItem] | RunState[TContext],
-        context: TContext | None = None,
-        max_turns: int | None = DEFAULT_MAX_TURNS,
-        hooks: RunHooks[TContext] | None = None,
-        run_config: RunConfig | dict[str, Any] | None = None,
-        previous_response_id: str | None = None,
-        auto_previous_response_id: bool = False,
-        conversation_id: str | None = None,
-        session: Session | None = None,
-        *,
-        error_handlers: RunErrorHandlers[TContext] | None = None,
+        input: RunInput[TContext],
+        options: RunOptions[TContext],
+    ) -> RunResult:
+        return _never_suspending(cls._run(starting_agent, input, options, "run_sync"))
+
+    @classmethod
+    def _run_streamed(
+        cls,
+        starting_agent: Agent[TContext],
+        input: RunInput[TContext],
+        options: RunOptions[TContext],
     ) -> RunResultStreaming:
         settings = OpenAISettings.from_env()  # a bad setting is a SettingsError on any backend
         name, backend, registry = cls._resolve()
@@ -211,23 +144,8 @@ class BackendRunner:
             observation.start()
             provider = None
             try:
-                check_history(
-                    settings, previous_response_id, auto_previous_response_id, conversation_id
-                )
-                run_config, provider = with_provider(run_config, settings)
-                result = backend.run_streamed(
-                    starting_agent,
-                    input,
-                    context=context,
-                    max_turns=max_turns,
-                    hooks=hooks,
-                    run_config=run_config,
-                    previous_response_id=previous_response_id,
-                    auto_previous_response_id=auto_previous_response_id,
-                    conversation_id=conversation_id,
-                    session=session,
-                    error_handlers=error_handlers,
-                )
+                options, provider = apply_endpoint(options, settings)
+                result = backend.run_streamed(starting_agent, input, **options.as_kwargs())
                 if inspect.isawaitable(result):
                     _discard(result)
                     raise TypeError(
@@ -244,6 +162,16 @@ class BackendRunner:
                     provider.close_now()
                 observation.finish(None, exc)
                 raise
+
+
+def _never_suspending(coroutine: Coroutine[Any, Any, T]) -> T:
+    """The result of a coroutine that completes without suspending, run without an event loop."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    coroutine.close()
+    raise RuntimeError("runplane internal error: the run_sync path awaited something")
 
 
 def _discard(awaitable: object) -> None:

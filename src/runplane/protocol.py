@@ -7,6 +7,10 @@ checkers only: the registry and the CLI import this module, and a command that r
 not pay for importing the SDK (`max_turns`' default is the SDK's DEFAULT_MAX_TURNS, checked by
 that same test).
 
+This is the contract, and the one place besides `runplane.base.RunnerBackendBase` where the
+signatures are written out: a backend may implement it by hand, or subclass that base class,
+which carries them and hands the arguments on as one `runplane.RunOptions`.
+
 One method is optional, so the facade asks for it with `reserved_run_id(backend)`:
 `reserve_run_id()` returns a context manager yielding the id the run started inside it will have,
 which observers then see as `RunInfo.run_id`.

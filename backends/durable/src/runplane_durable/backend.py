@@ -11,17 +11,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
-from functools import partial
 from typing import Any, Literal, TypeVar, cast
 
-from agents import Agent, RunConfig, RunHooks, RunResult, RunResultStreaming, RunState, Session
-from agents.items import TResponseInputItem
-from agents.run import DEFAULT_MAX_TURNS
-from agents.run_context import TContext
-from agents.run_error_handlers import RunErrorHandlers
+from agents import Agent, RunResult, RunResultStreaming, RunState
 from agents.stream_events import StreamEvent
 
-from runplane import SyncDriver, sdk_runner
+from runplane import RunInput, RunnerBackendBase, RunOptions, sdk_runner
+from runplane.base import RunMode
 
 from . import intercept
 from .active import ACTIVE, NAMED_RUN_ID, REQUESTED_RUN_ID, ActiveRun
@@ -42,7 +38,7 @@ T = TypeVar("T")
 _STOPPING = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
-def _input_json(input: str | list[TResponseInputItem] | RunState[Any]) -> Any:
+def _input_json(input: RunInput[Any]) -> Any:
     if isinstance(input, RunState):
         try:
             return {"run_state": input.to_json()}
@@ -63,7 +59,7 @@ def _plain(item: Any) -> Any:
     return dump(mode="json", exclude_unset=True) if callable(dump) else item
 
 
-class DurableBackend:
+class DurableBackend(RunnerBackendBase):
     """`RunnerBackend` whose runs survive the death of the process running them."""
 
     def __init__(
@@ -76,103 +72,53 @@ class DurableBackend:
             raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
         self.engine: Engine = engine if engine is not None else LocalEngine()
         self.lease_seconds = lease_seconds
-        self._sync_runner = SyncDriver(partial(self._run, mode="run_sync"))
         intercept.install()
 
     def __repr__(self) -> str:
         return f"DurableBackend({self.engine!r})"
 
-    # -- the SDK's three entry points ---------------------------------------------------------
+    # -- the SDK's three entry points (their signatures are RunnerBackendBase's) ---------------
 
-    async def run(
+    async def _run(
         self,
-        starting_agent: Agent[TContext],
-        input: str | list[TResponseInputItem] | RunState[TContext],
-        *,
-        context: TContext | None = None,
-        max_turns: int | None = DEFAULT_MAX_TURNS,
-        hooks: RunHooks[TContext] | None = None,
-        run_config: RunConfig | dict[str, Any] | None = None,
-        error_handlers: RunErrorHandlers[TContext] | None = None,
-        previous_response_id: str | None = None,
-        auto_previous_response_id: bool = False,
-        conversation_id: str | None = None,
-        session: Session | None = None,
+        starting_agent: Agent[Any],
+        input: RunInput[Any],
+        options: RunOptions[Any],
+        mode: RunMode,
     ) -> RunResult:
-        return await self._run(
-            starting_agent,
-            input,
-            mode="run",
-            context=context,
-            max_turns=max_turns,
-            hooks=hooks,
-            run_config=run_config,
-            error_handlers=error_handlers,
-            previous_response_id=previous_response_id,
-            auto_previous_response_id=auto_previous_response_id,
-            conversation_id=conversation_id,
-            session=session,
-        )
+        spec = self._spec(starting_agent, input, options, mode=mode)
+        session = await self.engine.open_run(spec, lease_seconds=self.lease_seconds)
+        active = ActiveRun(opening=_ready(session), streamed=False, backend=self)
+        await active.session()
+        token = ACTIVE.set(active)
+        heartbeat = None if session.read_only else asyncio.ensure_future(self._heartbeat(session))
+        try:
+            result = await sdk_runner().run(starting_agent, input, **options.as_kwargs())
+        except BaseException as exc:
+            ACTIVE.reset(token)
+            await _stop(heartbeat)
+            await self._settle_failure(session, exc)
+            raise
+        ACTIVE.reset(token)
+        await _stop(heartbeat)
+        await self._settle_success(session, result, active)
+        return result
 
-    def run_sync(
-        self,
-        starting_agent: Agent[TContext],
-        input: str | list[TResponseInputItem] | RunState[TContext],
-        *,
-        context: TContext | None = None,
-        max_turns: int | None = DEFAULT_MAX_TURNS,
-        hooks: RunHooks[TContext] | None = None,
-        run_config: RunConfig | dict[str, Any] | None = None,
-        error_handlers: RunErrorHandlers[TContext] | None = None,
-        previous_response_id: str | None = None,
-        auto_previous_response_id: bool = False,
-        conversation_id: str | None = None,
-        session: Session | None = None,
+    def _run_sync(
+        self, starting_agent: Agent[Any], input: RunInput[Any], options: RunOptions[Any]
     ) -> RunResult:
         # Choose the id here, in the caller's context, so last_run_id() sees it: the SDK runs
         # the coroutine in a task whose context is a copy.
         token = REQUESTED_RUN_ID.set(take_requested_run_id())
         try:
-            return self._sync_runner.run_sync(
-                starting_agent,
-                input,
-                context=context,
-                max_turns=max_turns,
-                hooks=hooks,
-                run_config=run_config,
-                error_handlers=error_handlers,
-                previous_response_id=previous_response_id,
-                auto_previous_response_id=auto_previous_response_id,
-                conversation_id=conversation_id,
-                session=session,
-            )
+            return super()._run_sync(starting_agent, input, options)
         finally:
             REQUESTED_RUN_ID.reset(token)
 
-    def run_streamed(
-        self,
-        starting_agent: Agent[TContext],
-        input: str | list[TResponseInputItem] | RunState[TContext],
-        context: TContext | None = None,
-        max_turns: int | None = DEFAULT_MAX_TURNS,
-        hooks: RunHooks[TContext] | None = None,
-        run_config: RunConfig | dict[str, Any] | None = None,
-        previous_response_id: str | None = None,
-        auto_previous_response_id: bool = False,
-        conversation_id: str | None = None,
-        session: Session | None = None,
-        *,
-        error_handlers: RunErrorHandlers[TContext] | None = None,
+    def _run_streamed(
+        self, starting_agent: Agent[Any], input: RunInput[Any], options: RunOptions[Any]
     ) -> RunResultStreaming:
-        spec = self._spec(
-            starting_agent,
-            input,
-            mode="run_streamed",
-            max_turns=max_turns,
-            previous_response_id=previous_response_id,
-            auto_previous_response_id=auto_previous_response_id,
-            conversation_id=conversation_id,
-        )
+        spec = self._spec(starting_agent, input, options, mode="run_streamed")
         # The run is opened lazily, by the first step that needs it, inside the SDK's run task:
         # so the SDK validates its arguments (and requires a running loop) exactly as it would
         # without runplane, before anything is written.
@@ -183,19 +129,7 @@ class DurableBackend:
         )
         token = ACTIVE.set(active)
         try:
-            result = sdk_runner().run_streamed(
-                starting_agent,
-                input,
-                context=context,
-                max_turns=max_turns,
-                hooks=hooks,
-                run_config=run_config,
-                error_handlers=error_handlers,
-                previous_response_id=previous_response_id,
-                auto_previous_response_id=auto_previous_response_id,
-                conversation_id=conversation_id,
-                session=session,
-            )
+            result = sdk_runner().run_streamed(starting_agent, input, **options.as_kwargs())
         finally:
             ACTIVE.reset(token)
         if not isinstance(result, RunResultStreaming) or result.run_loop_task is None:
@@ -216,13 +150,10 @@ class DurableBackend:
     def _spec(
         self,
         agent: Agent[Any],
-        input: str | list[TResponseInputItem] | RunState[Any],
+        input: RunInput[Any],
+        options: RunOptions[Any],
         *,
         mode: str,
-        max_turns: int | None,
-        previous_response_id: str | None,
-        auto_previous_response_id: bool,
-        conversation_id: str | None,
     ) -> RunSpec:
         run_input = _input_json(input)
         name = getattr(agent, "name", "")  # agents.Runner passes arguments through untouched
@@ -236,42 +167,13 @@ class DurableBackend:
             input_fingerprint=fingerprint({"agent": name, "input": run_input}),
             options={
                 "mode": mode,
-                "max_turns": max_turns,
-                "previous_response_id": previous_response_id,
-                "auto_previous_response_id": auto_previous_response_id,
-                "conversation_id": conversation_id,
+                "max_turns": options.max_turns,
+                "previous_response_id": options.previous_response_id,
+                "auto_previous_response_id": options.auto_previous_response_id,
+                "conversation_id": options.conversation_id,
             },
             named=chosen == NAMED_RUN_ID.get(),
         )
-
-    async def _run(
-        self, starting_agent: Agent[Any], input: Any, *, mode: str, **kwargs: Any
-    ) -> RunResult:
-        spec = self._spec(
-            starting_agent,
-            input,
-            mode=mode,
-            max_turns=kwargs.get("max_turns", DEFAULT_MAX_TURNS),
-            previous_response_id=kwargs.get("previous_response_id"),
-            auto_previous_response_id=kwargs.get("auto_previous_response_id", False),
-            conversation_id=kwargs.get("conversation_id"),
-        )
-        session = await self.engine.open_run(spec, lease_seconds=self.lease_seconds)
-        active = ActiveRun(opening=_ready(session), streamed=False, backend=self)
-        await active.session()
-        token = ACTIVE.set(active)
-        heartbeat = None if session.read_only else asyncio.ensure_future(self._heartbeat(session))
-        try:
-            result = await sdk_runner().run(starting_agent, input, **kwargs)
-        except BaseException as exc:
-            ACTIVE.reset(token)
-            await _stop(heartbeat)
-            await self._settle_failure(session, exc)
-            raise
-        ACTIVE.reset(token)
-        await _stop(heartbeat)
-        await self._settle_success(session, result, active)
-        return result
 
     async def _heartbeat_once_open(self, active: ActiveRun) -> None:
         try:

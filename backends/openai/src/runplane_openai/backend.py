@@ -10,150 +10,57 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents import Agent, RunConfig, RunHooks, RunResult, RunResultStreaming, RunState, Session
-from agents.items import TResponseInputItem
-from agents.run import DEFAULT_MAX_TURNS
-from agents.run_context import TContext
-from agents.run_error_handlers import RunErrorHandlers
+from agents import Agent, RunResult, RunResultStreaming
 
-from runplane import SyncDriver, sdk_runner
-from runplane.endpoint import ChatCompletionsHistoryError, OpenAISettings, check_history
-from runplane.endpoint import with_provider as _with_provider
+from runplane import RunInput, RunnerBackendBase, RunOptions, sdk_runner
+from runplane.base import RunMode
+from runplane.endpoint import ChatCompletionsHistoryError, OpenAISettings, apply_endpoint
 
 __all__ = ["ChatCompletionsHistoryError", "OpenAIBackend"]
 
 
-class OpenAIBackend:
+class OpenAIBackend(RunnerBackendBase):
     """`RunnerBackend` running the SDK's loop in this process."""
 
     def __init__(self, settings: OpenAISettings | None = None) -> None:
         self.settings = settings if settings is not None else OpenAISettings.from_env()
-        self._sync_driver = SyncDriver(self.run)
 
     def __repr__(self) -> str:
         return f"OpenAIBackend({self.settings!r})"  # OpenAISettings' repr masks the key
 
-    async def run(
+    async def _run(
         self,
-        starting_agent: Agent[TContext],
-        input: str | list[TResponseInputItem] | RunState[TContext],
-        *,
-        context: TContext | None = None,
-        max_turns: int | None = DEFAULT_MAX_TURNS,
-        hooks: RunHooks[TContext] | None = None,
-        run_config: RunConfig | dict[str, Any] | None = None,
-        error_handlers: RunErrorHandlers[TContext] | None = None,
-        previous_response_id: str | None = None,
-        auto_previous_response_id: bool = False,
-        conversation_id: str | None = None,
-        session: Session | None = None,
+        starting_agent: Agent[Any],
+        input: RunInput[Any],
+        options: RunOptions[Any],
+        mode: RunMode,
     ) -> RunResult:
-        check_history(
-            self.settings, previous_response_id, auto_previous_response_id, conversation_id
-        )
-        run_config, provider = _with_provider(run_config, self.settings)
+        options, provider = apply_endpoint(options, self.settings)
         try:
-            return await sdk_runner().run(
-                starting_agent,
-                input,
-                context=context,
-                max_turns=max_turns,
-                hooks=hooks,
-                run_config=run_config,
-                error_handlers=error_handlers,
-                previous_response_id=previous_response_id,
-                auto_previous_response_id=auto_previous_response_id,
-                conversation_id=conversation_id,
-                session=session,
-            )
+            return await sdk_runner().run(starting_agent, input, **options.as_kwargs())
         finally:
             if provider is not None:
                 await provider.aclose()
 
-    def run_sync(
-        self,
-        starting_agent: Agent[TContext],
-        input: str | list[TResponseInputItem] | RunState[TContext],
-        *,
-        context: TContext | None = None,
-        max_turns: int | None = DEFAULT_MAX_TURNS,
-        hooks: RunHooks[TContext] | None = None,
-        run_config: RunConfig | dict[str, Any] | None = None,
-        error_handlers: RunErrorHandlers[TContext] | None = None,
-        previous_response_id: str | None = None,
-        auto_previous_response_id: bool = False,
-        conversation_id: str | None = None,
-        session: Session | None = None,
+    def _run_sync(
+        self, starting_agent: Agent[Any], input: RunInput[Any], options: RunOptions[Any]
     ) -> RunResult:
         if not self.settings.configured:
             # Nothing of ours to set up: exactly the SDK's own run_sync (including a custom
             # default runner's run_sync, which agents.Runner.run_sync would call).
-            check_history(
-                self.settings, previous_response_id, auto_previous_response_id, conversation_id
-            )
-            return sdk_runner().run_sync(
-                starting_agent,
-                input,
-                context=context,
-                max_turns=max_turns,
-                hooks=hooks,
-                run_config=run_config,
-                error_handlers=error_handlers,
-                previous_response_id=previous_response_id,
-                auto_previous_response_id=auto_previous_response_id,
-                conversation_id=conversation_id,
-                session=session,
-            )
+            apply_endpoint(options, self.settings)  # the history check: nothing else to apply
+            return sdk_runner().run_sync(starting_agent, input, **options.as_kwargs())
         # With an endpoint configured, the SDK's run_sync machinery (the thread's default loop
-        # kept open between calls, Ctrl-C cancellation) drives this backend's `run`, so the
-        # provider opens and closes on the loop the run uses; `asyncio.run` would close that
-        # loop under the SDK's pooled HTTP connections and break the next call.
-        return self._sync_driver.run_sync(
-            starting_agent,
-            input,
-            context=context,
-            max_turns=max_turns,
-            hooks=hooks,
-            run_config=run_config,
-            error_handlers=error_handlers,
-            previous_response_id=previous_response_id,
-            auto_previous_response_id=auto_previous_response_id,
-            conversation_id=conversation_id,
-            session=session,
-        )
+        # kept open between calls, Ctrl-C cancellation) drives `_run` (the base class's
+        # `_run_sync`), so the provider opens and closes on the loop the run uses; `asyncio.run`
+        # would close that loop under the SDK's pooled HTTP connections and break the next call.
+        return super()._run_sync(starting_agent, input, options)
 
-    def run_streamed(
-        self,
-        starting_agent: Agent[TContext],
-        input: str | list[TResponseInputItem] | RunState[TContext],
-        context: TContext | None = None,
-        max_turns: int | None = DEFAULT_MAX_TURNS,
-        hooks: RunHooks[TContext] | None = None,
-        run_config: RunConfig | dict[str, Any] | None = None,
-        previous_response_id: str | None = None,
-        auto_previous_response_id: bool = False,
-        conversation_id: str | None = None,
-        session: Session | None = None,
-        *,
-        error_handlers: RunErrorHandlers[TContext] | None = None,
+    def _run_streamed(
+        self, starting_agent: Agent[Any], input: RunInput[Any], options: RunOptions[Any]
     ) -> RunResultStreaming:
-        check_history(
-            self.settings, previous_response_id, auto_previous_response_id, conversation_id
-        )
-        run_config, provider = _with_provider(run_config, self.settings)
-        result = sdk_runner().run_streamed(
-            starting_agent,
-            input,
-            context=context,
-            max_turns=max_turns,
-            hooks=hooks,
-            run_config=run_config,
-            error_handlers=error_handlers,
-            previous_response_id=previous_response_id,
-            auto_previous_response_id=auto_previous_response_id,
-            conversation_id=conversation_id,
-            session=session,
-        )
+        options, provider = apply_endpoint(options, self.settings)
+        result = sdk_runner().run_streamed(starting_agent, input, **options.as_kwargs())
         if provider is not None:
             provider.close_when_done(result)
         return result
