@@ -72,7 +72,6 @@ class DurableBackend(RunnerBackendBase):
             raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
         self.engine: Engine = engine if engine is not None else LocalEngine()
         self.lease_seconds = lease_seconds
-        intercept.install()
 
     def __repr__(self) -> str:
         return f"DurableBackend({self.engine!r})"
@@ -86,6 +85,7 @@ class DurableBackend(RunnerBackendBase):
         options: RunOptions[Any],
         mode: RunMode,
     ) -> RunResult:
+        intercept.install()  # the SDK's seams are wrapped by the first durable run
         spec = self._spec(starting_agent, input, options, mode=mode)
         session = await self.engine.open_run(spec, lease_seconds=self.lease_seconds)
         active = ActiveRun(opening=_ready(session), streamed=False, backend=self)
@@ -118,6 +118,7 @@ class DurableBackend(RunnerBackendBase):
     def _run_streamed(
         self, starting_agent: Agent[Any], input: RunInput[Any], options: RunOptions[Any]
     ) -> RunResultStreaming:
+        intercept.install()
         spec = self._spec(starting_agent, input, options, mode="run_streamed")
         # The run is opened lazily, by the first step that needs it, inside the SDK's run task:
         # so the SDK validates its arguments (and requires a running loop) exactly as it would

@@ -58,7 +58,7 @@ from .serde import (
     load_value,
 )
 
-__all__ = ["INLINE_CHARS", "JournalingModel", "install", "tool_digest"]
+__all__ = ["INLINE_CHARS", "JournalingModel", "install", "installed", "tool_digest", "uninstall"]
 
 log = logging.getLogger("runplane_durable")
 
@@ -108,8 +108,8 @@ class JournalingModel(Model):
     async def close(self) -> None:
         await self.inner.close()
 
-    async def _cleanup_on_run_end(self, owner: object) -> None:
-        await self.inner._cleanup_on_run_end(owner)
+    async def _cleanup_on_run_end(self, owner: object) -> None:  # the SDK's hook, forwarded
+        await sdk.cleanup_on_run_end(self.inner, owner)
 
     def get_retry_advice(self, request: Any) -> Any:
         return self.inner.get_retry_advice(request)
@@ -366,7 +366,7 @@ def _response_from_stream(events: list[TResponseStreamEvent]) -> ModelResponse |
                 output=list(terminal.output or done_items),
                 usage=usage,
                 response_id=terminal.id,
-                request_id=getattr(terminal, "_request_id", None),
+                request_id=sdk.request_id(terminal),
             )
     return None  # the SDK raises its own error for a stream without a terminal event
 
@@ -584,16 +584,13 @@ def _bounded_output(event: dict[str, Any], output: Any) -> dict[str, Any]:
 
 # -- the seams ------------------------------------------------------------------------------------
 
-_original_get_model: Any = None
-_original_invoke: Any = None
-_original_formatters: dict[Any, Any] = {}
-_original_runner: dict[str, Any] = {}
 _install_lock = threading.Lock()
+_installed = False
 _warned_unrouted = False
 
 
 def _get_model(agent: Agent[Any], run_config: RunConfig) -> Model:
-    model: Model = _original_get_model(agent, run_config)
+    model: Model = sdk.MODEL_RESOLVER.original(agent, run_config)
     active = ACTIVE.get()
     if active is None or isinstance(model, JournalingModel):
         return model
@@ -605,7 +602,7 @@ async def _invoke_function_tool(
 ) -> Any:
     active = ACTIVE.get()
     if active is None:
-        return await _original_invoke(
+        return await sdk.FUNCTION_TOOL_INVOKER.original(
             function_tool=function_tool, context=context, arguments=arguments
         )
     session = await active.session()
@@ -627,7 +624,7 @@ async def _invoke_function_tool(
     started = time.monotonic()
     try:
         with tool_usage.counting() as used:
-            result = await _original_invoke(
+            result = await sdk.FUNCTION_TOOL_INVOKER.original(
                 function_tool=function_tool, context=context, arguments=arguments
             )
     finally:
@@ -718,7 +715,7 @@ def _nested_backend() -> RunnerBackend | None:
 async def _routed_run(self: Any, starting_agent: Any, input: Any, **kwargs: Any) -> Any:
     backend = _nested_backend()
     if backend is None:
-        return await _original_runner["run"](self, starting_agent, input, **kwargs)
+        return await sdk.RUNNER_METHODS["run"].original(self, starting_agent, input, **kwargs)
     token = TOOL_OF.set(None)
     try:
         return await backend.run(starting_agent, input, **kwargs)
@@ -729,7 +726,7 @@ async def _routed_run(self: Any, starting_agent: Any, input: Any, **kwargs: Any)
 def _routed_run_sync(self: Any, starting_agent: Any, input: Any, **kwargs: Any) -> Any:
     backend = _nested_backend()
     if backend is None:
-        return _original_runner["run_sync"](self, starting_agent, input, **kwargs)
+        return sdk.RUNNER_METHODS["run_sync"].original(self, starting_agent, input, **kwargs)
     token = TOOL_OF.set(None)
     try:
         return backend.run_sync(starting_agent, input, **kwargs)
@@ -740,7 +737,7 @@ def _routed_run_sync(self: Any, starting_agent: Any, input: Any, **kwargs: Any) 
 def _routed_run_streamed(self: Any, starting_agent: Any, input: Any, **kwargs: Any) -> Any:
     backend = _nested_backend()
     if backend is None:
-        return _original_runner["run_streamed"](self, starting_agent, input, **kwargs)
+        return sdk.RUNNER_METHODS["run_streamed"].original(self, starting_agent, input, **kwargs)
     token = TOOL_OF.set(None)
     try:
         return backend.run_streamed(starting_agent, input, **kwargs)
@@ -752,25 +749,41 @@ _ROUTED = {"run": _routed_run, "run_sync": _routed_run_sync, "run_streamed": _ro
 
 
 def install() -> None:
-    """Wrap the SDK's seams once per process (idempotent, thread-safe).
+    """Wrap the SDK's seams once per process (idempotent, thread-safe): the first durable run
+    does it, not importing or constructing anything.
 
     Each wrapper acts only inside a durable run (or, for the runner and the failure formatter,
     a durable run's tool, or one of runplane's own errors); everything else passes through.
     """
-    global _original_get_model, _original_invoke
+    global _installed
+    if _installed:
+        return
     with _install_lock:
-        if _original_get_model is not None:
+        if _installed:
             return
-        _original_get_model = sdk.run_loop.get_model
-        _original_invoke = sdk.tool_execution._invoke_function_tool_with_metadata  # type: ignore[attr-defined]
-        sdk.run_loop.get_model = _get_model
-        sdk.tool_execution._invoke_function_tool_with_metadata = _invoke_function_tool  # type: ignore[attr-defined]
-        for module in (sdk.tool_module, sdk.tool_execution):
-            original = getattr(module, sdk.FAILURE_FORMATTER)
-            _original_formatters[module] = original
-            setattr(module, sdk.FAILURE_FORMATTER, _failure_formatter(original))
+        sdk.MODEL_RESOLVER.replace(_get_model)
+        sdk.FUNCTION_TOOL_INVOKER.replace(_invoke_function_tool)
+        for seam in sdk.FAILURE_FORMATTERS:
+            seam.replace(_failure_formatter(getattr(seam.owner, seam.name)))
         for name, routed in _ROUTED.items():
-            # The SDK's own runner, whichever instance holds the default slot (and the one
-            # runplane.install displaces): Agent.as_tool and agents.Runner both end up here.
-            _original_runner[name] = getattr(sdk.AgentRunner, name)
-            setattr(sdk.AgentRunner, name, routed)
+            sdk.RUNNER_METHODS[name].replace(routed)
+        _installed = True
+
+
+def uninstall() -> None:
+    """Put every SDK seam back as it was (for tests and programs that want the SDK untouched;
+    the next durable run installs them again). Not while a durable run is going on."""
+    global _installed
+    with _install_lock:
+        for seam in (
+            sdk.MODEL_RESOLVER,
+            sdk.FUNCTION_TOOL_INVOKER,
+            *sdk.FAILURE_FORMATTERS,
+            *sdk.RUNNER_METHODS.values(),
+        ):
+            seam.restore()
+        _installed = False
+
+
+def installed() -> bool:
+    return _installed

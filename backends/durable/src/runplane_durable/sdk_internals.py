@@ -2,35 +2,41 @@
 
 The SDK is pinned (~=0.24.0). These are the seams where a run's non-deterministic steps pass
 (model resolution, function-tool invocation), where a failing tool becomes an output (its failure
-formatter), where a nested run is started (the SDK's own runner), and the helpers that keep a
+formatter), where a nested run is started (the SDK's own runner), the helpers that keep a
 streamed replay lossless, and the error a streamed run ended with even when no one read it.
-An SDK upgrade that moves any of them fails the import here, loudly, and the parity and replay
-tests say what changed.
+`REQUIRED` lists each name with why it is needed; an SDK upgrade that moves one fails the import
+here, naming it (`missing()`, tested), and the parity and replay tests say what changed.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from agents import RunResultStreaming
 from agents import tool as tool_module
 from agents import usage as _usage
 from agents.exceptions import MaxTurnsExceeded
+from agents.models.interface import Model
 from agents.run import AgentRunner
 from agents.run_internal import run_loop, tool_execution
-from agents.tool import _FunctionToolInvocationResult as FunctionToolInvocationResult
+from agents.tool import FunctionTool
 
 __all__ = [
-    "FAILURE_FORMATTER",
-    "AgentRunner",
+    "FAILURE_FORMATTERS",
+    "FUNCTION_TOOL_INVOKER",
+    "MODEL_RESOLVER",
+    "REQUIRED",
+    "RUNNER_METHODS",
     "FunctionToolInvocationResult",
+    "Seam",
     "attach_normalized_usage",
+    "cleanup_on_run_end",
+    "missing",
     "output_type_adapter",
+    "request_id",
     "response_usage_to_usage",
-    "run_loop",
     "stream_error",
-    "tool_execution",
-    "tool_module",
 ]
 
 # Turns an exception raised by a function tool into the tool's output (its failure_error_function,
@@ -38,9 +44,92 @@ __all__ = [
 # name when a wrapped tool (function_tool, Agent.as_tool, MCP) fails; tool_execution imported it.
 FAILURE_FORMATTER = "maybe_invoke_function_tool_failure_error_function"
 
+# (owner, name, why): every private (or patched) SDK name used, checked at import.
+REQUIRED: tuple[tuple[Any, str, str], ...] = (
+    (run_loop, "get_model", "resolves every model path of a run: wrapped to journal model calls"),
+    (
+        tool_execution,
+        "_invoke_function_tool_with_metadata",
+        "invokes a function tool: wrapped to journal tool outputs",
+    ),
+    (tool_module, FAILURE_FORMATTER, "turns a tool's exception into its output"),
+    (tool_execution, FAILURE_FORMATTER, "the same, as tool_execution imported it"),
+    (tool_module, "_FunctionToolInvocationResult", "what an invoked function tool returns"),
+    (FunctionTool, "_output_type_adapter", "how a typed tool's output is validated"),
+    (Model, "_cleanup_on_run_end", "a model hook a wrapping model must forward"),
+    (RunResultStreaming, "_stored_exception", "the error a stream consumer would be raised"),
+    (RunResultStreaming, "_max_turns_handled", "whether max_turns was handled by a handler"),
+    (_usage, "_response_usage_to_usage", "a stream's terminal usage as the SDK counts it"),
+    (_usage, "_attach_normalized_usage", "replayed stream usage, normalized as the SDK does"),
+    (_usage, "_REQUEST_WITHOUT_USAGE_ATTR", "the mark of a request that reported no usage"),
+    (_usage, "_requests_for_response_without_usage", "reads that mark"),
+    (AgentRunner, "run", "the SDK's runner: nested runs are routed to the durable backend"),
+    (AgentRunner, "run_sync", "the same"),
+    (AgentRunner, "run_streamed", "the same"),
+)
+
+
+def missing(required: tuple[tuple[Any, str, str], ...] = REQUIRED) -> list[str]:
+    """The required names the installed SDK lacks, each as `owner.name: why`."""
+    return [
+        f"{getattr(owner, '__module__', '') + '.' if isinstance(owner, type) else ''}"
+        f"{getattr(owner, '__qualname__', getattr(owner, '__name__', owner))}.{name}: {why}"
+        for owner, name, why in required
+        if not hasattr(owner, name)
+    ]
+
+
+if _gone := missing():  # pragma: no cover - only on an unsupported SDK
+    raise ImportError(
+        "runplane-durable needs openai-agents~=0.24.0; the installed SDK lacks: " + "; ".join(_gone)
+    )
+
+FunctionToolInvocationResult: Any = tool_module._FunctionToolInvocationResult
 response_usage_to_usage = _usage._response_usage_to_usage
 attach_normalized_usage = _usage._attach_normalized_usage
 _REQUEST_WITHOUT_USAGE = _usage._REQUEST_WITHOUT_USAGE_ATTR
+
+
+@dataclass
+class Seam:
+    """One SDK attribute runplane replaces while it is installed, and puts back."""
+
+    owner: Any
+    name: str
+    original: Any = field(default=None, init=False)
+    replaced: bool = field(default=False, init=False)
+
+    def replace(self, value: Any) -> Any:
+        """Put `value` in place; the original is returned (and kept, to restore it)."""
+        if not self.replaced:
+            self.original = getattr(self.owner, self.name)
+            self.replaced = True
+        setattr(self.owner, self.name, value)
+        return self.original
+
+    def restore(self) -> None:
+        if self.replaced:
+            setattr(self.owner, self.name, self.original)
+            self.replaced = False
+
+
+MODEL_RESOLVER = Seam(run_loop, "get_model")
+FUNCTION_TOOL_INVOKER = Seam(tool_execution, "_invoke_function_tool_with_metadata")
+FAILURE_FORMATTERS = (Seam(tool_module, FAILURE_FORMATTER), Seam(tool_execution, FAILURE_FORMATTER))
+# The SDK's own runner, whichever instance holds the default slot (and the one runplane.install
+# displaces): Agent.as_tool and agents.Runner both end up here.
+RUNNER_METHODS = {name: Seam(AgentRunner, name) for name in ("run", "run_sync", "run_streamed")}
+
+
+async def cleanup_on_run_end(model: Model, owner: object) -> None:
+    """Forward the SDK's end-of-run hook to a wrapped model."""
+    await model._cleanup_on_run_end(owner)
+
+
+def request_id(response: Any) -> str | None:
+    """The provider's request id the openai client keeps on a response, if any."""
+    value = getattr(response, "_request_id", None)
+    return value if isinstance(value, str) else None
 
 
 def stream_error(result: RunResultStreaming) -> BaseException | None:
@@ -77,17 +166,3 @@ def requests_without_usage(response: Any) -> int:
 def mark_requests_without_usage(response: Any, requests: int) -> None:
     if requests > 0:
         object.__setattr__(response, _REQUEST_WITHOUT_USAGE, requests)
-
-
-for _name in ("get_model",):
-    if not hasattr(run_loop, _name):  # pragma: no cover - only on an unsupported SDK
-        raise ImportError(
-            f"agents.run_internal.run_loop.{_name} is gone; pin openai-agents~=0.24.0"
-        )
-if not hasattr(tool_execution, "_invoke_function_tool_with_metadata"):  # pragma: no cover
-    raise ImportError("agents.run_internal.tool_execution lost _invoke_function_tool_with_metadata")
-for _module in (tool_module, tool_execution):
-    if not hasattr(_module, FAILURE_FORMATTER):  # pragma: no cover
-        raise ImportError(
-            f"{_module.__name__}.{FAILURE_FORMATTER} is gone; pin openai-agents~=0.24.0"
-        )
