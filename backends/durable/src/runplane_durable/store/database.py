@@ -125,9 +125,7 @@ class Database:
     def _refuse_newer(self, version: int | None) -> None:
         if version is not None and version > SCHEMA_VERSION:
             raise errors.SchemaVersionError(
-                f"the {describe(self.url)} has schema version {version}, written by a newer "
-                f"runplane-durable (this one understands up to {SCHEMA_VERSION}). Upgrade "
-                "runplane-durable (`pip install -U runplane-durable`); nothing was written to it."
+                database=describe(self.url), found=version, supported=SCHEMA_VERSION
             )
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
