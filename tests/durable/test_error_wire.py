@@ -3,6 +3,7 @@ message, from its JSON."""
 
 from __future__ import annotations
 
+import copy
 import json
 import pickle
 
@@ -138,6 +139,15 @@ def test_an_error_comes_back_from_the_wire_as_it_was(error: DurableError, messag
     assert isinstance(back, AgentsException)  # still escapes a tool as itself
     again = pickle.loads(pickle.dumps(error))
     assert (type(again), str(again), again.fields) == (type(error), message, error.fields)
+    copied = copy.copy(error)
+    assert (type(copied), str(copied), copied.fields) == (type(error), message, error.fields)
+
+
+def test_a_copy_keeps_what_the_sdk_attached() -> None:
+    error = RunLeasedError(run_id="r-1", taken_over=True)
+    error.run_data = "the SDK's run details"  # type: ignore[assignment]
+    assert copy.copy(error).run_data == "the SDK's run details"
+    assert pickle.loads(pickle.dumps(error)).run_data == "the SDK's run details"
 
 
 def test_fields_are_what_the_message_was_built_from() -> None:

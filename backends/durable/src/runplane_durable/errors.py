@@ -68,9 +68,10 @@ class DurableError(RunplaneError, AgentsException):
         return {"code": self.code, "message": self.message, "fields": dict(self.fields)}
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Pickle (a process pool, say) rebuilds the error from its wire form: the subclasses'
-        # keyword constructors cannot be called with `args`, which holds the message alone.
-        return (error_from_wire, (self.to_wire(),))
+        # Pickle and copy (a process pool, say) rebuild the error from its wire form: the
+        # subclasses' keyword constructors cannot be called with `args`, which holds the message
+        # alone. The attributes follow as the state, as they do for any exception.
+        return (error_from_wire, (self.to_wire(),), self.__dict__)
 
 
 def error_from_wire(data: Any) -> DurableError:
