@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 import json
 import pickle
+import sqlite3
+from pathlib import Path
 
 import pytest
 from agents.exceptions import AgentsException
@@ -23,6 +25,7 @@ from runplane_durable.errors import (
     UnstorableNameError,
     error_from_wire,
 )
+from runplane_durable.store.failures import database_error, describe
 
 # One of each, with the message each builds from its fields (the texts the backend has always
 # shown; the tests that provoke them check them too).
@@ -148,6 +151,14 @@ def test_a_copy_keeps_what_the_sdk_attached() -> None:
     error.run_data = "the SDK's run details"  # type: ignore[assignment]
     assert copy.copy(error).run_data == "the SDK's run details"
     assert pickle.loads(pickle.dumps(error)).run_data == "the SDK's run details"
+
+
+def test_a_driver_failure_names_the_database_and_the_problem(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    error = database_error(sqlite3.OperationalError("database or disk is full"), url)
+    assert error.fields == {"database": describe(url), "problem": "database or disk is full"}
+    assert str(error).startswith(f"cannot use the {describe(url)}: database or disk is full. ")
+    assert error_from_wire(error.to_wire()).fields == error.fields
 
 
 def test_fields_are_what_the_message_was_built_from() -> None:

@@ -104,13 +104,18 @@ class DatabaseError(DurableError):
     """The run database cannot be opened, read or written.
 
     Its messages come from many places (the driver's failure, a setting, a path), so the message
-    is the error's text; `database` names the database when known.
+    is the error's text; `database` names the database when known, `problem` the driver's
+    failure when there was one.
     """
 
     code = "database"
+    database: str | None
+    problem: str | None
 
-    def __init__(self, message: str, *, database: str | None = None) -> None:
-        super().__init__(message, **({} if database is None else {"database": database}))
+    def __init__(
+        self, message: str, *, database: str | None = None, problem: str | None = None
+    ) -> None:
+        super().__init__(message, database=database, problem=problem)
 
 
 class SchemaVersionError(DatabaseError):

@@ -114,7 +114,8 @@ class LocalEngine:
         if self.read_only:
             raise errors.DatabaseError(
                 f"this LocalEngine opened the {describe(self.url)} read-only (read_only=True); "
-                "runs execute on an engine made without it."
+                "runs execute on an engine made without it.",
+                database=describe(self.url),
             )
         tx = await self.database.transactions()
         try:

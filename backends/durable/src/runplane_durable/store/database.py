@@ -111,7 +111,8 @@ class Database:
                 raise errors.DatabaseError(
                     f"the {describe(self.url)} holds no runplane runs (it has no runplane "
                     "tables); nothing was written to it. Check that it is the database your "
-                    f"programs use (--db, {ENV_DATABASE_URL})."
+                    f"programs use (--db, {ENV_DATABASE_URL}).",
+                    database=describe(self.url),
                 )
             return
         if self.is_sqlite:
