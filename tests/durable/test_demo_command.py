@@ -6,7 +6,10 @@ import shlex
 import sys
 from pathlib import Path
 
+import pytest
 from runplane_durable.demo.command import runplane_command
+from runplane_durable.demo.parent import _describe_prior
+from runplane_durable.records import RunRecord, RunStatus
 
 
 def _scripts(at: Path) -> Path:
@@ -55,3 +58,37 @@ def test_the_module_when_there_is_no_console_script(tmp_path: Path) -> None:
     empty.mkdir()
     printed = runplane_command(cwd=tmp_path, scripts=empty, path="")
     assert shlex.split(printed) == [sys.executable, "-m", "runplane"]
+
+
+@pytest.mark.parametrize(
+    ("status", "says"),
+    [
+        ("completed", "finished, so running it again replays its stored result"),
+        ("cancelled", "cancelled, so it cannot run again: use a new run id"),
+        ("failed", "not finished, so this run resumes it"),
+        ("running", "not finished, so this run resumes it"),
+    ],
+)
+def test_the_demo_says_what_running_a_known_id_again_does(status: RunStatus, says: str) -> None:
+    prior = RunRecord(
+        "demo-x",
+        "a",
+        status,
+        {},
+        {},
+        0.0,
+        0.0,
+        None,
+        None,
+        None,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        None,
+        None,
+        None,
+    )
+    assert _describe_prior(prior, []).endswith(f": {says}")

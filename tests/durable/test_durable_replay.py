@@ -16,6 +16,7 @@ from runplane_durable import (
     DurableBackend,
     JournalSerializationError,
     ReplayDivergenceError,
+    RunCancelledError,
     RunInputMismatchError,
     last_run_id,
     run_id,
@@ -355,7 +356,7 @@ def test_cancelled_stream_is_recorded_as_cancelled(sqlite_backend: DurableBacken
                 result.cancel()
         record = await sqlite_backend.get_run("cancel-me")
         assert record.status == "cancelled"
-        with run_id("cancel-me"), pytest.raises(RunInputMismatchError, match="was cancelled"):
+        with run_id("cancel-me"), pytest.raises(RunCancelledError, match="was cancelled"):
             await sqlite_backend.run(agent, "go")
 
     run_async(go())

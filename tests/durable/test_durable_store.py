@@ -20,7 +20,7 @@ from runplane_durable import (
     run_id,
 )
 from runplane_durable.engine import RunSession
-from runplane_durable.records import NewEvent, RunSpec, UsageDelta
+from runplane_durable.records import JournalEntry, NewEvent, RunSpec, UsageDelta
 from runplane_durable.store import sql
 from runplane_durable.store import sqlite as sqlite_store
 from runplane_durable.store.database import Database, resolve_url
@@ -180,7 +180,7 @@ def test_queued_writes_commit_in_order_before_the_session_closes(db_url: str) ->
         for i in range(5):
             await session.append(
                 wait=False,
-                journal=("tool", f"0:call-{i}", None, {"n": i}),
+                journal=JournalEntry("tool", f"0:call-{i}", None, {"n": i}),
                 events=[NewEvent("tool_call", {"n": i})],
                 usage=UsageDelta(tool_calls=1),
             )
@@ -199,7 +199,7 @@ def test_queued_writes_commit_in_order_before_the_session_closes(db_url: str) ->
     run_async(go())
 
 
-async def _append_then_next(session: RunSession, first: Any, second: Any) -> None:
+async def _append_then_next(session: RunSession, first: JournalEntry, second: JournalEntry) -> None:
     """Append `first` without waiting, then `second`: one of the two raises.
 
     On SQLite, with nothing ahead of it, the first write runs at once and raises itself; on
@@ -219,7 +219,9 @@ def test_a_write_without_waiting_still_stops_at_a_lost_lease(db_url: str) -> Non
         stale, taker = await _taken_over(engine, spec)
         with pytest.raises(RunLeasedError, match="taken over by another process"):
             await _append_then_next(
-                stale, ("tool", "0:late", None, {"n": 1}), ("model", "1", "fp", {"n": 2})
+                stale,
+                JournalEntry("tool", "0:late", None, {"n": 1}),
+                JournalEntry("model", "1", "fp", {"n": 2}),
             )
         with pytest.raises(RunLeasedError):
             await stale.finish("completed", final_output={"json": "stale"})
@@ -241,11 +243,13 @@ def test_a_queued_write_that_fails_is_raised_by_the_next_write(db_url: str) -> N
 
     async def go() -> None:
         session = await engine.open_run(spec, lease_seconds=30)
-        await session.append(journal=("tool", "0:call-a", None, {"n": 1}))
+        await session.append(journal=JournalEntry("tool", "0:call-a", None, {"n": 1}))
         # The same key again breaks the journal's uniqueness: this write fails.
         with pytest.raises(DatabaseError):
             await _append_then_next(
-                session, ("tool", "0:call-a", None, {"n": 2}), ("model", "1", "fp", {"n": 3})
+                session,
+                JournalEntry("tool", "0:call-a", None, {"n": 2}),
+                JournalEntry("model", "1", "fp", {"n": 3}),
             )
         await session.close()
         assert [e.payload for e in await engine.read_journal("holed")] == [{"n": 1}]
@@ -264,18 +268,20 @@ def test_a_write_behind_another_is_queued_and_its_failure_raised_by_the_next(
 
     async def go() -> None:
         session = await engine.open_run(spec, lease_seconds=30)
-        await session.append(journal=("tool", "0:call-a", None, {"n": 1}))
+        await session.append(journal=JournalEntry("tool", "0:call-a", None, {"n": 1}))
         other = sqlite3.connect(tmp_path / "runs.db", isolation_level=None)
         other.execute("BEGIN IMMEDIATE")  # another process is writing
-        ahead = asyncio.ensure_future(session.append(journal=("tool", "0:call-b", None, {})))
+        ahead = asyncio.ensure_future(
+            session.append(journal=JournalEntry("tool", "0:call-b", None, {}))
+        )
         await asyncio.sleep(0.2)  # the loop runs on while the write waits for the lock
         assert not ahead.done()
-        await session.append(wait=False, journal=("tool", "0:call-a", None, {"n": 2}))
+        await session.append(wait=False, journal=JournalEntry("tool", "0:call-a", None, {"n": 2}))
         other.execute("COMMIT")
         other.close()
         await ahead
         with pytest.raises(DatabaseError, match="UNIQUE"):
-            await session.append(journal=("model", "1", "fp", {"n": 3}))
+            await session.append(journal=JournalEntry("model", "1", "fp", {"n": 3}))
         with pytest.raises(DatabaseError):
             await session.finish("completed", final_output={"json": "x"})
         await session.close()
@@ -297,7 +303,7 @@ def test_the_wal_is_checkpointed_as_a_run_writes(tmp_path: Path) -> None:
         session = await engine.open_run(spec, lease_seconds=30)
         for i in range(steps):
             await session.append(
-                journal=("tool", f"0:call-{i}", None, {"text": "x" * 200}),
+                journal=JournalEntry("tool", f"0:call-{i}", None, {"text": "x" * 200}),
                 events=[NewEvent("tool_call", {"text": "x" * 200})],
             )
         await session.close()
@@ -329,7 +335,9 @@ def test_a_failed_checkpoint_is_logged_and_loses_nothing(
 
     async def go() -> None:
         session = await engine.open_run(spec, lease_seconds=30)
-        await session.append(journal=("tool", "0:call-a", None, {"n": 1}))  # checkpoints first
+        await session.append(
+            journal=JournalEntry("tool", "0:call-a", None, {"n": 1})
+        )  # checkpoints first
         await session.close()
         assert [e.payload for e in await engine.read_journal("unchecked")] == [{"n": 1}]
         await engine.dispose()

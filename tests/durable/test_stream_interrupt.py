@@ -31,7 +31,7 @@ from agents.testing import ModelCall, ModelStep, ScriptedModel, assistant_messag
 from runplane_durable import (
     DurableBackend,
     LocalEngine,
-    RunInputMismatchError,
+    RunCancelledError,
     RunNotFoundError,
     RunRecord,
     run_id,
@@ -210,7 +210,7 @@ def test_the_callers_own_cancel_is_final(
         assert ledger.model_calls == [0]  # after_turn stopped before the next turn
         record = await backend.get_run(rid)
         assert (record.status, record.owner) == ("cancelled", None)
-        with run_id(rid), pytest.raises(RunInputMismatchError, match="was cancelled"):
+        with run_id(rid), pytest.raises(RunCancelledError, match="was cancelled"):
             await backend.run(_agent(ledger), PROMPT)
         await backend.engine.dispose()
 

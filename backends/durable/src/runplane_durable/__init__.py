@@ -23,15 +23,17 @@ if TYPE_CHECKING:
         DurableError,
         JournalSerializationError,
         ReplayDivergenceError,
+        RunCancelledError,
         RunInputMismatchError,
         RunLeasedError,
         RunNotFoundError,
         SchemaVersionError,
         UnstorableNameError,
+        error_from_wire,
     )
     from .identity import last_run_id, run_id
     from .local import LocalEngine
-    from .records import EventRecord, JournalRecord, RunRecord
+    from .records import EventRecord, JournalEntry, JournalRecord, RunRecord
     from .runner import Runner
     from .store.database import ENV_DATABASE_URL
 
@@ -43,10 +45,12 @@ __all__ = [
     "DurableError",
     "Engine",
     "EventRecord",
+    "JournalEntry",
     "JournalRecord",
     "JournalSerializationError",
     "LocalEngine",
     "ReplayDivergenceError",
+    "RunCancelledError",
     "RunInputMismatchError",
     "RunLeasedError",
     "RunNotFoundError",
@@ -55,6 +59,7 @@ __all__ = [
     "Runner",
     "SchemaVersionError",
     "UnstorableNameError",
+    "error_from_wire",
     "last_run_id",
     "run_id",
 ]
@@ -68,15 +73,18 @@ _LAZY = {
     "DurableError": "errors",
     "JournalSerializationError": "errors",
     "ReplayDivergenceError": "errors",
+    "RunCancelledError": "errors",
     "RunInputMismatchError": "errors",
     "RunLeasedError": "errors",
     "RunNotFoundError": "errors",
     "SchemaVersionError": "errors",
     "UnstorableNameError": "errors",
+    "error_from_wire": "errors",
     "last_run_id": "identity",
     "run_id": "identity",
     "LocalEngine": "local",
     "EventRecord": "records",
+    "JournalEntry": "records",
     "JournalRecord": "records",
     "RunRecord": "records",
     "Runner": "runner",

@@ -18,7 +18,7 @@ from runplane import RunnerBackend
 
 from . import lazy_errors as errors
 from .engine import RunSession
-from .records import JournalRecord
+from .records import JournalEntry
 
 __all__ = ["ACTIVE", "NAMED_RUN_ID", "PARTS", "TOOL_OF", "ActiveRun", "ModelRequest"]
 
@@ -57,8 +57,8 @@ class ActiveRun:
     # The backend executing the run: where runs started by its tools go.
     backend: RunnerBackend | None = None
     _session: RunSession | None = None
-    _models: list[JournalRecord] = field(default_factory=list)
-    _tools: dict[str, JournalRecord] = field(default_factory=dict)
+    _models: list[JournalEntry] = field(default_factory=list)
+    _tools: dict[str, JournalEntry] = field(default_factory=dict)
     model_ordinal: int = 0  # model calls completed so far, live or replayed
     _open_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -72,16 +72,16 @@ class ActiveRun:
                     self._session = session
         return self._session
 
-    def recorded_model(self, request: ModelRequest) -> JournalRecord | None:
+    def recorded_model(self, request: ModelRequest) -> JournalEntry | None:
         """The journaled response for the next model call, checked against what is asked now."""
         assert self._session is not None
         if self.model_ordinal >= len(self._models):
             if self._session.read_only:
                 raise errors.ReplayDivergenceError(
-                    f"run {self._session.record.id!r} is finished, but replaying it asked for "
-                    f"model call #{self.model_ordinal + 1} ({request.describe}), which it never "
-                    "made. The program's agents or tools changed since the run; start a new run "
-                    "id."
+                    run_id=self._session.record.id,
+                    kind="model",
+                    step=self.model_ordinal + 1,
+                    requested=request.describe,
                 )
             return None
         entry = self._models[self.model_ordinal]
@@ -89,26 +89,24 @@ class ActiveRun:
         expected = request.fingerprint if parts is not None else request.legacy()
         if entry.fingerprint != expected:
             raise errors.ReplayDivergenceError(
-                f"replay of run {self._session.record.id!r} diverged at model call "
-                f"#{self.model_ordinal + 1}: the journal recorded a request for "
-                f"{entry.payload.get('describe', '?')}, but the program now asks "
-                f"{request.describe}. What changed: {_changes(entry.payload, request)}. The "
-                "agent definition changed since the run started. Restore the program as it was "
-                "to resume this run, or start a new run id."
+                run_id=self._session.record.id,
+                kind="model",
+                step=self.model_ordinal + 1,
+                requested=request.describe,
+                recorded=str(entry.payload.get("describe", "?")),
+                what_changed=_changes(entry.payload, request),
             )
         return entry
 
-    def recorded_tool(self, key: str) -> JournalRecord | None:
+    def recorded_tool(self, key: str) -> JournalEntry | None:
         entry = self._tools.get(key)
         if entry is None and self._session is not None and self._session.read_only:
             raise errors.ReplayDivergenceError(
-                f"run {self._session.record.id!r} is finished, but replaying it ran tool call "
-                f"{key!r}, which it never made. The program changed since the run; start a new "
-                "run id."
+                run_id=self._session.record.id, kind="tool", step=key
             )
         return entry
 
-    def remember_tool(self, entry: JournalRecord) -> None:
+    def remember_tool(self, entry: JournalEntry) -> None:
         self._tools[entry.key] = entry
 
 

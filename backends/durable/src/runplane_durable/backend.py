@@ -25,7 +25,7 @@ from .engine import Engine, RunSession
 from .errors import JournalSerializationError, RunLeasedError
 from .identity import check_agent_name, reserve_run_id, take_requested_run_id, tool_key
 from .local import LocalEngine
-from .records import RunRecord, RunSpec
+from .records import RunRecord, RunSpec, RunStatus
 from .sdk_internals import stream_error
 from .serde import dump_display, fingerprint
 
@@ -266,7 +266,9 @@ class DurableBackend(RunnerBackendBase):
     async def get_run(self, run_id: str) -> RunRecord:
         return await self.engine.get_run(run_id)
 
-    async def list_runs(self, *, limit: int = 50, status: str | None = None) -> list[RunRecord]:
+    async def list_runs(
+        self, *, limit: int = 50, status: RunStatus | None = None
+    ) -> list[RunRecord]:
         return await self.engine.list_runs(limit=limit, status=status)
 
 

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from . import lazy_errors as errors
 from .identity import tool_key
-from .records import EventRecord, JournalRecord, RunRecord
+from .records import EventRecord, JournalRecord, RunRecord, check_status
 from .states import STATES, STATUSES, Holder, State, run_state, status_of, tools_in_flight
 from .store.failures import describe
 from .store.settings import ENV_DATABASE_URL
@@ -219,7 +219,9 @@ async def _list(
         if state is not None:  # the states of one stored status, told apart here
             runs = await engine.list_runs(limit=None, status=status_of(state))
         else:
-            runs = await engine.list_runs(limit=limit, status=status)
+            runs = await engine.list_runs(
+                limit=limit, status=None if status is None else check_status(status)
+            )
         now = time.time()
         rows = [(r, run_state(r, now=now)) for r in runs]
         if state is not None:
@@ -429,10 +431,8 @@ async def _shortened(engine: LocalEngine, shown: str) -> RunRecord:
     ]
     if len(fits) == 1:
         return fits[0]
-    which = "no run" if not fits else f"{len(fits)} runs"
     raise errors.RunNotFoundError(
-        f"{which} in the {describe(engine.url)} has an id that starts with {head!r} and ends "
-        f"with {tail!r}; `runplane runs list --json` shows the ids whole."
+        database=describe(engine.url), starts=head, ends=tail, matches=len(fits)
     )
 
 

@@ -1,79 +1,128 @@
-"""The interface the durable runner talks to. `LocalEngine` implements it on a database.
+"""The engine contract: what the durable runtime asks of the place its runs are kept.
 
-A server-backed `RemoteEngine` will implement the same interface over HTTP, so the runner never
-knows which one it has.
+`LocalEngine` keeps runs in a database this process opens; a `RemoteEngine` will keep them
+behind a server, over HTTP. Both implement exactly this contract, and the runtime knows only
+it. Everything that crosses it is a record of `records.py` (each has a JSON form) or a durable
+error of `errors.py` (each has a wire form), so every method maps onto one request and response.
+tests/durable/test_engine_contract.py runs the same tests against every engine.
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
-from .records import EventRecord, JournalRecord, NewEvent, RunRecord, RunSpec, UsageDelta
+from .records import (
+    EventRecord,
+    JournalEntry,
+    JournalRecord,
+    NewEvent,
+    RunRecord,
+    RunSpec,
+    RunStatus,
+    UsageDelta,
+)
 
 __all__ = ["Engine", "RunSession"]
 
 
 class RunSession(Protocol):
-    """One process's hold on one run: its journal, and (unless read-only) its lease."""
+    """One execution's hold on one run: the run's journal as it was opened, and (unless
+    `read_only`) its lease.
+
+    While the session holds the lease, no other session can write to the run: each write is
+    fenced by the lease, and one that finds the lease lost writes nothing and raises
+    `RunLeasedError`. Writes commit one at a time, in the order they were made. A session that
+    is `read_only` (its run was completed when opened) holds no lease and writes nothing: the
+    runtime replays it from `journal` alone.
+    """
 
     record: RunRecord
+    """The run as it was when the session opened it (status, input, options)."""
     journal: list[JournalRecord]
-    created: bool
+    """The run's whole journal when opened, in `seq` order: what a replay returns."""
     read_only: bool
+    """The run was completed: nothing may be written, and no lease is held."""
 
     async def append(
         self,
         *,
-        journal: tuple[str, str, str | None, Any] | None = None,
+        journal: JournalEntry | None = None,
         events: list[NewEvent] | None = None,
         usage: UsageDelta | None = None,
         wait: bool = True,
     ) -> None:
-        """Commit one step (journal entry `(kind, key, fingerprint, payload)`, events, usage).
+        """Commit one step: at most one journal entry, any events, a usage delta, all or none.
 
-        With `wait=False` the caller does not wait for a commit that would have to queue: it
-        runs at once if nothing is ahead of it and the database can take it without blocking
-        (and then raises its own failure), else it is queued and this returns. Steps commit one
-        at a time in the order they were appended; a queued commit that fails is raised by the
-        next `append`, `finish` or `release`, which then commits nothing.
+        The entry gets the next journal seq, the events the next event seqs; the lease is
+        renewed. `wait=False` lets the caller go on before the step is durable: the engine may
+        return once the step is queued behind earlier writes. Order is kept either way: every
+        later write of this session (append, finish, release) commits after it, and if it
+        fails, that later write raises its failure and commits nothing. So nothing that
+        depended on the step is durable before the step is.
         """
 
     async def heartbeat(self) -> None:
-        """Extend the lease; raise RunLeasedError if another process took the run over."""
+        """Renew the lease; raise RunLeasedError if another execution took the run over."""
 
     async def check_lease(self) -> None:
-        """Raise RunLeasedError if this process may no longer hold the run (call before any
-        live call out: a model call or a tool). Costs nothing while the lease is fresh."""
+        """Raise RunLeasedError if this session may no longer hold the run; call it before any
+        live call out (a model call, a tool). Free while the lease is fresh (renewed within
+        half of its length); past that it asks the engine, as `heartbeat` does."""
 
     async def finish(
         self,
-        status: str,
+        status: RunStatus,
         *,
         final_output: Any | None = None,
         error: BaseException | None = None,
         calls: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Record the outcome (with `calls`, those awaiting approval) and give up the lease;
-        the attempt ends with it."""
+        """Record the run's outcome and give up the lease; the attempt ends with it.
+
+        `status` is "completed" (with `final_output`, JSON data), "failed" (with `error`,
+        recorded as its qualified type name and message), "cancelled", or "awaiting_approval"
+        (with `calls`, the tool calls awaiting approval). "running" is refused (ValueError).
+        Logs the attempt's end and a `run_<status>` event.
+        """
 
     async def release(self) -> None:
-        """Give up the lease and leave the run resumable (the process is stopping)."""
+        """Give up the lease and leave the run resumable at once (the process is stopping:
+        Ctrl-C, a cancelled task); the attempt ends "interrupted"."""
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """End the session once its queued writes are done; give the lease back if neither
+        `finish` nor `release` did (a failed write). Idempotent."""
 
 
 class Engine(Protocol):
+    """Where runs are kept: opens runs for execution, and reads them for anyone looking."""
+
     async def open_run(self, spec: RunSpec, *, lease_seconds: float) -> RunSession:
-        """Create the run, or open an existing one for replay; takes its lease unless finished."""
+        """Open the run `spec` names, creating it if there is none.
 
-    async def get_run(self, run_id: str) -> RunRecord: ...
+        A new run starts its first attempt, under a lease of `lease_seconds`. An existing one
+        must have been started with the same agent and input (else RunInputMismatchError): it
+        is claimed for a new attempt if its lease is free, expired or held by a dead process
+        (else RunLeasedError), or opened `read_only` if it completed; a cancelled run raises
+        RunCancelledError.
+        """
 
-    async def list_runs(self, *, limit: int = 50, status: str | None = None) -> list[RunRecord]: ...
+    async def get_run(self, run_id: str) -> RunRecord:
+        """The run as stored now; RunNotFoundError if there is none."""
+
+    async def list_runs(
+        self, *, limit: int | None = 50, status: RunStatus | None = None
+    ) -> list[RunRecord]:
+        """Runs, newest first: at most `limit` (None: all), only those in `status` if given."""
 
     async def list_events(
         self, run_id: str, *, after: int = 0, limit: int | None = None
-    ) -> list[EventRecord]: ...
+    ) -> list[EventRecord]:
+        """The run's events with seq greater than `after`, in seq order, at most `limit`.
+        An unknown run has none."""
 
-    async def read_journal(self, run_id: str) -> list[JournalRecord]: ...
+    async def read_journal(self, run_id: str) -> list[JournalRecord]:
+        """The run's journal, in seq order (empty for an unknown run)."""
 
-    async def dispose(self) -> None: ...
+    async def dispose(self) -> None:
+        """Release what the engine holds (connections, clients)."""

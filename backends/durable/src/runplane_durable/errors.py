@@ -1,22 +1,39 @@
-"""Errors of the durable backend. Each says what happened and what to do; none loses data."""
+"""Errors of the durable backend, each with a stable code, its fields and a wire form.
+
+Each says what happened and what to do; none loses data. An error's message is built from its
+fields (the run id, the step, the lease holder, ...), and `to_wire()` gives all three as JSON
+data: {"code": "run_leased", "message": "...", "fields": {"run_id": ..., ...}}. A client that
+gets that object from a server calls `error_from_wire(data)` and raises the same class with the
+same fields and message as the server did; an unknown code (a newer server) comes back as a
+plain `DurableError` that keeps the code, the message and the fields. Codes never change once
+released; a new error gets a new code.
+"""
 
 from __future__ import annotations
+
+from typing import Any, ClassVar
 
 from agents.exceptions import AgentsException
 
 from runplane import RunplaneError
+
+from .records import JournalKind
 
 __all__ = [
     "DatabaseError",
     "DurableError",
     "JournalSerializationError",
     "ReplayDivergenceError",
+    "RunCancelledError",
     "RunInputMismatchError",
     "RunLeasedError",
     "RunNotFoundError",
     "SchemaVersionError",
     "UnstorableNameError",
+    "error_from_wire",
 ]
+
+_BY_CODE: dict[str, type[DurableError]] = {}
 
 
 class DurableError(RunplaneError, AgentsException):
@@ -25,47 +42,331 @@ class DurableError(RunplaneError, AgentsException):
     An `AgentsException`, because the SDK lets those raised while a tool runs pass through as
     they are, and wraps any other in `UserError("Error running tool ...")`: a lost lease or a
     failed write must reach the caller as itself.
+
+    `fields` holds the JSON values the message was built from; each is also an attribute.
     """
+
+    code: ClassVar[str] = "durable"
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        taken = _BY_CODE.get(cls.code)
+        if taken is not None and "code" in cls.__dict__:
+            raise TypeError(f"error code {cls.code!r} is {taken.__name__}'s already")
+        if "code" in cls.__dict__:
+            _BY_CODE[cls.code] = cls
+
+    def to_wire(self) -> dict[str, Any]:
+        """{"code", "message", "fields"}: what a server sends, and `error_from_wire` takes."""
+        return {"code": self.code, "message": self.message, "fields": dict(self.fields)}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickle and copy (a process pool, say) rebuild the error from its wire form: the
+        # subclasses' keyword constructors cannot be called with `args`, which holds the message
+        # alone. The attributes follow as the state, as they do for any exception.
+        return (error_from_wire, (self.to_wire(),), self.__dict__)
+
+
+def error_from_wire(data: Any) -> DurableError:
+    """The error a server's `to_wire()` object describes: the same class, fields and message.
+
+    An unknown code gives a `DurableError` that keeps the code (so passing it on loses nothing).
+    """
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("code"), str)
+        or not isinstance(data.get("message"), str)
+        or not isinstance(data.get("fields", {}), dict)
+    ):
+        raise ValueError(
+            "a durable error on the wire is an object with a string 'code', a string 'message' "
+            f"and an object 'fields', got {data!r:.200}"
+        )
+    code: str = data["code"]
+    fields: dict[str, Any] = data.get("fields", {})
+    cls = _BY_CODE.get(code, DurableError)
+    error = cls.__new__(cls)
+    # The server's message as it was (a client of another version might word it differently).
+    DurableError.__init__(error, data["message"], **fields)
+    if cls is DurableError and code != DurableError.code:
+        error.code = code  # type: ignore[misc]
+    return error
 
 
 class DatabaseError(DurableError):
-    """The run database cannot be opened, read or written."""
+    """The run database cannot be opened, read or written.
+
+    Its messages come from many places (the driver's failure, a setting, a path), so the message
+    is the error's text; `database` names the database when known, `problem` the driver's
+    failure when there was one.
+    """
+
+    code = "database"
+    database: str | None
+    problem: str | None
+
+    def __init__(
+        self, message: str, *, database: str | None = None, problem: str | None = None
+    ) -> None:
+        super().__init__(message, database=database, problem=problem)
 
 
 class SchemaVersionError(DatabaseError):
     """The database was written by a newer runplane-durable than this one."""
 
+    code = "schema_version"
+    database: str
+    found: int
+    supported: int
+
+    def __init__(self, *, database: str, found: int, supported: int) -> None:
+        DurableError.__init__(
+            self,
+            f"the {database} has schema version {found}, written by a newer "
+            f"runplane-durable (this one understands up to {supported}). Upgrade "
+            "runplane-durable (`pip install -U runplane-durable`); nothing was written to it.",
+            database=database,
+            found=found,
+            supported=supported,
+        )
+
 
 class RunNotFoundError(DurableError, LookupError):
-    """No run with this id exists in the database."""
+    """No run with this id exists in the database.
+
+    Fields: `run_id` and `database`; `vanished` when it was deleted while being opened;
+    `starts`, `ends` and `matches` when a run was looked for by an abbreviated id.
+    """
+
+    code = "run_not_found"
+    run_id: str | None
+    database: str | None
+
+    def __init__(
+        self,
+        *,
+        run_id: str | None = None,
+        database: str | None = None,
+        vanished: bool = False,
+        starts: str | None = None,
+        ends: str | None = None,
+        matches: int = 0,
+    ) -> None:
+        fields: dict[str, Any] = {"run_id": run_id, "database": database}
+        if starts is not None or ends is not None:
+            which = "no run" if not matches else f"{matches} runs"
+            message = (
+                f"{which} in the {database} has an id that starts with {starts!r} and ends "
+                f"with {ends!r}; `runplane runs list --json` shows the ids whole."
+            )
+            fields.update(starts=starts, ends=ends, matches=matches)
+        elif vanished:
+            message = f"run {run_id!r} vanished while it was being opened; retry"
+            fields["vanished"] = True
+        else:
+            message = (
+                f"no run {run_id!r} in the {database}; `runplane runs list` shows the runs there."
+            )
+        super().__init__(message, **fields)
 
 
 class RunLeasedError(DurableError):
-    """Another live process holds this run's lease: two executions of one run are refused."""
+    """Another live process holds this run's lease: two executions of one run are refused.
+
+    Fields: `run_id`; `holder` and `lease_expires_in` (seconds) when opening the run found it
+    held; `taken_over` when this process held it and lost it to another.
+    """
+
+    code = "run_leased"
+    run_id: str
+    holder: str | None
+    lease_expires_in: float | None
+    taken_over: bool
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        holder: str | None = None,
+        lease_expires_in: float | None = None,
+        taken_over: bool = False,
+    ) -> None:
+        if taken_over:
+            message = (
+                f"run {run_id!r} was taken over by another process while this one ran it "
+                "(its lease expired: was this process stalled?). This process stops here; the "
+                "other one continues the run from its journal."
+            )
+        else:
+            message = (
+                f"run {run_id!r} is being executed by {holder} (lease valid for "
+                f"another {max(0.0, lease_expires_in or 0.0):.0f} s); one run never "
+                "executes twice at once. Wait for that process to finish, or for its "
+                "lease to expire if it died."
+            )
+        super().__init__(
+            message,
+            run_id=run_id,
+            holder=holder,
+            lease_expires_in=lease_expires_in,
+            taken_over=taken_over,
+        )
 
 
 class RunInputMismatchError(DurableError):
-    """A run id was reused with a different starting agent or input."""
+    """A run id was reused with a different starting agent or input.
+
+    Fields: `run_id`, `what_changed` ("agent" or "input"); for an agent, `recorded_agent` (the
+    run's) and `agent` (the one given now).
+    """
+
+    code = "run_input_mismatch"
+    run_id: str
+    what_changed: str
+    recorded_agent: str | None
+    agent: str | None
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        what_changed: str,
+        recorded_agent: str | None = None,
+        agent: str | None = None,
+    ) -> None:
+        if what_changed == "agent":
+            message = (
+                f"run {run_id!r} was started with agent {recorded_agent!r}, not "
+                f"{agent!r}; a run id names one run. Use a new run id, or resume it "
+                f"with agent {recorded_agent!r} (`runplane runs show {run_id}`)."
+            )
+        else:
+            message = (
+                f"run {run_id!r} was started with a different input; a run id names one "
+                "run. Use a new run id, or resume it with the same input "
+                f"(`runplane runs show {run_id}` shows it)."
+            )
+        super().__init__(
+            message,
+            run_id=run_id,
+            what_changed=what_changed,
+            recorded_agent=recorded_agent,
+            agent=agent,
+        )
+
+
+class RunCancelledError(DurableError):
+    """The run was cancelled: it is over for good, and its id cannot run again.
+
+    Not a `RunInputMismatchError`: that one says "resume this id with its own agent and input",
+    which would never work here, so a caller that retries on a mismatch must not see this as one.
+    """
+
+    code = "run_cancelled"
+    run_id: str
+
+    def __init__(self, *, run_id: str) -> None:
+        super().__init__(
+            f"run {run_id!r} was cancelled; it cannot be resumed. Use a new run id.",
+            run_id=run_id,
+        )
 
 
 class UnstorableNameError(DurableError, ValueError):
-    """A run id or agent name that not every run database can store (refused on all of them)."""
+    """A run id or agent name that not every run database can store (refused on all of them).
+
+    Fields: `what` ("run id" or "agent name"), `value` (as shown, escaped and shortened) and
+    `reason`.
+    """
+
+    code = "unstorable_name"
+    what: str
+    value: str
+    reason: str
+
+    def __init__(self, *, what: str, value: str, reason: str) -> None:
+        if what == "agent name":
+            message = f"a durable run cannot start with agent {value}: {reason}. Rename the agent."
+        else:
+            message = f"{reason}, got {value}"
+        super().__init__(message, what=what, value=value, reason=reason)
 
 
 class ReplayDivergenceError(DurableError):
     """A replayed run asked for something other than what its journal recorded.
 
-    Raised instead of calling the model: continuing would mix two different histories.
+    Raised instead of calling the model: continuing would mix two different histories. Fields:
+    `run_id`, `kind` ("model" or "tool"), `step` (the model call's number, or the tool call's
+    key), `requested` (what the program asks now), and, when the journal has that step,
+    `recorded` (what it asked then) and `what_changed`.
     """
+
+    code = "replay_divergence"
+    run_id: str
+    kind: JournalKind
+    step: int | str
+    requested: str | None
+    recorded: str | None
+    what_changed: str | None
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        kind: JournalKind,
+        step: int | str,
+        requested: str | None = None,
+        recorded: str | None = None,
+        what_changed: str | None = None,
+    ) -> None:
+        if kind == "tool":
+            message = (
+                f"run {run_id!r} is finished, but replaying it ran tool call {step!r}, which it "
+                "never made. The program changed since the run; start a new run id."
+            )
+        elif what_changed is None:
+            message = (
+                f"run {run_id!r} is finished, but replaying it asked for model call #{step} "
+                f"({requested}), which it never made. The program's agents or tools changed "
+                "since the run; start a new run id."
+            )
+        else:
+            message = (
+                f"replay of run {run_id!r} diverged at model call #{step}: the journal "
+                f"recorded a request for {recorded}, but the program now asks {requested}. "
+                f"What changed: {what_changed}. The agent definition changed since the run "
+                "started. Restore the program as it was to resume this run, or start a new run "
+                "id."
+            )
+        super().__init__(
+            message,
+            run_id=run_id,
+            kind=kind,
+            step=step,
+            requested=requested,
+            recorded=recorded,
+            what_changed=what_changed,
+        )
 
 
 class JournalSerializationError(DurableError):
     """A tool output or final output the journal cannot store.
 
-    `path` says where in the value (`result["when"]`), `leaf` the type found there, when known.
+    Its messages say what returned the value and what to return instead, so the message is the
+    error's text; `path` says where in the value (`result["when"]`), `leaf` the type found
+    there, when known.
     """
 
+    code = "journal_serialization"
+    path: str | None
+    leaf: str | None
+
     def __init__(self, message: str, *, path: str | None = None, leaf: str | None = None) -> None:
-        super().__init__(message)
-        self.path = path
-        self.leaf = leaf
+        super().__init__(message, path=path, leaf=leaf)

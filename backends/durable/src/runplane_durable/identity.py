@@ -62,7 +62,7 @@ def check_run_id(value: object) -> str:
     elif (reason := _unstorable(value)) is not None:
         why = f"this run id cannot be stored: {reason}"
     if why is not None:
-        raise errors.UnstorableNameError(f"{why}, got {_shown(value)}")
+        raise errors.UnstorableNameError(what="run id", value=_shown(value), reason=why)
     assert isinstance(value, str)
     return value
 
@@ -73,9 +73,7 @@ def check_agent_name(name: str) -> str:
     if why is None and len(name) > MAX_AGENT_NAME:
         why = f"it is longer than {MAX_AGENT_NAME} characters"
     if why is not None:
-        raise errors.UnstorableNameError(
-            f"a durable run cannot start with agent {_shown(name)}: {why}. Rename the agent."
-        )
+        raise errors.UnstorableNameError(what="agent name", value=_shown(name), reason=why)
     return name
 
 

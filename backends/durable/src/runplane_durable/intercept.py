@@ -47,7 +47,7 @@ from . import tool_outputs, tool_usage
 from .active import ACTIVE, PARTS, REQUESTED_RUN_ID, TOOL_OF, ActiveRun, ModelRequest
 from .errors import DurableError
 from .identity import nested_run_id, tool_key
-from .records import JournalRecord, NewEvent, UsageDelta
+from .records import JournalEntry, NewEvent, UsageDelta
 from .serde import (
     dump_json,
     dump_model_response,
@@ -340,7 +340,7 @@ class JournalingModel(Model):
         event["calls"] = calls
         event["streamed"] = stream is not None
         await session.append(
-            journal=("model", str(ordinal), request.fingerprint, payload),
+            journal=JournalEntry("model", str(ordinal), request.fingerprint, payload),
             events=[NewEvent("model_call", event)],
             usage=_usage_delta(response.usage),
         )
@@ -371,7 +371,7 @@ def _response_from_stream(events: list[TResponseStreamEvent]) -> ModelResponse |
     return None  # the SDK raises its own error for a stream without a terminal event
 
 
-def _replay_stream(entry: JournalRecord) -> list[TResponseStreamEvent]:
+def _replay_stream(entry: JournalEntry) -> list[TResponseStreamEvent]:
     payload = entry.payload
     if "stream" not in payload:
         return [_synthesized_completion(load_model_response(payload["response"]))]
@@ -664,13 +664,14 @@ async def _invoke_function_tool(
     # Not waited for if it has to queue (PostgreSQL, a busy SQLite file): every later step (the
     # next model response, the run's outcome) commits after it, so nothing that used this output
     # is durable before it is. A crash before it commits re-runs the tool, as one during it would.
+    entry = JournalEntry("tool", key, None, payload)
     await session.append(
         wait=False,
-        journal=("tool", key, None, payload),
+        journal=entry,
         events=[NewEvent("tool_call", event)],
         usage=UsageDelta(tool_calls=1),
     )
-    active.remember_tool(JournalRecord(0, "tool", key, None, payload))
+    active.remember_tool(entry)
     return result
 
 

@@ -17,11 +17,13 @@ if TYPE_CHECKING:
         DurableError,
         JournalSerializationError,
         ReplayDivergenceError,
+        RunCancelledError,
         RunInputMismatchError,
         RunLeasedError,
         RunNotFoundError,
         SchemaVersionError,
         UnstorableNameError,
+        error_from_wire,
     )
 
 __all__ = [
@@ -29,11 +31,13 @@ __all__ = [
     "DurableError",
     "JournalSerializationError",
     "ReplayDivergenceError",
+    "RunCancelledError",
     "RunInputMismatchError",
     "RunLeasedError",
     "RunNotFoundError",
     "SchemaVersionError",
     "UnstorableNameError",
+    "error_from_wire",
 ]
 
 

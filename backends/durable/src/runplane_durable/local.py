@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, get_args
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
 
@@ -17,12 +17,14 @@ from .identity import check_run_id
 from .owner import current_owner, owner_is_dead, retire
 from .records import (
     EventRecord,
+    JournalEntry,
     JournalRecord,
     NewEvent,
     RunRecord,
     RunSpec,
     RunStatus,
     UsageDelta,
+    check_status,
 )
 from .serde import storable_text
 from .store import sql
@@ -112,7 +114,8 @@ class LocalEngine:
         if self.read_only:
             raise errors.DatabaseError(
                 f"this LocalEngine opened the {describe(self.url)} read-only (read_only=True); "
-                "runs execute on an engine made without it."
+                "runs execute on an engine made without it.",
+                database=describe(self.url),
             )
         tx = await self.database.transactions()
         try:
@@ -161,7 +164,6 @@ class LocalEngine:
             on_unreleased=self._left_unreleased,
             record=row,
             journal=entries,
-            created=created,
             read_only=row.status == "completed",
             owner=owner,
             attempt=attempt,
@@ -204,20 +206,15 @@ class LocalEngine:
     async def get_run(self, run_id: str) -> RunRecord:
         record = await self.database.call(sql.get_run, check_run_id(run_id))
         if record is None:
-            raise errors.RunNotFoundError(
-                f"no run {run_id!r} in the {describe(self.url)}; `runplane runs list` shows "
-                "the runs there."
-            )
+            raise errors.RunNotFoundError(run_id=run_id, database=describe(self.url))
         return record
 
     async def list_runs(
-        self, *, limit: int | None = 50, status: str | None = None
+        self, *, limit: int | None = 50, status: RunStatus | None = None
     ) -> list[RunRecord]:
         """Runs, newest first: at most `limit` (None: all), only `status` ones if given."""
-        if status is not None and status not in get_args(RunStatus):
-            raise ValueError(
-                f"{status!r} is not a run status; use one of: {', '.join(get_args(RunStatus))}"
-            )
+        if status is not None:
+            check_status(status)  # a caller's string (the CLI's --status): say what is allowed
         return await self.database.call(sql.list_runs, limit, status)
 
     async def list_events(
@@ -251,25 +248,18 @@ def _claim_sync(
     """
     row = sql.get_run(conn, spec.run_id)
     if row is None:  # deleted between the insert that found it and now: a new run after all
-        raise errors.RunNotFoundError(
-            f"run {spec.run_id!r} vanished while it was being opened; retry"
-        )
+        raise errors.RunNotFoundError(run_id=spec.run_id, vanished=True)
     if row.agent_name != spec.agent_name:
         raise errors.RunInputMismatchError(
-            f"run {spec.run_id!r} was started with agent {row.agent_name!r}, not "
-            f"{spec.agent_name!r}; a run id names one run. Use a new run id, or resume it "
-            f"with agent {row.agent_name!r} (`runplane runs show {spec.run_id}`)."
+            run_id=spec.run_id,
+            what_changed="agent",
+            recorded_agent=row.agent_name,
+            agent=spec.agent_name,
         )
     if row.input_fingerprint != spec.input_fingerprint:
-        raise errors.RunInputMismatchError(
-            f"run {spec.run_id!r} was started with a different input; a run id names one "
-            "run. Use a new run id, or resume it with the same input "
-            f"(`runplane runs show {spec.run_id}` shows it)."
-        )
+        raise errors.RunInputMismatchError(run_id=spec.run_id, what_changed="input")
     if row.status == "cancelled":
-        raise errors.RunInputMismatchError(
-            f"run {spec.run_id!r} was cancelled; it cannot be resumed. Use a new run id."
-        )
+        raise errors.RunCancelledError(run_id=spec.run_id)
     if row.status == "completed":
         entries = sql.read_journal(conn, spec.run_id)
         return row, entries, sql.max_event_seq(conn, spec.run_id), None
@@ -294,10 +284,7 @@ def _claim_sync(
     if claimed is None:
         expires = row.lease_expires_at or time.time()
         raise errors.RunLeasedError(
-            f"run {spec.run_id!r} is being executed by {holder} (lease valid for "
-            f"another {max(0.0, expires - time.time()):.0f} s); one run never "
-            "executes twice at once. Wait for that process to finish, or for its "
-            "lease to expire if it died."
+            run_id=spec.run_id, holder=holder, lease_expires_in=max(0.0, expires - time.time())
         )
     run, entries, last_event = claimed
     return run, entries, last_event, attempt[-1]
@@ -313,7 +300,6 @@ class LocalRunSession:
         on_unreleased: Callable[[str, str, NewEvent | None], None],
         record: RunRecord,
         journal: list[JournalRecord],
-        created: bool,
         read_only: bool,
         owner: str,
         attempt: Attempt | None,
@@ -326,7 +312,6 @@ class LocalRunSession:
         self._settled = read_only  # the outcome is committed, or the lease given back
         self.record = record
         self.journal = journal
-        self.created = created
         self.read_only = read_only
         self._owner = owner
         self._attempt = attempt  # None for a finished run: read only, no attempt
@@ -377,11 +362,7 @@ class LocalRunSession:
             task.exception()  # kept in self._failure; retrieved here so asyncio does not log it
 
     def _lost_lease(self) -> errors.RunLeasedError:
-        return errors.RunLeasedError(
-            f"run {self.run_id!r} was taken over by another process while this one ran it "
-            "(its lease expired: was this process stalled?). This process stops here; the "
-            "other one continues the run from its journal."
-        )
+        return errors.RunLeasedError(run_id=self.run_id, taken_over=True)
 
     async def _commit(
         self,
@@ -438,7 +419,7 @@ class LocalRunSession:
     async def append(
         self,
         *,
-        journal: tuple[str, str, str | None, Any] | None = None,
+        journal: JournalEntry | None = None,
         events: list[NewEvent] | None = None,
         usage: UsageDelta | None = None,
         wait: bool = True,
@@ -476,12 +457,17 @@ class LocalRunSession:
 
     async def finish(
         self,
-        status: str,
+        status: RunStatus,
         *,
         final_output: Any | None = None,
         error: BaseException | None = None,
         calls: list[dict[str, Any]] | None = None,
     ) -> None:
+        if check_status(status) == "running":
+            raise ValueError(
+                "finish records a run's outcome: 'completed', 'failed', 'cancelled' or "
+                "'awaiting_approval', not 'running'"
+            )
         error_type = (
             None if error is None else f"{type(error).__module__}.{type(error).__qualname__}"
         )

@@ -1,40 +1,119 @@
-"""Plain records exchanged with an engine (in process or, later, over HTTP)."""
+"""Plain records exchanged with an engine, in process or over a wire, and their JSON form.
+
+Every record is a frozen dataclass with `to_json()`, a dict of JSON types (str, int, float,
+bool, None, lists and dicts of them), and `from_json(data)`, its inverse: `R.from_json(
+json.loads(json.dumps(r.to_json()))) == r` for every record `r`. The JSON form of a record is an
+object with one member per field, named as the field, holding the field's value as it is (a
+payload, an input, options and a final output are already JSON data: the runtime encodes them
+before they reach an engine; a nested record is its own JSON form). `from_json` refuses an
+object with missing or unknown members, or a status or journal kind outside its vocabulary,
+with a ValueError that says which. No SDK import: the CLI and a server use these too.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, get_args
 
 __all__ = [
-    "TERMINAL",
+    "JOURNAL_KINDS",
+    "RUN_STATUSES",
     "EventRecord",
+    "JournalEntry",
+    "JournalKind",
     "JournalRecord",
     "NewEvent",
     "RunRecord",
     "RunSpec",
     "RunStatus",
     "UsageDelta",
+    "check_status",
 ]
 
 RunStatus = Literal["running", "awaiting_approval", "completed", "failed", "cancelled"]
-TERMINAL: frozenset[str] = frozenset({"completed", "cancelled"})
+RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
+# What a journal entry records: a model response (keyed by its ordinal in the run) or a tool
+# output (keyed by the tool call's key).
+JournalKind = Literal["model", "tool"]
+JOURNAL_KINDS: tuple[str, ...] = get_args(JournalKind)
+
+R = TypeVar("R")
+
+
+def _members(cls: type[R], data: Any) -> dict[str, Any]:
+    """`data`'s members as `cls`'s keyword arguments, once every required one is there and none
+    is unknown; else a ValueError naming them."""
+    name = cls.__name__
+    if not isinstance(data, dict):
+        raise ValueError(f"a {name} in JSON is an object, got {type(data).__name__}")
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    known = {f.name for f in fields}
+    required = {
+        f.name
+        for f in fields
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    unknown = sorted(set(data) - known)
+    missing = sorted(required - set(data))
+    if unknown or missing:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing)}")
+        if unknown:
+            parts.append(f"unknown {', '.join(map(str, unknown))}")
+        raise ValueError(
+            f"not a {name} in JSON ({'; '.join(parts)}); its members are {', '.join(sorted(known))}"
+        )
+    return dict(data)
+
+
+def _one_of(value: Any, allowed: tuple[str, ...], what: str) -> None:
+    if value not in allowed:
+        raise ValueError(f"{value!r} is not a {what}; use one of: {', '.join(allowed)}")
+
+
+def check_status(value: Any) -> RunStatus:
+    """`value` if it is a run status; else a ValueError listing them."""
+    _one_of(value, RUN_STATUSES, "run status")
+    status: RunStatus = value
+    return status
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What identifies a run's start: a reused id must come with the same agent and input."""
+    """What identifies a run's start: a reused id must come with the same agent and input.
+
+    JSON: {"run_id", "agent_name", "input", "input_fingerprint", "options", "named"}; `named`
+    (default false) says the program chose the id (`with run_id("order-42")`), so it may mean
+    to resume a run; it does not take part in equality.
+    """
 
     run_id: str
     agent_name: str
     input: Any
     input_fingerprint: str
     options: dict[str, Any]
-    # The program chose the id (`with run_id("order-42")`), so it may mean to resume a run.
     named: bool = field(default=False, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return _plain(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> RunSpec:
+        return cls(**_members(cls, data))
 
 
 @dataclass(frozen=True)
 class RunRecord:
+    """A run as the engine holds it: identity, status, lease, usage totals and outcome.
+
+    JSON: one member per field. Times are seconds since the epoch (floats); `owner` and
+    `lease_expires_at` name the lease holder and when its lease runs out (both null when no
+    process holds the run); `final_output` is set for a completed run, `error_type` (the
+    exception's qualified name) and `error` (its message) for a failed one.
+    """
+
     id: str
     agent_name: str
     status: RunStatus
@@ -56,36 +135,122 @@ class RunRecord:
     error: str | None
     input_fingerprint: str = ""
 
+    def to_json(self) -> dict[str, Any]:
+        return _plain(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> RunRecord:
+        members = _members(cls, data)
+        check_status(members["status"])
+        return cls(**members)
+
 
 @dataclass(frozen=True)
-class JournalRecord:
-    seq: int
-    kind: Literal["model", "tool"]
+class JournalEntry:
+    """One step's durable result, as a session appends it: what replay returns instead of
+    calling out again.
+
+    JSON: {"kind": "model" | "tool", "key", "fingerprint", "payload"}. `key` is the model call's
+    ordinal ("1", "2", ...) or the tool call's key; `fingerprint` is the model request's (replay
+    checks it), null for a tool output; `payload` is the encoded response or output.
+    """
+
+    kind: JournalKind
     key: str
     fingerprint: str | None
     payload: Any
 
+    def to_json(self) -> dict[str, Any]:
+        return _plain(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> JournalEntry:
+        members = _members(cls, data)
+        _one_of(members["kind"], JOURNAL_KINDS, "journal kind")
+        return cls(**members)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JournalRecord(JournalEntry):
+    """A journal entry as stored: the entry and its position in the run's journal.
+
+    JSON: the entry's members and "seq" (1, 2, ... in the order the steps committed).
+    """
+
+    seq: int
+
+    def to_json(self) -> dict[str, Any]:
+        return _plain(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> JournalRecord:
+        members = _members(cls, data)
+        _one_of(members["kind"], JOURNAL_KINDS, "journal kind")
+        return cls(**members)
+
+    @property
+    def entry(self) -> JournalEntry:
+        return JournalEntry(self.kind, self.key, self.fingerprint, self.payload)
+
 
 @dataclass(frozen=True)
 class NewEvent:
+    """An event a session appends to the run's event log; the engine numbers and times it.
+
+    JSON: {"type", "payload"} (payload: an object, default empty).
+    """
+
     type: str
     payload: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return _plain(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> NewEvent:
+        return cls(**_members(cls, data))
 
 
 @dataclass(frozen=True)
 class EventRecord:
+    """An event as stored: JSON {"run_id", "seq", "type", "payload", "created_at"}; `seq` is
+    1, 2, ... per run, `created_at` seconds since the epoch."""
+
     run_id: str
     seq: int
     type: str
     payload: dict[str, Any]
     created_at: float
 
+    def to_json(self) -> dict[str, Any]:
+        return _plain(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> EventRecord:
+        return cls(**_members(cls, data))
+
 
 @dataclass(frozen=True)
 class UsageDelta:
+    """What one step adds to the run's usage totals. JSON: one integer member per field, each
+    optional (default 0)."""
+
     model_calls: int = 0
     tool_calls: int = 0
     requests: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return _plain(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> UsageDelta:
+        return cls(**_members(cls, data))
+
+
+def _plain(record: Any) -> dict[str, Any]:
+    # Shallow on purpose: the values are JSON data already (dataclasses.asdict would deep-copy
+    # every payload).
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}

@@ -14,7 +14,7 @@ from runplane import BackendRunner
 from .backend import DurableBackend
 from .errors import DurableError
 from .identity import run_id as named_run
-from .records import EventRecord, RunRecord
+from .records import EventRecord, RunRecord, RunStatus
 
 __all__ = ["Runner", "stored_input"]
 
@@ -85,7 +85,9 @@ class Runner(BackendRunner):
         return await cls.durable().get_run(run_id)
 
     @classmethod
-    async def list_runs(cls, *, limit: int = 50, status: str | None = None) -> list[RunRecord]:
+    async def list_runs(
+        cls, *, limit: int = 50, status: RunStatus | None = None
+    ) -> list[RunRecord]:
         return await cls.durable().list_runs(limit=limit, status=status)
 
     @classmethod

@@ -137,7 +137,7 @@ class InFlight:
     key: str  # its journal key (`identity.tool_key`)
 
 
-def tools_in_flight(status: str, events: Sequence[EventRecord]) -> list[InFlight]:
+def tools_in_flight(status: RunStatus, events: Sequence[EventRecord]) -> list[InFlight]:
     """The tool calls that were running when the run stopped, so run again when it resumes.
 
     A call is in flight only when the model asked for it, no `tool_call` event holds its key

@@ -21,7 +21,7 @@ from rich.markup import escape
 
 from ..errors import DurableError, RunNotFoundError
 from ..local import LocalEngine
-from ..records import TERMINAL, JournalRecord, RunRecord
+from ..records import JournalRecord, RunRecord
 from ..store.database import ENV_DATABASE_URL, describe, resolve_url
 from .agent import QUESTION
 from .command import runplane_command
@@ -172,11 +172,12 @@ def _describe_prior(prior: RunRecord | None, journal: list[JournalRecord]) -> st
     if prior is None:
         return "new: no run with this id in the journal yet"
     models, tools = _counts(journal)
-    state = (
-        "finished, so running it again replays its stored result"
-        if prior.status in TERMINAL
-        else "not finished, so this run resumes it"
-    )
+    if prior.status == "completed":
+        state = "finished, so running it again replays its stored result"
+    elif prior.status == "cancelled":
+        state = "cancelled, so it cannot run again: use a new run id"
+    else:
+        state = "not finished, so this run resumes it"
     return (
         f"already in the journal, status {prior.status!r} ({_plural(models, 'model response')}, "
         f"{_plural(tools, 'tool output')}): {state}"
@@ -242,7 +243,7 @@ def _explain_finish(
     else:
         console.print(f"  No tool ran in {label}: every tool output came from the journal.")
     if not first.killed:
-        if prior is not None and prior.status in TERMINAL:
+        if prior is not None and prior.status == "completed":
             why = "the run had already finished, so its replay had no tool to run"
         elif first.tool_runs:
             why = "the tool finished before the kill landed"

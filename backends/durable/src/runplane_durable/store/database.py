@@ -111,7 +111,8 @@ class Database:
                 raise errors.DatabaseError(
                     f"the {describe(self.url)} holds no runplane runs (it has no runplane "
                     "tables); nothing was written to it. Check that it is the database your "
-                    f"programs use (--db, {ENV_DATABASE_URL})."
+                    f"programs use (--db, {ENV_DATABASE_URL}).",
+                    database=describe(self.url),
                 )
             return
         if self.is_sqlite:
@@ -125,9 +126,7 @@ class Database:
     def _refuse_newer(self, version: int | None) -> None:
         if version is not None and version > SCHEMA_VERSION:
             raise errors.SchemaVersionError(
-                f"the {describe(self.url)} has schema version {version}, written by a newer "
-                f"runplane-durable (this one understands up to {SCHEMA_VERSION}). Upgrade "
-                "runplane-durable (`pip install -U runplane-durable`); nothing was written to it."
+                database=describe(self.url), found=version, supported=SCHEMA_VERSION
             )
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:

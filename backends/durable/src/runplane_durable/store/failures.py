@@ -67,4 +67,6 @@ def database_error(exc: BaseException, url: str) -> errors.DatabaseError:
         hint = "another process held it locked too long. Retry; if it persists, find that process"
     else:
         hint = f"check that it is reachable, or set {ENV_DATABASE_URL}"
-    return errors.DatabaseError(f"cannot use the {where}: {text}. {hint}.")
+    return errors.DatabaseError(
+        f"cannot use the {where}: {text}. {hint}.", database=where, problem=text
+    )

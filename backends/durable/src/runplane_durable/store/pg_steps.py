@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..records import NewEvent, RunRecord, RunSpec, UsageDelta
+from ..records import JournalEntry, NewEvent, RunRecord, RunSpec, RunStatus, UsageDelta
 from ..serde import dump_json
 from . import sql
 
@@ -99,7 +99,7 @@ async def append(
     owner: str,
     lease_seconds: float,
     journal_seq: int,
-    entry: tuple[str, str, str | None, Any] | None,
+    entry: JournalEntry | None,
     event_seq: int,
     new_events: list[NewEvent],
     usage: UsageDelta | None,
@@ -108,8 +108,8 @@ async def append(
     u = usage if usage is not None else _NO_USAGE
     kind = key = fp = payload = None
     if entry is not None:
-        kind, key, fp, value = entry
-        payload = dump_json(value)
+        kind, key, fp = entry.kind, entry.key, entry.fingerprint
+        payload = dump_json(entry.payload)
     found = await conn.fetchval(
         _APPEND,
         run_id,
@@ -145,7 +145,7 @@ async def finish(
     owner: str,
     event_seq: int,
     new_events: list[NewEvent],
-    status: str,
+    status: RunStatus,
     final_output: Any | None,
     error_type: str | None,
     error: str | None,

@@ -177,7 +177,8 @@ class PostgresTransactions:
             f"waited {self._db.settings.timeout:g} s for a free connection to the "
             f"{describe(self._db.url)} ({self._db.settings.pool_size} per event loop) and "
             f"gave up; nothing was written. Raise {ENV_DB_POOL_SIZE} if the server allows "
-            "more clients."
+            "more clients.",
+            database=describe(self._db.url),
         )
 
     async def _connect(self, engine: AsyncEngine, *, raw: bool = False) -> Any:

@@ -14,7 +14,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from ..records import EventRecord, JournalRecord, NewEvent, RunRecord, RunSpec, UsageDelta
+from ..records import (
+    EventRecord,
+    JournalEntry,
+    JournalRecord,
+    NewEvent,
+    RunRecord,
+    RunSpec,
+    RunStatus,
+    UsageDelta,
+)
 from ..serde import dump_json, load_json
 from .prepared import Prepared
 from .schema import SCHEMA_VERSION, events, journal, metadata, runs, schema_info
@@ -257,7 +266,9 @@ def _journal(conn: Connection, run_id: str) -> list[JournalRecord]:
     rows = conn.execute(
         sa.select(journal).where(journal.c.run_id == run_id).order_by(journal.c.seq)
     ).all()
-    return [JournalRecord(r.seq, r.kind, r.key, r.fingerprint, load_json(r.payload)) for r in rows]
+    return [
+        JournalRecord(r.kind, r.key, r.fingerprint, load_json(r.payload), seq=r.seq) for r in rows
+    ]
 
 
 def read_journal(conn: Connection, run_id: str) -> list[JournalRecord]:
@@ -322,7 +333,7 @@ def append(
     owner: str,
     lease_seconds: float,
     journal_seq: int,
-    entry: tuple[str, str, str | None, Any] | None,
+    entry: JournalEntry | None,
     event_seq: int,
     new_events: list[NewEvent],
     usage: UsageDelta | None,
@@ -343,16 +354,15 @@ def append(
         conn.rollback()
         return False
     if entry is not None:
-        kind, key, fp, payload = entry
         _INSERT_JOURNAL.execute(
             conn,
             {
                 "run_id": run_id,
                 "seq": journal_seq,
-                "kind": kind,
-                "key": key,
-                "fingerprint": fp,
-                "payload": dump_json(payload),
+                "kind": entry.kind,
+                "key": entry.key,
+                "fingerprint": entry.fingerprint,
+                "payload": dump_json(entry.payload),
                 "created_at": now,
             },
         )
@@ -376,7 +386,7 @@ def finish(
     owner: str,
     event_seq: int,
     new_events: list[NewEvent],
-    status: str,
+    status: RunStatus,
     final_output: Any | None,
     error_type: str | None,
     error: str | None,
@@ -422,7 +432,7 @@ def release(conn: Connection, run_id: str, owner: str, event: NewEvent | None = 
     conn.commit()
 
 
-def list_runs(conn: Connection, limit: int | None, status: str | None) -> list[RunRecord]:
+def list_runs(conn: Connection, limit: int | None, status: RunStatus | None) -> list[RunRecord]:
     query = sa.select(runs).order_by(runs.c.created_at.desc()).limit(limit)
     if status is not None:
         query = query.where(runs.c.status == status)

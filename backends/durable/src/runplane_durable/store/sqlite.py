@@ -315,7 +315,8 @@ class SqliteDatabase:
         return errors.DatabaseError(
             f"waited {self.settings.timeout:g} s for {what} on the {describe(self.url)} and gave "
             f"up; nothing was written. If the load is expected, raise {setting}; otherwise find "
-            "the process holding the database."
+            "the process holding the database.",
+            database=describe(self.url),
         )
 
     def _checkpoint(self, conn: Connection) -> None:

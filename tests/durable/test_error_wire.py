@@ -1,0 +1,224 @@
+"""Durable errors cross a wire: a client rebuilds a server's error as the same class, fields and
+message, from its JSON."""
+
+from __future__ import annotations
+
+import copy
+import json
+import pickle
+import sqlite3
+from pathlib import Path
+
+import pytest
+from agents.exceptions import AgentsException
+from runplane_durable import errors
+from runplane_durable.errors import (
+    DatabaseError,
+    DurableError,
+    JournalSerializationError,
+    ReplayDivergenceError,
+    RunCancelledError,
+    RunInputMismatchError,
+    RunLeasedError,
+    RunNotFoundError,
+    SchemaVersionError,
+    UnstorableNameError,
+    error_from_wire,
+)
+from runplane_durable.store.failures import database_error, describe
+
+# One of each, with the message each builds from its fields (the texts the backend has always
+# shown; the tests that provoke them check them too).
+EXAMPLES: list[tuple[DurableError, str]] = [
+    (DurableError("the demo's run failed: boom"), "the demo's run failed: boom"),
+    (
+        DatabaseError("cannot use the SQLite database at /x: disk full. Free space.", database="x"),
+        "cannot use the SQLite database at /x: disk full. Free space.",
+    ),
+    (
+        SchemaVersionError(database="SQLite database at /x", found=99, supported=1),
+        "the SQLite database at /x has schema version 99, written by a newer runplane-durable "
+        "(this one understands up to 1). Upgrade runplane-durable (`pip install -U "
+        "runplane-durable`); nothing was written to it.",
+    ),
+    (
+        RunNotFoundError(run_id="r-1", database="SQLite database at /x"),
+        "no run 'r-1' in the SQLite database at /x; `runplane runs list` shows the runs there.",
+    ),
+    (
+        RunNotFoundError(run_id="r-1", vanished=True),
+        "run 'r-1' vanished while it was being opened; retry",
+    ),
+    (
+        RunNotFoundError(database="SQLite database at /x", starts="ab", ends="yz", matches=2),
+        "2 runs in the SQLite database at /x has an id that starts with 'ab' and ends with "
+        "'yz'; `runplane runs list --json` shows the ids whole.",
+    ),
+    (
+        RunLeasedError(run_id="r-1", holder="host pid 7", lease_expires_in=12.4),
+        "run 'r-1' is being executed by host pid 7 (lease valid for another 12 s); one run "
+        "never executes twice at once. Wait for that process to finish, or for its lease to "
+        "expire if it died.",
+    ),
+    (
+        RunLeasedError(run_id="r-1", taken_over=True),
+        "run 'r-1' was taken over by another process while this one ran it (its lease expired: "
+        "was this process stalled?). This process stops here; the other one continues the run "
+        "from its journal.",
+    ),
+    (
+        RunInputMismatchError(
+            run_id="r-1", what_changed="agent", recorded_agent="triage", agent="sales"
+        ),
+        "run 'r-1' was started with agent 'triage', not 'sales'; a run id names one run. Use a "
+        "new run id, or resume it with agent 'triage' (`runplane runs show r-1`).",
+    ),
+    (
+        RunInputMismatchError(run_id="r-1", what_changed="input"),
+        "run 'r-1' was started with a different input; a run id names one run. Use a new run "
+        "id, or resume it with the same input (`runplane runs show r-1` shows it).",
+    ),
+    (
+        RunCancelledError(run_id="r-1"),
+        "run 'r-1' was cancelled; it cannot be resumed. Use a new run id.",
+    ),
+    (
+        UnstorableNameError(what="agent name", value="'a\\x00b'", reason="it holds a NUL"),
+        "a durable run cannot start with agent 'a\\x00b': it holds a NUL. Rename the agent.",
+    ),
+    (
+        UnstorableNameError(
+            what="run id", value="''", reason="a run id must be a non-empty string"
+        ),
+        "a run id must be a non-empty string, got ''",
+    ),
+    (
+        ReplayDivergenceError(run_id="r-1", kind="model", step=3, requested="gpt-x, 2 items"),
+        "run 'r-1' is finished, but replaying it asked for model call #3 (gpt-x, 2 items), "
+        "which it never made. The program's agents or tools changed since the run; start a new "
+        "run id.",
+    ),
+    (
+        ReplayDivergenceError(
+            run_id="r-1",
+            kind="model",
+            step=2,
+            requested="gpt-y",
+            recorded="gpt-x",
+            what_changed="the model",
+        ),
+        "replay of run 'r-1' diverged at model call #2: the journal recorded a request for "
+        "gpt-x, but the program now asks gpt-y. What changed: the model. The agent definition "
+        "changed since the run started. Restore the program as it was to resume this run, or "
+        "start a new run id.",
+    ),
+    (
+        ReplayDivergenceError(run_id="r-1", kind="tool", step="0:call-a"),
+        "run 'r-1' is finished, but replaying it ran tool call '0:call-a', which it never made. "
+        "The program changed since the run; start a new run id.",
+    ),
+    (
+        JournalSerializationError("tool 't' returned ...", path='result["when"]', leaf="datetime"),
+        "tool 't' returned ...",
+    ),
+]
+
+
+@pytest.mark.parametrize(("error", "message"), EXAMPLES, ids=lambda x: type(x).__name__)
+def test_an_error_comes_back_from_the_wire_as_it_was(error: DurableError, message: str) -> None:
+    assert str(error) == message
+    wire = json.loads(json.dumps(error.to_wire()))
+    assert wire == {"code": error.code, "message": message, "fields": error.fields}
+    back = error_from_wire(wire)
+    assert type(back) is type(error)
+    assert (back.code, str(back), back.message, back.fields) == (
+        error.code,
+        message,
+        message,
+        error.fields,
+    )
+    for name, value in error.fields.items():
+        assert getattr(back, name) == value
+    assert isinstance(back, AgentsException)  # still escapes a tool as itself
+    again = pickle.loads(pickle.dumps(error))
+    assert (type(again), str(again), again.fields) == (type(error), message, error.fields)
+    copied = copy.copy(error)
+    assert (type(copied), str(copied), copied.fields) == (type(error), message, error.fields)
+
+
+def test_a_copy_keeps_what_the_sdk_attached() -> None:
+    error = RunLeasedError(run_id="r-1", taken_over=True)
+    error.run_data = "the SDK's run details"  # type: ignore[assignment]
+    assert copy.copy(error).run_data == "the SDK's run details"
+    assert pickle.loads(pickle.dumps(error)).run_data == "the SDK's run details"
+
+
+def test_a_driver_failure_names_the_database_and_the_problem(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    error = database_error(sqlite3.OperationalError("database or disk is full"), url)
+    assert error.fields == {"database": describe(url), "problem": "database or disk is full"}
+    assert str(error).startswith(f"cannot use the {describe(url)}: database or disk is full. ")
+    assert error_from_wire(error.to_wire()).fields == error.fields
+
+
+def test_fields_are_what_the_message_was_built_from() -> None:
+    error = RunLeasedError(run_id="r-1", holder="h", lease_expires_in=3.0)
+    assert (error.run_id, error.holder, error.lease_expires_in, error.taken_over) == (
+        "r-1",
+        "h",
+        3.0,
+        False,
+    )
+    assert RunCancelledError(run_id="r-9").run_id == "r-9"
+    assert not isinstance(RunCancelledError(run_id="r"), RunInputMismatchError)
+
+
+def test_every_durable_error_has_its_own_stable_code() -> None:
+    classes = [
+        getattr(errors, name)
+        for name in errors.__all__
+        if isinstance(getattr(errors, name), type) and issubclass(getattr(errors, name), Exception)
+    ]
+    codes = {cls: cls.code for cls in classes}
+    assert len(set(codes.values())) == len(classes)
+    assert codes == {
+        DurableError: "durable",
+        DatabaseError: "database",
+        SchemaVersionError: "schema_version",
+        RunNotFoundError: "run_not_found",
+        RunLeasedError: "run_leased",
+        RunInputMismatchError: "run_input_mismatch",
+        RunCancelledError: "run_cancelled",
+        UnstorableNameError: "unstorable_name",
+        ReplayDivergenceError: "replay_divergence",
+        JournalSerializationError: "journal_serialization",
+    }
+
+
+def test_a_second_class_cannot_take_a_code() -> None:
+    with pytest.raises(TypeError, match="error code 'run_leased' is RunLeasedError's already"):
+
+        class Again(DurableError):
+            code = "run_leased"
+
+
+def test_an_unknown_code_comes_back_as_a_durable_error_that_keeps_it() -> None:
+    wire = {"code": "run_paused", "message": "run 'r' is paused", "fields": {"run_id": "r"}}
+    back = error_from_wire(wire)
+    assert type(back) is DurableError
+    assert (str(back), back.fields, back.code) == (
+        "run 'r' is paused",
+        {"run_id": "r"},
+        "run_paused",
+    )
+    assert back.to_wire() == wire
+    assert DurableError.code == "durable"  # the class is untouched
+
+
+@pytest.mark.parametrize(
+    "data",
+    [None, "run_leased", {"message": "m"}, {"code": "database"}, {"code": 1, "message": "m"}],
+)
+def test_what_is_not_an_error_on_the_wire_is_refused(data: object) -> None:
+    with pytest.raises(ValueError, match="a durable error on the wire is an object"):
+        error_from_wire(data)
