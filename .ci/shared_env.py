@@ -9,7 +9,7 @@ pyproject could otherwise still hold a dependency the new one forgot to declare.
 A session that installs more than the project (`sdk_tests` adds the SDK's own test dependencies)
 marks the environment as extended; the next session that wants the project alone rebuilds it.
 
-Plain Python, no nox: the noxfile and tests/test_shared_env.py both import it.
+Plain Python, no nox: the noxfile and tests/ci/test_shared_env.py both import it.
 """
 
 from __future__ import annotations

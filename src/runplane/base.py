@@ -2,8 +2,8 @@
 
 The SDK's entry points take ten parameters each, with defaults, keyword-only markers and, for
 `run_streamed`, a legacy positional order. A backend that subclasses this base gets them exactly
-(`tests/test_protocol.py` compares them with the SDK's) and implements two methods that take the
-arguments as one `RunOptions` record:
+(`tests/core/test_protocol.py` compares them with the SDK's) and implements two methods that take
+the arguments as one `RunOptions` record:
 
     async def _run(self, starting_agent, input, options, mode) -> RunResult
     def _run_streamed(self, starting_agent, input, options) -> RunResultStreaming

@@ -73,7 +73,7 @@ class BackendRunner:
 
     # The three entry points are the base class's, bound to the class: the signatures are
     # declared once (runplane.base), and `run`/`run_sync` share `_run` below. For type
-    # checkers they are agents.Runner's own, which tests/test_protocol.py checks they match.
+    # checkers they are agents.Runner's own, which tests/core/test_protocol.py checks they match.
     if TYPE_CHECKING:
         run = agents.Runner.run
         run_sync = agents.Runner.run_sync

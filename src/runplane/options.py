@@ -29,7 +29,7 @@ RunInput: TypeAlias = str | list[TResponseInputItem] | RunState[TContext]
 class RunOptions(Generic[TContext]):
     """The keyword arguments of `agents.Runner.run`, with the SDK's defaults.
 
-    `tests/test_protocol.py` checks that the fields are exactly the SDK's `RunOptions` keys and
+    `tests/core/test_protocol.py` checks that the fields are exactly the SDK's `RunOptions` keys and
     `agents.Runner.run`'s parameters after `input`, with the same defaults. Change one with
     `dataclasses.replace(options, run_config=...)`.
     """

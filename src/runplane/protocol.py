@@ -1,8 +1,8 @@
 """The contract every backend implements: `agents.Runner`'s three entry points, as instance methods.
 
 The parameters, defaults, keyword-only markers and return types are copied from the pinned SDK on
-purpose: `tests/test_protocol.py` compares them with `inspect.signature`, so an SDK upgrade that
-changes `agents.Runner` fails loudly instead of drifting. The SDK's types are imported for type
+purpose: `tests/core/test_protocol.py` compares them with `inspect.signature`, so an SDK upgrade
+that changes `agents.Runner` fails loudly instead of drifting. The SDK's types are imported for type
 checkers only: the registry and the CLI import this module, and a command that runs no agent must
 not pay for importing the SDK (`max_turns`' default is the SDK's DEFAULT_MAX_TURNS, checked by
 that same test).

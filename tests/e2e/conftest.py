@@ -33,5 +33,5 @@ def _fresh_sdk_http_client(monkeypatch: pytest.MonkeyPatch) -> None:
     """The SDK shares one httpx client per process and its pooled keep-alive connections belong
     to the event loop that opened them; each test runs in its own loop (`asyncio.run`, or the
     SDK's run_sync loop), so a connection left over from an earlier test would fail with "Event
-    loop is closed" (as in tests/test_openai_backend_http.py)."""
+    loop is closed" (as in tests/openai/test_openai_backend_http.py)."""
     monkeypatch.setattr(sdk_openai_provider, "_http_client", None)

@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 FORMAT = 1  # of the golden file itself (its keys), not of the schema it holds
-GOLDEN_DIR = Path(__file__).resolve().parents[1] / "durable" / "golden"
+GOLDEN_DIR = Path(__file__).resolve().parents[1] / "durable" / "engine" / "golden"
 SCHEMA_DIR = GOLDEN_DIR / "schema"
 # The tables a golden file holds, in the order the loader fills them.
 TABLES = ("runplane_runs", "runplane_journal", "runplane_events")

@@ -1,6 +1,6 @@
-"""The scripted programs whose journals are kept as golden files (tests/durable/golden/).
+"""The scripted programs whose journals are kept as golden files (tests/durable/engine/golden/).
 
-`golden_record.py` runs them to write the files; `tests/durable/test_golden_journals.py` runs
+`golden_record.py` runs them to write the files; `tests/durable/engine/test_golden_journals.py` runs
 them again over each file and checks that today's code replays what an earlier version recorded.
 Both must build the very same agents: a model request's fingerprint covers an agent's name,
 instructions, tools (name, description, parameter schema), output type and handoffs, so editing a

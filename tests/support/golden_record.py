@@ -4,7 +4,7 @@
     python tests/support/golden_record.py NAME ...   # only these
     python tests/support/golden_record.py --force NAME   # replace an existing file (say why)
 
-Run by hand, never by the tests. Each file (`tests/durable/golden/NAME.vN.json`, N the schema
+Run by hand, never by the tests. Each file (`tests/durable/engine/golden/NAME.vN.json`, N the schema
 version that wrote it; files of earlier versions are kept and replayed too) holds the rows of
 every runplane table as stored, the schema version and the versions that recorded them, and what
 the run returned; before writing it, the file is loaded into another database and replayed with

@@ -4,7 +4,7 @@
 behind a server, over HTTP. Both implement exactly this contract, and the runtime knows only
 it. Everything that crosses it is a record of `records.py` (each has a JSON form) or a durable
 error of `errors.py` (each has a wire form), so every method maps onto one request and response.
-tests/durable/test_engine_contract.py runs the same tests against every engine.
+tests/durable/engine/test_engine_contract.py runs the same tests against every engine.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from agents.run_error_handlers import RunErrorHandlers
 import runplane
 from runplane import RunnerBackend, RunnerBackendBase, RunOptions
 
-THIRD_PARTY_SRC = Path(__file__).parent / "third_party_backend" / "src"
+THIRD_PARTY_SRC = Path(__file__).parents[1] / "third_party_backend" / "src"
 
 METHODS = ("run", "run_sync", "run_streamed")
 # runplane.protocol imports the SDK's types for type checkers only (so the CLI starts without the

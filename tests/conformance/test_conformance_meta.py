@@ -15,12 +15,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from defective_backends import DEFECTS, EXPECTED_FAILURES
 from runplane_conformance.requirements import REQUIREMENTS
+from support.defective_backends import DEFECTS, EXPECTED_FAILURES
 
 pytest_plugins = ["pytester"]
 
-DEFECTIVE_MODULE = Path(__file__).with_name("defective_backends.py")
+DEFECTIVE_MODULE = Path(__file__).parents[1] / "support" / "defective_backends.py"
 CONFTEST = """
 import runplane
 

@@ -13,7 +13,7 @@ from runplane_durable.demo import run_demo
 from runplane_durable.demo.local_model import install_command, local_model_server
 from runplane_durable.errors import DurableError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _without_local_model(monkeypatch: pytest.MonkeyPatch, cwd: Path) -> None:

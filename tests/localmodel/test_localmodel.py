@@ -38,7 +38,7 @@ from typer.testing import CliRunner
 from runplane import Registry
 from runplane.cli import build_app
 
-FAKE_SERVER = Path(__file__).parent / "support" / "fake_llama_server.py"
+FAKE_SERVER = Path(__file__).parents[1] / "support" / "fake_llama_server.py"
 PARTS = [b"GGUF" + bytes(range(256)) * 40, b"second part " * 300, b"tail"]
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import runplane_conformance
 from runplane_conformance.requirements import MARKER, REQUIREMENTS
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "conformance.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "conformance.md"
 ROW = re.compile(r"^\|\s*([A-Z]+-\d+)\s*\|", re.MULTILINE)
 
 

@@ -240,7 +240,7 @@ def test_an_unstorable_tool_output_that_may_be_the_final_output_fails_clearly_an
         sqlite_backend.run_sync(agent, "go")
     message = str(info.value)
     assert "tool 'opaque'" in message
-    assert "result: test_durable_replay." in message
+    assert f"result: {__name__}." in message  # the type named with its module
     assert "Opaque (its type" in message
     assert "pydantic model or a dataclass" in message
     assert "StopAtTools(['opaque']) and its output_type is" in message

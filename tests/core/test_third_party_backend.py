@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).parent
-EXAMPLE = HERE / "third_party_backend"
+TESTS = Path(__file__).parents[1]
+EXAMPLE = TESTS / "third_party_backend"
 pytestmark = pytest.mark.slow
 
 
@@ -148,7 +148,7 @@ def test_checked_by_the_conformance_suite(site: Path) -> None:
 
 def test_writing_a_backend_doc_quotes_the_example_verbatim() -> None:
     """docs/writing-a-backend.md shows these files; a drifted copy would teach broken code."""
-    doc = (HERE.parent / "docs" / "writing-a-backend.md").read_text(encoding="utf-8")
+    doc = (TESTS.parent / "docs" / "writing-a-backend.md").read_text(encoding="utf-8")
     for rel in [
         "pyproject.toml",
         "src/runplane_deadline/__init__.py",

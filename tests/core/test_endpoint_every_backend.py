@@ -17,7 +17,7 @@ from agents import RunConfig
 from runplane_openai.settings import ENV_API, ENV_API_KEY, ENV_BASE_URL
 from support.durable import sqlite_url
 from support.openai_server import ScriptedOpenAIServer
-from test_openai_backend_http import (
+from support.weather import (
     ANSWER,
     API_KEY,
     APIS,
@@ -33,7 +33,7 @@ import runplane
 from runplane import BackendRunner
 from runplane.endpoint import SettingsError as CoreSettingsError
 
-THIRD_PARTY_SRC = Path(__file__).parent / "third_party_backend" / "src"
+THIRD_PARTY_SRC = Path(__file__).parents[1] / "third_party_backend" / "src"
 BACKENDS = ("openai", "durable", "deadline")
 
 
