@@ -107,7 +107,7 @@ def model_call(ordinal: int, *calls: tuple[str, str], seconds: float | None = No
 
 
 def tool_call(ordinal: int, name: str, cid: str, **extra: Any) -> NewEvent:
-    from runplane_durable.identity import tool_key
+    from runplane_durable.names import tool_key
 
     payload = {
         "name": name,
@@ -314,7 +314,7 @@ def test_in_flight_only_for_a_tool_that_really_was(
     url = str(tmp_path / "runs.db")
     events = [model_call(0, ("a", "c1"), ("b", "c2")), tool_call(0, "a", "c1")]
     if end == "awaiting_approval":
-        from runplane_durable.identity import tool_key
+        from runplane_durable.names import tool_key
 
         events.append(
             NewEvent(

@@ -18,7 +18,7 @@ from agents.items import ToolCallOutputItem
 from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
 from agents.usage import Usage
 from runplane_durable import DurableBackend, JournalSerializationError, run_id
-from runplane_durable.identity import MAX_RUN_ID
+from runplane_durable.names import MAX_RUN_ID
 from support.durable import run_async
 from support.durable_faults import Routed
 from support.nested_programs import NestedProgram

@@ -23,8 +23,9 @@ from . import intercept
 from .active import ACTIVE, NAMED_RUN_ID, REQUESTED_RUN_ID, ActiveRun
 from .engine import Engine, RunSession
 from .errors import JournalSerializationError, RunLeasedError
-from .identity import check_agent_name, reserve_run_id, take_requested_run_id, tool_key
+from .identity import reserve_run_id, take_requested_run_id
 from .local import LocalEngine
+from .names import check_agent_name, tool_key
 from .records import RunRecord, RunSpec, RunStatus
 from .sdk_internals import stream_error
 from .serde import dump_display, fingerprint

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import lazy_errors as errors
-from .identity import tool_key
+from .names import tool_key
 from .records import EventRecord, JournalRecord, RunRecord, check_status
 from .states import STATES, STATUSES, Holder, State, run_state, status_of, tools_in_flight
 from .store.failures import describe

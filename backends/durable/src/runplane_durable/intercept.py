@@ -46,7 +46,8 @@ from . import sdk_internals as sdk
 from . import tool_outputs, tool_usage
 from .active import ACTIVE, PARTS, REQUESTED_RUN_ID, TOOL_OF, ActiveRun, ModelRequest
 from .errors import DurableError
-from .identity import nested_run_id, tool_key
+from .identity import nested_run_id
+from .names import tool_key
 from .records import JournalEntry, NewEvent, UsageDelta
 from .serde import (
     dump_json,

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 
 from . import lazy_errors as errors
 from .attempts import REASONS, Attempt, next_number, unended
-from .identity import check_run_id
+from .names import check_run_id
 from .owner import current_owner, owner_is_dead, retire
 from .records import (
     EventRecord,

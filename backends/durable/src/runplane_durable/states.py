@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from .identity import tool_key
+from .names import tool_key
 from .owner import owner_is_dead
 from .records import EventRecord, RunRecord, RunStatus
 
@@ -134,7 +134,7 @@ class InFlight:
     ordinal: int  # the model call that asked for it (0-based, as in its event)
     call_id: str
     name: str
-    key: str  # its journal key (`identity.tool_key`)
+    key: str  # its journal key (`names.tool_key`)
 
 
 def tools_in_flight(status: RunStatus, events: Sequence[EventRecord]) -> list[InFlight]:
