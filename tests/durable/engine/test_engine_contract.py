@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 from runplane_durable import LocalEngine
-from runplane_durable.engine import Engine, RunSession
+from runplane_durable.engine import Engine, RunSession, open_engine
 from runplane_durable.errors import (
+    DatabaseError,
     DurableError,
     RunCancelledError,
     RunInputMismatchError,
@@ -434,3 +435,32 @@ def test_every_record_type_crosses_the_wire(clients: Clients) -> None:
         assert {type(r) for r in wire(got)} == seen
 
     run(go)
+
+
+def test_an_engine_says_where_its_runs_are_without_a_password(clients: Clients) -> None:
+    where = clients().describe()
+    assert isinstance(where, str)
+    assert "database" in where or "server" in where
+
+
+def test_open_engine_is_the_one_factory_and_read_only_engines_write_nothing(
+    tmp_path: Path,
+) -> None:
+    url = sqlite_url(tmp_path)
+    reader = open_engine(url, read_only=True)
+
+    async def go() -> None:
+        with pytest.raises(DatabaseError, match="nothing was created"):
+            await reader.list_runs()
+        writer = open_engine(url)
+        session = await writer.open_run(_spec(_rid()), lease_seconds=30)
+        await session.finish("completed", final_output={"json": "ok"})
+        await session.close()
+        await writer.dispose()
+        assert [r.status for r in await reader.list_runs()] == ["completed"]
+        await reader.dispose()
+
+    before = sorted(p.name for p in tmp_path.iterdir())
+    run(go)
+    assert before == []  # the reader created nothing before the writer did
+    assert open_engine(url).describe() == f"SQLite database {tmp_path / 'runs.db'}"

@@ -126,3 +126,12 @@ def test_the_engine_layer_runs_without_the_sdk(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "module", sorted(m for m in _modules() if _layer(m) in ("runtime", "front") and m != "plugin")
+)
+def test_the_runtime_and_the_cli_never_name_the_engine_they_use(module: str) -> None:
+    """They get one from `engine.open_engine` (or are given one), so a remote engine can stand
+    in without touching them."""
+    assert "local" not in _imports(module, _modules()[module])

@@ -21,10 +21,9 @@ from runplane.base import RunMode
 
 from . import intercept
 from .active import ACTIVE, NAMED_RUN_ID, REQUESTED_RUN_ID, ActiveRun
-from .engine import Engine, RunSession
+from .engine import Engine, RunSession, open_engine
 from .errors import JournalSerializationError, RunLeasedError
 from .identity import reserve_run_id, take_requested_run_id
-from .local import LocalEngine
 from .names import check_agent_name, tool_key
 from .records import RunRecord, RunSpec, RunStatus
 from .sdk_internals import stream_error
@@ -71,7 +70,7 @@ class DurableBackend(RunnerBackendBase):
     ) -> None:
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
-        self.engine: Engine = engine if engine is not None else LocalEngine()
+        self.engine: Engine = engine if engine is not None else open_engine()
         self.lease_seconds = lease_seconds
 
     def __repr__(self) -> str:

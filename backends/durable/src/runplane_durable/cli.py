@@ -17,14 +17,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import lazy_errors as errors
+from .engine import open_engine
 from .names import tool_key
 from .records import EventRecord, JournalRecord, RunRecord, check_status
 from .states import STATES, STATUSES, Holder, State, run_state, status_of, tools_in_flight
-from .store.failures import describe
 from .store.settings import ENV_DATABASE_URL
 
 if TYPE_CHECKING:
-    from .local import LocalEngine
+    from .engine import Engine
 
 # The database layer (`local`, SQLAlchemy) is imported by the commands that read it, not here:
 # `runplane --help` imports this module. Nothing here imports the Agents SDK.
@@ -95,11 +95,9 @@ def _run_json(run: RunRecord, state: State) -> dict[str, Any]:
     return data
 
 
-def _engine(db: str | None) -> LocalEngine:
+def _engine(db: str | None) -> Engine:
     """Looking at runs never creates or writes anything."""
-    from .local import LocalEngine
-
-    return LocalEngine(db, read_only=True)
+    return open_engine(db, read_only=True)
 
 
 def short_ids(ids: list[str], width: int = ID_WIDTH) -> dict[str, str]:
@@ -226,7 +224,7 @@ async def _list(
         rows = [(r, run_state(r, now=now)) for r in runs]
         if state is not None:
             rows = [row for row in rows if row[1].state == state][:limit]
-        return describe(engine.url), rows
+        return engine.describe(), rows
     finally:
         await engine.dispose()
 
@@ -416,12 +414,12 @@ async def _show(db: str | None, run_id: str) -> tuple[str, RunRecord, list[Event
         events = await engine.list_events(run.id)
         if any(_in_journal(e.payload) for e in events):
             events = _in_full(events, await engine.read_journal(run.id))
-        return describe(engine.url), run, events
+        return engine.describe(), run, events
     finally:
         await engine.dispose()
 
 
-async def _shortened(engine: LocalEngine, shown: str) -> RunRecord:
+async def _shortened(engine: Engine, shown: str) -> RunRecord:
     """The run a shortened id copied from `runs list` (`head…tail`) names, if only one fits."""
     head, _, tail = shown.partition("…")
     fits = [
@@ -432,7 +430,7 @@ async def _shortened(engine: LocalEngine, shown: str) -> RunRecord:
     if len(fits) == 1:
         return fits[0]
     raise errors.RunNotFoundError(
-        database=describe(engine.url), starts=head, ends=tail, matches=len(fits)
+        database=engine.describe(), starts=head, ends=tail, matches=len(fits)
     )
 
 

@@ -22,7 +22,7 @@ from .records import (
     UsageDelta,
 )
 
-__all__ = ["Engine", "RunSession"]
+__all__ = ["Engine", "RunSession", "open_engine"]
 
 
 class RunSession(Protocol):
@@ -124,5 +124,19 @@ class Engine(Protocol):
     async def read_journal(self, run_id: str) -> list[JournalRecord]:
         """The run's journal, in seq order (empty for an unknown run)."""
 
+    def describe(self) -> str:
+        """Where the runs are kept, for people: a database and its path or host, a server's
+        URL; never a password."""
+
     async def dispose(self) -> None:
         """Release what the engine holds (connections, clients)."""
+
+
+def open_engine(url: str | None = None, *, read_only: bool = False) -> Engine:
+    """The engine for `url` (a database URL or path; by default RUNPLANE_DATABASE_URL, else the
+    nearest `.runplane/`): the one place that chooses one, so the runtime and the CLI never
+    name it. `read_only` engines never create or write anything (for commands that look).
+    """
+    from .local import LocalEngine
+
+    return LocalEngine(url, read_only=read_only)

@@ -79,6 +79,9 @@ class LocalEngine:
     def __repr__(self) -> str:
         return f"LocalEngine({describe(self.url)})"
 
+    def describe(self) -> str:
+        return describe(self.url)
+
     @property
     def database(self) -> Database:
         if self._db is None:

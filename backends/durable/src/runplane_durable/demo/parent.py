@@ -19,8 +19,8 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from ..engine import open_engine
 from ..errors import DurableError, RunNotFoundError
-from ..local import LocalEngine
 from ..records import JournalRecord, RunRecord
 from ..store.database import ENV_DATABASE_URL, describe, resolve_url
 from .agent import QUESTION
@@ -147,7 +147,7 @@ def _read(rid: str) -> tuple[RunRecord | None, list[JournalRecord]]:
     """The run's record and journal as the engine holds them; (None, []) for an unknown id."""
 
     async def read() -> tuple[RunRecord | None, list[JournalRecord]]:
-        engine = LocalEngine()
+        engine = open_engine()
         try:
             return await engine.get_run(rid), await engine.read_journal(rid)
         except RunNotFoundError:
