@@ -9,7 +9,8 @@ tests/durable/test_engine_contract.py runs the same tests against every engine.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .records import (
     EventRecord,
@@ -21,6 +22,9 @@ from .records import (
     RunStatus,
     UsageDelta,
 )
+
+if TYPE_CHECKING:  # events imports identity, which imports this module (through active)
+    from .events import PendingCall
 
 __all__ = ["Engine", "RunSession"]
 
@@ -75,14 +79,14 @@ class RunSession(Protocol):
         *,
         final_output: Any | None = None,
         error: BaseException | None = None,
-        calls: list[dict[str, Any]] | None = None,
+        calls: Sequence[PendingCall] | None = None,
     ) -> None:
         """Record the run's outcome and give up the lease; the attempt ends with it.
 
         `status` is "completed" (with `final_output`, JSON data), "failed" (with `error`,
         recorded as its qualified type name and message), "cancelled", or "awaiting_approval"
         (with `calls`, the tool calls awaiting approval). "running" is refused (ValueError).
-        Logs the attempt's end and a `run_<status>` event.
+        Logs the attempt's end and the outcome's event (`events.outcome`).
         """
 
     async def release(self) -> None:
