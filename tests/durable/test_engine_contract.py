@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from runplane_durable import LocalEngine
 from runplane_durable.engine import Engine, RunSession
-from runplane_durable.events import PendingCall
 from runplane_durable.errors import (
     DurableError,
     RunCancelledError,
@@ -28,6 +27,7 @@ from runplane_durable.errors import (
     RunNotFoundError,
     error_from_wire,
 )
+from runplane_durable.events import PendingCall
 from runplane_durable.records import (
     EventRecord,
     JournalEntry,
