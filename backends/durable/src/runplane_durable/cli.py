@@ -311,10 +311,12 @@ def _describe(e: Event | UnknownEvent, head: str, in_flight: set[str]) -> str:
         return f"{head} [bold red]failed[/] {escape(error_type)}" + (
             f": {escape(_short(e.error, 500))}" if e.error else ""
         )
-    if not isinstance(e, UnknownEvent) and e.TYPE.startswith("run_"):
+    if isinstance(e, UnknownEvent):  # a newer version's, or a row that does not fit its type
+        why = f" [dim]({escape(e.problem)})[/]" if e.problem else ""
+        return f"{head} {escape(e.type)} {escape(_short(e.payload))}{why}"
+    if e.TYPE.startswith("run_"):
         return f"{head} [bold]{escape(e.TYPE.removeprefix('run_'))}[/]"
-    kind = e.type if isinstance(e, UnknownEvent) else e.TYPE
-    return f"{head} {escape(kind)} {escape(_short(e.to_payload()))}"
+    return f"{head} {escape(e.TYPE)} {escape(_short(e.to_payload()))}"
 
 
 def _model_call(e: ModelCalled, head: str, in_flight: set[str]) -> str:
