@@ -345,6 +345,24 @@ def test_an_older_awaiting_approval_run_has_nothing_in_flight() -> None:
     assert [f.call_id for f in tools_in_flight("running", events)] == ["c2"]
 
 
+def test_an_event_of_an_unknown_type_or_shape_is_shown_as_stored(tmp_path: Path) -> None:
+    """A newer version's event, and one whose payload does not fit its type, each get their
+    line (the second saying what does not fit); the rest of the history still reads."""
+    url = str(tmp_path / "runs.db")
+    odd = NewEvent("model_call", {"agent": "writer"})  # no ordinal
+    events = [NewEvent("tool_started", {"key": "1:c1"}), odd, tool_call(0, "a", "c1")]
+    write_run(url, "odd", events, end="completed")
+    result = cli("runs", "show", "odd", "--db", url, columns=200)
+    assert result.exit_code == 0, result.output
+    assert 'tool_started {"key": "1:c1"}' in result.stdout
+    assert 'model_call {"agent": "writer"} (not a model_call event: it has no \'ordinal\')' in (
+        result.stdout
+    )
+    assert "tool a({}) -> ok" in result.stdout
+    steps = cli_json("runs", "show", "odd", "--db", url)["steps"]
+    assert [s["payload"] for s in steps[1:3]] == [{"key": "1:c1"}, {"agent": "writer"}]
+
+
 # -- item 5: the database is found from any directory below it -------------------------------------
 
 

@@ -28,6 +28,7 @@ from runplane_durable.errors import (
     RunNotFoundError,
     error_from_wire,
 )
+from runplane_durable.events import PendingCall
 from runplane_durable.records import (
     EventRecord,
     JournalEntry,
@@ -212,7 +213,7 @@ def test_finish_records_each_outcome_and_gives_the_lease_up(clients: Clients, st
             "completed": {"final_output": {"json": "ok"}},
             "failed": {"error": ValueError("the tool broke")},
             "cancelled": {},
-            "awaiting_approval": {"calls": [{"name": "refund", "call_id": "c1"}]},
+            "awaiting_approval": {"calls": [PendingCall("c1", "refund", "1:c1")]},
         }[status]
         await session.finish(status, **kwargs)
         await session.close()
@@ -228,7 +229,7 @@ def test_finish_records_each_outcome_and_gives_the_lease_up(clients: Clients, st
             assert (record.error_type, record.error) == ("builtins.ValueError", "the tool broke")
             assert last == {"error_type": "builtins.ValueError", "error": "the tool broke"}
         if status == "awaiting_approval":
-            assert last["calls"] == [{"name": "refund", "call_id": "c1"}]
+            assert last["calls"] == [{"call_id": "c1", "name": "refund", "key": "1:c1"}]
 
     run(go)
 

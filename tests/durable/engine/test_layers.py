@@ -26,6 +26,7 @@ DATA = {
     "attempts",
     "states",
     "events",
+    "codec",
     "serde",  # the codec: the SDK's model types are imported only to (de)serialize them
 }
 ENGINE = {"engine", "local"}  # and store.*

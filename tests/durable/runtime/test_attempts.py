@@ -24,7 +24,8 @@ from agents.testing import ModelCall, ModelStep, ScriptedModel, assistant_messag
 from runplane_durable import DurableBackend, EventRecord, LocalEngine, run_id
 from runplane_durable.attempts import next_number, unended
 from runplane_durable.errors import RunLeasedError
-from runplane_durable.records import RunRecord, RunSpec
+from runplane_durable.events import parse
+from runplane_durable.records import NewEvent, RunRecord, RunSpec
 from support.durable import run_async
 from support.durable_programs import TIMEOUT, CrashProgram, final_output
 
@@ -401,11 +402,12 @@ def _holder(owner: str | None, *, updated_at: float, lease_expires_at: float | N
 
 
 def test_an_attempt_that_never_said_it_ended_is_ended_by_what_the_run_row_shows() -> None:
-    started = {"attempt": 3, "owner": "far:9:tok:1", "lease_seconds": 30.0}
+    started = parse(
+        NewEvent("attempt_started", {"attempt": 3, "owner": "far:9:tok:1", "lease_seconds": 30.0})
+    )
     # its holder still: lease expired, process not known dead (another host); last sign of
     # life is the later of its last step (updated_at) and its last heartbeat (expiry - lease)
     lost = unended(
-        "attempt_started",
         started,
         _holder("far:9:tok:1", updated_at=100.0, lease_expires_at=140.0),
         200.0,
@@ -421,14 +423,11 @@ def test_an_attempt_that_never_said_it_ended_is_ended_by_what_the_run_row_shows(
         "detected_at": 200.0,
     }
     # given back without a word (a version before attempts were written): interrupted then
-    quiet = unended(
-        "attempt_started", started, _holder(None, updated_at=120.0, lease_expires_at=None), 200.0
-    )
+    quiet = unended(started, _holder(None, updated_at=120.0, lease_expires_at=None), 200.0)
     assert quiet is not None
     assert (quiet.payload["reason"], quiet.payload["ended_at"]) == ("interrupted", 120.0)
     # the run row names another holder: when this one stopped is not known
     other = unended(
-        "attempt_started",
         started,
         _holder("far:8:x:1", updated_at=1.0, lease_expires_at=2.0),
         200.0,
@@ -437,9 +436,13 @@ def test_an_attempt_that_never_said_it_ended_is_ended_by_what_the_run_row_shows(
     assert (other.payload["reason"], other.payload["ended_at"]) == ("lease_lost", None)
     # the last attempt ended, or there was none (a run from before attempts were written)
     assert (
-        unended("attempt_ended", started, _holder(None, updated_at=1.0, lease_expires_at=None), 2.0)
+        unended(
+            parse(NewEvent("attempt_ended", {"attempt": 3, "owner": "far:9:tok:1"})),
+            _holder(None, updated_at=1.0, lease_expires_at=None),
+            2.0,
+        )
         is None
     )
-    assert unended(None, None, _holder(None, updated_at=1.0, lease_expires_at=None), 2.0) is None
+    assert unended(None, _holder(None, updated_at=1.0, lease_expires_at=None), 2.0) is None
     assert next_number(None) == 1
     assert next_number(started) == 4

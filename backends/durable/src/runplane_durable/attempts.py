@@ -9,27 +9,22 @@ expired with its process not known dead), in the same transaction as the claim.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from .events import AttemptEnded, AttemptStarted, EndReason, Event, UnknownEvent
 from .owner import holder_process, owner_is_dead
-from .records import JournalRecord, NewEvent, RunRecord
+from .records import JournalRecord, NewEvent, RunRecord, RunStatus
 
 __all__ = ["ENDED", "REASONS", "STARTED", "Attempt", "next_number", "unended"]
 
-STARTED = "attempt_started"
-ENDED = "attempt_ended"
+STARTED = AttemptStarted.TYPE
+ENDED = AttemptEnded.TYPE
 # A run's outcome, as the reason its attempt ended.
-REASONS = {
+REASONS: dict[RunStatus, EndReason] = {
     "completed": "finished",
     "failed": "failed",
     "cancelled": "cancelled",
     "awaiting_approval": "awaiting_approval",
 }
-
-
-def _where(owner: str) -> dict[str, Any]:
-    host, pid = holder_process(owner)
-    return {"owner": owner, "host": host, "pid": pid}
 
 
 @dataclass(frozen=True)
@@ -43,52 +38,55 @@ class Attempt:
         self, *, journal: list[JournalRecord], lease_seconds: float, now: float
     ) -> NewEvent:
         model_calls = sum(1 for e in journal if e.kind == "model")
-        return NewEvent(
-            STARTED,
-            {
-                "attempt": self.number,
-                **_where(self.owner),
-                "resumed": bool(journal),
-                "model_calls": model_calls,
-                "tool_outputs": len(journal) - model_calls,
-                "started_at": now,
+        host, pid = holder_process(self.owner)
+        return _event(
+            AttemptStarted(
+                attempt=self.number,
+                owner=self.owner,
+                host=host,
+                pid=pid,
+                resumed=bool(journal),
+                model_calls=model_calls,
+                tool_outputs=len(journal) - model_calls,
+                started_at=now,
                 # With the lease's expiry, when the holder last renewed it: its last sign of
                 # life, should it die without a word.
-                "lease_seconds": lease_seconds,
-            },
+                lease_seconds=lease_seconds,
+            )
         )
 
-    def ended(self, reason: str, *, ended_at: float | None) -> NewEvent:
-        return NewEvent(
-            ENDED,
-            {"attempt": self.number, **_where(self.owner), "reason": reason, "ended_at": ended_at},
+    def ended(
+        self, reason: EndReason, *, ended_at: float | None, detected_at: float | None = None
+    ) -> NewEvent:
+        host, pid = holder_process(self.owner)
+        return _event(
+            AttemptEnded(self.number, self.owner, host, pid, reason, ended_at, detected_at)
         )
 
 
-def next_number(last: dict[str, Any] | None) -> int:
-    """The number of the attempt after the one `last` (an attempt event's payload) is about."""
-    number = last.get("attempt") if last is not None else None
-    return number + 1 if isinstance(number, int) else 1
+def _event(event: AttemptStarted | AttemptEnded) -> NewEvent:
+    return NewEvent(event.TYPE, event.to_payload())
 
 
-def unended(
-    last_type: str | None, last: dict[str, Any] | None, holder: RunRecord, now: float
-) -> NewEvent | None:
+def next_number(last: Event | UnknownEvent | None) -> int:
+    """The number of the attempt after the one `last` (an attempt event) is about."""
+    number = last.attempt if isinstance(last, (AttemptStarted, AttemptEnded)) else None
+    return number + 1 if number is not None else 1
+
+
+def unended(last: Event | UnknownEvent | None, holder: RunRecord, now: float) -> NewEvent | None:
     """The end of the previous attempt, if it never said it ended; `holder` is the run as read
-    just before the claim, `last` the payload of its last attempt event."""
-    if last_type != STARTED or last is None or not isinstance(last.get("owner"), str):
+    just before the claim, `last` its last attempt event."""
+    if not isinstance(last, AttemptStarted) or last.owner is None:
         return None
-    owner: str = last["owner"]
-    number = last.get("attempt")
-    attempt = Attempt(number if isinstance(number, int) else 0, owner)
+    attempt = Attempt(last.attempt if last.attempt is not None else 0, last.owner)
     if holder.owner is None:  # it gave the lease back without a word (an older version)
         return attempt.ended("interrupted", ended_at=holder.updated_at)
     ended_at: float | None = None
-    if holder.owner == owner:
+    if holder.owner == last.owner:
         ended_at = holder.updated_at  # its last step
-        lease = last.get("lease_seconds")
-        if holder.lease_expires_at is not None and isinstance(lease, (int, float)):
+        lease = last.lease_seconds
+        if holder.lease_expires_at is not None and lease is not None:
             ended_at = max(ended_at, holder.lease_expires_at - lease)  # its last heartbeat
-    event = attempt.ended("killed" if owner_is_dead(owner) else "lease_lost", ended_at=ended_at)
-    event.payload["detected_at"] = now
-    return event
+    reason: EndReason = "killed" if owner_is_dead(last.owner) else "lease_lost"
+    return attempt.ended(reason, ended_at=ended_at, detected_at=now)

@@ -23,6 +23,7 @@ from . import intercept
 from .active import ACTIVE, NAMED_RUN_ID, REQUESTED_RUN_ID, ActiveRun
 from .engine import Engine, RunSession, open_engine
 from .errors import JournalSerializationError, RunLeasedError
+from .events import PendingCall
 from .identity import reserve_run_id, take_requested_run_id
 from .names import check_agent_name, tool_key
 from .records import RunRecord, RunSpec, RunStatus
@@ -272,10 +273,10 @@ class DurableBackend(RunnerBackendBase):
         return await self.engine.list_runs(limit=limit, status=status)
 
 
-def _waiting(result: RunResult | RunResultStreaming, ordinal: int) -> list[dict[str, Any]]:
+def _waiting(result: RunResult | RunResultStreaming, ordinal: int) -> list[PendingCall]:
     """The calls a run stopped to have approved: not in flight, waiting for a decision."""
     return [
-        {"call_id": call_id, "name": item.tool_name, "key": tool_key(ordinal, call_id)}
+        PendingCall(call_id, item.tool_name or "", tool_key(ordinal, call_id))
         for item in result.interruptions
         if isinstance(call_id := item.call_id, str)
     ]

@@ -17,9 +17,22 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import lazy_errors as errors
+from .codec import plain_value
 from .engine import open_engine
-from .names import tool_key
-from .records import EventRecord, JournalRecord, RunRecord, check_status
+from .events import (
+    AttemptEnded,
+    AttemptStarted,
+    Event,
+    HandoffRequested,
+    ModelCalled,
+    RunAwaitingApproval,
+    RunFailed,
+    ToolCalled,
+    UnknownEvent,
+    in_full,
+    parse,
+)
+from .records import EventRecord, RunRecord, check_status
 from .states import STATES, STATUSES, Holder, State, run_state, status_of, tools_in_flight
 from .store.settings import ENV_DATABASE_URL
 
@@ -64,24 +77,6 @@ def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds")
-
-
-def plain_value(encoded: Any) -> Any:
-    """A journal-encoded value as plain data, for people (no class is imported)."""
-    if not isinstance(encoded, dict):
-        return encoded
-    if "json" in encoded:
-        return encoded["json"]
-    for key in ("list", "tuple"):
-        if key in encoded:
-            return [plain_value(v) for v in encoded[key]]
-    if "dict" in encoded:
-        return {k: plain_value(v) for k, v in encoded["dict"].items()}
-    if "data" in encoded:
-        return encoded["data"]
-    if "display" in encoded:
-        return encoded["display"]
-    return encoded
 
 
 def _run_json(run: RunRecord, state: State) -> dict[str, Any]:
@@ -233,9 +228,9 @@ async def _list(
 def show_run(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> None:
     """Everything a run did: model calls with latency and usage, tool calls with arguments,
     outputs, errors and durations, handoffs, approvals, attempts, and its outcome."""
-    where, run, events = asyncio.run(_show(db, run_id))
+    where, run, events, parsed = asyncio.run(_show(db, run_id))
     state = run_state(run)
-    flying = tools_in_flight(run.status, events)
+    flying = tools_in_flight(run.status, parsed)
     if as_json:
         steps = [{**dataclasses.asdict(e), "time": _iso(e.created_at)} for e in events]
         typer.echo(
@@ -268,12 +263,12 @@ def show_run(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> N
     console.print(f"input: {escape(_short(run.input))}\n")
     in_flight = {f.key for f in flying}
     day = None
-    for e in events:
+    for e, p in zip(events, parsed, strict=True):
         stamp = _when(e.created_at)
         if stamp[:10] != day:  # each event's time of day, under the date it happened on
             day = stamp[:10]
             console.print(f"[dim]     {day}[/]")
-        console.print(_describe(e, f"[dim]{e.seq:>4} {stamp[11:]}[/]", in_flight))
+        console.print(_describe(p, f"[dim]{e.seq:>4} {stamp[11:]}[/]", in_flight))
     if run.status == "completed":
         console.print(
             f"\n[bold green]final output[/]: {escape(_short(plain_value(run.final_output), 2000))}"
@@ -299,101 +294,96 @@ _ENDED = {
 }
 
 
-def _describe(e: EventRecord, head: str, in_flight: set[str]) -> str:
-    p = e.payload
-    if e.type == "model_call":
-        return _model_call(p, head, in_flight)
-    if e.type == "tool_call":
-        return _tool_call(p, head)
-    if e.type in ("attempt_started", "attempt_ended"):
-        return f"{head} [cyan]{escape(_attempt(e.type, p))}[/]"
-    if e.type == "run_awaiting_approval":
-        calls = [c for c in p.get("calls") or [] if isinstance(c, dict)]
-        asked = ", ".join(f"{c.get('name')} ({c.get('call_id')})" for c in calls)
+def _describe(e: Event | UnknownEvent, head: str, in_flight: set[str]) -> str:
+    if isinstance(e, ModelCalled):
+        return _model_call(e, head, in_flight)
+    if isinstance(e, ToolCalled):
+        return _tool_call(e, head)
+    if isinstance(e, (AttemptStarted, AttemptEnded)):
+        return f"{head} [cyan]{escape(_attempt(e))}[/]"
+    if isinstance(e, RunAwaitingApproval):
+        asked = ", ".join(f"{c.name} ({c.call_id})" for c in e.calls or ())
         return f"{head} [yellow]awaiting approval[/]" + (f" of {escape(asked)}" if asked else "")
-    if e.type == "run_failed":
-        error_type = str(p.get("error_type") or "error").removeprefix("builtins.")
-        message = p.get("error")
+    if isinstance(e, RunFailed):
+        error_type = (e.error_type or "error").removeprefix("builtins.")
         return f"{head} [bold red]failed[/] {escape(error_type)}" + (
-            f": {escape(_short(message, 500))}" if message else ""
+            f": {escape(_short(e.error, 500))}" if e.error else ""
         )
-    if e.type.startswith("run_"):
-        return f"{head} [bold]{escape(e.type.removeprefix('run_'))}[/]"
-    return f"{head} {escape(e.type)} {escape(_short(p))}"
+    if isinstance(e, UnknownEvent):  # a newer version's, or a row that does not fit its type
+        why = f" [dim]({escape(e.problem)})[/]" if e.problem else ""
+        return f"{head} {escape(e.type)} {escape(_short(e.payload))}{why}"
+    if e.TYPE.startswith("run_"):
+        return f"{head} [bold]{escape(e.TYPE.removeprefix('run_'))}[/]"
+    return f"{head} {escape(e.TYPE)} {escape(_short(e.to_payload()))}"
 
 
-def _model_call(p: dict[str, Any], head: str, in_flight: set[str]) -> str:
-    u = p.get("usage") or {}
-    details = [f"{u.get('input_tokens', 0)} in", f"{u.get('output_tokens', 0)} out"]
-    if isinstance(p.get("seconds"), (int, float)):
-        details.append(f"{p['seconds']:.3f} s")
+def _model_call(e: ModelCalled, head: str, in_flight: set[str]) -> str:
+    details = [f"{e.usage.input_tokens} in", f"{e.usage.output_tokens} out"]
+    if e.seconds is not None:
+        details.append(f"{e.seconds:.3f} s")
     line = (
-        f"{head} [blue]model call #{p.get('ordinal', 0) + 1}[/] "
-        f"agent {escape(str(p.get('agent')))} ({', '.join(details)})"
+        f"{head} [blue]model call #{e.ordinal + 1}[/] "
+        f"agent {escape(e.agent)} ({', '.join(details)})"
     )
-    for call in p.get("calls", []):
-        if call["type"] == "handoff":
-            line += f"\n       [magenta]handoff[/] -> {escape(str(call['to']))}"
-        else:
-            args = escape(_short(call.get("arguments", call.get("arguments_preview"))))
-            line += f"\n       asks tool {escape(call['name'])}({args})"
-            if tool_key(p.get("ordinal", 0) + 1, str(call.get("call_id"))) in in_flight:
-                # No output journaled: the tool was running when the process stopped.
-                line += (
-                    "\n         [yellow]^ in flight when the run stopped; runs again on resume[/]"
-                )
-    texts = [
-        c.get("text", "")
-        for item in p.get("output", [])
-        if item.get("type") == "message"
-        for c in item.get("content", [])
-        if c.get("type") == "output_text"
-    ]
-    if texts:
-        line += f"\n       says: {escape(_short(' '.join(texts)))}"
+    for call in e.calls:
+        if isinstance(call, HandoffRequested):
+            line += f"\n       [magenta]handoff[/] -> {escape(call.to)}"
+            continue
+        args = escape(
+            _short(call.arguments if call.arguments is not None else call.arguments_preview)
+        )
+        line += f"\n       asks tool {escape(call.name)}({args})"
+        if e.key_of(call) in in_flight:
+            # No output journaled: the tool was running when the process stopped.
+            line += "\n         [yellow]^ in flight when the run stopped; runs again on resume[/]"
+    text = e.text()
+    if text:
+        line += f"\n       says: {escape(_short(text))}"
     return line
 
 
-def _tool_call(p: dict[str, Any], head: str) -> str:
-    arguments = escape(_short(p.get("arguments", p.get("arguments_preview"))))
-    output = escape(_short(plain_value(p["output"]) if "output" in p else p.get("output_preview")))
-    took = f"  [dim]{p.get('seconds', 0):.3f} s[/]"
-    call = f"{head} [green]tool {escape(str(p.get('name')))}[/]({arguments})"
-    error = p.get("error")
-    if isinstance(error, dict):
-        raised = f"{error.get('type', 'error')}: {error.get('message', '')}"
+def _tool_call(e: ToolCalled, head: str) -> str:
+    arguments = escape(_short(e.arguments if e.arguments is not None else e.arguments_preview))
+    output = escape(_short(plain_value(e.output) if e.output_preview is None else e.output_preview))
+    took = f"  [dim]{e.seconds or 0:.3f} s[/]"
+    call = f"{head} [green]tool {escape(e.name)}[/]({arguments})"
+    if e.error is not None:
+        raised = f"{e.error.type}: {e.error.message}"
         return (
             f"{call} [red]raised {escape(_short(raised, 500))}[/]{took}"
             f"\n       the model was shown: {output}"
         )
-    if p.get("sdk_error"):
+    if e.sdk_error:
         return f"{call} [red]failed[/] -> {output}{took}"
     return f"{call} -> {output}{took}"
 
 
-def _attempt(kind: str, p: dict[str, Any]) -> str:
-    holder = Holder.of(str(p["owner"])) if p.get("owner") else None
-    host = p.get("host") or (holder.host if holder else None)
-    pid = p.get("pid") or (holder.pid if holder else None)
+def _attempt(e: AttemptStarted | AttemptEnded) -> str:
+    holder = Holder.of(e.owner) if e.owner else None
+    host = e.host or (holder.host if holder else None)
+    pid = e.pid or (holder.pid if holder else None)
     where = " ".join(str(x) for x in (host, None if pid is None else f"pid {pid}") if x)
-    number = f"attempt {p['attempt']}" if p.get("attempt") else "an attempt"
-    if kind == "attempt_started":
+    number = f"attempt {e.attempt}" if e.attempt else "an attempt"
+    if isinstance(e, AttemptStarted):
         text = f"{number} started" + (f" on {where}" if where else "")
-        if p.get("resumed"):
+        if e.resumed:
             text += (
-                f" (resumed: {p.get('model_calls', 0)} model calls, "
-                f"{p.get('tool_outputs', 0)} tool outputs from the journal)"
+                f" (resumed: {e.model_calls} model calls, "
+                f"{e.tool_outputs} tool outputs from the journal)"
             )
-        elif "resumed" in p:
+        elif e.resumed is not None:
             text += " (new run)"
         return text
-    reason = str(p.get("reason") or "unknown")
-    text = f"{number}" + (f" on {where}" if where else "") + f" ended: {_ENDED.get(reason, reason)}"
+    text = (
+        f"{number}"
+        + (f" on {where}" if where else "")
+        + f" ended: {_ENDED.get(e.reason, e.reason)}"
+    )
     times = []
-    if reason == "killed" and isinstance(p.get("ended_at"), (int, float)):
-        times.append(f"last sign of life {_clock(p['ended_at'])}")
-    if isinstance(p.get("detected_at"), (int, float)):
-        times.append(f"detected {_clock(p['detected_at'])}")
+    if e.reason == "killed" and e.ended_at is not None:
+        times.append(f"last sign of life {_clock(e.ended_at)}")
+    if e.detected_at is not None:
+        times.append(f"detected {_clock(e.detected_at)}")
     return text + (f" ({', '.join(times)})" if times else "")
 
 
@@ -402,7 +392,11 @@ def _short(value: Any, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-async def _show(db: str | None, run_id: str) -> tuple[str, RunRecord, list[EventRecord]]:
+async def _show(
+    db: str | None, run_id: str
+) -> tuple[str, RunRecord, list[EventRecord], list[Event | UnknownEvent]]:
+    """The run, its events and each parsed, with every value the event log holds only a
+    preview of read back from the journal."""
     engine = _engine(db)
     try:
         try:
@@ -412,9 +406,15 @@ async def _show(db: str | None, run_id: str) -> tuple[str, RunRecord, list[Event
                 raise
             run = await _shortened(engine, run_id)
         events = await engine.list_events(run.id)
-        if any(_in_journal(e.payload) for e in events):
-            events = _in_full(events, await engine.read_journal(run.id))
-        return engine.describe(), run, events
+        parsed = [parse(e) for e in events]
+        if any(getattr(p, "in_journal", False) for p in parsed):
+            full = in_full(parsed, await engine.read_journal(run.id))
+            events = [
+                e if f is p else dataclasses.replace(e, payload=f.to_payload())
+                for e, p, f in zip(events, parsed, full, strict=True)
+            ]
+            parsed = full
+        return engine.describe(), run, events, parsed
     finally:
         await engine.dispose()
 
@@ -432,56 +432,6 @@ async def _shortened(engine: Engine, shown: str) -> RunRecord:
     raise errors.RunNotFoundError(
         database=engine.describe(), starts=head, ends=tail, matches=len(fits)
     )
-
-
-def _in_journal(payload: dict[str, Any]) -> bool:
-    calls = payload.get("calls") or []
-    return any(key.endswith("_in_journal") for key in payload) or any(
-        "arguments_in_journal" in call for call in calls
-    )
-
-
-def _in_full(events: list[EventRecord], journal: list[JournalRecord]) -> list[EventRecord]:
-    """The events with every value too large for the event log read back from the journal.
-
-    A step's event keeps only a preview of a large tool output, arguments or model output; the
-    journal holds each once, in full.
-    """
-    models = {e.key: e.payload for e in journal if e.kind == "model"}
-    tools = {e.key: e.payload for e in journal if e.kind == "tool"}
-    full = []
-    for event in events:
-        payload = event.payload
-        if _in_journal(payload):
-            if event.type == "tool_call":
-                payload = _restored(payload, tools.get(str(payload.get("key"))) or {})
-            elif event.type == "model_call":
-                response = (models.get(str(payload.get("ordinal"))) or {}).get("response") or {}
-                payload = _restored(payload, response)
-                arguments = {
-                    item.get("call_id"): item.get("arguments")
-                    for item in response.get("output") or []
-                    if item.get("type") == "function_call"
-                }
-                payload["calls"] = [
-                    _restored(call, {"arguments": arguments.get(call.get("call_id"))})
-                    for call in payload.get("calls") or []
-                ]
-            event = dataclasses.replace(event, payload=payload)
-        full.append(event)
-    return full
-
-
-def _restored(payload: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
-    """`payload` with each `NAME_in_journal` value taken from `source[NAME]`, where it is."""
-    restored = dict(payload)
-    for flag in [key for key in payload if key.endswith("_in_journal")]:
-        name = flag.removesuffix("_in_journal")
-        if source.get(name) is not None:
-            restored[name] = source[name]
-            del restored[flag]
-            restored.pop(f"{name}_preview", None)
-    return restored
 
 
 def demo(

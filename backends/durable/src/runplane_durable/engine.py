@@ -9,8 +9,10 @@ tests/durable/engine/test_engine_contract.py runs the same tests against every e
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
+from .events import PendingCall
 from .records import (
     EventRecord,
     JournalEntry,
@@ -75,14 +77,14 @@ class RunSession(Protocol):
         *,
         final_output: Any | None = None,
         error: BaseException | None = None,
-        calls: list[dict[str, Any]] | None = None,
+        calls: Sequence[PendingCall] | None = None,
     ) -> None:
         """Record the run's outcome and give up the lease; the attempt ends with it.
 
         `status` is "completed" (with `final_output`, JSON data), "failed" (with `error`,
         recorded as its qualified type name and message), "cancelled", or "awaiting_approval"
         (with `calls`, the tool calls awaiting approval). "running" is refused (ValueError).
-        Logs the attempt's end and a `run_<status>` event.
+        Logs the attempt's end and the outcome's event (`events.outcome`).
         """
 
     async def release(self) -> None:

@@ -42,10 +42,17 @@ from openai.types.responses.response_prompt_param import ResponsePromptParam
 
 from runplane import RunnerBackend
 
+from . import codec, tool_outputs, tool_usage
 from . import sdk_internals as sdk
-from . import tool_outputs, tool_usage
 from .active import ACTIVE, PARTS, REQUESTED_RUN_ID, TOOL_OF, ActiveRun, ModelRequest
 from .errors import DurableError
+from .events import (
+    HandoffRequested,
+    ModelCalled,
+    TokenUsage,
+    ToolCalled,
+    ToolRequest,
+)
 from .identity import nested_run_id
 from .names import tool_key
 from .records import JournalEntry, NewEvent, UsageDelta
@@ -86,13 +93,13 @@ def _usage_delta(usage: Usage) -> UsageDelta:
     )
 
 
-def _usage_json(usage: Usage) -> dict[str, int]:
-    return {
-        "requests": usage.requests,
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "total_tokens": usage.total_tokens,
-    }
+def _token_usage(usage: Usage) -> TokenUsage:
+    return TokenUsage(
+        requests=usage.requests,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        total_tokens=usage.total_tokens,
+    )
 
 
 class JournalingModel(Model):
@@ -306,17 +313,13 @@ class JournalingModel(Model):
         ordinal = self.active.model_ordinal
         dumped = dump_model_response(response)
         handoff_names = {h.tool_name: h.agent_name for h in handoffs}
-        calls = [
-            {"type": "handoff", "to": handoff_names[item.name], "call_id": item.call_id}
+        calls = tuple(
+            HandoffRequested(handoff_names[item.name], item.call_id)
             if item.name in handoff_names
-            else _bounded(
-                {"type": "tool", "name": item.name, "call_id": item.call_id},
-                "arguments",
-                item.arguments,
-            )
+            else ToolRequest(item.name, item.call_id, *_bounded(item.arguments))
             for item in response.output
             if isinstance(item, ResponseFunctionToolCall)
-        ]
+        )
         payload: dict[str, Any] = {
             "response": dumped,
             "describe": request.describe,
@@ -326,23 +329,26 @@ class JournalingModel(Model):
         if stream is not None:
             payload["stream"] = dump_stream_events(stream)
             payload["usage"] = _usage_snapshot(response.usage)
-        event: dict[str, Any] = {
-            "ordinal": ordinal,
-            "agent": self.agent_name,
-            "usage": _usage_json(response.usage),
-            "seconds": round(seconds, 6),
-        }
         output_text = dump_json(dumped["output"])
-        if len(output_text) <= INLINE_CHARS:
-            event["output"] = dumped["output"]
-        else:  # in the journal only: `runplane runs show` reads it from there
-            event["output_in_journal"] = True
-            event["output_preview"] = output_text[:PREVIEW_CHARS]
-        event["calls"] = calls
-        event["streamed"] = stream is not None
+        # Over INLINE_CHARS, in the journal only: `runplane runs show` reads it from there.
+        output, output_preview = (
+            (dumped["output"], None)
+            if len(output_text) <= INLINE_CHARS
+            else (None, output_text[:PREVIEW_CHARS])
+        )
+        event = ModelCalled(
+            ordinal=ordinal,
+            agent=self.agent_name,
+            usage=_token_usage(response.usage),
+            seconds=round(seconds, 6),
+            output=output,
+            output_preview=output_preview,
+            calls=calls,
+            streamed=stream is not None,
+        )
         await session.append(
             journal=JournalEntry("model", str(ordinal), request.fingerprint, payload),
-            events=[NewEvent("model_call", event)],
+            events=[NewEvent(event.TYPE, event.to_payload())],
             usage=_usage_delta(response.usage),
         )
         self.active.model_ordinal += 1
@@ -561,26 +567,23 @@ def _forget_tool(key: int, gone: weakref.ref[Any]) -> None:
         del _tool_digests[key]
 
 
-def _bounded(event: dict[str, Any], name: str, text: str) -> dict[str, Any]:
-    """`event` with `text` under `name`, or, when it is large, a preview and where it is."""
+def _bounded(text: str) -> tuple[str | None, str | None]:
+    """(`text`, None), or, when it is large, (None, a preview): the value is then in the
+    journal only."""
     if len(text) <= INLINE_CHARS:
-        event[name] = text
-    else:
-        event[f"{name}_in_journal"] = True
-        event[f"{name}_preview"] = text[:PREVIEW_CHARS]
-    return event
+        return text, None
+    return None, text[:PREVIEW_CHARS]
 
 
-def _bounded_output(event: dict[str, Any], output: Any) -> dict[str, Any]:
-    """`event` with a tool's encoded output, or, when it is large, a preview of it."""
-    inner = output.get("json") if isinstance(output, dict) and len(output) == 1 else None
+def _bounded_output(output: Any) -> tuple[Any, str | None]:
+    """(a tool's encoded output, None), or, when it is large, (None, a preview of it)."""
+    inner = output.get(codec.JSON) if isinstance(output, dict) and len(output) == 1 else None
     text = inner if isinstance(inner, str) else None
     if text is None or len(text) > INLINE_CHARS:
         text = text if text is not None else dump_json(output)
         if len(text) > INLINE_CHARS:
-            return _bounded(event, "output", text)
-    event["output"] = output
-    return event
+            return None, text[:PREVIEW_CHARS]
+    return output, None
 
 
 # -- the seams ------------------------------------------------------------------------------------
@@ -645,23 +648,28 @@ async def _invoke_function_tool(
         "output": output,
         "sdk_error": result.is_sdk_generated_error,
     }
-    event: dict[str, Any] = {
-        "name": function_tool.name,
-        "call_id": context.tool_call_id,
-        "sdk_error": result.is_sdk_generated_error,
-        "key": key,
-        "seconds": seconds,
-    }
     if stringified is not None:  # stored as the text the model was shown
-        payload["stringified"] = event["stringified"] = stringified
+        payload["stringified"] = stringified.to_payload()
     added = tool_usage.recorded(used)
     if added is not None:  # the runs this tool started: a replay adds their usage again
         payload["usage"] = added
-    error = tool_outputs.error_of(errors)
-    if error is not None:  # the model was shown the SDK's failure text ("output")
-        event["error"] = error
     # The output is journaled once; the event log holds it only when small.
-    _bounded_output(_bounded(event, "arguments", arguments), output)
+    shown, shown_preview = _bounded_output(output)
+    given, given_preview = _bounded(arguments)
+    event = ToolCalled(
+        name=function_tool.name,
+        call_id=context.tool_call_id,
+        key=key,
+        sdk_error=result.is_sdk_generated_error,
+        seconds=seconds,
+        stringified=stringified,
+        # the model was shown the SDK's failure text ("output")
+        error=tool_outputs.error_of(errors),
+        arguments=given,
+        arguments_preview=given_preview,
+        output=shown,
+        output_preview=shown_preview,
+    )
     # Not waited for if it has to queue (PostgreSQL, a busy SQLite file): every later step (the
     # next model response, the run's outcome) commits after it, so nothing that used this output
     # is durable before it is. A crash before it commits re-runs the tool, as one during it would.
@@ -669,7 +677,7 @@ async def _invoke_function_tool(
     await session.append(
         wait=False,
         journal=entry,
-        events=[NewEvent("tool_call", event)],
+        events=[NewEvent(event.TYPE, event.to_payload())],
         usage=UsageDelta(tool_calls=1),
     )
     active.remember_tool(entry)

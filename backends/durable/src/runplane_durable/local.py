@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
 
 from . import lazy_errors as errors
 from .attempts import REASONS, Attempt, next_number, unended
+from .events import EndReason, PendingCall, outcome, parse
 from .names import check_run_id
 from .owner import current_owner, owner_is_dead, retire
 from .records import (
@@ -274,12 +275,13 @@ def _claim_sync(
         run: RunRecord,
         journal: list[JournalRecord],
         last_type: str | None,
-        last: dict[str, Any] | None,
+        last_payload: dict[str, Any] | None,
     ) -> list[NewEvent]:
         now = time.time()
+        last = None if last_type is None else parse(NewEvent(last_type, last_payload or {}))
         ours = Attempt(next_number(last), owner)
         attempt.append(ours)
-        previous = unended(last_type, last, row, now)
+        previous = unended(last, row, now)
         started = ours.started(journal=journal, lease_seconds=lease_seconds, now=now)
         return [started] if previous is None else [previous, started]
 
@@ -464,7 +466,7 @@ class LocalRunSession:
         *,
         final_output: Any | None = None,
         error: BaseException | None = None,
-        calls: list[dict[str, Any]] | None = None,
+        calls: Sequence[PendingCall] | None = None,
     ) -> None:
         if check_status(status) == "running":
             raise ValueError(
@@ -477,15 +479,11 @@ class LocalRunSession:
         # An error's message may quote what broke the run (a NUL, a lone surrogate): stored as
         # escapes, so recording the failure cannot fail the same way.
         message = None if error is None else storable_text(str(error))
-        event = NewEvent(
-            f"run_{status}",
-            {"final_output": final_output}
-            if error is None
-            else {"error_type": error_type, "error": message},
+        ended = outcome(
+            status, final_output=final_output, error_type=error_type, error=message, calls=calls
         )
-        if calls is not None:
-            event.payload["calls"] = calls
-        new_events = [self._ended(REASONS.get(status, status)), event]
+        event = NewEvent(ended.TYPE, ended.to_payload())
+        new_events = [self._ended(REASONS[ended.STATUS]), event]
 
         def args() -> tuple[Any, ...]:
             return (
@@ -506,7 +504,7 @@ class LocalRunSession:
 
         await self._commit(sql.finish, args, done)
 
-    def _ended(self, reason: str) -> NewEvent:
+    def _ended(self, reason: EndReason) -> NewEvent:
         assert self._attempt is not None, "a finished run's session writes nothing"
         return self._attempt.ended(reason, ended_at=time.time())
 

@@ -3,7 +3,8 @@
 A replay must hand the SDK loop the very same values the live run saw: a tool output that came
 back as a list instead of a tuple would be rendered differently in the next model request and the
 replay would diverge. So values are tagged with their type and only types that round-trip exactly
-are accepted; anything else raises `JournalSerializationError` before the run moves on.
+are accepted; anything else raises `JournalSerializationError` before the run moves on. The tags
+themselves, and reading a value as plain data without rebuilding it, are `codec`'s.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # the SDK is imported when a model response is first (de)seri
     from agents.items import ModelResponse, TResponseStreamEvent
 
 from . import lazy_errors as errors
+from .codec import DATA, DICT, DISPLAY, JSON, LIST, TUPLE, TYPE
 
 __all__ = [
     "dump_display",
@@ -140,18 +142,16 @@ def dump_value(value: Any, *, what: str, path: str = "result") -> Any:
     """Encode a tool output or final output; `what` names it in the error message, which also
     names the `path` inside the value where the first thing that cannot be stored is."""
     if _is_plain_json(value):
-        return {"json": value}
+        return {JSON: value}
     if isinstance(value, (list, tuple)) and type(value) in (list, tuple):
         items = [dump_value(v, what=what, path=f"{path}[{i}]") for i, v in enumerate(value)]
-        return {"tuple": items} if type(value) is tuple else {"list": items}
+        return {TUPLE: items} if type(value) is tuple else {LIST: items}
     if type(value) is dict:
         for k in value:
             if type(k) is not str:
                 raise _unserializable(value, what, path, f"its key {k!r} is not a str")
         return {
-            "dict": {
-                k: dump_value(v, what=what, path=f"{path}[{_key(k)}]") for k, v in value.items()
-            }
+            DICT: {k: dump_value(v, what=what, path=f"{path}[{_key(k)}]") for k, v in value.items()}
         }
     cls = type(value)
     if isinstance(value, pydantic.BaseModel) or dataclasses.is_dataclass(value):
@@ -167,7 +167,7 @@ def dump_value(value: Any, *, what: str, path: str = "result") -> Any:
         if restored != value:
             raise _unserializable(value, what, path, "it does not compare equal after a round-trip")
         dump_json(data)
-        return {"type": _type_path(cls), "data": data}
+        return {TYPE: _type_path(cls), DATA: data}
     if isinstance(value, float):
         raise _unserializable(value, what, path, f"JSON has no {value!r}")
     raise _unserializable(value, what, path, "its type is not one the journal stores")
@@ -198,32 +198,32 @@ def dump_display(value: Any) -> Any:
         data = pydantic_core.to_jsonable_python(value, serialize_unknown=True)
         dump_json(data)
     except (ValueError, TypeError, pydantic_core.PydanticSerializationError):
-        return {"display": f"<{type(value).__qualname__}>"}
-    return {"display": data}
+        return {DISPLAY: f"<{type(value).__qualname__}>"}
+    return {DISPLAY: data}
 
 
 def load_value(data: Any) -> Any:
-    if "json" in data:
-        return data["json"]
-    if "list" in data:
-        return [load_value(v) for v in data["list"]]
-    if "tuple" in data:
-        return tuple(load_value(v) for v in data["tuple"])
-    if "dict" in data:
-        return {k: load_value(v) for k, v in data["dict"].items()}
-    module_name, _, qualname = data["type"].partition(":")
+    if JSON in data:
+        return data[JSON]
+    if LIST in data:
+        return [load_value(v) for v in data[LIST]]
+    if TUPLE in data:
+        return tuple(load_value(v) for v in data[TUPLE])
+    if DICT in data:
+        return {k: load_value(v) for k, v in data[DICT].items()}
+    module_name, _, qualname = data[TYPE].partition(":")
     # Only classes already imported by the program are rebuilt: a journal never causes an
     # import, so a tampered database cannot make this process run a module's top-level code.
     module = sys.modules.get(module_name)
     if module is None:
         raise errors.JournalSerializationError(
-            f"the journal holds a {data['type']} value, but module {module_name!r} is not "
+            f"the journal holds a {data[TYPE]} value, but module {module_name!r} is not "
             "imported in this process; import the module that defines it before resuming the run"
         )
     cls: Any = module
     for part in qualname.split("."):
         cls = getattr(cls, part)
-    return _adapter(cls).validate_python(data["data"])
+    return _adapter(cls).validate_python(data[DATA])
 
 
 def _unserializable(value: Any, what: str, path: str, why: str) -> errors.JournalSerializationError:

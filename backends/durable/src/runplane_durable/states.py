@@ -11,9 +11,9 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
-from .names import tool_key
+from .events import Event, ModelCalled, RunAwaitingApproval, ToolCalled, UnknownEvent, parse
 from .owner import owner_is_dead
 from .records import EventRecord, RunRecord, RunStatus
 
@@ -134,41 +134,36 @@ class InFlight:
     ordinal: int  # the model call that asked for it (0-based, as in its event)
     call_id: str
     name: str
-    key: str  # its journal key (`names.tool_key`)
+    key: str  # its journal key (`ModelCalled.key_of`, by `names.tool_key`)
 
 
-def tools_in_flight(status: RunStatus, events: Sequence[EventRecord]) -> list[InFlight]:
+def tools_in_flight(
+    status: RunStatus, events: Sequence[EventRecord | Event | UnknownEvent]
+) -> list[InFlight]:
     """The tool calls that were running when the run stopped, so run again when it resumes.
 
     A call is in flight only when the model asked for it, no `tool_call` event holds its key
     (a tool that raised has one, with its error), it does not wait for approval, and the run is
     not finished. A run awaiting approval whose event does not name the calls that wait (an
-    older database) executes nothing: none of its calls is in flight.
+    older database) executes nothing: none of its calls is in flight. `events` are stored
+    records or already parsed ones (`events.parse`).
     """
     if status in FINISHED:
         return []
-    finished: set[Any] = set()
-    waiting: set[Any] = set()
+    parsed = [parse(e) if isinstance(e, EventRecord) else e for e in events]
+    finished = {e.key for e in parsed if isinstance(e, ToolCalled)}
+    waiting: set[str] = set()
     named_waiting = False
-    for e in events:
-        if e.type == "tool_call":
-            finished.add(e.payload.get("key"))
-        elif e.type == "run_awaiting_approval" and isinstance(e.payload.get("calls"), list):
+    for e in parsed:
+        if isinstance(e, RunAwaitingApproval) and e.calls is not None:
             named_waiting = True
-            waiting.update(c.get("key") for c in e.payload["calls"] if isinstance(c, dict))
+            waiting.update(c.key for c in e.calls)
     if status == "awaiting_approval" and not named_waiting:
         return []
-    flying = []
-    for e in events:
-        if e.type != "model_call":
-            continue
-        ordinal = int(e.payload.get("ordinal", 0))
-        for call in e.payload.get("calls") or []:
-            if call.get("type") == "handoff":
-                continue
-            key = tool_key(ordinal + 1, str(call.get("call_id")))
-            if key not in finished and key not in waiting:
-                flying.append(
-                    InFlight(ordinal, str(call.get("call_id")), str(call.get("name")), key)
-                )
-    return flying
+    return [
+        InFlight(e.ordinal, call.call_id, call.name, key)
+        for e in parsed
+        if isinstance(e, ModelCalled)
+        for call in e.tools
+        if (key := e.key_of(call)) not in finished and key not in waiting
+    ]

@@ -20,6 +20,7 @@ from openai.types.responses import ResponseFunctionToolCall
 
 from . import sdk_internals as sdk
 from .errors import JournalSerializationError
+from .events import Stringified, ToolError
 from .serde import dump_value, storable_text, type_name
 
 __all__ = ["ERRORS", "MESSAGE_CHARS", "encode", "error_of"]
@@ -32,17 +33,17 @@ ERRORS: contextvars.ContextVar[list[BaseException] | None] = contextvars.Context
 MESSAGE_CHARS = 4096
 
 
-def error_of(errors: list[BaseException] | None) -> dict[str, str] | None:
+def error_of(errors: list[BaseException] | None) -> ToolError | None:
     """The exception a tool raised, as its event shows it (the model saw the SDK's text)."""
     if not errors:
         return None
     error = errors[-1]
-    return {"type": type_name(type(error)), "message": storable_text(str(error))[:MESSAGE_CHARS]}
+    return ToolError(type_name(type(error)), storable_text(str(error))[:MESSAGE_CHARS])
 
 
 def encode(
     tool: FunctionTool, context: ToolContext[Any], output: Any
-) -> tuple[Any, dict[str, str] | None] | None:
+) -> tuple[Any, Stringified | None] | None:
     """The journal's encoding of `output`, and, when it was stored as the text the model sees,
     what it was. None: the SDK itself refuses this output (it fails the run next), so there is
     nothing to journal."""
@@ -64,7 +65,7 @@ def encode(
                 leaf=exc.leaf,
             ) from None
         encoded = dump_value(shown, what=what)  # text, or the SDK's structured items (JSON)
-        return encoded, {"type": type_name(type(output)), "because": f"{exc.path}: {exc.leaf}"}
+        return encoded, Stringified(type_name(type(output)), f"{exc.path}: {exc.leaf}")
 
 
 def _final_output_behaviour(

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from ..events import AttemptEnded, AttemptStarted
 from ..records import (
     EventRecord,
     JournalEntry,
@@ -245,7 +246,9 @@ def claim(
     last_seq = _max_event_seq(conn, run_id)
     attempt = conn.execute(
         sa.select(events.c.type, events.c.payload)
-        .where(events.c.run_id == run_id, events.c.type.in_(("attempt_started", "attempt_ended")))
+        .where(
+            events.c.run_id == run_id, events.c.type.in_((AttemptStarted.TYPE, AttemptEnded.TYPE))
+        )
         .order_by(events.c.seq.desc())
         .limit(1)
     ).one_or_none()
