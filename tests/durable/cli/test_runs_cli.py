@@ -693,3 +693,22 @@ def test_a_project_marker_another_user_could_plant_above_is_not_a_project(
         assert locate(start=mine).url == f"sqlite:///{mine}/.runplane/runplane.db"
     finally:
         shared.chmod(0o755)
+
+
+def test_counts_of_one_are_singular(tmp_path: Path) -> None:
+    url = str(tmp_path / "runs.db")
+    resumed = NewEvent(
+        "attempt_started",
+        {
+            "attempt": 2,
+            "host": "vm",
+            "pid": 7,
+            "resumed": True,
+            "model_calls": 1,
+            "tool_outputs": 1,
+        },
+    )
+    write_run(url, "single", [model_call(0, ("charge", "c1")), resumed], end="completed")
+    out = cli("runs", "show", "single", "--db", url, columns=200).stdout
+    assert "(resumed: 1 model call, 1 tool output from the journal)" in out
+    assert "0 model calls, 0 tool calls, 0 requests, " in out  # the record counts no usage here

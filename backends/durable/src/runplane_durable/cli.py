@@ -257,7 +257,8 @@ def show_run(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> N
     console.print(f"agent {escape(run.agent_name)}", soft_wrap=True)
     console.print(f"started {_when(run.created_at)}   finished {_when(run.finished_at)}")
     console.print(
-        f"{run.model_calls} model calls, {run.tool_calls} tool calls, {run.requests} requests, "
+        f"{_n(run.model_calls, 'model call')}, {_n(run.tool_calls, 'tool call')}, "
+        f"{_n(run.requests, 'request')}, "
         f"{run.input_tokens} in + {run.output_tokens} out = {run.total_tokens} tokens"
     )
     console.print(f"input: {escape(_short(run.input))}\n")
@@ -292,6 +293,10 @@ _ENDED = {
     "lease_lost": "lease lost (another process took the run over)",
     "killed": "killed",
 }
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _describe(e: Event | UnknownEvent, head: str, in_flight: set[str]) -> str:
@@ -368,8 +373,8 @@ def _attempt(e: AttemptStarted | AttemptEnded) -> str:
         text = f"{number} started" + (f" on {where}" if where else "")
         if e.resumed:
             text += (
-                f" (resumed: {e.model_calls} model calls, "
-                f"{e.tool_outputs} tool outputs from the journal)"
+                f" (resumed: {_n(e.model_calls, 'model call')}, "
+                f"{_n(e.tool_outputs, 'tool output')} from the journal)"
             )
         elif e.resumed is not None:
             text += " (new run)"
