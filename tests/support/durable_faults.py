@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from runplane_durable import DurableBackend, LocalEngine
-from runplane_durable.store import sql
+from runplane_durable.local import sql
 from sqlalchemy.engine import Connection
 
 import runplane

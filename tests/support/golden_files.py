@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from runplane_durable.store.schema import metadata
+from runplane_durable.local.schema import metadata
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -60,7 +60,7 @@ _DIALECTS = {"sqlite": sqlite.dialect(), "postgresql": postgresql.dialect()}
 
 
 def current_ddl(dialect: str) -> str:
-    """Today's schema (store/schema.py) as DDL for `dialect`: what a new database gets."""
+    """Today's schema (local/schema.py) as DDL for `dialect`: what a new database gets."""
     compiled = []
     for table in metadata.sorted_tables:
         compiled.append(str(CreateTable(table).compile(dialect=_DIALECTS[dialect])).strip())

@@ -32,7 +32,7 @@ os.environ.setdefault("OPENAI_AGENTS_DISABLE_TRACING", "1")  # never reach the n
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `support` as the tests see it
 
 from agents.testing import ScriptedModel
-from runplane_durable.store.schema import SCHEMA_VERSION
+from runplane_durable.local.schema import SCHEMA_VERSION
 
 from support.golden_files import (
     FORMAT,
@@ -164,7 +164,7 @@ def _schema() -> None:
         if path.is_file():
             if normalized(path.read_text(encoding="utf-8")) != normalized(ddl):
                 raise SystemExit(
-                    f"store/schema.py differs from the schema recorded for version "
+                    f"local/schema.py differs from the schema recorded for version "
                     f"{SCHEMA_VERSION} ({path}): a schema change needs a new SCHEMA_VERSION and "
                     "a migration (docs/development.md, Golden journals). Nothing was written."
                 )

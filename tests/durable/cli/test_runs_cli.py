@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 from runplane_durable import DatabaseError, LocalEngine, RunNotFoundError
-from runplane_durable.cli import short_ids
+from runplane_durable.cli.runs import short_ids
+from runplane_durable.local.location import locate
 from runplane_durable.records import NewEvent, RunRecord, RunSpec
 from runplane_durable.states import run_state, tools_in_flight
-from runplane_durable.store.location import locate
 from support.durable import run_async
 from support.durable_programs import TIMEOUT, CrashProgram, final_output
 from typer.testing import CliRunner
@@ -571,7 +571,7 @@ def test_postgres_is_read_through_read_only_connections(pg_url: str) -> None:
         assert "hunter2" not in out
 
     async def refused() -> None:
-        from runplane_durable.store import sql
+        from runplane_durable.local import sql
 
         engine = LocalEngine(pg_url, read_only=True)
         try:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import runplane_durable.local as local
+import runplane_durable.local.engine as local
 from agents import Agent
 from agents.testing import ScriptedModel, assistant_message
 from runplane_durable import (
@@ -20,11 +20,11 @@ from runplane_durable import (
     run_id,
 )
 from runplane_durable.engine import RunSession
+from runplane_durable.local import sql
+from runplane_durable.local import sqlite as sqlite_store
+from runplane_durable.local.database import Database, resolve_url
+from runplane_durable.local.sqlite import CHECKPOINT_EVERY
 from runplane_durable.records import JournalEntry, NewEvent, RunSpec, UsageDelta
-from runplane_durable.store import sql
-from runplane_durable.store import sqlite as sqlite_store
-from runplane_durable.store.database import Database, resolve_url
-from runplane_durable.store.sqlite import CHECKPOINT_EVERY
 from support.durable import run_async, sqlite_url
 
 

@@ -25,7 +25,7 @@ from runplane_durable.errors import (
     UnstorableNameError,
     error_from_wire,
 )
-from runplane_durable.store.failures import database_error, describe
+from runplane_durable.local.failures import database_error, describe
 
 # One of each, with the message each builds from its fields (the texts the backend has always
 # shown; the tests that provoke them check them too).

@@ -16,7 +16,7 @@ from agents.testing import ScriptedModel, assistant_message, function_call
 from hypothesis import given
 from hypothesis import strategies as st
 from runplane_durable import DurableBackend, LocalEngine, run_id
-from runplane_durable.cli import plain_value as cli_plain_value
+from runplane_durable.cli.runs import plain_value as cli_plain_value
 from runplane_durable.codec import plain_value
 from runplane_durable.events import (
     EVENT_TYPES,
@@ -41,9 +41,9 @@ from runplane_durable.events import (
     outcome,
     parse,
 )
-from runplane_durable.intercept import INLINE_CHARS
 from runplane_durable.names import tool_key
 from runplane_durable.records import EventRecord, JournalRecord, NewEvent
+from runplane_durable.runtime.intercept import INLINE_CHARS
 from runplane_durable.serde import dump_json, dump_value, load_value
 from support.durable import sqlite_url
 from support.golden_files import golden_files, load_golden, table_rows

@@ -23,9 +23,9 @@ import sqlalchemy as sa
 from agents import Agent
 from agents.testing import ScriptedModel, assistant_message
 from runplane_durable import DurableBackend, LocalEngine, run_id
-from runplane_durable.store import sql
-from runplane_durable.store.database import Database, resolve_url
-from runplane_durable.store.schema import SCHEMA_VERSION, metadata
+from runplane_durable.local import sql
+from runplane_durable.local.database import Database, resolve_url
+from runplane_durable.local.schema import SCHEMA_VERSION, metadata
 from support.durable import fresh_pg_database, sqlite_url
 from support.golden_files import (
     GOLDEN_DIR,
@@ -241,10 +241,10 @@ def test_every_program_has_a_small_golden_file_of_this_schema_version() -> None:
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
 def test_the_schema_is_recorded_for_its_version(dialect: str) -> None:
-    """store/schema.py as it is today is the schema recorded for SCHEMA_VERSION: a change to it
+    """local/schema.py as it is today is the schema recorded for SCHEMA_VERSION: a change to it
     comes with a new version, a migration and the new version's DDL."""
     assert normalized(current_ddl(dialect)) == normalized(recorded_ddl(SCHEMA_VERSION, dialect)), (
-        f"store/schema.py differs from {GOLDEN_DIR.name}/schema/v{SCHEMA_VERSION}.{dialect}.sql: "
+        f"local/schema.py differs from {GOLDEN_DIR.name}/schema/v{SCHEMA_VERSION}.{dialect}.sql: "
         "bump SCHEMA_VERSION, add the migration from the previous version and record the new "
         "version's DDL (docs/development.md, Golden journals)"
     )
@@ -275,7 +275,7 @@ def test_a_database_of_every_recorded_schema_version_opens(version: int, empty_d
     found, columns = asyncio.run(go())
     assert found == SCHEMA_VERSION, (
         f"a database of schema version {version}, opened by today's code, is still at version "
-        f"{found}, not {SCHEMA_VERSION}: add the migration to store/sql.py create_schema"
+        f"{found}, not {SCHEMA_VERSION}: add the migration to local/sql.py create_schema"
     )
     expected = {t: [c.name for c in table.columns] for t, table in metadata.tables.items()}
     assert columns == expected, (

@@ -498,7 +498,7 @@ def test_a_stalled_holder_notices_its_lost_lease_before_calling_out(db_url: str)
         stale = await engine.open_run(spec, lease_seconds=0.2)
         await stale.check_lease()  # fresh: free, and fine
         await asyncio.sleep(0.3)  # stalled past its lease; another process takes the run
-        import runplane_durable.local as local
+        import runplane_durable.local.engine as local
 
         original = local.current_owner
         local.current_owner = lambda: "elsewhere:1:other"  # type: ignore[assignment]

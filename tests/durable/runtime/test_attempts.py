@@ -252,7 +252,7 @@ def test_a_lost_lease_is_written_by_the_taker_and_the_stalled_holder_adds_nothin
         beat = time.time()
         await stale.heartbeat()
         await asyncio.sleep(0.3)  # stalled past its lease, alive: another process takes over
-        import runplane_durable.local as local
+        import runplane_durable.local.engine as local
 
         monkeypatch.setattr(local, "current_owner", lambda: "elsewhere:7:other")
         taker = await engine.open_run(spec, lease_seconds=30)

@@ -11,8 +11,8 @@ from agents import Agent
 from agents.result import RunResultBase
 from agents.testing import ScriptedModel, assistant_message, function_call
 from runplane_durable import DurableBackend, last_run_id, run_id
-from runplane_durable.identity import nested_run_id
 from runplane_durable.names import tool_key
+from runplane_durable.runtime.identity import nested_run_id
 from support.backends import BackendPlugin, RecordingBackend
 from support.durable_faults import Routed
 

@@ -155,7 +155,7 @@ def test_an_unchanged_tool_keeps_its_cached_digest_and_a_replaced_description_do
 ) -> None:
     """A tool's digest is computed once, not per step; reassigning its description (a live
     program changing a tool) is still seen."""
-    from runplane_durable import intercept
+    from runplane_durable.runtime import intercept
 
     ledger = Ledger()
     agent = _clerk(

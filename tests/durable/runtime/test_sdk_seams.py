@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from agents.run_internal import tool_execution
-from runplane_durable import sdk_internals
+from runplane_durable.runtime import sdk_internals
 
 ENV_CODE = "import os; os.environ['OPENAI_AGENTS_DISABLE_TRACING'] = '1'\n"
 
@@ -42,7 +42,7 @@ def test_importing_against_an_sdk_that_moved_a_name_fails_naming_it(tmp_path: Pa
     done = _python(
         "import agents.usage\n"
         "del agents.usage._attach_normalized_usage\n"
-        "import runplane_durable.sdk_internals\n",
+        "import runplane_durable.runtime.sdk_internals\n",
         tmp_path,
     )
     assert done.returncode != 0
@@ -54,7 +54,8 @@ SEAMS = """
 from agents import Agent, run
 from agents.run_internal import run_loop, tool_execution
 from agents.testing import ScriptedModel, assistant_message
-from runplane_durable import DurableBackend, LocalEngine, intercept
+from runplane_durable import DurableBackend, LocalEngine
+from runplane_durable.runtime import intercept
 
 ORIGINAL = (run_loop.get_model, tool_execution._invoke_function_tool_with_metadata,
             run.AgentRunner.run)

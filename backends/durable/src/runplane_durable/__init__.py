@@ -16,7 +16,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .backend import DEFAULT_LEASE_SECONDS, DurableBackend
     from .engine import Engine, RunSession
     from .errors import (
         DatabaseError,
@@ -31,11 +30,12 @@ if TYPE_CHECKING:
         UnstorableNameError,
         error_from_wire,
     )
-    from .identity import last_run_id, run_id
-    from .local import LocalEngine
+    from .local.database import ENV_DATABASE_URL
+    from .local.engine import LocalEngine
     from .records import EventRecord, JournalEntry, JournalRecord, RunRecord
-    from .runner import Runner
-    from .store.database import ENV_DATABASE_URL
+    from .runtime.backend import DEFAULT_LEASE_SECONDS, DurableBackend
+    from .runtime.identity import last_run_id, run_id
+    from .runtime.runner import Runner
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
@@ -65,8 +65,8 @@ __all__ = [
 ]
 
 _LAZY = {
-    "DEFAULT_LEASE_SECONDS": "backend",
-    "DurableBackend": "backend",
+    "DEFAULT_LEASE_SECONDS": "runtime.backend",
+    "DurableBackend": "runtime.backend",
     "Engine": "engine",
     "RunSession": "engine",
     "DatabaseError": "errors",
@@ -80,15 +80,15 @@ _LAZY = {
     "SchemaVersionError": "errors",
     "UnstorableNameError": "errors",
     "error_from_wire": "errors",
-    "last_run_id": "identity",
-    "run_id": "identity",
-    "LocalEngine": "local",
+    "last_run_id": "runtime.identity",
+    "run_id": "runtime.identity",
+    "LocalEngine": "local.engine",
     "EventRecord": "records",
     "JournalEntry": "records",
     "JournalRecord": "records",
     "RunRecord": "records",
-    "Runner": "runner",
-    "ENV_DATABASE_URL": "store.database",
+    "Runner": "runtime.runner",
+    "ENV_DATABASE_URL": "local.database",
 }
 
 

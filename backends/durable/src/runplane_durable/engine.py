@@ -139,6 +139,6 @@ def open_engine(url: str | None = None, *, read_only: bool = False) -> Engine:
     nearest `.runplane/`): the one place that chooses one, so the runtime and the CLI never
     name it. `read_only` engines never create or write anything (for commands that look).
     """
-    from .local import LocalEngine
+    from .local.engine import LocalEngine
 
     return LocalEngine(url, read_only=read_only)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 def _durable() -> RunnerBackend:
     # Imported when the backend is first asked for: listing backends (`runplane backends`) and
     # the `runs` commands never import the Agents SDK, which the backend needs.
-    from .backend import DurableBackend
+    from .runtime.backend import DurableBackend
 
     return DurableBackend()
 
@@ -28,7 +28,7 @@ def runplane_backends() -> Mapping[str, Callable[[], RunnerBackend]]:
 
 @runplane.hookimpl
 def runplane_cli(app: typer.Typer) -> None:
-    from .cli import demo, runs_app
+    from .cli.runs import demo, runs_app
 
     app.add_typer(runs_app, name="runs")
     app.command("demo")(demo)

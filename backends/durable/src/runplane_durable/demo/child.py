@@ -18,8 +18,8 @@ from typing import Any
 from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent
 from openai.types.responses import ResponseTextDeltaEvent
 
-from ..identity import run_id
-from ..runner import Runner
+from ..runtime.identity import run_id
+from ..runtime.runner import Runner
 from .agent import QUESTION, build_agent
 from .models import make_model
 

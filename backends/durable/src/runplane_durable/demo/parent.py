@@ -21,8 +21,8 @@ from rich.markup import escape
 
 from ..engine import open_engine
 from ..errors import DurableError, RunNotFoundError
+from ..local.database import ENV_DATABASE_URL, describe, resolve_url
 from ..records import JournalRecord, RunRecord
-from ..store.database import ENV_DATABASE_URL, describe, resolve_url
 from .agent import QUESTION
 from .command import runplane_command
 from .local_model import local_model_server

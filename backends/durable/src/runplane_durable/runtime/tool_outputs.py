@@ -18,10 +18,10 @@ from agents.tool import FunctionTool
 from agents.tool_context import ToolContext
 from openai.types.responses import ResponseFunctionToolCall
 
+from ..errors import JournalSerializationError
+from ..events import Stringified, ToolError
+from ..serde import dump_value, storable_text, type_name
 from . import sdk_internals as sdk
-from .errors import JournalSerializationError
-from .events import Stringified, ToolError
-from .serde import dump_value, storable_text, type_name
 
 __all__ = ["ERRORS", "MESSAGE_CHARS", "encode", "error_of"]
 

@@ -16,10 +16,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import lazy_errors as errors
-from .codec import plain_value
-from .engine import open_engine
-from .events import (
+from .. import lazy_errors as errors
+from ..codec import plain_value
+from ..engine import open_engine
+from ..events import (
     AttemptEnded,
     AttemptStarted,
     Event,
@@ -32,12 +32,12 @@ from .events import (
     in_full,
     parse,
 )
-from .records import EventRecord, RunRecord, check_status
-from .states import STATES, STATUSES, Holder, State, run_state, status_of, tools_in_flight
-from .store.settings import ENV_DATABASE_URL
+from ..local.settings import ENV_DATABASE_URL
+from ..records import EventRecord, RunRecord, check_status
+from ..states import STATES, STATUSES, Holder, State, run_state, status_of, tools_in_flight
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from ..engine import Engine
 
 # The database layer (`local`, SQLAlchemy) is imported by the commands that read it, not here:
 # `runplane --help` imports this module. Nothing here imports the Agents SDK.
@@ -454,6 +454,6 @@ def demo(
 
     Uses OpenAI when OPENAI_API_KEY is set, otherwise a real model served locally.
     """
-    from .demo import run_demo
+    from ..demo import run_demo
 
     run_demo(scripted=scripted, run_id=run_id)

@@ -10,8 +10,8 @@ import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from ..names import MAX_RUN_ID, check_run_id, fitted, new_run_id
 from .active import LAST_RUN_ID, NAMED_RUN_ID, REQUESTED_RUN_ID
-from .names import MAX_RUN_ID, check_run_id, fitted, new_run_id
 
 __all__ = [
     "last_run_id",

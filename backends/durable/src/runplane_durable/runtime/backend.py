@@ -19,16 +19,16 @@ from agents.stream_events import StreamEvent
 from runplane import RunInput, RunnerBackendBase, RunOptions, sdk_runner
 from runplane.base import RunMode
 
+from ..engine import Engine, RunSession, open_engine
+from ..errors import JournalSerializationError, RunLeasedError
+from ..events import PendingCall
+from ..names import check_agent_name, tool_key
+from ..records import RunRecord, RunSpec, RunStatus
+from ..serde import dump_display, fingerprint
 from . import intercept
 from .active import ACTIVE, NAMED_RUN_ID, REQUESTED_RUN_ID, ActiveRun
-from .engine import Engine, RunSession, open_engine
-from .errors import JournalSerializationError, RunLeasedError
-from .events import PendingCall
 from .identity import reserve_run_id, take_requested_run_id
-from .names import check_agent_name, tool_key
-from .records import RunRecord, RunSpec, RunStatus
 from .sdk_internals import stream_error
-from .serde import dump_display, fingerprint
 
 __all__ = ["DEFAULT_LEASE_SECONDS", "DurableBackend"]
 

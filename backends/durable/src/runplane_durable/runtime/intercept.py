@@ -42,21 +42,18 @@ from openai.types.responses.response_prompt_param import ResponsePromptParam
 
 from runplane import RunnerBackend
 
-from . import codec, tool_outputs, tool_usage
-from . import sdk_internals as sdk
-from .active import ACTIVE, PARTS, REQUESTED_RUN_ID, TOOL_OF, ActiveRun, ModelRequest
-from .errors import DurableError
-from .events import (
+from .. import codec
+from ..errors import DurableError
+from ..events import (
     HandoffRequested,
     ModelCalled,
     TokenUsage,
     ToolCalled,
     ToolRequest,
 )
-from .identity import nested_run_id
-from .names import tool_key
-from .records import JournalEntry, NewEvent, UsageDelta
-from .serde import (
+from ..names import tool_key
+from ..records import JournalEntry, NewEvent, UsageDelta
+from ..serde import (
     dump_json,
     dump_model_response,
     dump_stream_events,
@@ -65,6 +62,10 @@ from .serde import (
     load_stream_events,
     load_value,
 )
+from . import sdk_internals as sdk
+from . import tool_outputs, tool_usage
+from .active import ACTIVE, PARTS, REQUESTED_RUN_ID, TOOL_OF, ActiveRun, ModelRequest
+from .identity import nested_run_id
 
 __all__ = ["INLINE_CHARS", "JournalingModel", "install", "installed", "tool_digest", "uninstall"]
 

@@ -16,9 +16,9 @@ from typing import Any
 
 from runplane import RunnerBackend
 
-from . import lazy_errors as errors
-from .engine import RunSession
-from .records import JournalEntry
+from .. import lazy_errors as errors
+from ..engine import RunSession
+from ..records import JournalEntry
 
 __all__ = ["ACTIVE", "NAMED_RUN_ID", "PARTS", "TOOL_OF", "ActiveRun", "ModelRequest"]
 

@@ -11,10 +11,10 @@ from agents.run_error_handlers import RunErrorHandlers
 
 from runplane import BackendRunner
 
+from ..errors import DurableError
+from ..records import EventRecord, RunRecord, RunStatus
 from .backend import DurableBackend
-from .errors import DurableError
 from .identity import run_id as named_run
-from .records import EventRecord, RunRecord, RunStatus
 
 __all__ = ["Runner", "stored_input"]
 

@@ -11,12 +11,12 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
 
-from . import lazy_errors as errors
-from .attempts import REASONS, Attempt, next_number, unended
-from .events import EndReason, PendingCall, outcome, parse
-from .names import check_run_id
-from .owner import current_owner, owner_is_dead, retire
-from .records import (
+from .. import lazy_errors as errors
+from ..attempts import REASONS, Attempt, next_number, unended
+from ..events import EndReason, PendingCall, outcome, parse
+from ..names import check_run_id
+from ..owner import current_owner, owner_is_dead, retire
+from ..records import (
     EventRecord,
     JournalEntry,
     JournalRecord,
@@ -27,9 +27,9 @@ from .records import (
     UsageDelta,
     check_status,
 )
-from .serde import storable_text
-from .store import sql
-from .store.database import (
+from ..serde import storable_text
+from . import sql
+from .database import (
     DEFAULT_DIR,
     DEFAULT_FILE,
     ENV_DATABASE_URL,
@@ -38,9 +38,9 @@ from .store.database import (
     describe,
     locate,
 )
-from .store.location import passed_over
-from .store.settings import Durability, StoreSettings
-from .store.transactions import MustWait
+from .location import passed_over
+from .settings import Durability, StoreSettings
+from .transactions import MustWait
 
 __all__ = ["LocalEngine", "LocalRunSession"]
 
@@ -50,7 +50,7 @@ log = logging.getLogger("runplane_durable")
 
 class LocalEngine:
     """Engine on a database URL (default: the nearest `.runplane/runplane.db` from the working
-    directory up, else a new one under `.runplane/` in it; see `store/location.py`).
+    directory up, else a new one under `.runplane/` in it; see `location.py`).
 
     `pool_size`, `timeout` and `durability` default to RUNPLANE_DB_POOL_SIZE, RUNPLANE_DB_TIMEOUT
     and RUNPLANE_DURABILITY (see `StoreSettings`). `read_only=True` is for looking at runs: the

@@ -1,1 +1,0 @@
-"""Storage: one SQLAlchemy Core schema and code path for SQLite and PostgreSQL."""
