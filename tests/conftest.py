@@ -7,6 +7,9 @@ import tempfile
 
 os.environ.setdefault("OPENAI_AGENTS_DISABLE_TRACING", "1")
 
+# `server` and `api`: the scripted OpenAI-compatible server, for the core and openai tests alike.
+pytest_plugins = ["support.endpoint_fixtures"]
+
 # Durable runs made through the registry's shared `durable` backend go to a throwaway database,
 # never to a .runplane/ directory inside the repository.
 os.environ.setdefault(

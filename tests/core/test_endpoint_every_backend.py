@@ -7,7 +7,6 @@ environment, answers the same on the direct backend, the durable one and a third
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +15,11 @@ import pytest
 from agents import RunConfig
 from runplane_openai.settings import ENV_API, ENV_API_KEY, ENV_BASE_URL
 from support.durable import sqlite_url
+from support.endpoint_fixtures import clear_endpoint_settings
 from support.openai_server import ScriptedOpenAIServer
 from support.weather import (
     ANSWER,
     API_KEY,
-    APIS,
     QUESTION,
     ApiName,
     assert_weather_round_trip,
@@ -44,27 +43,8 @@ def anyio_backend() -> str:
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", ENV_API, ENV_API_KEY, ENV_BASE_URL):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(sdk_openai_provider, "_http_client", None)
+    clear_endpoint_settings(monkeypatch)
     monkeypatch.setenv("RUNPLANE_DATABASE_URL", sqlite_url(tmp_path))
-
-
-@pytest.fixture(scope="module")
-def _shared_server() -> Iterator[ScriptedOpenAIServer]:
-    with ScriptedOpenAIServer(api_key=API_KEY) as s:
-        yield s
-
-
-@pytest.fixture
-def server(_shared_server: ScriptedOpenAIServer) -> ScriptedOpenAIServer:
-    _shared_server.reset()
-    return _shared_server
-
-
-@pytest.fixture(params=APIS)
-def api(request: pytest.FixtureRequest) -> ApiName:
-    return request.param  # type: ignore[no-any-return]
 
 
 def _registry(monkeypatch: pytest.MonkeyPatch) -> runplane.Registry:

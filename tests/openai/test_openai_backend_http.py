@@ -11,7 +11,6 @@ import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import agents.models.openai_provider as sdk_openai_provider
 import httpx
 import httpx2
 import openai
@@ -33,6 +32,7 @@ from openai.types.chat import ChatCompletionChunk
 from runplane_openai import ChatCompletionsHistoryError, OpenAIBackend, OpenAISettings
 from runplane_openai import Runner as OpenAIRunner
 from runplane_openai.settings import ENV_API, ENV_API_KEY, ENV_BASE_URL
+from support.endpoint_fixtures import clear_endpoint_settings
 from support.openai_server import (
     ErrorReply,
     Reply,
@@ -42,7 +42,6 @@ from support.openai_server import (
 from support.weather import (
     ANSWER,
     API_KEY,
-    APIS,
     CALL_ID,
     QUESTION,
     TOOL_OUTPUT,
@@ -68,33 +67,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No real key or endpoint from the developer's shell, and a fresh SDK HTTP client per test.
-
-    The SDK shares one httpx client per process, and its pooled connections belong to the event
-    loop that opened them; each test runs in its own loop (anyio, or the SDK's run_sync loop), so
-    a connection left over from an earlier test would fail with "Event loop is closed".
-    """
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", ENV_API, ENV_API_KEY, ENV_BASE_URL):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(sdk_openai_provider, "_http_client", None)
-
-
-@pytest.fixture(scope="module")
-def _shared_server() -> Iterator[ScriptedOpenAIServer]:
-    with ScriptedOpenAIServer(api_key=API_KEY) as s:
-        yield s
-
-
-@pytest.fixture
-def server(_shared_server: ScriptedOpenAIServer) -> ScriptedOpenAIServer:
-    """One server per module (starting uvicorn per test would dominate the run time), reset."""
-    _shared_server.reset()
-    return _shared_server
-
-
-@pytest.fixture(params=APIS)
-def api(request: pytest.FixtureRequest) -> ApiName:
-    return request.param  # type: ignore[no-any-return]
+    clear_endpoint_settings(monkeypatch)
 
 
 def _settings(server: ScriptedOpenAIServer, api: ApiName | None) -> OpenAISettings:
