@@ -185,6 +185,18 @@ class JournalingModel(Model):
             legacy=legacy,
         )
 
+    async def _replayed(self, request: ModelRequest) -> JournalEntry | None:
+        """The journal entry that answers `request` in a replay (the run then moves past it);
+        None for a live call, once the lease is checked: a holder that lost the run calls out
+        no more."""
+        session = await self.active.session()
+        entry = self.active.recorded_model(request)
+        if entry is not None:
+            self.active.model_ordinal += 1
+        else:
+            await session.check_lease()
+        return entry
+
     async def get_response(
         self,
         system_instructions: str | None,
@@ -199,7 +211,6 @@ class JournalingModel(Model):
         conversation_id: str | None,
         prompt: ResponsePromptParam | None,
     ) -> ModelResponse:
-        session = await self.active.session()
         request = self._request(
             system_instructions,
             input,
@@ -211,13 +222,11 @@ class JournalingModel(Model):
             conversation_id,
             prompt,
         )
-        entry = self.active.recorded_model(request)
+        entry = await self._replayed(request)
         if entry is not None:
-            self.active.model_ordinal += 1
             replayed = load_model_response(entry.payload["response"])
             tool_usage.count(replayed.usage)
             return replayed
-        await session.check_lease()  # a holder that lost the run calls out no more
         started = time.monotonic()
         response = await self.inner.get_response(
             system_instructions,
@@ -249,7 +258,6 @@ class JournalingModel(Model):
         conversation_id: str | None,
         prompt: ResponsePromptParam | None,
     ) -> AsyncIterator[TResponseStreamEvent]:
-        session = await self.active.session()
         request = self._request(
             system_instructions,
             input,
@@ -261,14 +269,12 @@ class JournalingModel(Model):
             conversation_id,
             prompt,
         )
-        entry = self.active.recorded_model(request)
+        entry = await self._replayed(request)
         if entry is not None:
-            self.active.model_ordinal += 1
             tool_usage.count(_recorded_usage(entry.payload))
             for event in _replay_stream(entry):
                 yield event
             return
-        await session.check_lease()  # a holder that lost the run calls out no more
         events: list[TResponseStreamEvent] = []
         started = time.monotonic()
         # aclosing: when the SDK closes this stream (a terminal failure), the model's own stream
