@@ -47,11 +47,13 @@ FORMAT = 1  # of the golden file itself (its keys), not of the schema it holds
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "durable" / "engine" / "golden"
 SCHEMA_DIR = GOLDEN_DIR / "schema"
 # The tables a golden file holds, in the order the loader fills them.
-TABLES = ("runplane_runs", "runplane_journal", "runplane_events")
+# A table new in a later version is absent from earlier versions' files (and databases).
+TABLES = ("runplane_runs", "runplane_journal", "runplane_events", "runplane_tasks")
 _ORDER = {
     "runplane_runs": "id",
     "runplane_journal": "run_id, seq",
     "runplane_events": "run_id, seq",
+    "runplane_tasks": "id",
 }
 _DIALECTS = {"sqlite": sqlite.dialect(), "postgresql": postgresql.dialect()}
 
@@ -147,8 +149,8 @@ def table_rows(golden: dict[str, Any], table: str) -> list[dict[str, Any]]:
 def _inserts(golden: dict[str, Any], marker: str) -> list[tuple[str, list[list[Any]]]]:
     out = []
     for table in TABLES:
-        held = golden["tables"][table]
-        if not held["rows"]:
+        held = golden["tables"].get(table)
+        if held is None or not held["rows"]:
             continue
         columns = ", ".join(f'"{c}"' for c in held["columns"])
         marks = ", ".join(marker.format(n=i + 1) for i in range(len(held["columns"])))

@@ -506,7 +506,7 @@ def test_a_bogus_status_or_state_lists_the_valid_ones(tmp_path: Path) -> None:
     result = cli("runs", "list", "--status", "bogus", "--db", url, columns=200)
     assert result.exit_code == 2
     assert (
-        "'bogus' is not a run status; use one of: running, awaiting_approval, completed, "
+        "'bogus' is not a run status; use one of: queued, running, awaiting_approval, completed, "
         "failed, cancelled." in " ".join(result.output.replace("│", " ").split())
     )
     result = cli("runs", "list", "--state", "zombie", "--db", url, columns=200)
@@ -546,7 +546,8 @@ def test_a_file_that_is_not_a_runplane_database_is_left_untouched(tmp_path: Path
 def test_the_engine_refuses_an_unknown_status(tmp_path: Path) -> None:
     url = str(tmp_path / "runs.db")
     write_run(url, "known", [], end="completed")
-    with pytest.raises(ValueError, match="'complete' is not a run status; use one of: running,"):
+    expected = "'complete' is not a run status; use one of: queued, running,"
+    with pytest.raises(ValueError, match=expected):
         run_async(LocalEngine(url, read_only=True).list_runs(status="complete"))
 
 

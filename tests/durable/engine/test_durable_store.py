@@ -23,6 +23,7 @@ from runplane_durable.engine import RunSession
 from runplane_durable.local import sql
 from runplane_durable.local import sqlite as sqlite_store
 from runplane_durable.local.database import Database, resolve_url
+from runplane_durable.local.schema import SCHEMA_VERSION
 from runplane_durable.local.sqlite import CHECKPOINT_EVERY
 from runplane_durable.records import JournalEntry, NewEvent, RunSpec, UsageDelta
 from support.durable import run_async, sqlite_url
@@ -111,7 +112,7 @@ def test_schema_from_a_newer_version_is_refused_and_kept(tmp_path: Path) -> None
     assert "schema version 99" in str(info.value)
     assert "pip install -U runplane-durable" in str(info.value)
     with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE runplane_schema SET version = 1")
+        conn.execute("UPDATE runplane_schema SET version = ?", (SCHEMA_VERSION,))
     assert run_async(LocalEngine(str(path)).get_run("kept")).final_output == {"json": "stored"}
 
 

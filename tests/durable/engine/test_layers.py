@@ -31,7 +31,13 @@ DATA = {
 }
 # Every other module's layer is its subpackage; the engine contract and the front's entry point
 # stay at the top.
-SUBPACKAGES = {"local": "engine", "runtime": "runtime", "cli": "front", "demo": "front"}
+SUBPACKAGES = {
+    "local": "engine",
+    "runtime": "runtime",
+    "server": "server",
+    "cli": "front",
+    "demo": "front",
+}
 TOP = {"engine": "engine", "plugin": "front"}
 
 # What each layer may import from this package.
@@ -39,6 +45,8 @@ ALLOWED = {
     "data": {"data"},
     "engine": {"data", "engine"},
     "runtime": {"data", "engine", "runtime"},
+    # The server serves an engine and never runs an agent: no runtime, no concrete engine.
+    "server": {"data", "engine", "server"},
 }
 
 

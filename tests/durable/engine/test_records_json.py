@@ -149,5 +149,6 @@ def test_a_run_record_with_an_unknown_status_is_refused() -> None:
         "r", "a", "running", {}, {}, 0.0, 0.0, None, None, None, 0, 0, 0, 0, 0, 0, None, None, None
     ).to_json()
     data["status"] = "paused"
-    with pytest.raises(ValueError, match="'paused' is not a run status; use one of: running"):
+    expected = "'paused' is not a run status; use one of: queued, running"
+    with pytest.raises(ValueError, match=expected):
         RunRecord.from_json(data)

@@ -29,6 +29,8 @@ def runplane_backends() -> Mapping[str, Callable[[], RunnerBackend]]:
 @runplane.hookimpl
 def runplane_cli(app: typer.Typer) -> None:
     from .cli.runs import demo, runs_app
+    from .cli.server import server
 
     app.add_typer(runs_app, name="runs")
     app.command("demo")(demo)
+    app.command("server")(server)

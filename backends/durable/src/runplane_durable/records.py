@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, get_args
 
 __all__ = [
+    "CANCEL_MODES",
     "JOURNAL_KINDS",
     "RUN_STATUSES",
+    "CancelMode",
     "EventRecord",
     "JournalEntry",
     "JournalKind",
@@ -31,7 +33,11 @@ __all__ = [
     "check_status",
 ]
 
-RunStatus = Literal["running", "awaiting_approval", "completed", "failed", "cancelled"]
+RunStatus = Literal["queued", "running", "awaiting_approval", "completed", "failed", "cancelled"]
+# How a run asked to stop from another process stops: at once, or once its current turn ends
+# (the SDK's `RunResultStreaming.cancel(mode)`).
+CancelMode = Literal["immediate", "after_turn"]
+CANCEL_MODES: tuple[str, ...] = get_args(CancelMode)
 RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
 # What a journal entry records: a model response (keyed by its ordinal in the run) or a tool
 # output (keyed by the tool call's key).
@@ -111,7 +117,10 @@ class RunRecord:
     JSON: one member per field. Times are seconds since the epoch (floats); `owner` and
     `lease_expires_at` name the lease holder and when its lease runs out (both null when no
     process holds the run); `final_output` is set for a completed run, `error_type` (the
-    exception's qualified name) and `error` (its message) for a failed one.
+    exception's qualified name) and `error` (its message) for a failed one. `cancel_requested`
+    is a stop asked for from another process and not yet carried out ("immediate" or
+    "after_turn"); `agent_ref` names the agent as an import reference ("pkg.module:attr") when
+    one is known, so a worker can rebuild it; `queue` is the worker queue of a started run.
     """
 
     id: str
@@ -134,6 +143,9 @@ class RunRecord:
     error_type: str | None
     error: str | None
     input_fingerprint: str = ""
+    cancel_requested: CancelMode | None = None
+    agent_ref: str | None = None
+    queue: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return _plain(self)
@@ -142,6 +154,8 @@ class RunRecord:
     def from_json(cls, data: Any) -> RunRecord:
         members = _members(cls, data)
         check_status(members["status"])
+        if members.get("cancel_requested") is not None:
+            _one_of(members["cancel_requested"], CANCEL_MODES, "cancel mode")
         return cls(**members)
 
 

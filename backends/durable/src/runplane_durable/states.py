@@ -31,7 +31,14 @@ __all__ = [
 ]
 
 RunState = Literal[
-    "running", "orphaned", "stopped", "awaiting_approval", "completed", "failed", "cancelled"
+    "queued",
+    "running",
+    "orphaned",
+    "stopped",
+    "awaiting_approval",
+    "completed",
+    "failed",
+    "cancelled",
 ]
 STATES: tuple[str, ...] = get_args(RunState)
 STATUSES: tuple[str, ...] = get_args(RunStatus)
@@ -103,6 +110,7 @@ def run_state(
 
 
 _FINAL: dict[str, str] = {
+    "queued": "started with Runner.start; waiting for a worker that knows its agent",
     "awaiting_approval": "waiting for a decision on a tool call that needs approval",
     "completed": "finished; running its id again returns the stored result",
     "failed": "raised; running its id again resumes it from its journal",

@@ -1,10 +1,12 @@
-"""The versioned schema. Bump SCHEMA_VERSION with every change and add its migration."""
+"""The versioned schema. Bump SCHEMA_VERSION with every change and add its migration to
+MIGRATIONS (run by `sql.create_schema`, in order, under the schema lock)."""
 
 from __future__ import annotations
 
 from sqlalchemy import (
     Column,
     Float,
+    Index,
     Integer,
     MetaData,
     PrimaryKeyConstraint,
@@ -14,7 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -48,6 +50,12 @@ runs = Table(
     Column("final_output", Text),
     Column("error_type", String(300)),
     Column("error", Text),
+    # v2: a stop asked for from any process ("immediate" or "after_turn"), seen by its holder.
+    Column("cancel_requested", String(16)),
+    # v2: the agent as an import reference ("pkg.module:attr"), so a worker can rebuild it.
+    Column("agent_ref", String(500)),
+    # v2: the worker queue a started run waits on (status "queued") or was started from.
+    Column("queue", String(200)),
 )
 
 # Every non-deterministic step, in order: what a replay returns instead of calling out again.
@@ -76,3 +84,39 @@ events = Table(
     Column("created_at", Float, nullable=False),
     PrimaryKeyConstraint("run_id", "seq"),
 )
+
+# v2: remote tool calls, executed by workers: claimed under a lease, retried with backoff.
+tasks = Table(
+    "runplane_tasks",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("run_id", String(200), nullable=False),
+    Column("call_key", String(300), nullable=False),
+    Column("queue", String(200), nullable=False),
+    Column("tool_name", String(500), nullable=False),
+    Column("call_id", String(300), nullable=False),
+    Column("arguments", Text, nullable=False),
+    Column("context", Text),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False),
+    Column("owner", String(300)),
+    Column("lease_expires_at", Float),
+    Column("available_at", Float, nullable=False),
+    Column("result", Text),
+    Column("error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("run_id", "call_key"),
+    Index("ix_runplane_tasks_claim", "queue", "status", "available_at"),
+)
+
+# The statements that bring a database of version N - 1 to version N; tables new in N are made
+# by `metadata.create_all` afterwards. Plain ALTERs that both SQLite and PostgreSQL take.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (
+        "ALTER TABLE runplane_runs ADD COLUMN cancel_requested VARCHAR(16)",
+        "ALTER TABLE runplane_runs ADD COLUMN agent_ref VARCHAR(500)",
+        "ALTER TABLE runplane_runs ADD COLUMN queue VARCHAR(200)",
+    ),
+}

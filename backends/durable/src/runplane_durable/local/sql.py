@@ -27,7 +27,7 @@ from ..records import (
 )
 from ..serde import dump_json, load_json
 from .prepared import Prepared
-from .schema import SCHEMA_VERSION, events, journal, metadata, runs, schema_info
+from .schema import MIGRATIONS, SCHEMA_VERSION, events, journal, metadata, runs, schema_info
 
 __all__ = [
     "READS",
@@ -96,11 +96,23 @@ def create_schema(conn: Connection, lock: Callable[[Connection], None]) -> int |
     if version is not None and version > SCHEMA_VERSION:
         conn.rollback()
         return version
+    if version is not None:
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS.get(step, ()):
+                conn.execute(sa.text(statement))
     metadata.create_all(conn, checkfirst=True)
     if version is None:
         conn.execute(schema_info.insert().values(id=1, version=SCHEMA_VERSION))
+    elif version < SCHEMA_VERSION:
+        conn.execute(schema_info.update().values(version=SCHEMA_VERSION))
     conn.commit()
     return version
+
+
+# `SELECT *`, not today's column list: a read-only reader of a database an older version wrote
+# (it never upgrades one) reads the columns that are there.
+def _select_runs() -> sa.Select[Any]:
+    return sa.select(sa.text("*")).select_from(runs)
 
 
 def record(row: Any) -> RunRecord:
@@ -125,6 +137,10 @@ def record(row: Any) -> RunRecord:
         error_type=row.error_type,
         error=row.error,
         input_fingerprint=row.input_fingerprint,
+        # Columns new in schema 2: a reader of an older database (it never upgrades one) sees none.
+        cancel_requested=row._mapping.get("cancel_requested"),
+        agent_ref=row._mapping.get("agent_ref"),
+        queue=row._mapping.get("queue"),
     )
 
 
@@ -141,7 +157,12 @@ def new_record(spec: RunSpec, owner: str, now: float, lease_seconds: float) -> R
         finished_at=None,
         owner=owner,
         lease_expires_at=now + lease_seconds,
-        **dict.fromkeys(USAGE_COLUMNS, 0),
+        model_calls=0,
+        tool_calls=0,
+        requests=0,
+        input_tokens=0,
+        output_tokens=0,
+        total_tokens=0,
         final_output=None,
         error_type=None,
         error=None,
@@ -185,7 +206,7 @@ def create_run(
 
 
 def get_run_row(conn: Connection, run_id: str) -> Any:
-    return conn.execute(sa.select(runs).where(runs.c.id == run_id)).one_or_none()
+    return conn.execute(_select_runs().where(runs.c.id == run_id)).one_or_none()
 
 
 def get_run(conn: Connection, run_id: str) -> RunRecord | None:
@@ -436,7 +457,7 @@ def release(conn: Connection, run_id: str, owner: str, event: NewEvent | None = 
 
 
 def list_runs(conn: Connection, limit: int | None, status: RunStatus | None) -> list[RunRecord]:
-    query = sa.select(runs).order_by(runs.c.created_at.desc()).limit(limit)
+    query = _select_runs().order_by(runs.c.created_at.desc()).limit(limit)
     if status is not None:
         query = query.where(runs.c.status == status)
     rows = conn.execute(query).all()

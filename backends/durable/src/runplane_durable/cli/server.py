@@ -1,0 +1,58 @@
+"""`runplane server`: the durable engine served over HTTP under uvicorn."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Annotated
+
+import typer
+
+from ..local.settings import ENV_DATABASE_URL
+
+__all__ = ["ENV_TOKEN", "loopback", "server"]
+
+ENV_TOKEN = "RUNPLANE_TOKEN"
+DEFAULT_PORT = 6767
+
+
+def loopback(host: str) -> bool:
+    """True for names and addresses that only this machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def server(
+    host: Annotated[str, typer.Option(help="Address to bind (loopback unless a token is set).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = DEFAULT_PORT,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Database URL or SQLite path (default: ${ENV_DATABASE_URL}, else the nearest "
+            ".runplane/runplane.db from the working directory up, as embedded programs find it)."
+        ),
+    ] = None,
+) -> None:
+    """Serve durable runs over HTTP: the JSON API under /api/v1, for programs started with
+    RUNPLANE_SERVER_URL, workers, `runplane runs --server` and anyone watching."""
+    token = os.environ.get(ENV_TOKEN) or None
+    if not loopback(host) and token is None:
+        raise typer.BadParameter(
+            f"{host} is reachable from other machines, and without a token anyone there could "
+            f"read and change every run. Set {ENV_TOKEN} to a secret (clients send it as "
+            "'Authorization: Bearer ...'), or bind a loopback address (127.0.0.1, ::1).",
+            param_hint="--host",
+        )
+    import uvicorn
+
+    from ..engine import open_engine
+    from ..server.app import ServerSettings, create_app
+
+    app = create_app(open_engine(database), ServerSettings(token=token))
+    uvicorn.run(app, host=host, port=port, log_level="info", lifespan="on")
