@@ -28,6 +28,7 @@ DATA = {
     "events",
     "codec",
     "serde",  # the codec: the SDK's model types are imported only to (de)serialize them
+    "writes",  # a run session's writes as records, with their JSON forms
 }
 # Every other module's layer is its subpackage; the engine contract and the front's entry point
 # stay at the top.
@@ -38,7 +39,8 @@ SUBPACKAGES = {
     "cli": "front",
     "demo": "front",
 }
-TOP = {"engine": "engine", "plugin": "front"}
+# `session` is the one RunSession both engines use; `remote` the engine over HTTP.
+TOP = {"engine": "engine", "session": "engine", "remote": "engine", "plugin": "front"}
 
 # What each layer may import from this package.
 ALLOWED = {

@@ -26,6 +26,7 @@ from ..records import (
     UsageDelta,
 )
 from ..serde import dump_json, load_json
+from ..writes import Append, Finish, Heartbeat, Write
 from .prepared import Prepared
 from .schema import MIGRATIONS, SCHEMA_VERSION, events, journal, metadata, runs, schema_info
 
@@ -34,11 +35,13 @@ __all__ = [
     "USAGE_COLUMNS",
     "append",
     "claim",
+    "committed",
     "create_run",
     "create_schema",
     "finish",
     "get_run",
     "heartbeat",
+    "last_attempt_started",
     "list_events",
     "list_runs",
     "max_event_seq",
@@ -46,6 +49,7 @@ __all__ = [
     "release",
     "schema_version",
     "take_lease",
+    "write_call",
 ]
 
 USAGE_COLUMNS = (
@@ -478,7 +482,82 @@ def list_events(conn: Connection, run_id: str, after: int, limit: int | None) ->
     return [EventRecord(r.run_id, r.seq, r.type, load_json(r.payload), r.created_at) for r in rows]
 
 
+def write_call(write: Write) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """The transaction applying a session's write, and its arguments (`tx.call(fn, *args)`):
+    the functions themselves, so PostgreSQL runs its one-statement forms of them."""
+    if isinstance(write, Append):
+        return append, (
+            write.run_id,
+            write.owner,
+            write.lease_seconds,
+            write.journal_seq,
+            write.journal,
+            write.event_seq,
+            write.events,
+            write.usage,
+        )
+    if isinstance(write, Heartbeat):
+        return heartbeat, (write.run_id, write.owner, write.lease_seconds)
+    if isinstance(write, Finish):
+        return finish, (
+            write.run_id,
+            write.owner,
+            write.event_seq,
+            write.events,
+            write.status,
+            write.final_output,
+            write.error_type,
+            write.error,
+        )
+    return release, (write.run_id, write.owner, write.event)
+
+
+def committed(conn: Connection, write: Write) -> bool:
+    """Whether `write` was applied already (a retried request whose first answer was lost).
+
+    A step under a lease its holder still has committed iff a row is at its seq: only the holder
+    writes at seqs past those its claim read. An outcome committed iff the attempt's end is at
+    its seq, written by its holder (the lease is given up with it). A heartbeat or a release is
+    harmless twice, and a step with neither entry nor events cannot be told apart: False.
+    """
+    found = False
+    if isinstance(write, Append) and write.detectable:
+        row = get_run_row(conn, write.run_id)
+        if row is not None and row.owner == write.owner:
+            table, seq = (
+                (journal, write.journal_seq) if write.journal else (events, write.event_seq)
+            )
+            found = _has_row(conn, table, write.run_id, seq)
+    elif isinstance(write, Finish):
+        payload = conn.execute(
+            sa.select(events.c.payload).where(
+                events.c.run_id == write.run_id,
+                events.c.seq == write.event_seq,
+                events.c.type == AttemptEnded.TYPE,
+            )
+        ).scalar_one_or_none()
+        found = payload is not None and load_json(payload).get("owner") == write.owner
+    conn.commit()
+    return found
+
+
+def _has_row(conn: Connection, table: sa.Table, run_id: str, seq: int) -> bool:
+    query = sa.select(table.c.seq).where(table.c.run_id == run_id, table.c.seq == seq)
+    return conn.execute(query).first() is not None
+
+
+def last_attempt_started(conn: Connection, run_id: str) -> dict[str, Any] | None:
+    """The payload of the run's last `attempt_started` event (inside a transaction)."""
+    payload = conn.execute(
+        sa.select(events.c.payload)
+        .where(events.c.run_id == run_id, events.c.type == AttemptStarted.TYPE)
+        .order_by(events.c.seq.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    return None if payload is None else dict(load_json(payload))
+
+
 # Transactions that only read: they need no write lock and may run beside a writer.
 READS: frozenset[Callable[..., Any]] = frozenset(
-    {schema_version, get_run, list_runs, list_events, read_journal, max_event_seq}
+    {schema_version, get_run, list_runs, list_events, read_journal, max_event_seq, committed}
 )
