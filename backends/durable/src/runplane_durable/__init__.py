@@ -27,12 +27,14 @@ if TYPE_CHECKING:
         RunLeasedError,
         RunNotFoundError,
         SchemaVersionError,
+        ServerError,
         UnstorableNameError,
         error_from_wire,
     )
     from .local.database import ENV_DATABASE_URL
     from .local.engine import LocalEngine
     from .records import EventRecord, JournalEntry, JournalRecord, RunRecord
+    from .remote import ENV_SERVER_URL, RemoteEngine
     from .runtime.backend import DEFAULT_LEASE_SECONDS, DurableBackend
     from .runtime.identity import last_run_id, run_id
     from .runtime.runner import Runner
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
     "ENV_DATABASE_URL",
+    "ENV_SERVER_URL",
     "DatabaseError",
     "DurableBackend",
     "DurableError",
@@ -49,6 +52,7 @@ __all__ = [
     "JournalRecord",
     "JournalSerializationError",
     "LocalEngine",
+    "RemoteEngine",
     "ReplayDivergenceError",
     "RunCancelledError",
     "RunInputMismatchError",
@@ -58,6 +62,7 @@ __all__ = [
     "RunSession",
     "Runner",
     "SchemaVersionError",
+    "ServerError",
     "UnstorableNameError",
     "error_from_wire",
     "last_run_id",
@@ -78,11 +83,14 @@ _LAZY = {
     "RunLeasedError": "errors",
     "RunNotFoundError": "errors",
     "SchemaVersionError": "errors",
+    "ServerError": "errors",
     "UnstorableNameError": "errors",
     "error_from_wire": "errors",
     "last_run_id": "runtime.identity",
     "run_id": "runtime.identity",
     "LocalEngine": "local.engine",
+    "RemoteEngine": "remote",
+    "ENV_SERVER_URL": "remote",
     "EventRecord": "records",
     "JournalEntry": "records",
     "JournalRecord": "records",

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         RunLeasedError,
         RunNotFoundError,
         SchemaVersionError,
+        ServerError,
         UnstorableNameError,
         error_from_wire,
     )
@@ -36,6 +37,7 @@ __all__ = [
     "RunLeasedError",
     "RunNotFoundError",
     "SchemaVersionError",
+    "ServerError",
     "UnstorableNameError",
     "error_from_wire",
 ]

@@ -54,5 +54,5 @@ def server(
     from ..engine import open_engine
     from ..server.app import ServerSettings, create_app
 
-    app = create_app(open_engine(database), ServerSettings(token=token))
+    app = create_app(open_engine(database, server=False), ServerSettings(token=token))
     uvicorn.run(app, host=host, port=port, log_level="info", lifespan="on")
