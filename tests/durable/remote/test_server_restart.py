@@ -4,7 +4,6 @@ nothing the server had acknowledged; no model call and no tool runs twice."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from runplane_durable import LocalEngine
+from runplane_durable.records import JournalRecord, RunRecord
 from support.durable import run_async, sqlite_url
 from support.durable_server import Server, server_env
 
@@ -96,7 +96,7 @@ def test_a_server_killed_mid_run_and_restarted_loses_nothing(
     lines = {n: (tmp_path / n).read_text().split("\n")[:-1] for n in ("model.log", "calls.log")}
     assert lines == {"model.log": ["0", "1", "2"], "calls.log": ["slow 0", "slow 1"]}
 
-    async def stored() -> tuple[object, list[object], list[str]]:
+    async def stored() -> tuple[RunRecord, list[JournalRecord], list[str]]:
         engine = LocalEngine(url)
         try:
             run = await engine.get_run(rid)
@@ -107,8 +107,8 @@ def test_a_server_killed_mid_run_and_restarted_loses_nothing(
         return run, journal, [e.type for e in events]
 
     run, journal, types = run_async(stored())
-    assert json.dumps(run.final_output) and run.status == "completed"  # type: ignore[attr-defined]
-    assert [(r.kind, r.key) for r in journal] == [  # type: ignore[attr-defined]
+    assert (run.status, run.owner) == ("completed", None)
+    assert [(r.kind, r.key) for r in journal] == [
         ("model", "0"),
         ("tool", "1:call-0"),
         ("model", "1"),

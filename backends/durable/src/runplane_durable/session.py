@@ -29,7 +29,6 @@ from .records import (
     UsageDelta,
     check_status,
 )
-from .serde import storable_text
 from .writes import Append, Finish, Heartbeat, Opened, Release, Write
 
 __all__ = [
@@ -275,7 +274,10 @@ class JournaledSession:
             None if error is None else f"{type(error).__module__}.{type(error).__qualname__}"
         )
         # An error's message may quote what broke the run (a NUL, a lone surrogate): stored as
-        # escapes, so recording the failure cannot fail the same way.
+        # escapes, so recording the failure cannot fail the same way. (serde imports pydantic:
+        # on first use, so `runplane runs`, which imports this module, starts without it.)
+        from .serde import storable_text
+
         message = None if error is None else storable_text(str(error))
         ended = outcome(
             status, final_output=final_output, error_type=error_type, error=message, calls=calls

@@ -34,6 +34,7 @@ from ..events import (
 )
 from ..local.settings import ENV_DATABASE_URL
 from ..records import EventRecord, RunRecord, check_status
+from ..remote import ENV_SERVER_URL, ENV_TOKEN, is_server_url
 from ..states import STATES, STATUSES, Holder, State, run_state, status_of, tools_in_flight
 
 if TYPE_CHECKING:
@@ -52,8 +53,18 @@ DbOption = Annotated[
     str | None,
     typer.Option(
         "--db",
-        help=f"Database URL or SQLite path (default: ${ENV_DATABASE_URL}, else the nearest "
-        ".runplane/runplane.db from the working directory up).",
+        help=f"Database URL or SQLite path (default: ${ENV_SERVER_URL} if set, else "
+        f"${ENV_DATABASE_URL}, else the nearest .runplane/runplane.db from the working "
+        "directory up).",
+    ),
+]
+ServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        metavar="URL",
+        help=f"Read the runs through a runplane server (http://HOST:PORT; default: "
+        f"${ENV_SERVER_URL}), sending ${ENV_TOKEN} if set.",
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -93,6 +104,22 @@ def _run_json(run: RunRecord, state: State) -> dict[str, Any]:
 def _engine(db: str | None) -> Engine:
     """Looking at runs never creates or writes anything."""
     return open_engine(db, read_only=True)
+
+
+def _where(db: str | None, server: str | None) -> str | None:
+    """The one place runs are read from: `--db`, `--server`, or (None) the settings."""
+    if db is not None and server is not None:
+        raise typer.BadParameter(
+            "give --db (a database) or --server (a runplane server), not both",
+            param_hint="--server",
+        )
+    if server is not None and not is_server_url(server):
+        raise typer.BadParameter(
+            f"{server!r} is not a server's URL; give one such as http://127.0.0.1:6767 (a "
+            "database goes with --db)",
+            param_hint="--server",
+        )
+    return server if server is not None else db
 
 
 def short_ids(ids: list[str], width: int = ID_WIDTH) -> dict[str, str]:
@@ -136,6 +163,7 @@ def _state_option(value: str | None) -> str | None:
 @runs_app.command("list")
 def list_runs(
     db: DbOption = None,
+    server: ServerOption = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
     status: Annotated[
         str | None,
@@ -161,7 +189,7 @@ def list_runs(
             f"{status!r}; give one of the two.",
             param_hint="--state",
         )
-    where, rows = asyncio.run(_list(db, limit, status, state))
+    where, rows = asyncio.run(_list(_where(db, server), limit, status, state))
     if as_json:
         typer.echo(json.dumps([_run_json(r, s) for r, s in rows], indent=2, default=str))
         return
@@ -225,10 +253,12 @@ async def _list(
 
 
 @runs_app.command("show")
-def show_run(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> None:
+def show_run(
+    run_id: str, db: DbOption = None, server: ServerOption = None, as_json: JsonOption = False
+) -> None:
     """Everything a run did: model calls with latency and usage, tool calls with arguments,
     outputs, errors and durations, handoffs, approvals, attempts, and its outcome."""
-    where, run, events, parsed = asyncio.run(_show(db, run_id))
+    where, run, events, parsed = asyncio.run(_show(_where(db, server), run_id))
     state = run_state(run)
     flying = tools_in_flight(run.status, parsed)
     if as_json:
