@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `support` from the tests folder
 
-from support.durable_server import running_server, server_env  # noqa: E402
+from support.durable_server import running_server, server_env
 
 
 def main(argv: list[str] | None = None) -> int:
