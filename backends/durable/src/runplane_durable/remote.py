@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 import time
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -102,6 +103,7 @@ class RemoteEngine:
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
             weakref.WeakKeyDictionary()
         )
+        self._clients_lock = threading.Lock()  # threads that each call run_sync share the engine
         # Leases this process could not give back (the server was away), by run; given back
         # before the next opening.
         self._unreleased: dict[str, Release] = {}
@@ -118,18 +120,19 @@ class RemoteEngine:
         import httpx
 
         loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            for dead in [other for other in self._clients if other.is_closed()]:
-                del self._clients[dead]  # its connections went with its loop
-            headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-            client = httpx.AsyncClient(
-                base_url=self.url,
-                headers=headers,
-                timeout=httpx.Timeout(self.timeout, connect=min(5.0, self.timeout)),
-            )
-            self._clients[loop] = client
-        return client
+        with self._clients_lock:
+            client = self._clients.get(loop)
+            if client is None:
+                for dead in [other for other in self._clients if other.is_closed()]:
+                    del self._clients[dead]  # its connections went with its loop
+                headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+                client = httpx.AsyncClient(
+                    base_url=self.url,
+                    headers=headers,
+                    timeout=httpx.Timeout(self.timeout, connect=min(5.0, self.timeout)),
+                )
+                self._clients[loop] = client
+            return client
 
     async def _request(
         self,
@@ -348,7 +351,8 @@ class RemoteEngine:
         if self._unreleased and self._clients.get(loop) is not None:
             with contextlib.suppress(errors.DatabaseError):
                 await self._release_left_over()
-        clients, self._clients = dict(self._clients), weakref.WeakKeyDictionary()
+        with self._clients_lock:
+            clients, self._clients = dict(self._clients), weakref.WeakKeyDictionary()
         for owner, client in clients.items():
             if owner is loop:
                 await client.aclose()
