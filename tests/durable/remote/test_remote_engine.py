@@ -305,6 +305,22 @@ def _ask_to_stop(database: str, run_id: str) -> None:
         ("/api/v1/sessions", b'{"spec": null, "extra": 1}', "unknown members extra"),
         ("/api/v1/sessions/append", b'{"run_id": "r"}', "not a Append in JSON"),
         ("/api/v1/sessions/rewind", b"{}", "'rewind' is not a session write"),
+        (
+            "/api/v1/sessions/heartbeat",
+            b'{"run_id": "r", "owner": "o", "lease_seconds": -1}',
+            "'lease_seconds' of a Heartbeat must be a positive number",
+        ),
+        (
+            "/api/v1/sessions/append",
+            b'{"run_id": "r", "owner": "o", "lease_seconds": 1, "journal_seq": "x", '
+            b'"event_seq": 1}',
+            "'journal_seq' of a Append must be an integer from 1 up",
+        ),
+        (
+            "/api/v1/sessions/release",
+            b'{"run_id": "", "owner": "o"}',
+            "'run_id' of a Release must be a non-empty string",
+        ),
     ],
 )
 def test_a_bad_write_request_is_a_400_saying_what_is_wrong(

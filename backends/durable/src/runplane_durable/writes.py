@@ -62,7 +62,7 @@ class Append:
 
     @classmethod
     def from_json(cls, data: Any) -> Append:
-        m = members(cls, data)
+        m = _checked(cls, data)
         m["journal"] = None if m.get("journal") is None else JournalEntry.from_json(m["journal"])
         m["events"] = [NewEvent.from_json(e) for e in _list(m.get("events", []), "events")]
         m["usage"] = None if m.get("usage") is None else UsageDelta.from_json(m["usage"])
@@ -88,7 +88,7 @@ class Heartbeat:
 
     @classmethod
     def from_json(cls, data: Any) -> Heartbeat:
-        return cls(**members(cls, data))
+        return cls(**_checked(cls, data))
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class Finish:
 
     @classmethod
     def from_json(cls, data: Any) -> Finish:
-        m = members(cls, data)
+        m = _checked(cls, data)
         check_status(m["status"])
         m["events"] = [NewEvent.from_json(e) for e in _list(m["events"], "events")]
         return cls(**m)
@@ -136,7 +136,7 @@ class Release:
 
     @classmethod
     def from_json(cls, data: Any) -> Release:
-        m = members(cls, data)
+        m = _checked(cls, data)
         m["event"] = None if m.get("event") is None else NewEvent.from_json(m["event"])
         return cls(**m)
 
@@ -181,6 +181,25 @@ class Opened:
         m["record"] = RunRecord.from_json(m["record"])
         m["journal"] = [JournalRecord.from_json(r) for r in _list(m["journal"], "journal")]
         return cls(**m)
+
+
+# What fences a write, checked before it reaches a database (SQLite would store a seq of "x").
+_NAMES = ("run_id", "owner")
+_SEQS = ("journal_seq", "event_seq")
+
+
+def _checked(cls: type[Any], data: Any) -> dict[str, Any]:
+    m = members(cls, data)
+    for name in _NAMES:
+        if name in m and (not isinstance(m[name], str) or not m[name]):
+            raise ValueError(f"{name!r} of a {cls.__name__} must be a non-empty string")
+    for name in _SEQS:
+        if name in m and (isinstance(m[name], bool) or not isinstance(m[name], int) or m[name] < 1):
+            raise ValueError(f"{name!r} of a {cls.__name__} must be an integer from 1 up")
+    lease = m.get("lease_seconds", 1.0)
+    if isinstance(lease, bool) or not isinstance(lease, (int, float)) or lease <= 0:
+        raise ValueError(f"'lease_seconds' of a {cls.__name__} must be a positive number")
+    return m
 
 
 def _list(value: Any, what: str) -> list[Any]:
