@@ -164,17 +164,55 @@ def test_an_unreachable_server_is_a_server_error_naming_it() -> None:
     asyncio.run(go())
 
 
-def test_a_server_that_answers_outside_the_api_is_a_server_error(
-    served: tuple[Server, str],
-) -> None:
-    server, _ = served
+def test_a_server_that_answers_outside_the_api_is_a_server_error() -> None:
+    """Another HTTP server at the URL (not a runplane server): said so, not retried forever."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nNot Found")
+        await writer.drain()
+        writer.close()
 
     async def go() -> None:
-        engine = RemoteEngine(server.url + "/not-the-api", retry_seconds=1)
+        other = await asyncio.start_server(answer, "127.0.0.1", 0)
+        port = other.sockets[0].getsockname()[1]
+        engine = RemoteEngine(f"http://127.0.0.1:{port}", retry_seconds=1)
         try:
             with pytest.raises(ServerError, match="HTTP 404 and no error of its API") as info:
                 await engine.open_run(_spec(_rid()), lease_seconds=30)
             assert info.value.status == 404
+            assert "`runplane server` of this version" in str(info.value)
+        finally:
+            await engine.dispose()
+            other.close()
+            await other.wait_closed()
+
+    asyncio.run(go())
+
+
+def test_a_request_the_server_finds_malformed_is_a_value_error(served: tuple[Server, str]) -> None:
+    """A local engine raises ValueError for arguments it cannot take; so does a remote one,
+    with the server's message (here an append whose seq no client would send)."""
+    server, _ = served
+
+    async def go() -> None:
+        engine = RemoteEngine(server.url)
+        try:
+            with pytest.raises(ValueError, match="'event_seq' of a Append must be an integer"):
+                await engine._request(
+                    "POST",
+                    "/api/v1/sessions/append",
+                    body={
+                        "run_id": "r",
+                        "owner": "o",
+                        "lease_seconds": 1,
+                        "journal_seq": 1,
+                        "event_seq": 0,
+                    },
+                )
+            with pytest.raises(ValueError, match="limit must be a count of runs"):
+                await engine.list_runs(limit=-1)
+            assert await engine.list_runs(limit=0) == []
         finally:
             await engine.dispose()
 

@@ -13,6 +13,7 @@ with a ValueError that says which. No SDK import: the CLI and a server use these
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, get_args
 
@@ -30,6 +31,7 @@ __all__ = [
     "RunSpec",
     "RunStatus",
     "UsageDelta",
+    "check_listing",
     "check_status",
 ]
 
@@ -84,6 +86,18 @@ def check_status(value: Any) -> RunStatus:
     _one_of(value, RUN_STATUSES, "run status")
     status: RunStatus = value
     return status
+
+
+def check_listing(
+    *, limit: int | None, created_after: float | None, created_before: float | None
+) -> None:
+    """Refuse `Engine.list_runs` arguments no listing can mean, with a ValueError saying why:
+    every engine checks them alike (a remote one before asking its server)."""
+    if limit is not None and (isinstance(limit, bool) or limit < 0):
+        raise ValueError(f"limit must be a count of runs (0 or more) or None, got {limit!r}")
+    for name, value in (("created_after", created_after), ("created_before", created_before)):
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite time in seconds, got {value!r}")
 
 
 @dataclass(frozen=True)

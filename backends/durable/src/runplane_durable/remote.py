@@ -35,6 +35,7 @@ from .records import (
     RunRecord,
     RunSpec,
     RunStatus,
+    check_listing,
     check_status,
 )
 from .session import MUST_WAIT, JournaledSession, MustWait, say_opened
@@ -290,6 +291,7 @@ class RemoteEngine:
         """Runs, newest first, page by page until `limit` (None: all) or the last page."""
         if status is not None:
             check_status(status)  # a caller's string (the CLI's --status): say what is allowed
+        check_listing(limit=limit, created_after=created_after, created_before=created_before)
         filters = {
             "status": status,
             "agent": agent,
@@ -300,7 +302,7 @@ class RemoteEngine:
         found: list[RunRecord] = []
         while limit is None or len(found) < limit:
             page = _PAGE if limit is None else min(_PAGE, limit - len(found))
-            query = {**params, "limit": page, **({"cursor": cursor} if cursor else {})}
+            query = {**params, "limit": page, **({} if cursor is None else {"cursor": cursor})}
             answer = await self._request("GET", "/api/v1/runs", params=query)
             found += [RunRecord.from_json(r) for r in answer["runs"]]
             cursor = answer.get("next_cursor")
@@ -382,16 +384,21 @@ class _RemoteWriter:
 
 
 def _wire_error(response: httpx.Response) -> Exception | None:
-    """The durable error an API answer carries ({"error": {"code", "message", "fields"}})."""
+    """The durable error an API answer carries ({"error": {"code", "message", "fields"}}); a
+    request the server found malformed (`bad_request`: an argument no engine takes, such as a
+    listing's cursor) is the ValueError a local engine raises, with the server's message."""
     try:
         data = response.json()
     except ValueError:
         return None
     wire = data.get("error") if isinstance(data, dict) else None
     try:
-        return errors.error_from_wire(wire)
+        error = errors.error_from_wire(wire)
     except ValueError:
         return None
+    if error.code == "bad_request":
+        return ValueError(error.message)
+    return error
 
 
 def _env_seconds(name: str) -> float:
