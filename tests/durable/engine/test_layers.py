@@ -40,7 +40,13 @@ SUBPACKAGES = {
     "demo": "front",
 }
 # `session` is the one RunSession both engines use; `remote` the engine over HTTP.
-TOP = {"engine": "engine", "session": "engine", "remote": "engine", "plugin": "front"}
+TOP = {
+    "engine": "engine",
+    "session": "engine",
+    "remote": "engine",
+    "http1": "engine",  # the remote engine's HTTP/1.1 transport
+    "plugin": "front",
+}
 
 # What each layer may import from this package.
 ALLOWED = {

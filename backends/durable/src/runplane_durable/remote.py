@@ -120,6 +120,8 @@ class RemoteEngine:
     def _client(self) -> httpx.AsyncClient:
         import httpx
 
+        from .http1 import Http1Transport
+
         loop = asyncio.get_running_loop()
         with self._clients_lock:
             client = self._clients.get(loop)
@@ -130,6 +132,7 @@ class RemoteEngine:
                 client = httpx.AsyncClient(
                     base_url=self.url,
                     headers=headers,
+                    transport=Http1Transport(),
                     timeout=httpx.Timeout(self.timeout, connect=min(5.0, self.timeout)),
                 )
                 self._clients[loop] = client
