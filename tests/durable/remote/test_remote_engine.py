@@ -168,8 +168,11 @@ def test_a_server_that_answers_outside_the_api_is_a_server_error() -> None:
     """Another HTTP server at the URL (not a runplane server): said so, not retried forever."""
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nNot Found")
+        head = await reader.readuntil(b"\r\n\r\n")
+        if head.startswith(b"GET"):
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+        else:
+            writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nNot Found")
         await writer.drain()
         writer.close()
 
@@ -178,10 +181,12 @@ def test_a_server_that_answers_outside_the_api_is_a_server_error() -> None:
         port = other.sockets[0].getsockname()[1]
         engine = RemoteEngine(f"http://127.0.0.1:{port}", retry_seconds=1)
         try:
-            with pytest.raises(ServerError, match="HTTP 404 and no error of its API") as info:
+            with pytest.raises(ServerError, match="HTTP 404 and nothing of its API") as info:
                 await engine.open_run(_spec(_rid()), lease_seconds=30)
             assert info.value.status == 404
             assert "`runplane server` of this version" in str(info.value)
+            with pytest.raises(ServerError, match="HTTP 200 and nothing of its API"):
+                await engine.get_run("x")  # a 200 that is not JSON
         finally:
             await engine.dispose()
             other.close()

@@ -173,7 +173,10 @@ class RemoteEngine:
                 status = None
             else:
                 if response.is_success:
-                    return response.json()
+                    try:
+                        return response.json()
+                    except ValueError:
+                        raise self._unexpected(method, path, response) from None
                 error = _wire_error(response)
                 if error is not None:
                     raise error
@@ -193,6 +196,8 @@ class RemoteEngine:
                     status=status,
                 )
             if tries == 1:
+                continue  # at once and unsaid: a kept-alive connection the server just closed
+            if tries == 2:
                 log.warning(
                     "the runplane server at %s did not answer (%s); retrying", self.url, problem
                 )
@@ -202,7 +207,7 @@ class RemoteEngine:
     def _unexpected(self, method: str, path: str, response: httpx.Response) -> Exception:
         return errors.ServerError(
             f"the runplane server at {self.url} answered {method} {path} with HTTP "
-            f"{response.status_code} and no error of its API ({response.text[:200]!r}). Is "
+            f"{response.status_code} and nothing of its API ({response.text[:200]!r}). Is "
             f"{ENV_SERVER_URL} the address of a `runplane server` of this version?",
             server=self.url,
             problem=response.text[:200],
