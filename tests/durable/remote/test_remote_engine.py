@@ -23,6 +23,7 @@ from runplane_durable import (
     LocalEngine,
     RemoteEngine,
     RunLeasedError,
+    RunNotFoundError,
     ServerError,
 )
 from runplane_durable.engine import open_engine
@@ -268,7 +269,8 @@ def test_the_token_is_sent_as_a_bearer(served: tuple[Server, str]) -> None:
             assert proxy.heads
             assert all(b"authorization: bearer s3cret" in h.lower() for h in proxy.heads)
             proxy.heads.clear()
-            await without.list_events("x")
+            with pytest.raises(RunNotFoundError):
+                await without.get_run("x")
             assert proxy.heads
             assert not any(b"authorization" in h.lower() for h in proxy.heads)
         finally:
