@@ -112,7 +112,8 @@ def test_a_lost_answer_is_asked_again_and_its_write_commits_once(
         await proxy.start()
         engine = RemoteEngine(proxy.url, retry_seconds=10)
         try:
-            times = 2 if "append" in lost else 1  # the first two steps' answers, for appends
+            # For appends: all three steps' answers (two with journal entries, one of events)
+            times = 3 if "append" in lost else 1
             proxy.lose_answers(lost, times=times)
             session = await engine.open_run(_spec(rid), lease_seconds=30)
             await _steps(session)

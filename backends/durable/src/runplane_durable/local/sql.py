@@ -515,35 +515,41 @@ def write_call(write: Write) -> tuple[Callable[..., Any], tuple[Any, ...]]:
 def committed(conn: Connection, write: Write) -> bool:
     """Whether `write` was applied already (a retried request whose first answer was lost).
 
-    A step under a lease its holder still has committed iff a row is at its seq: only the holder
-    writes at seqs past those its claim read. An outcome committed iff the attempt's end is at
-    its seq, written by its holder (the lease is given up with it). A heartbeat or a release is
-    harmless twice, and a step with neither entry nor events cannot be told apart: False.
+    A step with a journal entry committed iff, under a lease its holder still has, the journal
+    has a row at its seq (only the holder writes journal seqs past those its claim read). A step
+    with events only, iff its first event is in the log, as written, at or after its seq. An
+    outcome iff its attempt's end is in the log as written (the holder and the moment make it
+    unique). Event seqs are only compared as a lower bound, so this holds where the database
+    numbers events itself. A heartbeat or a release is harmless twice, and a step with neither
+    entry nor events cannot be told apart: False.
     """
     found = False
     if isinstance(write, Append) and write.detectable:
         row = get_run_row(conn, write.run_id)
         if row is not None and row.owner == write.owner:
-            table, seq = (
-                (journal, write.journal_seq) if write.journal else (events, write.event_seq)
-            )
-            found = _has_row(conn, table, write.run_id, seq)
-    elif isinstance(write, Finish):
-        payload = conn.execute(
-            sa.select(events.c.payload).where(
-                events.c.run_id == write.run_id,
-                events.c.seq == write.event_seq,
-                events.c.type == AttemptEnded.TYPE,
-            )
-        ).scalar_one_or_none()
-        found = payload is not None and load_json(payload).get("owner") == write.owner
+            if write.journal is not None:
+                found = _has_journal_row(conn, write.run_id, write.journal_seq)
+            else:
+                found = _has_event(conn, write.run_id, write.events[0], write.event_seq)
+    elif isinstance(write, Finish) and write.events:
+        found = _has_event(conn, write.run_id, write.events[0], write.event_seq)
     conn.commit()
     return found
 
 
-def _has_row(conn: Connection, table: sa.Table, run_id: str, seq: int) -> bool:
-    query = sa.select(table.c.seq).where(table.c.run_id == run_id, table.c.seq == seq)
+def _has_journal_row(conn: Connection, run_id: str, seq: int) -> bool:
+    query = sa.select(journal.c.seq).where(journal.c.run_id == run_id, journal.c.seq == seq)
     return conn.execute(query).first() is not None
+
+
+def _has_event(conn: Connection, run_id: str, event: NewEvent, from_seq: int) -> bool:
+    query = sa.select(events.c.seq).where(
+        events.c.run_id == run_id,
+        events.c.seq >= from_seq,
+        events.c.type == event.type,
+        events.c.payload == dump_json(event.payload),
+    )
+    return conn.execute(query.limit(1)).first() is not None
 
 
 def last_attempt_started(conn: Connection, run_id: str) -> dict[str, Any] | None:
