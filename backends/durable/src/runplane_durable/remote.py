@@ -38,7 +38,7 @@ from .records import (
     check_listing,
     check_status,
 )
-from .session import MUST_WAIT, JournaledSession, MustWait, say_opened
+from .session import MUST_WAIT, Fenced, JournaledSession, MustWait, say_opened
 from .writes import Opened, Release, Write
 
 if TYPE_CHECKING:  # imported when the first request is made: a local program never needs it
@@ -262,16 +262,17 @@ class RemoteEngine:
             self._unreleased.pop(run_id, None)
             log.info("gave back the lease of run %s after the server came back", run_id)
 
-    async def _send(self, write: Write) -> bool:
+    async def _send(self, write: Write) -> Fenced:
         try:
             answer = await self._request(
                 "POST", f"/api/v1/sessions/{write.NAME}", body=write.to_json(), write=True
             )
         except errors.RunLeasedError as exc:
             if exc.taken_over:
-                return False  # the session raises it, as a LocalEngine's does
+                return None  # the session raises it, as a LocalEngine's does
             raise
-        return bool(answer.get("ours", True))
+        cancel: CancelMode | None = answer["cancel_requested"]
+        return cancel, int(answer["first_event_seq"])
 
     async def _cancel_requested(self, run_id: str) -> CancelMode | None:
         answer = await self._request("GET", "/api/v1/sessions/cancel", params={"run_id": run_id})
@@ -375,10 +376,10 @@ class _RemoteWriter:
     def __init__(self, engine: RemoteEngine) -> None:
         self._engine = engine
 
-    def write_now(self, write: Write) -> bool | MustWait:
+    def write_now(self, write: Write) -> Fenced | MustWait:
         return MUST_WAIT
 
-    async def write(self, write: Write) -> bool:
+    async def write(self, write: Write) -> Fenced:
         return await self._engine._send(write)
 
     async def cancel_requested(self, run_id: str) -> CancelMode | None:

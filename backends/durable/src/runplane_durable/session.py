@@ -33,6 +33,7 @@ from .writes import Append, Finish, Heartbeat, Opened, Release, Write
 
 __all__ = [
     "MUST_WAIT",
+    "Fenced",
     "JournaledSession",
     "MustWait",
     "SessionHost",
@@ -53,16 +54,21 @@ class MustWait:
 
 MUST_WAIT: Final = MustWait()
 
+# What a fenced write found: None if the run was no longer the session's; else the stop asked
+# for the run (None: none) and the seq its first event got (the engine may number events itself,
+# as another process's events can come between a session's own).
+Fenced = tuple[CancelMode | None, int] | None
+
 
 class Writer(Protocol):
-    """Where a session's writes go. Each returns whether the lease was still the session's
-    (`Release` always returns True)."""
+    """Where a session's writes go. Each returns what it found (`Fenced`; a `Release` is never
+    refused)."""
 
-    def write_now(self, write: Write) -> bool | MustWait:
+    def write_now(self, write: Write) -> Fenced | MustWait:
         """Apply it at once on this thread if that cannot block, else MUST_WAIT (nothing can
         interrupt a write that never yields, so the caller needs no task or shield)."""
 
-    async def write(self, write: Write) -> bool: ...
+    async def write(self, write: Write) -> Fenced: ...
 
     async def cancel_requested(self, run_id: str) -> CancelMode | None:
         """The stop asked for the run from another process, if any (a cheap read)."""
@@ -91,7 +97,7 @@ class SessionHost(Protocol):
         again for the same `owner` (a retried request) writes nothing more and returns the same
         opening."""
 
-    async def apply(self, write: Write, *, retried: bool = False) -> bool:
+    async def apply(self, write: Write, *, retried: bool = False) -> Fenced:
         """Apply one session write; `retried`: it may have been applied already (its response
         was lost), and then it is recognised and not applied again."""
 
@@ -165,7 +171,7 @@ class JournaledSession:
         return errors.RunLeasedError(run_id=self.run_id, taken_over=True)
 
     async def _commit(
-        self, make: Callable[[], Write], done: Callable[[bool], None], *, wait: bool = True
+        self, make: Callable[[], Write], done: Callable[[Fenced], None], *, wait: bool = True
     ) -> None:
         """One write, after every write before it.
 
@@ -174,9 +180,9 @@ class JournaledSession:
         runs at once: no task, no lock, and nothing that could interrupt it.
         """
         if not self._lock.locked() and not self._background and self._failure is None:
-            ours = self._writer.write_now(make())
-            if not isinstance(ours, MustWait):
-                done(ours)
+            found = self._writer.write_now(make())
+            if not isinstance(found, MustWait):
+                done(found)
                 return
 
         async def write() -> None:
@@ -187,14 +193,18 @@ class JournaledSession:
         else:
             self._in_background(write)
 
-    def _fenced(self, ours: bool) -> None:
-        if not ours:
+    def _fenced(self, found: Fenced) -> tuple[CancelMode | None, int]:
+        """What a fenced write found; RunLeasedError if the run was no longer ours."""
+        if found is None:
             self._lost = True
             raise self._lost_lease()
+        if found[0] is not None:
+            self.cancel_requested = found[0]
+        return found
 
-    def _renewed_at(self, started: float) -> Callable[[bool], None]:
-        def done(ours: bool) -> None:
-            self._fenced(ours)
+    def _renewed_at(self, started: float) -> Callable[[Fenced], None]:
+        def done(found: Fenced) -> None:
+            self._fenced(found)
             self._renewed = max(self._renewed, started)
 
         return done
@@ -243,11 +253,12 @@ class JournaledSession:
 
         started = time.monotonic()
 
-        def done(ours: bool) -> None:
-            self._renewed_at(started)(ours)
+        def done(found: Fenced) -> None:
+            _, first = self._fenced(found)
+            self._renewed = max(self._renewed, started)
             if journal is not None:
                 self._journal_seq += 1
-            self._event_seq += len(new_events)
+            self._event_seq = first + len(new_events)
 
         await self._commit(make, done, wait=wait)
 
@@ -297,9 +308,9 @@ class JournaledSession:
                 message,
             )
 
-        def done(ours: bool) -> None:
-            self._fenced(ours)
-            self._event_seq += len(new_events)
+        def done(found: Fenced) -> None:
+            _, first = self._fenced(found)
+            self._event_seq = first + len(new_events)
             self._settled = True
 
         await self._commit(make, done)
@@ -313,7 +324,7 @@ class JournaledSession:
         stream), and the run is resumable at once."""
         ended = self._ended("interrupted")
 
-        def done(_: bool) -> None:
+        def done(_: Fenced) -> None:
             self._settled = True
             self._event_seq += 1
 

@@ -24,7 +24,7 @@ from ..records import (
     RunStatus,
     check_status,
 )
-from ..session import JournaledSession, MustWait, say_opened
+from ..session import Fenced, JournaledSession, MustWait, say_opened
 from ..writes import Opened, Release, Write
 from . import sql
 from .database import (
@@ -168,19 +168,19 @@ class LocalEngine:
         finally:
             await tx.close()
 
-    async def apply(self, write: Write, *, retried: bool = False) -> bool:
+    async def apply(self, write: Write, *, retried: bool = False) -> Fenced:
         """Apply one session write for a client (see `SessionHost.apply`). A retried one is
         first looked for: if it committed already it is not applied again, and if applying it
         fails it is looked for once more (the first request may have committed meanwhile)."""
         self._refuse_read_only()
-        if retried and await self.database.call(sql.committed, write):
-            return True
+        if retried and (found := await self.database.call(sql.committed, write)) is not None:
+            return found
         tx = await self.database.transactions()
         try:
             return await LocalWriter(tx, self._unreleased).write(write)
         except errors.DatabaseError:
-            if retried and await self.database.call(sql.committed, write):
-                return True
+            if retried and (found := await self.database.call(sql.committed, write)) is not None:
+                return found
             raise
         finally:
             await tx.close()
@@ -304,14 +304,14 @@ class LocalWriter:
         self._tx = tx
         self._unreleased = unreleased
 
-    def write_now(self, write: Write) -> bool | MustWait:
+    def write_now(self, write: Write) -> Fenced | MustWait:
         fn, args = sql.write_call(write)
         outcome = self._tx.call_now(fn, *args)
-        return outcome if isinstance(outcome, MustWait) else outcome is not False
+        return outcome if isinstance(outcome, MustWait) else _found(write, outcome)
 
-    async def write(self, write: Write) -> bool:
+    async def write(self, write: Write) -> Fenced:
         fn, args = sql.write_call(write)
-        return await self._tx.call(fn, *args) is not False
+        return _found(write, await self._tx.call(fn, *args))
 
     async def cancel_requested(self, run_id: str) -> CancelMode | None:
         record = await self._tx.call(sql.get_run, run_id)
@@ -322,6 +322,15 @@ class LocalWriter:
 
     async def close(self) -> None:
         await self._tx.close()
+
+
+def _found(write: Write, ours: bool | None) -> Fenced:
+    """What a write's transaction found, as a session reads it: these transactions say whether
+    the run was still ours (a release, None, always is); its events took the seqs it named, and
+    they do not read the run's stop request (None: `poll_cancel` reads it)."""
+    if ours is False:
+        return None
+    return None, getattr(write, "event_seq", 0)
 
 
 # The session LocalEngine.open_run gives: the one implementation, writing through LocalWriter.

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..events import AttemptEnded, AttemptStarted
 from ..records import (
+    CancelMode,
     EventRecord,
     JournalEntry,
     JournalRecord,
@@ -512,8 +513,10 @@ def write_call(write: Write) -> tuple[Callable[..., Any], tuple[Any, ...]]:
     return release, (write.run_id, write.owner, write.event)
 
 
-def committed(conn: Connection, write: Write) -> bool:
-    """Whether `write` was applied already (a retried request whose first answer was lost).
+def committed(conn: Connection, write: Write) -> tuple[CancelMode | None, int] | None:
+    """What `write` found when it was applied already (a retried request whose first answer was
+    lost), as a write answers (the run's stop request, its first event's seq); None if it was
+    not.
 
     A step with a journal entry committed iff, under a lease its holder still has, the journal
     has a row at its seq (only the holder writes journal seqs past those its claim read). A step
@@ -523,18 +526,22 @@ def committed(conn: Connection, write: Write) -> bool:
     numbers events itself. A heartbeat or a release is harmless twice, and a step with neither
     entry nor events cannot be told apart: False.
     """
-    found = False
+    first: int | None = None
+    row = get_run_row(conn, write.run_id)
     if isinstance(write, Append) and write.detectable:
-        row = get_run_row(conn, write.run_id)
-        if row is not None and row.owner == write.owner:
-            if write.journal is not None:
-                found = _has_journal_row(conn, write.run_id, write.journal_seq)
-            else:
-                found = _has_event(conn, write.run_id, write.events[0], write.event_seq)
-    elif isinstance(write, Finish) and write.events:
-        found = _has_event(conn, write.run_id, write.events[0], write.event_seq)
+        ours = row is not None and row.owner == write.owner
+        if ours and (
+            write.journal is None or _has_journal_row(conn, write.run_id, write.journal_seq)
+        ):
+            first = _has_event(conn, write.run_id, write.events, write.event_seq)
+            if first is None and not write.events:
+                first = write.event_seq  # a journal entry alone: it takes no event seq
+    elif isinstance(write, Finish):
+        first = _has_event(conn, write.run_id, write.events, write.event_seq)
     conn.commit()
-    return found
+    if first is None or row is None:
+        return None
+    return row._mapping.get("cancel_requested"), first
 
 
 def _has_journal_row(conn: Connection, run_id: str, seq: int) -> bool:
@@ -542,14 +549,18 @@ def _has_journal_row(conn: Connection, run_id: str, seq: int) -> bool:
     return conn.execute(query).first() is not None
 
 
-def _has_event(conn: Connection, run_id: str, event: NewEvent, from_seq: int) -> bool:
+def _has_event(conn: Connection, run_id: str, new: list[NewEvent], from_seq: int) -> int | None:
+    """The seq of the first of `new` as written, at or after `from_seq`; None if not there."""
+    if not new:
+        return None
     query = sa.select(events.c.seq).where(
         events.c.run_id == run_id,
         events.c.seq >= from_seq,
-        events.c.type == event.type,
-        events.c.payload == dump_json(event.payload),
+        events.c.type == new[0].type,
+        events.c.payload == dump_json(new[0].payload),
     )
-    return conn.execute(query.limit(1)).first() is not None
+    seq = conn.execute(query.order_by(events.c.seq).limit(1)).scalar_one_or_none()
+    return None if seq is None else int(seq)
 
 
 def last_attempt_started(conn: Connection, run_id: str) -> dict[str, Any] | None:

@@ -77,7 +77,8 @@ async def open_session(request: Request) -> Response:
 
 async def write(request: Request) -> Response:
     """POST /api/v1/sessions/{append|heartbeat|finish|release}[?retry=1] (the write's JSON)
-    -> {"ours": true}; a lease lost is 409 `run_leased` with `taken_over`."""
+    -> {"ours": true, "cancel_requested": mode or null, "first_event_seq": int}; a lease lost
+    is 409 `run_leased` with `taken_over`."""
     host = _host(request)
     data = await _body(request)
     try:
@@ -85,9 +86,11 @@ async def write(request: Request) -> Response:
     except ValueError as exc:
         raise _bad(exc) from exc
     retried = request.query_params.get("retry") in ("1", "true")
-    if not await host.apply(step, retried=retried):
+    found = await host.apply(step, retried=retried)
+    if found is None:
         raise errors.RunLeasedError(run_id=step.run_id, taken_over=True)
-    return JSONResponse({"ours": True})
+    cancel, first = found
+    return JSONResponse({"ours": True, "cancel_requested": cancel, "first_event_seq": first})
 
 
 async def cancel_requested(request: Request) -> Response:
