@@ -113,9 +113,25 @@ class Engine(Protocol):
         """The run as stored now; RunNotFoundError if there is none."""
 
     async def list_runs(
-        self, *, limit: int | None = 50, status: RunStatus | None = None
+        self,
+        *,
+        limit: int | None = 50,
+        status: RunStatus | None = None,
+        agent: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        cursor: str | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first: at most `limit` (None: all), only those in `status` if given."""
+        """Runs, newest first (by `created_at`, ties by id, both descending): at most `limit`
+        (None: all), only those in `status`, of starting agent `agent`, and created at or after
+        `created_after` and strictly before `created_before`, when given (so windows
+        [a, b), [b, c) never share a run).
+
+        `cursor` (`records.run_cursor(r)` of the last run of a page) lists the runs after `r`
+        in this order: paging with it yields every run once, even while runs are created.
+        ValueError, saying what is allowed, for a status outside `RunStatus`, a negative
+        `limit`, or a cursor `run_cursor` did not make.
+        """
 
     async def list_events(
         self, run_id: str, *, after: int = 0, limit: int | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -26,6 +27,7 @@ from ..records import (
     RunStatus,
     UsageDelta,
     check_status,
+    read_run_cursor,
 )
 from ..serde import storable_text
 from . import sql
@@ -214,12 +216,31 @@ class LocalEngine:
         return record
 
     async def list_runs(
-        self, *, limit: int | None = 50, status: RunStatus | None = None
+        self,
+        *,
+        limit: int | None = 50,
+        status: RunStatus | None = None,
+        agent: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        cursor: str | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first: at most `limit` (None: all), only `status` ones if given."""
+        """Runs, newest first, filtered and paged as `Engine.list_runs` says."""
         if status is not None:
             check_status(status)  # a caller's string (the CLI's --status): say what is allowed
-        return await self.database.call(sql.list_runs, limit, status)
+        if limit is not None and (isinstance(limit, bool) or limit < 0):
+            raise ValueError(f"limit must be a count of runs (0 or more) or None, got {limit!r}")
+        for name, value in (("created_after", created_after), ("created_before", created_before)):
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite time in seconds, got {value!r}")
+        runs = sql.RunFilter(
+            status=status,
+            agent=agent,
+            created_after=created_after,
+            created_before=created_before,
+            older_than=None if cursor is None else read_run_cursor(cursor),
+        )
+        return await self.database.call(sql.list_runs, limit, runs)
 
     async def list_events(
         self, run_id: str, *, after: int = 0, limit: int | None = None

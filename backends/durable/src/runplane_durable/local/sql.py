@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,6 +33,7 @@ from .schema import MIGRATIONS, SCHEMA_VERSION, events, journal, metadata, runs,
 __all__ = [
     "READS",
     "USAGE_COLUMNS",
+    "RunFilter",
     "append",
     "claim",
     "create_run",
@@ -456,10 +458,48 @@ def release(conn: Connection, run_id: str, owner: str, event: NewEvent | None = 
     conn.commit()
 
 
-def list_runs(conn: Connection, limit: int | None, status: RunStatus | None) -> list[RunRecord]:
-    query = _select_runs().order_by(runs.c.created_at.desc()).limit(limit)
-    if status is not None:
-        query = query.where(runs.c.status == status)
+@dataclass(frozen=True)
+class RunFilter:
+    """Which runs a listing holds (`Engine.list_runs`); `older_than` is a cursor's position,
+    (created_at, id): only the runs after it in the listing's order."""
+
+    status: RunStatus | None = None
+    agent: str | None = None
+    created_after: float | None = None
+    created_before: float | None = None
+    older_than: tuple[float, str] | None = None
+
+
+def _run_id_ordered(conn: Connection) -> sa.ColumnElement[str]:
+    # Ties in created_at are ordered by id in code-point order on both databases (SQLite compares
+    # bytes; a PostgreSQL database's own collation could be a locale's), so a page boundary
+    # means the same on each, and as Python's str ordering.
+    return runs.c.id.collate("C") if conn.dialect.name == "postgresql" else runs.c.id
+
+
+def list_runs(
+    conn: Connection, limit: int | None, which: RunFilter | None = None
+) -> list[RunRecord]:
+    """Runs newest first (created_at, then id, descending), at most `limit`, as `which` says."""
+    which = which or RunFilter()
+    run_id = _run_id_ordered(conn)
+    query = _select_runs().order_by(runs.c.created_at.desc(), run_id.desc()).limit(limit)
+    if which.status is not None:
+        query = query.where(runs.c.status == which.status)
+    if which.agent is not None:
+        query = query.where(runs.c.agent_name == which.agent)
+    if which.created_after is not None:
+        query = query.where(runs.c.created_at >= which.created_after)
+    if which.created_before is not None:
+        query = query.where(runs.c.created_at < which.created_before)
+    if which.older_than is not None:
+        created_at, last_id = which.older_than
+        query = query.where(
+            sa.or_(
+                runs.c.created_at < created_at,
+                sa.and_(runs.c.created_at == created_at, run_id < last_id),
+            )
+        )
     rows = conn.execute(query).all()
     conn.commit()
     return [record(r) for r in rows]
