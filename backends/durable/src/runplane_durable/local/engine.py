@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 
 from .. import lazy_errors as errors
 from ..attempts import REASONS, Attempt, next_number, unended
+from ..engine import LATENCY_BUCKETS, Measures
 from ..events import EndReason, PendingCall, outcome, parse
 from ..names import check_run_id
 from ..owner import current_owner, owner_is_dead, retire
@@ -241,6 +242,13 @@ class LocalEngine:
             older_than=None if cursor is None else read_run_cursor(cursor),
         )
         return await self.database.call(sql.list_runs, limit, runs)
+
+    async def measure(self, *, buckets: Sequence[float] = LATENCY_BUCKETS) -> Measures:
+        """What the database holds now (`engine.Measured`), for a server's /metrics."""
+        bounds = tuple(float(b) for b in buckets)
+        if list(bounds) != sorted(set(bounds)) or not all(math.isfinite(b) for b in bounds):
+            raise ValueError(f"latency buckets must be finite and ascending, got {bounds}")
+        return await self.database.call(sql.measure, bounds)
 
     async def list_events(
         self, run_id: str, *, after: int = 0, limit: int | None = None

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSON
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from ..events import AttemptEnded, AttemptStarted
+from ..engine import Latencies, Measures
+from ..events import AttemptEnded, AttemptStarted, ModelCalled, ToolCalled
 from ..records import (
     EventRecord,
     JournalEntry,
@@ -28,7 +30,19 @@ from ..records import (
 )
 from ..serde import dump_json, load_json
 from .prepared import Prepared
-from .schema import MIGRATIONS, SCHEMA_VERSION, events, journal, metadata, runs, schema_info
+from .schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    events,
+    journal,
+    metadata,
+    runs,
+    schema_info,
+    tasks,
+)
+
+# The event each kind of journaled step logs, with the step's latency in its `seconds`.
+STEP_EVENTS = {"model": ModelCalled.TYPE, "tool": ToolCalled.TYPE}
 
 __all__ = [
     "READS",
@@ -44,6 +58,7 @@ __all__ = [
     "list_events",
     "list_runs",
     "max_event_seq",
+    "measure",
     "read_journal",
     "release",
     "schema_version",
@@ -518,7 +533,84 @@ def list_events(conn: Connection, run_id: str, after: int, limit: int | None) ->
     return [EventRecord(r.run_id, r.seq, r.type, load_json(r.payload), r.created_at) for r in rows]
 
 
+def _seconds(
+    conn: Connection, payload: sa.ColumnElement[Any]
+) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[bool]]:
+    """A step event's recorded latency (`seconds` in its payload), read by the database, and
+    the condition that it is a number (an older event has none; an odd one is passed over)."""
+    if conn.dialect.name == "postgresql":
+        value = sa.cast(payload, JSON)["seconds"]
+        return sa.cast(value.astext, sa.Float), sa.func.json_typeof(value) == "number"
+    kind = sa.func.json_type(payload, "$.seconds")
+    return sa.func.json_extract(payload, "$.seconds"), kind.in_(("real", "integer"))
+
+
+def measure(conn: Connection, buckets: tuple[float, ...]) -> Measures:
+    """Counts over the whole store, each one aggregate query: runs by status, journal entries by
+    kind, the latency histogram of model and tool calls (from their events' `seconds`), leases
+    held now, and what waits in each queue (runs queued, and tool tasks if the store has them)."""
+    now = time.time()
+    by_status = conn.execute(sa.select(runs.c.status, sa.func.count()).group_by(runs.c.status))
+    steps = conn.execute(sa.select(journal.c.kind, sa.func.count()).group_by(journal.c.kind))
+    step_types = events.c.type.in_((STEP_EVENTS["model"], STEP_EVENTS["tool"]))
+    # The type is tested first (a subquery), so only step events' payloads are parsed.
+    steps_only = sa.select(events.c.type, events.c.payload).where(step_types).subquery()
+    seconds, is_number = _seconds(conn, steps_only.c.payload)
+    timed = (
+        sa.select(steps_only.c.type.label("type"), seconds.label("seconds"))
+        .select_from(steps_only)
+        .where(is_number)
+        .subquery()
+    )
+    latency_rows = conn.execute(
+        sa.select(
+            timed.c.type,
+            sa.func.count(timed.c.seconds),
+            sa.func.coalesce(sa.func.sum(timed.c.seconds), 0.0),
+            *(sa.func.count(sa.case((timed.c.seconds <= b, 1))) for b in buckets),
+        ).group_by(timed.c.type)
+    ).all()
+    kinds = {event_type: kind for kind, event_type in STEP_EVENTS.items()}
+    latency = {
+        kinds[row[0]]: Latencies(
+            buckets, tuple(int(n) for n in row[3:]), int(row[1]), float(row[2])
+        )
+        for row in latency_rows
+    }
+    leased = runs.c.owner.is_not(None) & (runs.c.lease_expires_at > now)
+    leases = {"run": int(conn.execute(sa.select(sa.func.count()).where(leased)).scalar_one())}
+    queued = conn.execute(
+        sa.select(sa.func.coalesce(runs.c.queue, "default"), sa.func.count())
+        .where(runs.c.status == "queued")
+        .group_by(runs.c.queue)
+    )
+    queued_tasks: dict[str, int] = {}
+    if sa.inspect(conn).has_table(tasks.name):
+        task_leased = tasks.c.owner.is_not(None) & (tasks.c.lease_expires_at > now)
+        leases["task"] = int(
+            conn.execute(sa.select(sa.func.count()).where(task_leased)).scalar_one()
+        )
+        queued_tasks = {
+            str(q): int(n)
+            for q, n in conn.execute(
+                sa.select(tasks.c.queue, sa.func.count())
+                .where(tasks.c.status == "queued")
+                .group_by(tasks.c.queue)
+            )
+        }
+    measures = Measures(
+        runs={str(status): int(n) for status, n in by_status},
+        steps={str(kind): int(n) for kind, n in steps},
+        latency=latency,
+        leases=leases,
+        queued_runs={str(q): int(n) for q, n in queued},
+        queued_tasks=queued_tasks,
+    )
+    conn.commit()
+    return measures
+
+
 # Transactions that only read: they need no write lock and may run beside a writer.
 READS: frozenset[Callable[..., Any]] = frozenset(
-    {schema_version, get_run, list_runs, list_events, read_journal, max_event_seq}
+    {schema_version, get_run, list_runs, list_events, read_journal, max_event_seq, measure}
 )
