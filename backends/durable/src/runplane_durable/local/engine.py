@@ -16,7 +16,7 @@ from .. import lazy_errors as errors
 from ..attempts import REASONS, Attempt, next_number, unended
 from ..engine import LATENCY_BUCKETS, Measures
 from ..events import EndReason, PendingCall, outcome, parse
-from ..names import check_run_id
+from ..names import check_agent_name, check_run_id
 from ..owner import current_owner, owner_is_dead, retire
 from ..records import (
     EventRecord,
@@ -234,12 +234,16 @@ class LocalEngine:
         for name, value in (("created_after", created_after), ("created_before", created_before)):
             if value is not None and not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite time in seconds, got {value!r}")
+        older_than = None
+        if cursor is not None:
+            created_at, last_id = read_run_cursor(cursor)
+            older_than = (created_at, check_run_id(last_id))
         runs = sql.RunFilter(
             status=status,
-            agent=agent,
+            agent=None if agent is None else check_agent_name(agent),
             created_after=created_after,
             created_before=created_before,
-            older_than=None if cursor is None else read_run_cursor(cursor),
+            older_than=older_than,
         )
         return await self.database.call(sql.list_runs, limit, runs)
 

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from .. import lazy_errors as errors
 from ..events import AttemptEnded, AttemptStarted, parse
 from ..records import CANCEL_MODES, CancelMode, EventRecord, RunRecord, run_cursor
 from . import sse
@@ -50,6 +51,8 @@ async def list_runs(request: Request) -> Response:
             created_before=time_param(params, "created_before"),
             cursor=params.get("cursor"),
         )
+    except errors.UnstorableNameError:
+        raise  # an agent name no run can have: the engine's own 400
     except ValueError as exc:  # the cursor: the only argument not checked above
         raise bad_request(str(exc), parameter="cursor") from exc
     page = found[:limit]
@@ -134,7 +137,8 @@ async def prune(request: Request) -> Response:
     body = body_object(
         await read_json(request), ("finished_before",), required=("finished_before",)
     )
-    deleted = await _admin(request).prune(finished_before=time_value(body, "finished_before"))
+    finished_before = time_value(body, "finished_before")
+    deleted = await _admin(request).prune(finished_before=finished_before)
     return JSONResponse({"deleted": deleted})
 
 
