@@ -147,9 +147,9 @@ def test_after_resumes_and_a_finished_run_streams_its_history_then_ends(
         await session.append(events=[_step(i) for i in range(1, 700)])  # more than one page
         await session.finish("failed", error=RuntimeError("no"))
         await session.close()
-        async with httpx.AsyncClient(timeout=30) as client:
-            async with client.stream("GET", stream_url(live, run_id) + "?after=3") as response:
-                seqs = [int(m.id) async for m in messages(response) if m.id is not None]
+        url = stream_url(live, run_id) + "?after=3"
+        async with httpx.AsyncClient(timeout=30) as client, client.stream("GET", url) as response:
+            seqs = [int(m.id) async for m in messages(response) if m.id is not None]
         assert seqs == list(range(4, 703))
         await engine.dispose()
 
@@ -166,17 +166,17 @@ def test_a_run_awaiting_approval_keeps_its_stream_open_with_keepalives(
         await session.close()
         types: list[str] = []
         pings = 0
-        async with httpx.AsyncClient(timeout=30) as client:
-            async with client.stream("GET", stream_url(live, run_id)) as response:
-                async for message in messages(response):
-                    if message.comment:
-                        pings += 1
-                        if pings == 2:  # kept open past the outcome, with keep-alives
-                            resumed = await _start(engine, run_id)  # approved: it runs again
-                            await resumed.finish("completed", final_output={"json": "ok"})
-                            await resumed.close()
-                    else:
-                        types.append(message.event or "")
+        url = stream_url(live, run_id)
+        async with httpx.AsyncClient(timeout=30) as client, client.stream("GET", url) as response:
+            async for message in messages(response):
+                if message.comment:
+                    pings += 1
+                    if pings == 2:  # kept open past the outcome, with keep-alives
+                        resumed = await _start(engine, run_id)  # approved: it runs again
+                        await resumed.finish("completed", final_output={"json": "ok"})
+                        await resumed.close()
+                else:
+                    types.append(message.event or "")
         assert types[:3] == ["attempt_started", "attempt_ended", "run_awaiting_approval"]
         assert types[-2:] == ["attempt_ended", "run_completed"]  # then the end
         await engine.dispose()
@@ -190,21 +190,20 @@ def test_a_client_that_goes_away_stops_the_polling(
     async def go() -> None:
         engine, run_id = LocalEngine(store), f"sse-gone-{uuid.uuid4().hex[:8]}"
         session = await _start(engine, run_id)
-        async with httpx.AsyncClient(timeout=30) as client:
-            async with client.stream("GET", stream_url(live, run_id)) as response:
-                got: list[Message] = []
+        url = stream_url(live, run_id)
+        async with httpx.AsyncClient(timeout=30) as client, client.stream("GET", url) as response:
+            first = asyncio.Event()
 
-                async def read() -> None:
-                    async for message in messages(response):
-                        got.append(message)
+            async def read() -> None:
+                async for _ in messages(response):
+                    first.set()
 
-                reading = asyncio.ensure_future(read())
-                while not got:  # the first event: the stream is polling now
-                    await asyncio.sleep(0.01)
-                before = counting.event_reads
-                await asyncio.sleep(0.5)
-                assert counting.event_reads > before  # polling while connected
-                reading.cancel()
+            reading = asyncio.ensure_future(read())
+            await first.wait()  # the first event: the stream is polling now
+            before = counting.event_reads
+            await asyncio.sleep(0.5)
+            assert counting.event_reads > before  # polling while connected
+            reading.cancel()
         await asyncio.sleep(0.5)  # the connection is closed; the server notices
         stopped = counting.event_reads
         await asyncio.sleep(0.5)
