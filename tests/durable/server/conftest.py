@@ -86,6 +86,6 @@ class Writer:
         return asyncio.run(go())
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def writer(store: str) -> Writer:
     return Writer(store)
