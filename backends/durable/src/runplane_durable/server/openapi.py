@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from ..records import CANCEL_MODES, JOURNAL_KINDS, RUN_STATUSES
 from . import sessions_api
-from .query import EVENTS_LIMIT, RUNS_LIMIT
+from .query import EVENTS_LIMIT, MAX_SEQ, RUNS_LIMIT
 
 __all__ = ["PATH", "document", "spec"]
 
@@ -117,6 +117,19 @@ SCHEMAS: dict[str, Schema] = {
     "Journal": _object({"journal": {"type": "array", "items": _ref("JournalRecord")}}),
     "Events": _object({"events": {"type": "array", "items": _ref("EventRecord")}}),
     "Attempts": _object({"attempts": {"type": "array", "items": _ref("Attempt")}}),
+    "StreamedEvent": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "pattern": "^[0-9]+$", "description": "the event's seq"},
+            "event": {"type": "string", "description": "the event's type"},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": _ref("EventRecord"),
+            },
+        },
+        "required": ["id", "event", "data"],
+    },
     "CancelRequest": _object({"mode": {"enum": list(CANCEL_MODES)}}, optional=("mode",)),
     "PruneRequest": _object({"finished_before": _TIME}),
     "Pruned": _object({"deleted": _COUNT}),
@@ -154,7 +167,13 @@ RUN_ID: Schema = {
     "in": "path",
     "required": True,
     "description": "the run's id, percent-encoded as one segment (quote(run_id, safe=''))",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+    # What `names.check_run_id` takes: not blank, no NUL, at most 200 characters.
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 200,
+        "pattern": "^[^\\x00]*[^\\x00\\s][^\\x00]*$",
+    },
     "example": "order-42",
 }
 
@@ -169,7 +188,7 @@ def _limit(low: int, default: int, high: int) -> Schema:
 
 
 _AFTER = _param(
-    "after", {"type": "integer", "minimum": 0, "maximum": 2**62, "default": 0},
+    "after", {"type": "integer", "minimum": 0, "maximum": MAX_SEQ, "default": 0},
     "only events with a greater seq",
 )  # fmt: skip
 
@@ -218,10 +237,18 @@ PATHS: dict[str, Schema] = {
             parameters=[
                 _param("limit", _limit(*RUNS_LIMIT), "runs per page"),
                 _param("status", {"enum": list(RUN_STATUSES)}, "only runs in this status"),
-                _param("agent", {"type": "string"}, "only runs started with this agent"),
+                _param(
+                    "agent",
+                    {"type": "string", "maxLength": 500, "pattern": "^[^\\x00]*$"},
+                    "only runs started with this agent",
+                ),
                 _param("created_after", {"type": "number"}, "only runs created at or after"),
                 _param("created_before", {"type": "number"}, "only runs created before"),
-                _param("cursor", {"type": "string"}, "a page's next_cursor: the runs after it"),
+                _param(
+                    "cursor",
+                    {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+                    "a page's next_cursor, unchanged (opaque): the runs after it",
+                ),
             ],
         )
     },
@@ -245,8 +272,9 @@ PATHS: dict[str, Schema] = {
                 "A run's events, live, as Server-Sent Events (id: seq, event: type, data: "
                 "EventRecord JSON); ends once the run is finished and all were sent",
                 {
-                    "description": "an event stream",
-                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    "description": "an event stream; each event as below (keep-alive "
+                    "comments between them)",
+                    "content": {"text/event-stream": {"schema": _ref("StreamedEvent")}},
                 },
             ),
             "parameters": [
@@ -257,7 +285,7 @@ PATHS: dict[str, Schema] = {
                     "in": "header",
                     "required": False,
                     "description": "resume after this seq (wins over `after`)",
-                    "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                    "schema": {"type": "string", "pattern": "^[0-9]{1,9}$"},
                 },
             ],
         }

@@ -18,6 +18,7 @@ from .responses import bad_request
 
 __all__ = [
     "EVENTS_LIMIT",
+    "MAX_SEQ",
     "RUNS_LIMIT",
     "body_object",
     "count_param",
@@ -30,6 +31,9 @@ __all__ = [
 # The largest page a listing gives (its default when no limit is asked for: RUNS_LIMIT.default).
 RUNS_LIMIT = (1, 50, 1000)  # min, default, max
 EVENTS_LIMIT = (1, 1000, 10_000)
+# The largest event seq a client may resume after: within the store's seq column (a 32-bit
+# integer on PostgreSQL), and nine digits, so a Last-Event-ID's pattern says it exactly.
+MAX_SEQ = 10**9 - 1
 
 
 def query(request: Request, known: Collection[str]) -> dict[str, str]:

@@ -22,6 +22,7 @@ from . import sse
 from .context import engine_of, known_run, run_id_of
 from .query import (
     EVENTS_LIMIT,
+    MAX_SEQ,
     RUNS_LIMIT,
     body_object,
     count_param,
@@ -74,7 +75,7 @@ async def get_journal(request: Request) -> Response:
 
 async def get_events(request: Request) -> Response:
     params = query(request, ("after", "limit"))
-    after = count_param(params, "after", 0, 0, 2**62)
+    after = count_param(params, "after", 0, 0, MAX_SEQ)
     limit = count_param(params, "limit", *EVENTS_LIMIT)
     run = await known_run(request)
     events = await engine_of(request).list_events(run.id, after=after, limit=limit)

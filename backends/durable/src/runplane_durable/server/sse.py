@@ -27,7 +27,7 @@ from .. import lazy_errors as errors
 from ..engine import Engine
 from ..states import FINISHED
 from .context import engine_of, known_run
-from .query import count_param, query
+from .query import MAX_SEQ, count_param, query
 from .responses import bad_request
 
 __all__ = ["PAGE", "stream_events"]
@@ -50,11 +50,11 @@ async def stream_events(request: Request) -> Response:
 def _resume_after(request: Request) -> int:
     """The seq to send events after: Last-Event-ID wins over ?after= (a reconnecting client
     sends the header and the URL it first used)."""
-    params = query(request, ("after",))
+    after = count_param(query(request, ("after",)), "after", 0, 0, MAX_SEQ)  # checked either way
     header = request.headers.get("last-event-id")
     if header is None:
-        return count_param(params, "after", 0, 0, 2**62)
-    if not (header.isascii() and header.isdigit() and len(header) < 19):
+        return after
+    if not (header.isascii() and header.isdigit() and len(header) <= len(str(MAX_SEQ))):
         raise bad_request(
             f"Last-Event-ID must be the seq of an event this stream sent (a whole number), got "
             f"{header[:40]!r}",
