@@ -18,13 +18,13 @@ from urllib.parse import quote
 import httpx
 import pytest
 import schemathesis
-from schemathesis import GenerationMode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from runplane_durable import LocalEngine
 from runplane_durable.records import CANCEL_MODES, RunRecord, RunSpec
 from runplane_durable.server import openapi
 from runplane_durable.server.app import ServerSettings, create_app
+from schemathesis import GenerationMode
 from support.served_app import served
 
 Writer = Any

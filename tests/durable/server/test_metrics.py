@@ -168,3 +168,16 @@ def test_an_engine_that_cannot_count_is_a_501(seeded: str) -> None:
         response = httpx.get(f"{url}/metrics", timeout=30)
     assert response.status_code == 501
     assert "scrape the server that has the database" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("buckets", [(1.0, 0.5), (0.1, 0.1), (float("inf"),), (float("nan"),)])
+def test_latency_buckets_must_be_finite_and_ascending(
+    seeded: str, buckets: tuple[float, ...]
+) -> None:
+    async def go() -> None:
+        engine = LocalEngine(seeded)
+        with pytest.raises(ValueError, match="finite and ascending"):
+            await engine.measure(buckets=buckets)
+        await engine.dispose()
+
+    asyncio.run(go())

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from runplane_durable import LocalEngine
 from runplane_durable.records import (
     RUN_STATUSES,
     EventRecord,
@@ -20,6 +21,8 @@ from runplane_durable.records import (
     NewEvent,
     RunRecord,
 )
+from runplane_durable.server.app import create_app
+from support.served_app import served
 
 # What the conftest's `Writer` is (a fixture value: test modules cannot import the conftest).
 Writer = Any
@@ -293,3 +296,14 @@ def test_list_runs_takes_exactly_the_valid_parameters(
     else:
         error = error_of(response, 400)
         assert error["fields"]["parameter"] in params
+
+
+def test_a_database_that_cannot_be_reached_is_a_503_saying_so() -> None:
+    engine = LocalEngine("postgresql://postgres@127.0.0.1:1/nowhere", timeout=2)
+    with served(create_app(engine)) as url:
+        response = httpx.get(f"{url}/api/v1/runs", timeout=30)
+        health = httpx.get(f"{url}/healthz", timeout=30)
+    error = error_of(response, 503)
+    assert error["code"] == "database"
+    assert "127.0.0.1:1" in error["message"]
+    assert health.status_code == 200  # the server is up; its database is not

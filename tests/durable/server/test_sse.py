@@ -18,8 +18,10 @@ import httpx
 import pytest
 from runplane_durable import LocalEngine
 from runplane_durable.engine import Engine, RunSession
+from runplane_durable.local.schema import events, runs
 from runplane_durable.records import EventRecord, NewEvent, RunSpec
 from runplane_durable.server.app import ServerSettings, create_app
+from sqlalchemy.engine import Connection
 from support.served_app import served
 
 # Short, so the tests wait little; the defaults are 0.2 s and 15 s.
@@ -228,3 +230,28 @@ def test_an_unknown_run_is_a_404_before_any_stream(live: str) -> None:
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "run_not_found"
     assert time.monotonic() - started < 5
+
+
+def test_a_stream_ends_when_its_run_is_deleted_meanwhile(store: str, live: str) -> None:
+    """A run pruned (or deleted by hand) while watched: nothing more will come, the stream ends."""
+
+    def delete(conn: Connection, run_id: str) -> None:
+        conn.execute(events.delete().where(events.c.run_id == run_id))
+        conn.execute(runs.delete().where(runs.c.id == run_id))
+        conn.commit()
+
+    async def go() -> None:
+        engine, run_id = LocalEngine(store), f"sse-gone-{uuid.uuid4().hex[:8]}"
+        session = await _start(engine, run_id)
+        url = stream_url(live, run_id)
+        async with httpx.AsyncClient(timeout=30) as client, client.stream("GET", url) as response:
+            seen = 0
+            async for message in messages(response):
+                if message.data:
+                    seen += 1
+                    await engine.database.call(delete, run_id)
+        assert seen == 1  # its first event, then the end
+        await session.close()
+        await engine.dispose()
+
+    asyncio.run(asyncio.wait_for(go(), 60))
