@@ -533,16 +533,32 @@ def list_events(conn: Connection, run_id: str, after: int, limit: int | None) ->
     return [EventRecord(r.run_id, r.seq, r.type, load_json(r.payload), r.created_at) for r in rows]
 
 
-def _seconds(
-    conn: Connection, payload: sa.ColumnElement[Any]
-) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[bool]]:
-    """A step event's recorded latency (`seconds` in its payload), read by the database, and
-    the condition that it is a number (an older event has none; an odd one is passed over)."""
+def _step_latencies(conn: Connection) -> tuple[sa.CTE, sa.ColumnElement[Any]]:
+    """The step events' `seconds` (their latency), each payload parsed once, and that value as a
+    number; the CTE holds only rows where it is one (an older event has none; an odd one is
+    passed over).
+
+    MATERIALIZED: otherwise both databases may inline the CTE and parse a payload once per
+    place its value is used (the sum, the count, every bucket).
+    """
+    step_types = events.c.type.in_((STEP_EVENTS["model"], STEP_EVENTS["tool"]))
     if conn.dialect.name == "postgresql":
-        value = sa.cast(payload, JSON)["seconds"]
-        return sa.cast(value.astext, sa.Float), sa.func.json_typeof(value) == "number"
-    kind = sa.func.json_type(payload, "$.seconds")
-    return sa.func.json_extract(payload, "$.seconds"), kind.in_(("real", "integer"))
+        value: sa.ColumnElement[Any] = sa.cast(events.c.payload, JSON)["seconds"]
+    else:
+        value = sa.func.json_extract(events.c.payload, "$.seconds")
+    timed = (
+        sa.select(events.c.type.label("type"), value.label("v"))
+        .where(step_types)
+        .cte("timed")
+        .prefix_with("MATERIALIZED")
+    )
+    if conn.dialect.name == "postgresql":
+        is_number = sa.func.json_typeof(timed.c.v) == "number"
+        seconds = sa.case((is_number, sa.cast(sa.cast(timed.c.v, sa.Text), sa.Float)))
+    else:
+        is_number = sa.func.typeof(timed.c.v).in_(("real", "integer"))
+        seconds = sa.case((is_number, timed.c.v))
+    return timed, seconds
 
 
 def measure(conn: Connection, buckets: tuple[float, ...]) -> Measures:
@@ -552,23 +568,16 @@ def measure(conn: Connection, buckets: tuple[float, ...]) -> Measures:
     now = time.time()
     by_status = conn.execute(sa.select(runs.c.status, sa.func.count()).group_by(runs.c.status))
     steps = conn.execute(sa.select(journal.c.kind, sa.func.count()).group_by(journal.c.kind))
-    step_types = events.c.type.in_((STEP_EVENTS["model"], STEP_EVENTS["tool"]))
-    # The type is tested first (a subquery), so only step events' payloads are parsed.
-    steps_only = sa.select(events.c.type, events.c.payload).where(step_types).subquery()
-    seconds, is_number = _seconds(conn, steps_only.c.payload)
-    timed = (
-        sa.select(steps_only.c.type.label("type"), seconds.label("seconds"))
-        .select_from(steps_only)
-        .where(is_number)
-        .subquery()
-    )
+    timed, seconds = _step_latencies(conn)
     latency_rows = conn.execute(
         sa.select(
             timed.c.type,
-            sa.func.count(timed.c.seconds),
-            sa.func.coalesce(sa.func.sum(timed.c.seconds), 0.0),
-            *(sa.func.count(sa.case((timed.c.seconds <= b, 1))) for b in buckets),
-        ).group_by(timed.c.type)
+            sa.func.count(seconds),
+            sa.func.coalesce(sa.func.sum(seconds), 0.0),
+            *(sa.func.count(sa.case((seconds <= b, 1))) for b in buckets),
+        )
+        .group_by(timed.c.type)
+        .having(sa.func.count(seconds) > 0)
     ).all()
     kinds = {event_type: kind for kind, event_type in STEP_EVENTS.items()}
     latency = {
