@@ -37,6 +37,7 @@ from runplane_durable.records import (
     RunRecord,
     RunSpec,
     UsageDelta,
+    run_cursor,
 )
 from support.durable import fresh_pg_database, sqlite_url
 
@@ -418,6 +419,96 @@ def test_list_runs_newest_first_by_status_and_limit(clients: Clients) -> None:
         assert all(r.status == "failed" for r in await engine.list_runs(status="failed"))
         with pytest.raises(ValueError, match="'paused' is not a run status"):
             await engine.list_runs(status="paused")  # type: ignore[arg-type]
+
+    run(go)
+
+
+async def _made(engine: Engine, specs: list[RunSpec]) -> list[RunRecord]:
+    """The runs of `specs`, created in order, each at a later time than the one before."""
+    made = []
+    for spec in specs:
+        session = await _open(engine, spec)
+        await session.close()
+        made.append(await engine.get_run(spec.run_id))
+        # The next run's created_at is later than this one's.
+        await asyncio.sleep(max(0.0, made[-1].created_at - time.time()) + 0.002)
+    return made
+
+
+def test_list_runs_filters_by_agent_and_creation_time(clients: Clients) -> None:
+    async def go() -> None:
+        engine, prefix = clients(), _rid()
+        alpha, beta = f"{prefix}-alpha", f"{prefix}-beta"
+        made = await _made(
+            engine, [_spec(f"{prefix}-{i}", agent=(alpha, beta)[i % 2]) for i in range(5)]
+        )
+        session = await _open(clients(), _spec(made[2].id, agent=alpha))
+        await session.finish("failed", error=RuntimeError("no"))
+        await session.close()
+
+        def ids(found: list[RunRecord]) -> list[str]:
+            return [r.id.rsplit("-", 1)[1] for r in wire(found)]
+
+        assert ids(await engine.list_runs(agent=alpha, limit=None)) == ["4", "2", "0"]
+        assert ids(await engine.list_runs(agent=beta, limit=None)) == ["3", "1"]
+        assert ids(await engine.list_runs(agent=alpha, status="failed")) == ["2"]
+        assert await engine.list_runs(agent=f"{prefix}-nobody") == []
+        at = made[2].created_at  # after: at or after it; before: strictly before it
+        assert ids(await engine.list_runs(agent=alpha, created_after=at)) == ["4", "2"]
+        assert ids(await engine.list_runs(agent=alpha, created_before=at)) == ["0"]
+        window = await engine.list_runs(
+            created_after=made[1].created_at, created_before=made[4].created_at, limit=None
+        )
+        assert ids(window) == ["3", "2", "1"]
+        assert await engine.list_runs(agent=alpha, limit=0) == []
+
+    run(go)
+
+
+def test_list_runs_pages_with_cursors_newest_first_each_run_once(clients: Clients) -> None:
+    async def go() -> None:
+        engine, prefix = clients(), _rid()
+        agent = f"{prefix}-pages"
+        made = await _made(engine, [_spec(f"{prefix}-{i}", agent=agent) for i in range(5)])
+        newest_first = [r.id for r in reversed(made)]
+        pages: list[list[str]] = []
+        cursor = None
+        while True:
+            page = wire(await engine.list_runs(agent=agent, limit=2, cursor=cursor))
+            if not page:
+                break
+            pages.append([r.id for r in page])
+            cursor = run_cursor(page[-1])
+            if len(pages) == 1:  # a run made meanwhile is newer than every cursor: never listed
+                await _made(engine, [_spec(f"{prefix}-late", agent=agent)])
+        assert pages == [newest_first[0:2], newest_first[2:4], newest_first[4:]]
+        # A cursor is plain text: another client (another process) continues the listing.
+        later = await clients().list_runs(agent=agent, cursor=run_cursor(made[3]), limit=None)
+        assert [r.id for r in later] == newest_first[2:]
+        older = await engine.list_runs(agent=agent, status="running", cursor=run_cursor(made[1]))
+        assert [r.id for r in older] == [made[0].id]
+
+    run(go)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"cursor": "not-a-cursor"}, "is not a run listing's cursor"),
+        ({"cursor": ""}, "is not a run listing's cursor"),
+        ({"cursor": "WzIsIDEuMCwgIngiXQ"}, "is not a run listing's cursor"),  # [2, 1.0, "x"]
+        ({"limit": -1}, "limit must be a count of runs"),
+        ({"created_after": float("nan")}, "created_after must be a finite time"),
+        ({"created_before": float("inf")}, "created_before must be a finite time"),
+        ({"status": "paused"}, "'paused' is not a run status"),
+    ],
+)
+def test_list_runs_refuses_what_it_cannot_mean(
+    clients: Clients, arguments: dict[str, Any], message: str
+) -> None:
+    async def go() -> None:
+        with pytest.raises(ValueError, match=message):
+            await clients().list_runs(**arguments)
 
     run(go)
 

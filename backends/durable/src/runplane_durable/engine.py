@@ -10,7 +10,8 @@ tests/durable/engine/test_engine_contract.py runs the same tests against every e
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 from .events import PendingCall
 from .records import (
@@ -24,7 +25,15 @@ from .records import (
     UsageDelta,
 )
 
-__all__ = ["Engine", "RunSession", "open_engine"]
+__all__ = [
+    "LATENCY_BUCKETS",
+    "Engine",
+    "Latencies",
+    "Measured",
+    "Measures",
+    "RunSession",
+    "open_engine",
+]
 
 
 class RunSession(Protocol):
@@ -113,9 +122,25 @@ class Engine(Protocol):
         """The run as stored now; RunNotFoundError if there is none."""
 
     async def list_runs(
-        self, *, limit: int | None = 50, status: RunStatus | None = None
+        self,
+        *,
+        limit: int | None = 50,
+        status: RunStatus | None = None,
+        agent: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        cursor: str | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first: at most `limit` (None: all), only those in `status` if given."""
+        """Runs, newest first (by `created_at`, ties by id, both descending): at most `limit`
+        (None: all), only those in `status`, of starting agent `agent`, and created at or after
+        `created_after` and strictly before `created_before`, when given (so windows
+        [a, b), [b, c) never share a run).
+
+        `cursor` (`records.run_cursor(r)` of the last run of a page) lists the runs after `r`
+        in this order: paging with it yields every run once, even while runs are created.
+        ValueError, saying what is allowed, for a status outside `RunStatus`, a negative
+        `limit`, or a cursor `run_cursor` did not make.
+        """
 
     async def list_events(
         self, run_id: str, *, after: int = 0, limit: int | None = None
@@ -132,6 +157,64 @@ class Engine(Protocol):
 
     async def dispose(self) -> None:
         """Release what the engine holds (connections, clients)."""
+
+
+# Upper bounds (seconds) of the step latency histogram's buckets: a tool's millisecond to a slow
+# model call's minute.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+)
+
+
+@dataclass(frozen=True)
+class Latencies:
+    """A histogram of step latencies: `counts[i]` steps took at most `buckets[i]` seconds
+    (cumulative, as Prometheus keeps them), `count` steps in all, `total` seconds in all."""
+
+    buckets: tuple[float, ...]
+    counts: tuple[int, ...]
+    count: int = 0
+    total: float = 0.0
+
+
+@dataclass(frozen=True)
+class Measures:
+    """What a store holds now, counted by the database itself (so every server on one database
+    reports the same): what `runplane server`'s /metrics serves.
+
+    `runs` by status; `steps` (journal entries) by kind ("model", "tool"); `latency` by kind,
+    from the `seconds` each model and tool call's event recorded; `leases` held now (unexpired)
+    by what holds them ("run", "task"); `queued_runs` and `queued_tasks` waiting, by queue.
+    """
+
+    runs: dict[str, int] = field(default_factory=dict)
+    steps: dict[str, int] = field(default_factory=dict)
+    latency: dict[str, Latencies] = field(default_factory=dict)
+    leases: dict[str, int] = field(default_factory=dict)
+    queued_runs: dict[str, int] = field(default_factory=dict)
+    queued_tasks: dict[str, int] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Measured(Protocol):
+    """An engine that can count what its store holds (`LocalEngine`: it has the database). Not
+    part of `Engine`: a client of a server asks the server's /metrics instead."""
+
+    async def measure(self, *, buckets: Sequence[float] = LATENCY_BUCKETS) -> Measures:
+        """The store's `Measures` now, the latencies in `buckets` (upper bounds, ascending)."""
 
 
 def open_engine(url: str | None = None, *, read_only: bool = False) -> Engine:

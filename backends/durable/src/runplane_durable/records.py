@@ -12,7 +12,11 @@ with a ValueError that says which. No SDK import: the CLI and a server use these
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
+import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, get_args
 
@@ -31,6 +35,8 @@ __all__ = [
     "RunStatus",
     "UsageDelta",
     "check_status",
+    "read_run_cursor",
+    "run_cursor",
 ]
 
 RunStatus = Literal["queued", "running", "awaiting_approval", "completed", "failed", "cancelled"]
@@ -157,6 +163,44 @@ class RunRecord:
         if members.get("cancel_requested") is not None:
             _one_of(members["cancel_requested"], CANCEL_MODES, "cancel mode")
         return cls(**members)
+
+
+# A listing's cursor names a position in the runs' order (newest first: created_at, then id, both
+# descending): the runs after it are those older than the run it was made from. Its text is
+# base64url of a JSON array [version, created_at, id], opaque to callers: it may change shape
+# with its version, and a reader refuses any other.
+_CURSOR_VERSION = 1
+
+
+def run_cursor(record: RunRecord) -> str:
+    """The cursor for the runs listed after `record`: `Engine.list_runs(cursor=...)` then starts
+    with the next older run (ties in `created_at` broken by id), so no run is listed twice or
+    skipped, even while new runs are created."""
+    text = json.dumps([_CURSOR_VERSION, record.created_at, record.id], ensure_ascii=False)
+    return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def read_run_cursor(cursor: str) -> tuple[float, str]:
+    """The (created_at, id) position `cursor` (from `run_cursor`) names; a ValueError saying so
+    for any text `run_cursor` did not make."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        version, created_at, run_id = json.loads(raw.decode("utf-8"))
+        if not (
+            version == _CURSOR_VERSION
+            and type(version) is int
+            and isinstance(created_at, (int, float))
+            and not isinstance(created_at, bool)
+            and math.isfinite(created_at)
+            and isinstance(run_id, str)
+        ):
+            raise ValueError("not a position")
+    except (ValueError, TypeError, RecursionError, binascii.Error, UnicodeError):
+        raise ValueError(
+            f"{cursor[:80]!r} is not a run listing's cursor; pass the next_cursor of the page "
+            "before it unchanged, or no cursor for the first page"
+        ) from None
+    return float(created_at), run_id
 
 
 @dataclass(frozen=True)

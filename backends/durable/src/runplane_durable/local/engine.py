@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -13,8 +14,9 @@ from sqlalchemy.engine import Connection
 
 from .. import lazy_errors as errors
 from ..attempts import REASONS, Attempt, next_number, unended
+from ..engine import LATENCY_BUCKETS, Measures
 from ..events import EndReason, PendingCall, outcome, parse
-from ..names import check_run_id
+from ..names import check_agent_name, check_run_id
 from ..owner import current_owner, owner_is_dead, retire
 from ..records import (
     EventRecord,
@@ -26,6 +28,7 @@ from ..records import (
     RunStatus,
     UsageDelta,
     check_status,
+    read_run_cursor,
 )
 from ..serde import storable_text
 from . import sql
@@ -214,12 +217,42 @@ class LocalEngine:
         return record
 
     async def list_runs(
-        self, *, limit: int | None = 50, status: RunStatus | None = None
+        self,
+        *,
+        limit: int | None = 50,
+        status: RunStatus | None = None,
+        agent: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        cursor: str | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first: at most `limit` (None: all), only `status` ones if given."""
+        """Runs, newest first, filtered and paged as `Engine.list_runs` says."""
         if status is not None:
             check_status(status)  # a caller's string (the CLI's --status): say what is allowed
-        return await self.database.call(sql.list_runs, limit, status)
+        if limit is not None and (isinstance(limit, bool) or limit < 0):
+            raise ValueError(f"limit must be a count of runs (0 or more) or None, got {limit!r}")
+        for name, value in (("created_after", created_after), ("created_before", created_before)):
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite time in seconds, got {value!r}")
+        older_than = None
+        if cursor is not None:
+            created_at, last_id = read_run_cursor(cursor)
+            older_than = (created_at, check_run_id(last_id))
+        runs = sql.RunFilter(
+            status=status,
+            agent=None if agent is None else check_agent_name(agent),
+            created_after=created_after,
+            created_before=created_before,
+            older_than=older_than,
+        )
+        return await self.database.call(sql.list_runs, limit, runs)
+
+    async def measure(self, *, buckets: Sequence[float] = LATENCY_BUCKETS) -> Measures:
+        """What the database holds now (`engine.Measured`), for a server's /metrics."""
+        bounds = tuple(float(b) for b in buckets)
+        if list(bounds) != sorted(set(bounds)) or not all(math.isfinite(b) for b in bounds):
+            raise ValueError(f"latency buckets must be finite and ascending, got {bounds}")
+        return await self.database.call(sql.measure, bounds)
 
     async def list_events(
         self, run_id: str, *, after: int = 0, limit: int | None = None

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSON
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from ..events import AttemptEnded, AttemptStarted
+from ..engine import Latencies, Measures
+from ..events import AttemptEnded, AttemptStarted, ModelCalled, ToolCalled
 from ..records import (
     EventRecord,
     JournalEntry,
@@ -27,11 +30,24 @@ from ..records import (
 )
 from ..serde import dump_json, load_json
 from .prepared import Prepared
-from .schema import MIGRATIONS, SCHEMA_VERSION, events, journal, metadata, runs, schema_info
+from .schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    events,
+    journal,
+    metadata,
+    runs,
+    schema_info,
+    tasks,
+)
+
+# The event each kind of journaled step logs, with the step's latency in its `seconds`.
+STEP_EVENTS = {"model": ModelCalled.TYPE, "tool": ToolCalled.TYPE}
 
 __all__ = [
     "READS",
     "USAGE_COLUMNS",
+    "RunFilter",
     "append",
     "claim",
     "create_run",
@@ -42,6 +58,7 @@ __all__ = [
     "list_events",
     "list_runs",
     "max_event_seq",
+    "measure",
     "read_journal",
     "release",
     "schema_version",
@@ -456,10 +473,48 @@ def release(conn: Connection, run_id: str, owner: str, event: NewEvent | None = 
     conn.commit()
 
 
-def list_runs(conn: Connection, limit: int | None, status: RunStatus | None) -> list[RunRecord]:
-    query = _select_runs().order_by(runs.c.created_at.desc()).limit(limit)
-    if status is not None:
-        query = query.where(runs.c.status == status)
+@dataclass(frozen=True)
+class RunFilter:
+    """Which runs a listing holds (`Engine.list_runs`); `older_than` is a cursor's position,
+    (created_at, id): only the runs after it in the listing's order."""
+
+    status: RunStatus | None = None
+    agent: str | None = None
+    created_after: float | None = None
+    created_before: float | None = None
+    older_than: tuple[float, str] | None = None
+
+
+def _run_id_ordered(conn: Connection) -> sa.ColumnElement[str]:
+    # Ties in created_at are ordered by id in code-point order on both databases (SQLite compares
+    # bytes; a PostgreSQL database's own collation could be a locale's), so a page boundary
+    # means the same on each, and as Python's str ordering.
+    return runs.c.id.collate("C") if conn.dialect.name == "postgresql" else runs.c.id
+
+
+def list_runs(
+    conn: Connection, limit: int | None, which: RunFilter | None = None
+) -> list[RunRecord]:
+    """Runs newest first (created_at, then id, descending), at most `limit`, as `which` says."""
+    which = which or RunFilter()
+    run_id = _run_id_ordered(conn)
+    query = _select_runs().order_by(runs.c.created_at.desc(), run_id.desc()).limit(limit)
+    if which.status is not None:
+        query = query.where(runs.c.status == which.status)
+    if which.agent is not None:
+        query = query.where(runs.c.agent_name == which.agent)
+    if which.created_after is not None:
+        query = query.where(runs.c.created_at >= which.created_after)
+    if which.created_before is not None:
+        query = query.where(runs.c.created_at < which.created_before)
+    if which.older_than is not None:
+        created_at, last_id = which.older_than
+        query = query.where(
+            sa.or_(
+                runs.c.created_at < created_at,
+                sa.and_(runs.c.created_at == created_at, run_id < last_id),
+            )
+        )
     rows = conn.execute(query).all()
     conn.commit()
     return [record(r) for r in rows]
@@ -478,7 +533,93 @@ def list_events(conn: Connection, run_id: str, after: int, limit: int | None) ->
     return [EventRecord(r.run_id, r.seq, r.type, load_json(r.payload), r.created_at) for r in rows]
 
 
+def _step_latencies(conn: Connection) -> tuple[sa.CTE, sa.ColumnElement[Any]]:
+    """The step events' `seconds` (their latency), each payload parsed once, and that value as a
+    number; the CTE holds only rows where it is one (an older event has none; an odd one is
+    passed over).
+
+    MATERIALIZED: otherwise both databases may inline the CTE and parse a payload once per
+    place its value is used (the sum, the count, every bucket).
+    """
+    step_types = events.c.type.in_((STEP_EVENTS["model"], STEP_EVENTS["tool"]))
+    if conn.dialect.name == "postgresql":
+        value: sa.ColumnElement[Any] = sa.cast(events.c.payload, JSON)["seconds"]
+    else:
+        value = sa.func.json_extract(events.c.payload, "$.seconds")
+    timed = (
+        sa.select(events.c.type.label("type"), value.label("v"))
+        .where(step_types)
+        .cte("timed")
+        .prefix_with("MATERIALIZED")
+    )
+    if conn.dialect.name == "postgresql":
+        is_number = sa.func.json_typeof(timed.c.v) == "number"
+        seconds = sa.case((is_number, sa.cast(sa.cast(timed.c.v, sa.Text), sa.Float)))
+    else:
+        is_number = sa.func.typeof(timed.c.v).in_(("real", "integer"))
+        seconds = sa.case((is_number, timed.c.v))
+    return timed, seconds
+
+
+def measure(conn: Connection, buckets: tuple[float, ...]) -> Measures:
+    """Counts over the whole store, each one aggregate query: runs by status, journal entries by
+    kind, the latency histogram of model and tool calls (from their events' `seconds`), leases
+    held now, and what waits in each queue (runs queued, and tool tasks if the store has them)."""
+    now = time.time()
+    by_status = conn.execute(sa.select(runs.c.status, sa.func.count()).group_by(runs.c.status))
+    steps = conn.execute(sa.select(journal.c.kind, sa.func.count()).group_by(journal.c.kind))
+    timed, seconds = _step_latencies(conn)
+    latency_rows = conn.execute(
+        sa.select(
+            timed.c.type,
+            sa.func.count(seconds),
+            sa.func.coalesce(sa.func.sum(seconds), 0.0),
+            *(sa.func.count(sa.case((seconds <= b, 1))) for b in buckets),
+        )
+        .group_by(timed.c.type)
+        .having(sa.func.count(seconds) > 0)
+    ).all()
+    kinds = {event_type: kind for kind, event_type in STEP_EVENTS.items()}
+    latency = {
+        kinds[row[0]]: Latencies(
+            buckets, tuple(int(n) for n in row[3:]), int(row[1]), float(row[2])
+        )
+        for row in latency_rows
+    }
+    leased = runs.c.owner.is_not(None) & (runs.c.lease_expires_at > now)
+    leases = {"run": int(conn.execute(sa.select(sa.func.count()).where(leased)).scalar_one())}
+    queued = conn.execute(
+        sa.select(sa.func.coalesce(runs.c.queue, "default"), sa.func.count())
+        .where(runs.c.status == "queued")
+        .group_by(runs.c.queue)
+    )
+    queued_tasks: dict[str, int] = {}
+    if sa.inspect(conn).has_table(tasks.name):
+        task_leased = tasks.c.owner.is_not(None) & (tasks.c.lease_expires_at > now)
+        leases["task"] = int(
+            conn.execute(sa.select(sa.func.count()).where(task_leased)).scalar_one()
+        )
+        queued_tasks = {
+            str(q): int(n)
+            for q, n in conn.execute(
+                sa.select(tasks.c.queue, sa.func.count())
+                .where(tasks.c.status == "queued")
+                .group_by(tasks.c.queue)
+            )
+        }
+    measures = Measures(
+        runs={str(status): int(n) for status, n in by_status},
+        steps={str(kind): int(n) for kind, n in steps},
+        latency=latency,
+        leases=leases,
+        queued_runs={str(q): int(n) for q, n in queued},
+        queued_tasks=queued_tasks,
+    )
+    conn.commit()
+    return measures
+
+
 # Transactions that only read: they need no write lock and may run beside a writer.
 READS: frozenset[Callable[..., Any]] = frozenset(
-    {schema_version, get_run, list_runs, list_events, read_journal, max_event_seq}
+    {schema_version, get_run, list_runs, list_events, read_journal, max_event_seq, measure}
 )
