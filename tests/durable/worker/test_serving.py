@@ -437,3 +437,49 @@ def test_a_worker_gets_the_calls_arguments_and_context_as_the_run_had_them(
         assert type(rebuilt) is type(context)
 
     asyncio.run(test())
+
+
+def test_a_worker_runs_up_to_its_concurrency_and_keeps_long_attempts_leased(db_url: str) -> None:
+    async def test() -> None:
+        queue = queue_name()
+        live: list[int] = []
+        peak: list[int] = []
+
+        async def long_call(city: str) -> str:
+            """Takes longer than the worker's lease."""
+            live.append(1)
+            peak.append(len(live))
+            await asyncio.sleep(1.0)
+            live.pop()
+            return city
+
+        tool = remote(function_tool(long_call), queue=queue)
+        engine = LocalEngine(db_url)
+        ids = []
+        for n in range(3):
+            rid = f"serving-{uuid.uuid4().hex[:8]}"
+            spec = TaskSpec(rid, f"1:c{n}", queue, "long_call", "c", '{"city": "x"}')
+            ids.append((await engine.enqueue_task(spec)).id)
+        stop = asyncio.Event()
+        worker = asyncio.ensure_future(
+            serve_tool_tasks(
+                engine,
+                {"long_call": tool},
+                queue=queue,
+                stop=stop,
+                concurrency=2,
+                lease_seconds=0.3,
+            )
+        )
+        done: list[Any] = []
+        while len(done) < 3:
+            await asyncio.sleep(0.05)
+            done = [t for t in [await engine.get_task(i) for i in ids] if t.status == "completed"]
+        stop.set()
+        await worker
+        await engine.dispose()
+        assert max(peak) == 2  # two at once, the third after
+        # Each ran once, in one attempt: its heartbeat renewed a lease shorter than the call.
+        assert [t.attempts for t in done] == [1, 1, 1]
+
+    go(test)

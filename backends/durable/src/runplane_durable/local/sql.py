@@ -619,14 +619,15 @@ def claim_task(
 ) -> TaskRecord | None:
     """End the queue's abandoned attempts, then claim the oldest available task of `tools`.
 
-    `SKIP LOCKED` (PostgreSQL) lets claimers pass over rows another claimer is taking; the
-    fenced update makes a claim safe on SQLite too, where the file's write lock serializes them.
+    `SKIP LOCKED` (PostgreSQL) lets claimers pass over a row another claimer is taking; the
+    update is fenced by the status it read, which makes a claim safe on SQLite too (the file's
+    write lock serializes writers there, and a stale read fails and runs again).
     """
     now = time.time()
+    # Read, not locked: live attempts' heartbeats and results must not wait for a claimer, and
+    # ending an abandoned one is fenced by its holder and number, so a race changes nothing.
     running = conn.execute(
-        sa.select(tasks)
-        .where(tasks.c.queue == queue, tasks.c.status == "running")
-        .with_for_update(skip_locked=True)
+        sa.select(tasks).where(tasks.c.queue == queue, tasks.c.status == "running")
     ).all()
     for row in running:
         task = task_record(row)
