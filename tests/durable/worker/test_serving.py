@@ -9,7 +9,9 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
+import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -27,6 +29,7 @@ from runplane_durable import (
     LocalEngine,
     RemoteContextError,
     RemoteToolError,
+    RunLeasedError,
     remote,
     run_id,
 )
@@ -481,5 +484,65 @@ def test_a_worker_runs_up_to_its_concurrency_and_keeps_long_attempts_leased(db_u
         assert max(peak) == 2  # two at once, the third after
         # Each ran once, in one attempt: its heartbeat renewed a lease shorter than the call.
         assert [t.attempts for t in done] == [1, 1, 1]
+
+    go(test)
+
+
+def test_a_streamed_run_calls_a_remote_tool_as_a_run_does(db_url: str) -> None:
+    def weather(city: str) -> str:
+        """Weather for a city."""
+        return f"{city}: sunny"
+
+    async def test() -> None:
+        queue = queue_name()
+        tool = remote(function_tool(weather), queue=queue)
+        model = ScriptedModel(
+            [[function_call("weather", {"city": "Oslo"}, call_id="c1")], [assistant_message("ok")]]
+        )
+        backend = DurableBackend(LocalEngine(db_url))
+        async with serving(db_url, tool, queue=queue):
+            result = backend.run_streamed(Agent(name="s", model=model, tools=[tool]), "go")
+            outputs = [
+                e.item.output
+                async for e in result.stream_events()
+                if e.type == "run_item_stream_event" and e.name == "tool_output"
+            ]
+        await backend.engine.dispose()
+        assert (outputs, result.final_output) == (["Oslo: sunny"], "ok")
+
+    go(test)
+
+
+def test_a_run_that_loses_its_lease_while_it_waits_stops_waiting(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+
+    def weather(city: str) -> str:
+        """Never served here."""
+        return city
+
+    async def test() -> None:
+        queue = queue_name()
+        tool = remote(function_tool(weather), queue=queue)
+        backend = DurableBackend(LocalEngine(url), lease_seconds=0.4)
+        rid = f"serving-{uuid.uuid4().hex[:8]}"
+        model = ScriptedModel([[function_call("weather", {"city": "Oslo"}, call_id="c1")]])
+
+        async def run() -> None:
+            with run_id(rid):
+                await backend.run(Agent(name="w", model=model, tools=[tool]), "go")
+
+        running = asyncio.ensure_future(run())
+        while not await backend.engine.list_tasks(rid):  # noqa: ASYNC110 - the database is polled
+            await asyncio.sleep(0.01)
+        with sqlite3.connect(tmp_path / "runs.db") as db:  # another process took the run over
+            db.execute(
+                "UPDATE runplane_runs SET owner = 'thief', lease_expires_at = ? WHERE id = ?",
+                (time.time() + 60, rid),
+            )
+        with pytest.raises(RunLeasedError, match="was taken over by another process"):
+            await asyncio.wait_for(running, 10)
+        [task] = await backend.engine.list_tasks(rid)
+        assert task.status == "pending"  # still the call's, for the run's next holder
+        await backend.engine.dispose()
 
     go(test)
