@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -26,6 +27,8 @@ from runplane_durable.errors import (
     RunInputMismatchError,
     RunLeasedError,
     RunNotFoundError,
+    TaskLeaseLostError,
+    TaskNotFoundError,
     error_from_wire,
 )
 from runplane_durable.events import PendingCall
@@ -36,6 +39,8 @@ from runplane_durable.records import (
     NewEvent,
     RunRecord,
     RunSpec,
+    TaskResult,
+    TaskSpec,
     UsageDelta,
     run_cursor,
 )
@@ -556,3 +561,304 @@ def test_open_engine_is_the_one_factory_and_read_only_engines_write_nothing(
     run(go)
     assert before == []  # the reader created nothing before the writer did
     assert open_engine(url).describe() == f"SQLite database {tmp_path / 'runs.db'}"
+
+
+# -- remote tool tasks ----------------------------------------------------------------------------
+
+
+def _task(rid: str, key: str = "0:call-a", **kwargs: Any) -> TaskSpec:
+    fields: dict[str, Any] = {
+        "queue": kwargs.pop("queue", f"q-{uuid.uuid4().hex[:8]}"),
+        "tool_name": "lookup",
+        "call_id": key.split(":", 1)[1],
+        "arguments": '{"city": "Zürich"}',
+        "context": {"type": "app:Deps", "data": {"user": 7}},
+        **kwargs,
+    }
+    return TaskSpec(run_id=rid, call_key=key, **fields)
+
+
+def wired_task(value: Any) -> Any:
+    for record in value if isinstance(value, list) else [value]:
+        if record is not None:
+            wire(record)
+            if record.result is not None:
+                wire(record.result)
+    return value
+
+
+def test_enqueueing_a_call_twice_gives_one_task(clients: Clients) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        spec = _task(rid, max_attempts=2, timeout=5.0, retry_delay=0.5)
+        wire(spec)
+        first = wired_task(await engine.enqueue_task(spec))
+        assert (first.run_id, first.call_key, first.queue, first.status) == (
+            rid,
+            "0:call-a",
+            spec.queue,
+            "pending",
+        )
+        assert (first.arguments, first.context) == (spec.arguments, spec.context)
+        assert (first.attempts, first.max_attempts, first.timeout, first.retry_delay) == (
+            0,
+            2,
+            5.0,
+            0.5,
+        )
+        assert first.owner is None
+        assert first.result is None
+        again = await clients().enqueue_task(spec)  # a resumed run, in another process
+        assert again == first
+        other = await engine.enqueue_task(_task(rid, "0:call-b", queue=spec.queue))
+        assert other.id != first.id
+        assert [t.id for t in wired_task(await engine.list_tasks(rid))] == [first.id, other.id]
+        assert wired_task(await engine.get_task(first.id)) == first
+        assert await engine.list_tasks(_rid()) == []
+        with pytest.raises(TaskNotFoundError) as info:
+            await engine.get_task("no-such-task")
+        assert wired(info.value).fields == {"task_id": "no-such-task"}
+
+    run(go)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"max_attempts": 0}, "max_attempts must be at least 1"),
+        ({"retry_delay": -1.0}, "retry_delay must be 0 or more"),
+        ({"timeout": 0.0}, "timeout must be positive"),
+        ({"queue": ""}, "non-empty"),
+    ],
+)
+def test_a_task_that_cannot_be_retried_as_asked_is_refused(
+    clients: Clients, change: dict[str, Any], message: str
+) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        with pytest.raises(ValueError, match=message):
+            await engine.enqueue_task(_task(rid, **change))
+        assert await engine.list_tasks(rid) == []
+
+    run(go)
+
+
+def test_a_claim_takes_a_task_once_for_its_queue_and_tools(clients: Clients) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        spec = _task(rid)
+        task = await engine.enqueue_task(spec)
+        worker = clients()
+        assert (
+            await worker.claim_task(
+                queue=spec.queue, tools=["other"], owner="w:1", lease_seconds=30
+            )
+            is None
+        )
+        assert (
+            await worker.claim_task(
+                queue=f"{spec.queue}-x", tools=["lookup"], owner="w:1", lease_seconds=30
+            )
+            is None
+        )
+        before = time.time()
+        claimed = wired_task(
+            await worker.claim_task(
+                queue=spec.queue, tools=["lookup"], owner="w:1", lease_seconds=30
+            )
+        )
+        assert claimed is not None
+        assert (claimed.id, claimed.status, claimed.attempts, claimed.owner) == (
+            task.id,
+            "running",
+            1,
+            "w:1",
+        )
+        assert claimed.lease_expires_at is not None
+        assert claimed.lease_expires_at >= before + 29
+        assert (
+            await clients().claim_task(
+                queue=spec.queue, tools=["lookup"], owner="w:2", lease_seconds=30
+            )
+            is None
+        )
+        lease = wire(claimed.held(30))
+        await worker.heartbeat_task(lease)
+        renewed = await engine.get_task(task.id)
+        assert renewed.lease_expires_at is not None
+        assert renewed.lease_expires_at >= claimed.lease_expires_at
+        result = TaskResult("ok", output={"json": {"temp": 21.5}})
+        done = wired_task(await worker.complete_task(lease, result))
+        assert (done.status, done.result, done.owner, done.lease_expires_at) == (
+            "completed",
+            result,
+            None,
+            None,
+        )
+        # Recorded once: the same attempt's result again is refused, and changes nothing.
+        with pytest.raises(TaskLeaseLostError) as info:
+            await worker.complete_task(lease, TaskResult("ok", output={"json": "again"}))
+        assert wired(info.value).fields == {
+            "task_id": task.id,
+            "attempt": 1,
+            "status": "completed",
+            "attempts": 1,
+        }
+        assert (await engine.get_task(task.id)).result == result
+        assert (
+            await worker.claim_task(
+                queue=spec.queue, tools=["lookup"], owner="w:3", lease_seconds=30
+            )
+            is None
+        )
+
+    run(go)
+
+
+def test_a_raising_tool_is_a_result_not_a_retry(clients: Clients) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        spec = _task(rid)
+        await engine.enqueue_task(spec)
+        claimed = await engine.claim_task(
+            queue=spec.queue, tools=["lookup"], owner="w:1", lease_seconds=30
+        )
+        assert claimed is not None
+        raised = TaskResult("error", error_type="builtins.KeyError", error="'Zürich'")
+        done = wired_task(await engine.complete_task(claimed.held(30), raised))
+        assert (done.status, done.result, done.attempts) == ("completed", raised, 1)
+
+    run(go)
+
+
+def test_a_failed_attempt_is_retried_after_its_backoff_then_the_task_fails(
+    clients: Clients,
+) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        spec = _task(rid, max_attempts=2, retry_delay=0.3)
+        task = await engine.enqueue_task(spec)
+        first = await engine.claim_task(
+            queue=spec.queue, tools=["lookup"], owner="w:1", lease_seconds=30
+        )
+        assert first is not None
+        ended = time.time()
+        retried = wired_task(await engine.fail_task(first.held(30), "it timed out"))
+        assert (retried.status, retried.owner, retried.error) == (
+            "pending",
+            None,
+            "attempt 1: it timed out",
+        )
+        assert ended + 0.3 <= retried.available_at <= time.time() + 0.3
+        # Not before its delay; then once more, as attempt 2.
+        assert (
+            await engine.claim_task(
+                queue=spec.queue, tools=["lookup"], owner="w:2", lease_seconds=30
+            )
+            is None
+        )
+        await asyncio.sleep(0.35)
+        second = await engine.claim_task(
+            queue=spec.queue, tools=["lookup"], owner="w:2", lease_seconds=30
+        )
+        assert second is not None
+        assert (second.id, second.attempts, second.owner) == (task.id, 2, "w:2")
+        with pytest.raises(TaskLeaseLostError):  # attempt 1 is over: fenced out
+            await engine.fail_task(first.held(30), "late")
+        failed = wired_task(await engine.fail_task(second.held(30), "it timed out again"))
+        assert (failed.status, failed.attempts, failed.error) == (
+            "failed",
+            2,
+            "attempt 2: it timed out again",
+        )
+        assert (
+            await engine.claim_task(
+                queue=spec.queue, tools=["lookup"], owner="w:3", lease_seconds=30
+            )
+            is None
+        )
+
+    run(go)
+
+
+def test_an_abandoned_attempt_is_taken_over_and_its_late_writes_refused(
+    clients: Clients,
+) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        spec = _task(rid, retry_delay=0.0)
+        task = await engine.enqueue_task(spec)
+        stalled = clients()
+        first = await stalled.claim_task(
+            queue=spec.queue, tools=["lookup"], owner="w:stalled", lease_seconds=0.1
+        )
+        assert first is not None
+        await asyncio.sleep(0.25)  # its lease expires
+        taker = clients()
+        second = await taker.claim_task(
+            queue=spec.queue, tools=["lookup"], owner="w:taker", lease_seconds=30
+        )
+        assert second is not None
+        assert (second.id, second.attempts) == (task.id, 2)
+        assert second.error is not None
+        assert "expired" in second.error
+        for write in (
+            stalled.heartbeat_task(first.held(0.1)),
+            stalled.complete_task(first.held(0.1), TaskResult("ok", output={"json": "late"})),
+            stalled.fail_task(first.held(0.1), "late"),
+        ):
+            with pytest.raises(TaskLeaseLostError) as info:
+                await write
+            fields = wired(info.value).fields
+            assert (fields["attempt"], fields["status"], fields["attempts"]) == (1, "running", 2)
+        result = TaskResult("ok", output={"json": "on time"})
+        await taker.complete_task(second.held(30), result)
+        assert (await engine.get_task(task.id)).result == result
+
+    run(go)
+
+
+def test_an_attempt_whose_holder_died_is_taken_over_at_once(clients: Clients) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        spec = _task(rid, retry_delay=0.0)
+        await engine.enqueue_task(spec)
+        proc = await asyncio.create_subprocess_exec("true")  # its pid is gone once waited for
+        await proc.wait()
+        holder = f"{socket.gethostname()}:{proc.pid}:deadbeef0000:1"
+        first = await engine.claim_task(
+            queue=spec.queue, tools=["lookup"], owner=holder, lease_seconds=30
+        )
+        assert first is not None
+        second = await clients().claim_task(
+            queue=spec.queue, tools=["lookup"], owner="w:live", lease_seconds=30
+        )
+        assert second is not None
+        assert second.attempts == 2
+        assert second.error == f"attempt 1: its worker ({holder}) died"
+
+    run(go)
+
+
+def test_concurrent_claims_never_share_a_task(clients: Clients) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        queue = f"q-{uuid.uuid4().hex[:8]}"
+        made = [await engine.enqueue_task(_task(rid, f"0:c{i}", queue=queue)) for i in range(12)]
+        workers = [clients() for _ in range(4)]
+
+        async def drain(worker: Engine, n: int) -> list[str]:
+            got = []
+            while True:
+                task = await worker.claim_task(
+                    queue=queue, tools=["lookup"], owner=f"w:{n}", lease_seconds=30
+                )
+                if task is None:
+                    return got
+                got.append(task.id)
+
+        claimed = await asyncio.gather(*(drain(w, n) for n, w in enumerate(workers)))
+        flat = [t for ids in claimed for t in ids]
+        assert sorted(flat) == sorted(t.id for t in made)  # each once, none lost
+
+    run(go)

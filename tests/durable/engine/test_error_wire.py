@@ -16,12 +16,15 @@ from runplane_durable.errors import (
     DatabaseError,
     DurableError,
     JournalSerializationError,
+    RemoteContextError,
     ReplayDivergenceError,
     RunCancelledError,
     RunInputMismatchError,
     RunLeasedError,
     RunNotFoundError,
     SchemaVersionError,
+    TaskLeaseLostError,
+    TaskNotFoundError,
     UnstorableNameError,
     error_from_wire,
 )
@@ -121,6 +124,25 @@ EXAMPLES: list[tuple[DurableError, str]] = [
         JournalSerializationError("tool 't' returned ...", path='result["when"]', leaf="datetime"),
         "tool 't' returned ...",
     ),
+    (TaskNotFoundError(task_id="t-1"), "no remote tool task 't-1'"),
+    (
+        TaskLeaseLostError(task_id="t-1", attempt=1, status="running", attempts=2),
+        "task 't-1': attempt 1 no longer holds it (the task is running at attempt 2: this "
+        "attempt's lease expired or its worker was taken for dead, and the task went on without "
+        "it). Nothing this attempt wrote was recorded; the task's result is recorded once, by "
+        "the attempt that holds it.",
+    ),
+    (
+        RemoteContextError(
+            tool="render", context_type="app.Deps", path="context.db", leaf="sqlite3.Connection"
+        ),
+        "remote tool 'render' runs on a worker, which gets the run's context, but this run's "
+        "context, a app.Deps, cannot be sent (context.db: sqlite3.Connection): a worker "
+        "receives JSON data, a pydantic model or a dataclass of those. Pass such a context, or "
+        "make the tool with remote(..., send_context=False) if it does not use it. Nothing was "
+        "enqueued; everything journaled so far is kept, so the run resumes under its id once "
+        "fixed.",
+    ),
 ]
 
 
@@ -192,6 +214,9 @@ def test_every_durable_error_has_its_own_stable_code() -> None:
         UnstorableNameError: "unstorable_name",
         ReplayDivergenceError: "replay_divergence",
         JournalSerializationError: "journal_serialization",
+        TaskNotFoundError: "task_not_found",
+        TaskLeaseLostError: "task_lease_lost",
+        RemoteContextError: "remote_context",
     }
 
 

@@ -21,12 +21,15 @@ if TYPE_CHECKING:
         DatabaseError,
         DurableError,
         JournalSerializationError,
+        RemoteContextError,
         ReplayDivergenceError,
         RunCancelledError,
         RunInputMismatchError,
         RunLeasedError,
         RunNotFoundError,
         SchemaVersionError,
+        TaskLeaseLostError,
+        TaskNotFoundError,
         UnstorableNameError,
         error_from_wire,
     )
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
     from .records import EventRecord, JournalEntry, JournalRecord, RunRecord
     from .runtime.backend import DEFAULT_LEASE_SECONDS, DurableBackend
     from .runtime.identity import last_run_id, run_id
+    from .runtime.remote_tools import RemoteToolError, remote, remote_tools
     from .runtime.runner import Runner
 
 __all__ = [
@@ -49,6 +53,8 @@ __all__ = [
     "JournalRecord",
     "JournalSerializationError",
     "LocalEngine",
+    "RemoteContextError",
+    "RemoteToolError",
     "ReplayDivergenceError",
     "RunCancelledError",
     "RunInputMismatchError",
@@ -58,9 +64,13 @@ __all__ = [
     "RunSession",
     "Runner",
     "SchemaVersionError",
+    "TaskLeaseLostError",
+    "TaskNotFoundError",
     "UnstorableNameError",
     "error_from_wire",
     "last_run_id",
+    "remote",
+    "remote_tools",
     "run_id",
 ]
 
@@ -80,6 +90,12 @@ _LAZY = {
     "SchemaVersionError": "errors",
     "UnstorableNameError": "errors",
     "error_from_wire": "errors",
+    "RemoteContextError": "errors",
+    "TaskLeaseLostError": "errors",
+    "TaskNotFoundError": "errors",
+    "RemoteToolError": "runtime.remote_tools",
+    "remote": "runtime.remote_tools",
+    "remote_tools": "runtime.remote_tools",
     "last_run_id": "runtime.identity",
     "run_id": "runtime.identity",
     "LocalEngine": "local.engine",

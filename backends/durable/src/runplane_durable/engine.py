@@ -22,6 +22,10 @@ from .records import (
     RunRecord,
     RunSpec,
     RunStatus,
+    TaskLease,
+    TaskRecord,
+    TaskResult,
+    TaskSpec,
     UsageDelta,
 )
 
@@ -150,6 +154,48 @@ class Engine(Protocol):
 
     async def read_journal(self, run_id: str) -> list[JournalRecord]:
         """The run's journal, in seq order (empty for an unknown run)."""
+
+    # -- remote tool tasks: a run enqueues a call, workers claim it under a lease ----------------
+
+    async def enqueue_task(self, spec: TaskSpec) -> TaskRecord:
+        """The task for `spec`'s (run_id, call_key): created "pending" (available at once), or,
+        if the run enqueued this call before (a resumed run), the one already there, as it is
+        now. ValueError for max_attempts below 1, a negative retry_delay or a timeout not
+        above 0."""
+
+    async def get_task(self, task_id: str) -> TaskRecord:
+        """The task as stored now; TaskNotFoundError if there is none."""
+
+    async def list_tasks(self, run_id: str) -> list[TaskRecord]:
+        """The run's tasks, oldest first (empty for an unknown run)."""
+
+    async def claim_task(
+        self, *, queue: str, tools: Sequence[str], owner: str, lease_seconds: float
+    ) -> TaskRecord | None:
+        """Claim the next task on `queue` for one of `tools` for a new attempt held by `owner`
+        (the worker's holder name, `owner.current_owner()`), under a lease of `lease_seconds`;
+        None when none is available.
+
+        A pending task is available from its `available_at`, oldest first. Claims by several
+        workers at once never get the same task. First, each running task of the queue whose
+        attempt was abandoned (its lease expired, or its holder is known dead) is settled as
+        `fail_task` does. The claimed task comes back "running", its `attempts` the new
+        attempt's number: `record.held(lease_seconds)` is that attempt's lease.
+        """
+
+    async def heartbeat_task(self, lease: TaskLease) -> None:
+        """Renew the attempt's lease; TaskLeaseLostError if it no longer holds the task."""
+
+    async def complete_task(self, lease: TaskLease, result: TaskResult) -> TaskRecord:
+        """Record the attempt's result, once: the task is "completed" and gives no more
+        attempts. TaskLeaseLostError (nothing recorded) if the attempt no longer holds it."""
+
+    async def fail_task(self, lease: TaskLease, error: str) -> TaskRecord:
+        """End the attempt without a result (`error` says why: its worker died, it timed out,
+        the context could not be rebuilt): the task is "pending" again, available after its
+        retry delay for this attempt (`records.retry_delay`), or "failed" with `error` if it
+        was the last attempt. TaskLeaseLostError (nothing written) if the attempt no longer
+        holds it. Anyone who finds an attempt abandoned may end it so."""
 
     def describe(self) -> str:
         """Where the runs are kept, for people: a database and its path or host, a server's

@@ -23,12 +23,15 @@ __all__ = [
     "DatabaseError",
     "DurableError",
     "JournalSerializationError",
+    "RemoteContextError",
     "ReplayDivergenceError",
     "RunCancelledError",
     "RunInputMismatchError",
     "RunLeasedError",
     "RunNotFoundError",
     "SchemaVersionError",
+    "TaskLeaseLostError",
+    "TaskNotFoundError",
     "UnstorableNameError",
     "error_from_wire",
 ]
@@ -370,3 +373,71 @@ class JournalSerializationError(DurableError):
 
     def __init__(self, message: str, *, path: str | None = None, leaf: str | None = None) -> None:
         super().__init__(message, path=path, leaf=leaf)
+
+
+class TaskNotFoundError(DurableError, LookupError):
+    """No remote tool task with this id exists. Fields: `task_id`."""
+
+    code = "task_not_found"
+    task_id: str
+
+    def __init__(self, *, task_id: str) -> None:
+        super().__init__(f"no remote tool task {task_id!r}", task_id=task_id)
+
+
+class TaskLeaseLostError(DurableError):
+    """A worker's attempt wrote to a task it no longer holds: its write committed nothing.
+
+    Another attempt claimed the task (this one's lease expired, or its worker was found dead),
+    or the task was settled meanwhile. Fields: `task_id`, `attempt` (the writer's), `status` and
+    `attempts` (the task's now).
+    """
+
+    code = "task_lease_lost"
+    task_id: str
+    attempt: int
+    status: str
+    attempts: int
+
+    def __init__(self, *, task_id: str, attempt: int, status: str, attempts: int) -> None:
+        super().__init__(
+            f"task {task_id!r}: attempt {attempt} no longer holds it (the task is {status} at "
+            f"attempt {attempts}: this attempt's lease expired or its worker was taken for dead, "
+            "and the task went on without it). Nothing this attempt wrote was recorded; the "
+            "task's result is recorded once, by the attempt that holds it.",
+            task_id=task_id,
+            attempt=attempt,
+            status=status,
+            attempts=attempts,
+        )
+
+
+class RemoteContextError(DurableError):
+    """A remote tool was called in a run whose context cannot be sent to a worker.
+
+    Fields: `tool` (its name), `context_type` (the context's type), `path` and `leaf` (where in
+    the context the first part that cannot be sent is, and its type).
+    """
+
+    code = "remote_context"
+    tool: str
+    context_type: str
+    path: str | None
+    leaf: str | None
+
+    def __init__(
+        self, *, tool: str, context_type: str, path: str | None = None, leaf: str | None = None
+    ) -> None:
+        where = f" ({path}: {leaf})" if path is not None else ""
+        super().__init__(
+            f"remote tool {tool!r} runs on a worker, which gets the run's context, but this "
+            f"run's context, a {context_type}, cannot be sent{where}: a worker receives JSON "
+            "data, a pydantic model or a dataclass of those. Pass such a context, or make the "
+            f"tool with remote(..., send_context=False) if it does not use it. Nothing was "
+            "enqueued; everything journaled so far is kept, so the run resumes under its id "
+            "once fixed.",
+            tool=tool,
+            context_type=context_type,
+            path=path,
+            leaf=leaf,
+        )

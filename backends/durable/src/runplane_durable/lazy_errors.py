@@ -22,6 +22,8 @@ if TYPE_CHECKING:
         RunLeasedError,
         RunNotFoundError,
         SchemaVersionError,
+        TaskLeaseLostError,
+        TaskNotFoundError,
         UnstorableNameError,
         error_from_wire,
     )
@@ -36,6 +38,8 @@ __all__ = [
     "RunLeasedError",
     "RunNotFoundError",
     "SchemaVersionError",
+    "TaskLeaseLostError",
+    "TaskNotFoundError",
     "UnstorableNameError",
     "error_from_wire",
 ]

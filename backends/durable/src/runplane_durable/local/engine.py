@@ -7,6 +7,7 @@ import contextlib
 import logging
 import math
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -26,6 +27,10 @@ from ..records import (
     RunRecord,
     RunSpec,
     RunStatus,
+    TaskLease,
+    TaskRecord,
+    TaskResult,
+    TaskSpec,
     UsageDelta,
     check_status,
     read_run_cursor,
@@ -262,12 +267,76 @@ class LocalEngine:
     async def read_journal(self, run_id: str) -> list[JournalRecord]:
         return await self.database.call(sql.read_journal, check_run_id(run_id))
 
+    # -- remote tool tasks (the contract's docstrings say what each does) -------------------------
+
+    async def enqueue_task(self, spec: TaskSpec) -> TaskRecord:
+        check_run_id(spec.run_id)
+        _check_task_spec(spec)
+        return await self.database.call(sql.enqueue_task, uuid.uuid4().hex, spec)
+
+    async def get_task(self, task_id: str) -> TaskRecord:
+        task = await self.database.call(sql.get_task, task_id)
+        if task is None:
+            raise errors.TaskNotFoundError(task_id=task_id)
+        return task
+
+    async def list_tasks(self, run_id: str) -> list[TaskRecord]:
+        return await self.database.call(sql.list_tasks, check_run_id(run_id))
+
+    async def claim_task(
+        self, *, queue: str, tools: Sequence[str], owner: str, lease_seconds: float
+    ) -> TaskRecord | None:
+        if not lease_seconds > 0:
+            raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
+        if not tools:
+            return None
+        return await self.database.call(
+            sql.claim_task, queue, list(tools), owner, lease_seconds, owner_is_dead
+        )
+
+    async def heartbeat_task(self, lease: TaskLease) -> None:
+        if not await self.database.call(sql.heartbeat_task, lease):
+            raise await self._task_lost(lease)
+
+    async def complete_task(self, lease: TaskLease, result: TaskResult) -> TaskRecord:
+        task = await self.database.call(sql.complete_task, lease, result)
+        if task is None:
+            raise await self._task_lost(lease)
+        return task
+
+    async def fail_task(self, lease: TaskLease, error: str) -> TaskRecord:
+        task = await self.database.call(sql.fail_task, lease, storable_text(error))
+        if task is None:
+            raise await self._task_lost(lease)
+        return task
+
+    async def _task_lost(self, lease: TaskLease) -> errors.TaskLeaseLostError:
+        """Why a write under `lease` found the task no longer the attempt's."""
+        now = await self.get_task(lease.task_id)  # TaskNotFoundError if it never existed
+        return errors.TaskLeaseLostError(
+            task_id=lease.task_id, attempt=lease.attempt, status=now.status, attempts=now.attempts
+        )
+
     async def dispose(self) -> None:
         if self._db is not None:
             if self._unreleased:
                 with contextlib.suppress(errors.DatabaseError):
                     await self._release_left_over(await self._db.transactions())
             await self._db.dispose()
+
+
+def _check_task_spec(spec: TaskSpec) -> None:
+    """A task the engine can retry as its spec says; else a ValueError saying what to change."""
+    if isinstance(spec.max_attempts, bool) or not isinstance(spec.max_attempts, int):
+        raise ValueError(f"max_attempts is a whole number, got {spec.max_attempts!r}")
+    if spec.max_attempts < 1:
+        raise ValueError(f"max_attempts must be at least 1, got {spec.max_attempts}")
+    if not (math.isfinite(spec.retry_delay) and spec.retry_delay >= 0):
+        raise ValueError(f"retry_delay must be 0 or more seconds, got {spec.retry_delay}")
+    if spec.timeout is not None and not (math.isfinite(spec.timeout) and spec.timeout > 0):
+        raise ValueError(f"timeout must be positive seconds or None, got {spec.timeout}")
+    if not spec.queue:
+        raise ValueError("a task's queue is a non-empty name")
 
 
 def _count(n: int, noun: str) -> str:

@@ -26,7 +26,12 @@ from ..records import (
     RunRecord,
     RunSpec,
     RunStatus,
+    TaskLease,
+    TaskRecord,
+    TaskResult,
+    TaskSpec,
     UsageDelta,
+    retry_delay,
 )
 from ..serde import dump_json, load_json
 from .prepared import Prepared
@@ -50,13 +55,20 @@ __all__ = [
     "RunFilter",
     "append",
     "claim",
+    "claim_task",
+    "complete_task",
     "create_run",
     "create_schema",
+    "enqueue_task",
+    "fail_task",
     "finish",
     "get_run",
+    "get_task",
     "heartbeat",
+    "heartbeat_task",
     "list_events",
     "list_runs",
+    "list_tasks",
     "max_event_seq",
     "measure",
     "read_journal",
@@ -619,7 +631,226 @@ def measure(conn: Connection, buckets: tuple[float, ...]) -> Measures:
     return measures
 
 
+# -- remote tool tasks ----------------------------------------------------------------------------
+
+
+def task_record(row: Any) -> TaskRecord:
+    return TaskRecord(
+        id=row.id,
+        run_id=row.run_id,
+        call_key=row.call_key,
+        queue=row.queue,
+        tool_name=row.tool_name,
+        call_id=row.call_id,
+        arguments=load_json(row.arguments),
+        context=None if row.context is None else load_json(row.context),
+        status=row.status,
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+        timeout=row.timeout,
+        retry_delay=row.retry_delay,
+        owner=row.owner,
+        lease_expires_at=row.lease_expires_at,
+        available_at=row.available_at,
+        result=None if row.result is None else TaskResult.from_json(load_json(row.result)),
+        error=row.error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _task_row(conn: Connection, task_id: str) -> Any:
+    return conn.execute(sa.select(tasks).where(tasks.c.id == task_id)).one_or_none()
+
+
+def enqueue_task(conn: Connection, task_id: str, spec: TaskSpec) -> TaskRecord:
+    """Insert the task as `task_id`, or return the one (run_id, call_key) already names."""
+    now = time.time()
+    try:
+        conn.execute(
+            tasks.insert().values(
+                id=task_id,
+                run_id=spec.run_id,
+                call_key=spec.call_key,
+                queue=spec.queue,
+                tool_name=spec.tool_name,
+                call_id=spec.call_id,
+                arguments=dump_json(spec.arguments),  # JSON text: NUL-safe on PostgreSQL
+                context=None if spec.context is None else dump_json(spec.context),
+                status="pending",
+                attempts=0,
+                max_attempts=spec.max_attempts,
+                timeout=spec.timeout,
+                retry_delay=spec.retry_delay,
+                available_at=now,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    except IntegrityError:
+        conn.rollback()
+    row = conn.execute(
+        sa.select(tasks).where(tasks.c.run_id == spec.run_id, tasks.c.call_key == spec.call_key)
+    ).one()
+    conn.commit()
+    return task_record(row)
+
+
+def get_task(conn: Connection, task_id: str) -> TaskRecord | None:
+    row = _task_row(conn, task_id)
+    conn.commit()
+    return None if row is None else task_record(row)
+
+
+def list_tasks(conn: Connection, run_id: str) -> list[TaskRecord]:
+    rows = conn.execute(
+        sa.select(tasks).where(tasks.c.run_id == run_id).order_by(tasks.c.created_at, tasks.c.id)
+    ).all()
+    conn.commit()
+    return [task_record(r) for r in rows]
+
+
+def _held(lease: TaskLease) -> Any:
+    """The attempt still holds the task: the fence of every write made under its lease."""
+    return sa.and_(
+        tasks.c.id == lease.task_id,
+        tasks.c.owner == lease.owner,
+        tasks.c.attempts == lease.attempt,
+        tasks.c.status == "running",
+    )
+
+
+def _end_attempt(conn: Connection, lease: TaskLease, error: str, now: float) -> bool:
+    """Fenced: the attempt ends without a result; the task is retried later, or fails."""
+    row = conn.execute(
+        sa.select(tasks.c.max_attempts, tasks.c.retry_delay).where(_held(lease))
+    ).one_or_none()
+    if row is None:
+        return False
+    last = lease.attempt >= row.max_attempts
+    values: dict[str, Any] = {
+        "status": "failed" if last else "pending",
+        "owner": None,
+        "lease_expires_at": None,
+        "error": error,
+        "updated_at": now,
+    }
+    if not last:
+        values["available_at"] = now + retry_delay(row.retry_delay, lease.attempt)
+    result = conn.execute(tasks.update().where(_held(lease)).values(**values))
+    return bool(result.rowcount == 1)
+
+
+def claim_task(
+    conn: Connection,
+    queue: str,
+    tools: list[str],
+    owner: str,
+    lease_seconds: float,
+    dead: Callable[[str], bool],
+) -> TaskRecord | None:
+    """End the queue's abandoned attempts, then claim the oldest available task of `tools`.
+
+    `SKIP LOCKED` (PostgreSQL) lets claimers pass over a row another claimer is taking; the
+    update is fenced by the status it read, which makes a claim safe on SQLite too (the file's
+    write lock serializes writers there, and a stale read fails and runs again).
+    """
+    now = time.time()
+    # Read, not locked: live attempts' heartbeats and results must not wait for a claimer, and
+    # ending an abandoned one is fenced by its holder and number, so a race changes nothing.
+    running = conn.execute(
+        sa.select(tasks).where(tasks.c.queue == queue, tasks.c.status == "running")
+    ).all()
+    for row in running:
+        task = task_record(row)
+        reason = task.abandoned(now, dead)
+        if reason is not None:
+            _end_attempt(conn, task.held(0), f"attempt {task.attempts}: {reason}", now)
+    while True:
+        candidate = conn.execute(
+            sa.select(tasks.c.id)
+            .where(
+                tasks.c.queue == queue,
+                tasks.c.status == "pending",
+                tasks.c.available_at <= now,
+                tasks.c.tool_name.in_(tools),
+            )
+            .order_by(tasks.c.available_at, tasks.c.created_at)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        ).scalar_one_or_none()
+        if candidate is None:
+            conn.commit()
+            return None
+        taken = conn.execute(
+            tasks.update()
+            .where(tasks.c.id == candidate, tasks.c.status == "pending")
+            .values(
+                status="running",
+                attempts=tasks.c.attempts + 1,
+                owner=owner,
+                lease_expires_at=now + lease_seconds,
+                updated_at=now,
+            )
+        )
+        if taken.rowcount == 1:
+            row = _task_row(conn, candidate)
+            conn.commit()
+            return task_record(row)
+
+
+def heartbeat_task(conn: Connection, lease: TaskLease) -> bool:
+    result = conn.execute(
+        tasks.update()
+        .where(_held(lease))
+        .values(lease_expires_at=time.time() + lease.lease_seconds)
+    )
+    conn.commit()
+    return bool(result.rowcount == 1)
+
+
+def complete_task(conn: Connection, lease: TaskLease, result: TaskResult) -> TaskRecord | None:
+    """Fenced: record the result once; None (nothing written) if the attempt lost the task."""
+    done = conn.execute(
+        tasks.update()
+        .where(_held(lease))
+        .values(
+            status="completed",
+            result=dump_json(result.to_json()),
+            owner=None,
+            lease_expires_at=None,
+            updated_at=time.time(),
+        )
+    )
+    if done.rowcount != 1:
+        conn.rollback()
+        return None
+    row = _task_row(conn, lease.task_id)
+    conn.commit()
+    return task_record(row)
+
+
+def fail_task(conn: Connection, lease: TaskLease, error: str) -> TaskRecord | None:
+    """Fenced: `_end_attempt`; None (nothing written) if the attempt lost the task."""
+    if not _end_attempt(conn, lease, f"attempt {lease.attempt}: {error}", time.time()):
+        conn.rollback()
+        return None
+    row = _task_row(conn, lease.task_id)
+    conn.commit()
+    return task_record(row)
+
+
 # Transactions that only read: they need no write lock and may run beside a writer.
 READS: frozenset[Callable[..., Any]] = frozenset(
-    {schema_version, get_run, list_runs, list_events, read_journal, max_event_seq, measure}
+    {
+        schema_version,
+        get_run,
+        list_runs,
+        list_events,
+        read_journal,
+        max_event_seq,
+        measure,
+        get_task,
+        list_tasks,
+    }
 )

@@ -89,7 +89,9 @@ class DurableBackend(RunnerBackendBase):
         intercept.install()  # the SDK's seams are wrapped by the first durable run
         spec = self._spec(starting_agent, input, options, mode=mode)
         session = await self.engine.open_run(spec, lease_seconds=self.lease_seconds)
-        active = ActiveRun(opening=_ready(session), streamed=False, backend=self)
+        active = ActiveRun(
+            opening=_ready(session), streamed=False, backend=self, engine=self.engine
+        )
         await active.session()
         token = ACTIVE.set(active)
         heartbeat = None if session.read_only else asyncio.ensure_future(self._heartbeat(session))
@@ -128,6 +130,7 @@ class DurableBackend(RunnerBackendBase):
             opening=_Lazy(lambda: self.engine.open_run(spec, lease_seconds=self.lease_seconds)),
             streamed=True,
             backend=self,
+            engine=self.engine,
         )
         token = ACTIVE.set(active)
         try:

@@ -1,0 +1,1 @@
+"""The worker layer: what `runplane worker` processes run (remote tool tasks, runs to resume)."""
