@@ -13,11 +13,13 @@ import pytest
 from agents.exceptions import AgentsException
 from runplane_durable import errors
 from runplane_durable.errors import (
+    AgentRefError,
     DatabaseError,
     DurableError,
     JournalSerializationError,
     ReplayDivergenceError,
     RunCancelledError,
+    RunFailedError,
     RunInputMismatchError,
     RunLeasedError,
     RunNotFoundError,
@@ -121,6 +123,14 @@ EXAMPLES: list[tuple[DurableError, str]] = [
         JournalSerializationError("tool 't' returned ...", path='result["when"]', leaf="datetime"),
         "tool 't' returned ...",
     ),
+    (
+        RunFailedError(run_id="r-1", error_type="builtins.ValueError", error="bad order"),
+        "run 'r-1' failed: ValueError: bad order (`runplane runs show r-1` has its history)",
+    ),
+    (
+        AgentRefError(ref="app:triage", problem="module 'app' has no attribute 'triage'"),
+        "agent reference 'app:triage': module 'app' has no attribute 'triage'",
+    ),
 ]
 
 
@@ -192,6 +202,8 @@ def test_every_durable_error_has_its_own_stable_code() -> None:
         UnstorableNameError: "unstorable_name",
         ReplayDivergenceError: "replay_divergence",
         JournalSerializationError: "journal_serialization",
+        RunFailedError: "run_failed",
+        AgentRefError: "agent_ref",
     }
 
 

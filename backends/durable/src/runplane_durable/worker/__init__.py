@@ -1,0 +1,1 @@
+"""Workers: processes that run a program's agents for runs no caller waits for."""
