@@ -1,0 +1,22 @@
+"""A program that runs `jobs.agent` with `Runner.run` (the test kills it): `python program.py
+RUN_ID KEY`; its database is RUNPLANE_DATABASE_URL. Prints the final output as its last line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+from jobs import agent
+from runplane_durable import Runner, run_id
+
+
+def main() -> None:
+    rid, key = sys.argv[1], sys.argv[2]
+    with run_id(rid):
+        result = asyncio.run(Runner.run(agent, f"job:{key}"))
+    print(json.dumps({"final_output": result.final_output}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
