@@ -90,11 +90,16 @@ class Jobs:
         assert done.returncode == 0, done.stderr
         return done.stdout.split()
 
-    def worker(self, *args: str, modules: tuple[str, ...] = ("jobs",)) -> subprocess.Popen[str]:
-        """`runplane worker jobs --db URL --poll 0.1 ARGS...`."""
-        return self._popen(
+    def worker(
+        self, *args: str, modules: tuple[str, ...] = ("jobs",), ready: bool = True
+    ) -> subprocess.Popen[str]:
+        """`runplane worker jobs --db URL --poll 0.1 ARGS...`, once it is serving (`ready`)."""
+        proc = self._popen(
             ["-c", CLI, "worker", *modules, "--db", self.url, "--poll", "0.1", *args]
         )
+        if ready:
+            self.wait_ready(proc)
+        return proc
 
     def wait_ready(self, worker: subprocess.Popen[str]) -> None:
         """Until the worker said what it serves (its first line), or exited."""
@@ -105,6 +110,8 @@ class Jobs:
         )
 
     def stop(self, proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[str, str]:
+        """Signal `proc` and wait for its exit; its output (stderr after its first line, when
+        `wait_ready` read that)."""
         os.kill(proc.pid, sig)
         return proc.communicate(timeout=TIMEOUT)
 

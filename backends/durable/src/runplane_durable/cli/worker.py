@@ -73,12 +73,6 @@ def worker(
     except AgentRefError as exc:
         raise typer.BadParameter(str(exc), param_hint="MODULES") from exc
     engine = open_engine(db)
-    names = ", ".join(sorted(known.by_name))
-    typer.echo(
-        f"runplane worker (pid {os.getpid()}): agents {names}; queue {queue!r}; "
-        f"{concurrency} at once; {engine.describe()}",
-        err=True,
-    )
     asyncio.run(
         _serve(
             Worker(
@@ -99,6 +93,13 @@ async def _serve(w: Worker) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    names = ", ".join(sorted(w.known.by_name))
+    # Said once the signals are ours: from this line on, SIGTERM stops the worker cleanly.
+    typer.echo(
+        f"runplane worker (pid {os.getpid()}): agents {names}; queue {w.queue!r}; "
+        f"{w.concurrency} at once; {w.engine.describe()}",
+        err=True,
+    )
     try:
         await w.run(stop)
     finally:
