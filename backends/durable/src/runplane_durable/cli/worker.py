@@ -26,6 +26,7 @@ def worker(
         typer.Argument(
             help="Where the agents are: MODULE (every Agent at its top level) or MODULE:ATTR "
             "(one agent), imported from the working directory first.",
+            metavar="MODULE[:ATTR]",
             show_default=False,
         ),
     ],
@@ -71,7 +72,7 @@ def worker(
     try:
         known = KnownAgents.load(modules)
     except AgentRefError as exc:
-        raise typer.BadParameter(str(exc), param_hint="MODULES") from exc
+        raise typer.BadParameter(str(exc), param_hint="MODULE[:ATTR]") from exc
     engine = open_engine(db)
     asyncio.run(
         _serve(
