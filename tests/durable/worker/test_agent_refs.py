@@ -172,6 +172,4 @@ def test_runplane_worker_refuses_what_names_no_agent(
 def test_runplane_worker_needs_a_module(tmp_path: Path) -> None:
     result = CliRunner().invoke(build_app(), ["worker"])
     assert result.exit_code == 2
-    assert "Missing argument 'MODULE[:ATTR]'" in " ".join(
-        result.output.replace("│", " ").split()
-    )
+    assert "Missing argument 'MODULE[:ATTR]'" in " ".join(result.output.replace("│", " ").split())
