@@ -6,6 +6,8 @@ racing, stops cleanly on SIGTERM giving its runs back, and leaves alone runs it 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import time
 from typing import Any
@@ -208,3 +210,45 @@ def test_a_worker_stopped_with_sigterm_gives_its_run_back_to_the_next_worker(
     assert [line.split()[0] for line in jobs.lines("calls.log")] == ["step_a", "step_b"]
     jobs.stop(second)
     print(f"\nfigure: SIGTERM to the worker's exit, its run given back: {took * 1000:.0f} ms")
+
+
+def test_a_stalled_programs_run_is_taken_over_once_its_lease_expires(jobs: Jobs) -> None:
+    """A process that stops answering (SIGSTOP) but is alive is not known dead: the worker
+    waits for its lease to expire, takes the run over, and the stalled process, woken, finds its
+    writes refused: its late tool output is never recorded."""
+    (jobs.workdir / "hold").write_text("")
+    worker = jobs.worker()
+    program = jobs.program("stalled-1", "st", JOBS_LEASE="1.5")
+    wait_until(lambda: f" {program.pid}" in str(jobs.marker("holding")), "the program holding")
+    os.kill(program.pid, signal.SIGSTOP)
+    stopped_at = time.time()
+    try:
+        wait_until(
+            lambda: f" {worker.pid}" in str(jobs.marker("holding")), "the worker taking over"
+        )
+        show = jobs.show("stalled-1")
+        started = _steps(show, "attempt_started")
+        assert [s["payload"]["pid"] for s in started] == [program.pid, worker.pid]
+        (ended,) = _steps(show, "attempt_ended")
+        assert ended["payload"]["reason"] == "lease_lost"  # alive, but silent past its lease
+        lease_expired = show["steps"][0]["payload"]["lease_seconds"]
+        took_over_in = started[1]["payload"]["started_at"] - stopped_at
+        assert took_over_in <= lease_expired + 5, took_over_in
+        (jobs.workdir / "hold").unlink()
+        wait_until(lambda: _completed(jobs, "stalled-1"), "the worker finishing the run")
+    finally:
+        os.kill(program.pid, signal.SIGCONT)
+    out, err = program.communicate(timeout=60)
+    assert program.returncode != 0, out
+    assert "RunLeasedError: run 'stalled-1' was taken over by another process" in err
+    show = jobs.show("stalled-1")
+    assert show["run"]["final_output"] == FINAL.format(key="st")
+    tools = [(s["payload"]["name"], s["attempt"]) for s in _steps(show, "tool_call")]
+    assert tools == [("step_a", 2), ("step_b", 2)]  # the stalled one's late output: refused
+    # step_a ran in both processes (at least once), its output recorded once.
+    ran = [line.split()[0] + " " + line.split()[2] for line in jobs.lines("calls.log")]
+    assert sorted(ran) == sorted(
+        [f"step_a {worker.pid}", f"step_a {program.pid}", f"step_b {worker.pid}"]
+    )
+    jobs.stop(worker)
+    print(f"\nfigure: SIGSTOP to the takeover with a 1.5 s lease: {took_over_in * 1000:.0f} ms")
