@@ -136,6 +136,10 @@ def test_runs_started_for_a_worker_run_there_and_their_handle_gives_the_result(
         assert [s["type"] for s in jobs.show(left)["steps"]] == ["run_queued"]
     show = jobs.show("started-s1")
     assert [s["type"] for s in show["steps"]][:2] == ["run_queued", "attempt_started"]
+    text = " ".join(jobs.show("started-s1", as_json=False).split())
+    assert "agent jobber (jobs:agent) queue default" in text
+    assert "queued on default (agent jobs:agent), for a worker" in text
+    assert f"attempt 1 started on {socket.gethostname()} pid {worker.pid} (new run)" in text
     assert show["steps"][1]["payload"]["pid"] == worker.pid
     _, err = jobs.stop(worker)
     assert worker.returncode == 0, err

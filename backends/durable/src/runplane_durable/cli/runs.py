@@ -28,6 +28,7 @@ from ..events import (
     ModelCalled,
     RunAwaitingApproval,
     RunFailed,
+    RunQueued,
     ToolCalled,
     UnknownEvent,
     in_full,
@@ -195,6 +196,7 @@ def list_runs(
 
 
 _COLOR = {
+    "queued": "yellow",
     "running": "cyan",
     "orphaned": "red",
     "stopped": "yellow",
@@ -259,7 +261,12 @@ def show_run(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> N
         + ("" if state.state == run.status else f" (stored status {run.status})"),
         soft_wrap=True,
     )
-    console.print(f"agent {escape(run.agent_name)}", soft_wrap=True)
+    console.print(
+        f"agent {escape(run.agent_name)}"
+        + (f" ({escape(run.agent_ref)})" if run.agent_ref else "")
+        + (f"   queue {escape(run.queue)}" if run.queue else ""),
+        soft_wrap=True,
+    )
     console.print(f"started {_when(run.created_at)}   finished {_when(run.finished_at)}")
     console.print(
         f"{_n(run.model_calls, 'model call')}, {_n(run.tool_calls, 'tool call')}, "
@@ -320,6 +327,9 @@ def _describe(e: Event | UnknownEvent, head: str, in_flight: set[str]) -> str:
     if isinstance(e, RunAwaitingApproval):
         asked = ", ".join(f"{c.name} ({c.call_id})" for c in e.calls or ())
         return f"{head} [yellow]awaiting approval[/]" + (f" of {escape(asked)}" if asked else "")
+    if isinstance(e, RunQueued):
+        ref = f" (agent {e.agent_ref})" if e.agent_ref else ""
+        return f"{head} [yellow]queued[/] on {escape(e.queue)}{escape(ref)}, for a worker"
     if isinstance(e, RunFailed):
         error_type = (e.error_type or "error").removeprefix("builtins.")
         return f"{head} [bold red]failed[/] {escape(error_type)}" + (

@@ -1,0 +1,76 @@
+"""The worker's loop in one process: it runs the queued runs it knows, and runs the remote tool
+task server beside them through its hook (`worker/tool_tasks.py`'s `serve_tool_tasks`)."""
+
+from __future__ import annotations
+
+import asyncio
+import types
+from typing import Any
+
+import pytest
+from agents import Agent, function_tool
+from agents.testing import ScriptedModel, assistant_message, function_call
+from runplane_durable import DurableBackend
+from runplane_durable.worker.known import KnownAgents
+from runplane_durable.worker.loop import Worker
+from support.durable import run_async
+
+from runplane import RunOptions
+
+
+@function_tool
+def stamp(n: int) -> str:
+    """Stamp a job."""
+    return f"stamped {n}"
+
+
+def _known(agent: Agent[Any]) -> KnownAgents:
+    module = types.ModuleType("loop_jobs")
+    module.agent = agent  # type: ignore[attr-defined]
+    module.stamp = stamp  # type: ignore[attr-defined]
+    return KnownAgents(by_ref={}, by_name={agent.name: agent}, modules=[module])
+
+
+def test_the_loop_runs_queued_runs_and_the_tool_task_hook_beside_them(
+    backend: DurableBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served: list[tuple[Any, list[Any], str]] = []
+
+    async def serve_tool_tasks(
+        engine: Any, tools: list[Any], *, queue: str, stop: asyncio.Event
+    ) -> None:
+        served.append((engine, tools, queue))
+        await stop.wait()
+
+    fake = types.ModuleType("runplane_durable.worker.tool_tasks")
+    fake.serve_tool_tasks = serve_tool_tasks  # type: ignore[attr-defined]
+    monkeypatch.setitem(__import__("sys").modules, "runplane_durable.worker.tool_tasks", fake)
+    script = [[function_call("stamp", {"n": 3}, call_id="c1")], [assistant_message("ok")]]
+    agent = Agent(name=f"looper-{id(served)}", model=ScriptedModel(script), tools=[stamp])
+
+    async def go() -> None:
+        record = await backend.start(agent, "go", RunOptions(), queue="loop")
+        worker = Worker(backend.engine, _known(agent), queue="loop", poll=0.05)
+        stop = asyncio.Event()
+        running = asyncio.ensure_future(worker.run(stop))
+        for _ in range(200):
+            if (await backend.engine.get_run(record.id)).status == "completed":
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(running, 10)
+        assert (await backend.engine.get_run(record.id)).status == "completed"
+        ((engine, tools, queue),) = served
+        assert (engine, queue) == (backend.engine, "loop")
+        assert tools == [stamp]  # the modules' and agents' function tools, once each
+        await backend.engine.dispose()
+
+    run_async(go())
+
+
+def test_a_worker_needs_a_slot_and_a_poll(backend: DurableBackend) -> None:
+    known = KnownAgents()
+    with pytest.raises(ValueError, match="concurrency must be at least 1, got 0"):
+        Worker(backend.engine, known, concurrency=0)
+    with pytest.raises(ValueError, match="poll must be positive"):
+        Worker(backend.engine, known, poll=0)
