@@ -11,6 +11,7 @@ import pytest
 from agents import Agent, function_tool
 from agents.testing import ScriptedModel, assistant_message, function_call
 from runplane_durable import DurableBackend
+from runplane_durable.records import RunSpec
 from runplane_durable.worker.known import KnownAgents
 from runplane_durable.worker.loop import Worker
 from support.durable import run_async
@@ -74,3 +75,41 @@ def test_a_worker_needs_a_slot_and_a_poll(backend: DurableBackend) -> None:
         Worker(backend.engine, known, concurrency=0)
     with pytest.raises(ValueError, match="poll must be positive"):
         Worker(backend.engine, known, poll=0)
+
+
+def test_a_run_it_cannot_rebuild_is_tried_once_and_left_queued(
+    backend: DurableBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stored context whose class this worker never imported: the run cannot start here, and
+    the worker says so once instead of at every look."""
+    agent = Agent(name=f"rebuilder-{id(caplog)}", model=ScriptedModel([]))
+
+    async def go() -> None:
+        record = await backend.start(agent, "go", RunOptions(), queue="rebuild")
+        stored = {"type": "module_nobody_imported:Ctx", "data": {}}
+        spec = RunSpec(
+            f"{record.id}-ctx",
+            agent.name,
+            record.input,
+            record.input_fingerprint,
+            {**record.options, "context": stored},
+            queue="rebuild",
+        )
+        broken = await backend.engine.enqueue_run(spec)
+        await backend.engine.get_run(record.id)
+        worker = Worker(backend.engine, _known(agent), queue="rebuild", poll=0.02)
+        stop = asyncio.Event()
+        running = asyncio.ensure_future(worker.run(stop))
+        await asyncio.sleep(0.5)  # many looks
+        stop.set()
+        await asyncio.wait_for(running, 10)
+        assert (await backend.engine.get_run(broken.id)).status == "queued"
+        failures = [
+            r for r in caplog.records if r.levelname == "ERROR" and broken.id in r.getMessage()
+        ]
+        assert len(failures) == 1
+        assert "module 'module_nobody_imported' is not imported" in failures[0].getMessage()
+        await backend.engine.dispose()
+
+    with caplog.at_level("INFO", logger="runplane_durable.worker"):
+        run_async(go())

@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .engine import Engine, RunSession
     from .errors import (
+        AgentRefError,
         DatabaseError,
         DurableError,
         JournalSerializationError,
         ReplayDivergenceError,
         RunCancelledError,
+        RunFailedError,
         RunInputMismatchError,
         RunLeasedError,
         RunNotFoundError,
@@ -34,12 +36,14 @@ if TYPE_CHECKING:
     from .local.engine import LocalEngine
     from .records import EventRecord, JournalEntry, JournalRecord, RunRecord
     from .runtime.backend import DEFAULT_LEASE_SECONDS, DurableBackend
+    from .runtime.handle import RunHandle
     from .runtime.identity import last_run_id, run_id
     from .runtime.runner import Runner
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
     "ENV_DATABASE_URL",
+    "AgentRefError",
     "DatabaseError",
     "DurableBackend",
     "DurableError",
@@ -51,6 +55,8 @@ __all__ = [
     "LocalEngine",
     "ReplayDivergenceError",
     "RunCancelledError",
+    "RunFailedError",
+    "RunHandle",
     "RunInputMismatchError",
     "RunLeasedError",
     "RunNotFoundError",
@@ -69,11 +75,14 @@ _LAZY = {
     "DurableBackend": "runtime.backend",
     "Engine": "engine",
     "RunSession": "engine",
+    "AgentRefError": "errors",
     "DatabaseError": "errors",
     "DurableError": "errors",
     "JournalSerializationError": "errors",
     "ReplayDivergenceError": "errors",
     "RunCancelledError": "errors",
+    "RunFailedError": "errors",
+    "RunHandle": "runtime.handle",
     "RunInputMismatchError": "errors",
     "RunLeasedError": "errors",
     "RunNotFoundError": "errors",

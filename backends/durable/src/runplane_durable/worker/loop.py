@@ -82,6 +82,9 @@ class Worker:
         self.poll = poll
         self.backend = DurableBackend(engine, lease_seconds=lease_seconds)
         self._running: dict[str, asyncio.Task[None]] = {}
+        # Runs that raised here before their outcome could be recorded (an input or context
+        # this process cannot rebuild): tried once, not at every look.
+        self._given_up: set[str] = set()
         self._wake = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -123,7 +126,7 @@ class Worker:
         except DatabaseError as exc:  # the database is away for a moment: look again later
             log.warning("worker: could not look for runs: %s", exc)
             return
-        candidates = [r for r in found if r.id not in self._running]
+        candidates = [r for r in found if r.id not in self._running and r.id not in self._given_up]
         # Workers that look at once would all try the same runs first: shuffled, they spread.
         random.shuffle(candidates)
         for record in candidates[:free]:
@@ -151,7 +154,10 @@ class Worker:
         except asyncio.CancelledError:
             log.info("worker: stopped run %s; its lease is given back", record.id)
             raise
-        except Exception as exc:  # recorded as the run's failure; the worker goes on
+        except (
+            Exception
+        ) as exc:  # recorded as the run's failure (if it started); the worker goes on
+            self._given_up.add(record.id)
             log.error("worker: run %s failed: %s: %s", record.id, type(exc).__qualname__, exc)
             return
         log.info("worker: finished run %s", record.id)
