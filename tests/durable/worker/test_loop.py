@@ -113,3 +113,23 @@ def test_a_run_it_cannot_rebuild_is_tried_once_and_left_queued(
 
     with caplog.at_level("INFO", logger="runplane_durable.worker"):
         run_async(go())
+
+
+def test_a_failing_tool_task_server_stops_the_worker_with_its_error(
+    backend: DurableBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def serve_tool_tasks(engine: Any, tools: Any, *, queue: str, stop: Any) -> None:
+        raise RuntimeError("tool task table unreadable")
+
+    fake = types.ModuleType("runplane_durable.worker.tool_tasks")
+    fake.serve_tool_tasks = serve_tool_tasks  # type: ignore[attr-defined]
+    monkeypatch.setitem(__import__("sys").modules, "runplane_durable.worker.tool_tasks", fake)
+    agent = Agent(name="with-tools", model=ScriptedModel([]), tools=[stamp])
+
+    async def go() -> None:
+        worker = Worker(backend.engine, _known(agent), queue="tt", poll=0.02)
+        with pytest.raises(RuntimeError, match="tool task table unreadable"):
+            await asyncio.wait_for(worker.run(asyncio.Event()), 10)
+        await backend.engine.dispose()
+
+    run_async(go())

@@ -91,16 +91,19 @@ class Worker:
         """Claim and run until `stop` is set; then stop the runs in progress (each gives its
         lease back) and return once they have."""
         service = tool_task_service(self.engine, self.known, queue=self.queue, stop=stop)
-        tasks = asyncio.ensure_future(service) if service is not None else None
+        tool_tasks = asyncio.ensure_future(service) if service is not None else None
         try:
             while not stop.is_set():
+                if tool_tasks is not None and tool_tasks.done():
+                    tool_tasks.result()  # the tool task server failed: so does the worker
                 await self._claim_some()
                 await self._wait(stop)
         finally:
             await self._stop_runs()
-            if tasks is not None:
+            if tool_tasks is not None:
+                stop.set()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await tasks
+                    await tool_tasks
 
     async def _wait(self, stop: asyncio.Event) -> None:
         """Until the next pass: `poll` seconds, or sooner when a run ends (a slot is free)."""
