@@ -4,6 +4,7 @@ task server beside them through its hook (`worker/tool_tasks.py`'s `serve_tool_t
 from __future__ import annotations
 
 import asyncio
+import sys
 import types
 from typing import Any
 
@@ -25,10 +26,28 @@ def stamp(n: int) -> str:
     return f"stamped {n}"
 
 
+@function_tool
+def local_only(n: int) -> str:
+    """Not remote: never served as tasks."""
+    return str(n)
+
+
+def _fake_remote_tools(monkeypatch: pytest.MonkeyPatch, serve: Any) -> None:
+    """Stand-ins for `worker.tool_tasks` and `runtime.remote_tools` (engineer T's): `stamp` is
+    the remote tool."""
+    tasks = types.ModuleType("runplane_durable.worker.tool_tasks")
+    tasks.serve_tool_tasks = serve  # type: ignore[attr-defined]
+    remote = types.ModuleType("runplane_durable.runtime.remote_tools")
+    remote.remote_spec = lambda tool: object() if tool is stamp else None  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, tasks.__name__, tasks)
+    monkeypatch.setitem(sys.modules, remote.__name__, remote)
+
+
 def _known(agent: Agent[Any]) -> KnownAgents:
     module = types.ModuleType("loop_jobs")
     module.agent = agent  # type: ignore[attr-defined]
     module.stamp = stamp  # type: ignore[attr-defined]
+    module.local_only = local_only  # type: ignore[attr-defined]
     return KnownAgents(by_ref={}, by_name={agent.name: agent}, modules=[module])
 
 
@@ -43,9 +62,7 @@ def test_the_loop_runs_queued_runs_and_the_tool_task_hook_beside_them(
         served.append((engine, tools, queue))
         await stop.wait()
 
-    fake = types.ModuleType("runplane_durable.worker.tool_tasks")
-    fake.serve_tool_tasks = serve_tool_tasks  # type: ignore[attr-defined]
-    monkeypatch.setitem(__import__("sys").modules, "runplane_durable.worker.tool_tasks", fake)
+    _fake_remote_tools(monkeypatch, serve_tool_tasks)
     script = [[function_call("stamp", {"n": 3}, call_id="c1")], [assistant_message("ok")]]
     agent = Agent(name=f"looper-{id(served)}", model=ScriptedModel(script), tools=[stamp])
 
@@ -63,7 +80,7 @@ def test_the_loop_runs_queued_runs_and_the_tool_task_hook_beside_them(
         assert (await backend.engine.get_run(record.id)).status == "completed"
         ((engine, tools, queue),) = served
         assert (engine, queue) == (backend.engine, "loop")
-        assert tools == [stamp]  # the modules' and agents' function tools, once each
+        assert tools == {"stamp": stamp}  # the remote tools of its modules and agents, by name
         await backend.engine.dispose()
 
     run_async(go())
@@ -121,9 +138,7 @@ def test_a_failing_tool_task_server_stops_the_worker_with_its_error(
     async def serve_tool_tasks(engine: Any, tools: Any, *, queue: str, stop: Any) -> None:
         raise RuntimeError("tool task table unreadable")
 
-    fake = types.ModuleType("runplane_durable.worker.tool_tasks")
-    fake.serve_tool_tasks = serve_tool_tasks  # type: ignore[attr-defined]
-    monkeypatch.setitem(__import__("sys").modules, "runplane_durable.worker.tool_tasks", fake)
+    _fake_remote_tools(monkeypatch, serve_tool_tasks)
     agent = Agent(name="with-tools", model=ScriptedModel([]), tools=[stamp])
 
     async def go() -> None:

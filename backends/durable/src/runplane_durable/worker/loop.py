@@ -34,27 +34,36 @@ log = logging.getLogger("runplane_durable.worker")
 DEFAULT_POLL = 0.5  # seconds between two looks for work while there is none
 
 
+def _optional(module: str) -> Any | None:
+    """`runplane_durable.<module>`, or None where this installation has none."""
+    name = f"{__package__.rpartition('.')[0]}.{module}"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:
+            raise
+        return None
+
+
 def tool_task_service(
     engine: Engine, known: KnownAgents, *, queue: str, stop: asyncio.Event
 ) -> Coroutine[Any, Any, None] | None:
-    """The server of remote tool tasks (`worker/tool_tasks.py`), when this installation has one
-    and the worker's modules define remote tools; it runs beside the run loop until `stop`.
+    """The server of remote tool tasks (`worker.tool_tasks`) for the remote tools of the
+    worker's modules and agents (`runtime.remote_tools.remote_spec` says which), on the
+    worker's queue, beside its run loop until `stop`; None when there are none (or this
+    installation has no remote tools).
 
-    The hook is `serve_tool_tasks(engine, tools, *, queue, stop)`, given every function tool of
-    the worker's modules and agents (it serves those marked remote, and returns at once if none
-    is).
+    The hook is `serve_tool_tasks(engine, tools, *, queue, stop)`, `tools` by name.
     """
-    try:
-        tool_tasks = importlib.import_module(f"{__package__}.tool_tasks")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.tool_tasks":
-            raise
+    tool_tasks, remote_tools = _optional("worker.tool_tasks"), _optional("runtime.remote_tools")
+    if tool_tasks is None or remote_tools is None:
         return None
-    tools = known.function_tools()
-    if not tools:
+    remote = {t.name: t for t in known.function_tools() if remote_tools.remote_spec(t) is not None}
+    if not remote:
         return None
-    serve: Any = tool_tasks.serve_tool_tasks
-    coroutine: Coroutine[Any, Any, None] = serve(engine, tools, queue=queue, stop=stop)
+    coroutine: Coroutine[Any, Any, None] = tool_tasks.serve_tool_tasks(
+        engine, remote, queue=queue, stop=stop
+    )
     return coroutine
 
 
