@@ -14,6 +14,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -316,6 +317,142 @@ def test_a_run_id_reused_with_another_agent_or_input_is_refused(clients: Clients
             await engine.open_run(_spec(rid, text="other"), lease_seconds=30)
         assert wired(given.value).fields["what_changed"] == "input"
         await session.close()
+
+    run(go)
+
+
+def test_enqueue_run_makes_a_queued_run_that_open_run_starts_once(clients: Clients) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        spec = replace(_spec(rid), agent_ref="app.agents:echo")
+        before = time.time()
+        queued = wire(await engine.enqueue_run(spec))
+        assert (queued.id, queued.status, queued.owner, queued.lease_expires_at) == (
+            rid,
+            "queued",
+            None,
+            None,
+        )
+        assert (queued.queue, queued.agent_ref, queued.agent_name) == (
+            "default",
+            "app.agents:echo",
+            "echo",
+        )
+        assert queued.created_at >= before
+        assert wire(await engine.get_run(rid)) == queued
+        assert [(e.type, e.payload) for e in wire(await engine.list_events(rid))] == [
+            ("run_queued", {"queue": "default", "agent_ref": "app.agents:echo"})
+        ]
+        assert wire(await clients().enqueue_run(spec)) == queued  # the same run, once
+        with pytest.raises(RunInputMismatchError) as given:
+            await engine.enqueue_run(_spec(rid, text="other"))
+        assert wired(given.value).fields["what_changed"] == "input"
+
+        session = await _open(clients(), spec)  # a worker starts it
+        assert (session.record.status, session.journal, session.read_only) == (
+            "running",
+            [],
+            False,
+        )
+        with pytest.raises(RunLeasedError):  # a second worker does not
+            await clients().open_run(spec, lease_seconds=30)
+        events = wire(await engine.list_events(rid))
+        assert [e.type for e in events] == ["run_queued", "attempt_started"]
+        assert (events[1].payload["attempt"], events[1].payload["resumed"]) == (1, False)
+        stored = wire(await engine.get_run(rid))
+        assert (stored.status, stored.queue, stored.agent_ref) == (
+            "running",
+            "default",
+            "app.agents:echo",
+        )
+        await session.close()
+
+    run(go)
+
+
+def test_open_run_stores_the_agent_ref_and_queue_of_a_new_run(clients: Clients) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        session = await _open(engine, replace(_spec(rid), agent_ref="m:a", queue="q"))
+        assert (session.record.agent_ref, session.record.queue) == ("m:a", "q")
+        await session.release()
+        await session.close()
+        again = await _open(clients(), replace(_spec(rid), agent_ref="n:b", queue="r"))
+        assert (again.record.agent_ref, again.record.queue) == ("m:a", "q")  # kept as created
+        await again.close()
+        stored = wire(await engine.get_run(rid))
+        assert (stored.agent_ref, stored.queue) == ("m:a", "q")
+
+    run(go)
+
+
+def test_claimable_runs_are_those_a_worker_of_the_queue_knows_and_may_claim(
+    clients: Clients,
+) -> None:
+    async def go() -> None:
+        engine = clients()
+        tag = uuid.uuid4().hex[:8]  # the PostgreSQL database is shared: agents of this test only
+        ref, name, queue = f"app_{tag}:agent", f"agent-{tag}", f"q-{tag}"
+
+        def spec(label: str, **kw: Any) -> RunSpec:
+            fields = {"agent_ref": ref, "queue": queue, **kw}
+            return replace(_spec(f"{label}-{tag}", agent=fields.pop("agent", name)), **fields)
+
+        async def opened(label: str, lease: float = 30, **kw: Any) -> RunSession:
+            return await _open(clients(), spec(label, **kw), lease_seconds=lease)
+
+        await engine.enqueue_run(spec("queued-1"))
+        held = await opened("held")  # executing under a live lease: not claimable
+        expired = await opened("expired", lease=0.2)  # its holder went silent
+        stopped = await opened("stopped")
+        await stopped.release()
+        await stopped.close()
+        done = await opened("done")
+        await done.finish("completed", final_output={"json": 1})
+        await done.close()
+        failed = await opened("failed")
+        await failed.finish("failed", error=RuntimeError("no"))
+        await failed.close()
+        await engine.enqueue_run(spec("by-name", agent_ref=None))  # known by its name alone
+        await engine.enqueue_run(spec("queued-2"))
+        await engine.enqueue_run(spec("other-queue", queue=f"other-{tag}"))
+        await engine.enqueue_run(spec("other-ref", agent_ref=f"app_{tag}:someone_else"))
+        await engine.enqueue_run(spec("other-name", agent_ref=None, agent=f"else-{tag}"))
+        nested = await opened("nested", lease=0.2, queue=None)  # its parent resumes it
+        await asyncio.sleep(0.3)
+
+        found = wire(
+            await clients().claimable_runs(
+                agent_refs=[ref], agent_names=[name], queue=queue, limit=10
+            )
+        )
+        assert [r.id.removesuffix(f"-{tag}") for r in found] == [
+            "expired",  # resumable runs first, oldest first
+            "stopped",
+            "queued-1",  # then queued ones, oldest first
+            "by-name",
+            "queued-2",
+        ]
+        limited = await engine.claimable_runs(
+            agent_refs=[ref], agent_names=[name], queue=queue, limit=3
+        )
+        assert [r.id for r in limited] == [r.id for r in found[:3]]
+        none = await engine.claimable_runs(agent_refs=[], agent_names=[], queue=queue, limit=10)
+        assert none == []
+        by_name = await engine.claimable_runs(
+            agent_refs=[], agent_names=[name], queue=queue, limit=10
+        )
+        assert [r.id for r in by_name] == [f"by-name-{tag}"]
+        with pytest.raises(ValueError, match="limit"):
+            await engine.claimable_runs(agent_refs=[ref], agent_names=[], queue=queue, limit=0)
+
+        claimed = await _open(clients(), spec("queued-1"))  # claimed: no longer listed
+        left = await engine.claimable_runs(
+            agent_refs=[ref], agent_names=[name], queue=queue, limit=10
+        )
+        assert f"queued-1-{tag}" not in [r.id for r in left]
+        for session in (held, expired, nested, claimed):
+            await session.close()
 
     run(go)
 

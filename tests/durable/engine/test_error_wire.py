@@ -13,12 +13,14 @@ import pytest
 from agents.exceptions import AgentsException
 from runplane_durable import errors
 from runplane_durable.errors import (
+    AgentRefError,
     DatabaseError,
     DurableError,
     JournalSerializationError,
     RemoteContextError,
     ReplayDivergenceError,
     RunCancelledError,
+    RunFailedError,
     RunInputMismatchError,
     RunLeasedError,
     RunNotFoundError,
@@ -143,6 +145,14 @@ EXAMPLES: list[tuple[DurableError, str]] = [
         "enqueued; everything journaled so far is kept, so the run resumes under its id once "
         "fixed.",
     ),
+    (
+        RunFailedError(run_id="r-1", error_type="builtins.ValueError", error="bad order"),
+        "run 'r-1' failed: ValueError: bad order (`runplane runs show r-1` has its history)",
+    ),
+    (
+        AgentRefError(ref="app:triage", problem="module 'app' has no attribute 'triage'"),
+        "agent reference 'app:triage': module 'app' has no attribute 'triage'",
+    ),
 ]
 
 
@@ -217,6 +227,8 @@ def test_every_durable_error_has_its_own_stable_code() -> None:
         TaskNotFoundError: "task_not_found",
         TaskLeaseLostError: "task_lease_lost",
         RemoteContextError: "remote_context",
+        RunFailedError: "run_failed",
+        AgentRefError: "agent_ref",
     }
 
 

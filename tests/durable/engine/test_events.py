@@ -31,6 +31,7 @@ from runplane_durable.events import (
     RunCancelled,
     RunCompleted,
     RunFailed,
+    RunQueued,
     Stringified,
     TokenUsage,
     ToolCalled,
@@ -152,6 +153,7 @@ EVENTS = st.one_of(
     st.builds(RunFailed, maybe_text, maybe_text),
     st.just(RunCancelled()),
     st.builds(RunAwaitingApproval, st.none() | st.lists(pending, max_size=3).map(tuple)),
+    st.builds(RunQueued, text, maybe_text),
 )
 
 
@@ -181,6 +183,7 @@ def test_every_event_type_has_its_record() -> None:
         "run_failed",
         "run_cancelled",
         "run_awaiting_approval",
+        "run_queued",
     }
 
 

@@ -48,7 +48,7 @@ ALLOWED = {
     "runtime": {"data", "engine", "runtime"},
     # The server serves an engine and never runs an agent: no runtime, no concrete engine.
     "server": {"data", "engine", "server"},
-    # Workers run tools and agents: the runtime, on an engine they are given.
+    # Workers run agents with the runtime, on an engine they are given.
     "worker": {"data", "engine", "runtime", "worker"},
 }
 

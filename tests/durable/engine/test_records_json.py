@@ -43,6 +43,8 @@ specs = st.builds(
     input_fingerprint=text,
     options=json_object,
     named=st.booleans(),
+    agent_ref=maybe_text,
+    queue=maybe_text,
 )
 runs = st.builds(
     RunRecord,
@@ -175,7 +177,11 @@ def test_every_record_comes_back_from_json_text_as_it_was(record: Any) -> None:
     assert back == record
     assert type(back) is type(record)
     if isinstance(record, RunSpec):  # not part of equality, still part of the form
-        assert back.named == record.named
+        assert (back.named, back.agent_ref, back.queue) == (
+            record.named,
+            record.agent_ref,
+            record.queue,
+        )
 
 
 def test_the_json_form_names_each_field() -> None:

@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .engine import Engine, RunSession
     from .errors import (
+        AgentRefError,
         DatabaseError,
         DurableError,
         JournalSerializationError,
         RemoteContextError,
         ReplayDivergenceError,
         RunCancelledError,
+        RunFailedError,
         RunInputMismatchError,
         RunLeasedError,
         RunNotFoundError,
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from .local.engine import LocalEngine
     from .records import EventRecord, JournalEntry, JournalRecord, RunRecord
     from .runtime.backend import DEFAULT_LEASE_SECONDS, DurableBackend
+    from .runtime.handle import RunHandle
     from .runtime.identity import last_run_id, run_id
     from .runtime.remote_tools import RemoteToolError, remote, remote_tools
     from .runtime.runner import Runner
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
     "ENV_DATABASE_URL",
+    "AgentRefError",
     "DatabaseError",
     "DurableBackend",
     "DurableError",
@@ -57,6 +61,8 @@ __all__ = [
     "RemoteToolError",
     "ReplayDivergenceError",
     "RunCancelledError",
+    "RunFailedError",
+    "RunHandle",
     "RunInputMismatchError",
     "RunLeasedError",
     "RunNotFoundError",
@@ -79,11 +85,14 @@ _LAZY = {
     "DurableBackend": "runtime.backend",
     "Engine": "engine",
     "RunSession": "engine",
+    "AgentRefError": "errors",
     "DatabaseError": "errors",
     "DurableError": "errors",
     "JournalSerializationError": "errors",
     "ReplayDivergenceError": "errors",
     "RunCancelledError": "errors",
+    "RunFailedError": "errors",
+    "RunHandle": "runtime.handle",
     "RunInputMismatchError": "errors",
     "RunLeasedError": "errors",
     "RunNotFoundError": "errors",

@@ -115,11 +115,38 @@ class Engine(Protocol):
     async def open_run(self, spec: RunSpec, *, lease_seconds: float) -> RunSession:
         """Open the run `spec` names, creating it if there is none.
 
-        A new run starts its first attempt, under a lease of `lease_seconds`. An existing one
-        must have been started with the same agent and input (else RunInputMismatchError): it
-        is claimed for a new attempt if its lease is free, expired or held by a dead process
-        (else RunLeasedError), or opened `read_only` if it completed; a cancelled run raises
+        A new run starts its first attempt, under a lease of `lease_seconds`, and is stored with
+        `spec.agent_ref` and `spec.queue`. An existing one (a `queued` one too) must have been
+        started with the same agent and input (else RunInputMismatchError): it is claimed for a
+        new attempt if its lease is free, expired or held by a dead process (else
+        RunLeasedError), or opened `read_only` if it completed; a cancelled run raises
         RunCancelledError.
+        """
+
+    async def enqueue_run(self, spec: RunSpec) -> RunRecord:
+        """Create the run `spec` names as `queued` on `spec.queue` (None: "default"), with its
+        `spec.agent_ref`, for a worker to start: nothing executes it here, no lease is taken.
+
+        Its first event is `run_queued`. An id that exists already with the same agent and input
+        is that run, as it is now (starting it twice starts it once); with another agent or
+        input, RunInputMismatchError.
+        """
+
+    async def claimable_runs(
+        self,
+        *,
+        agent_refs: Sequence[str],
+        agent_names: Sequence[str],
+        queue: str,
+        limit: int,
+    ) -> list[RunRecord]:
+        """Runs a worker serving `queue` may claim now (with `open_run`), at most `limit`:
+        `running` ones on the queue whose lease is free, expired or held by a process known
+        dead, oldest first, then `queued` ones on it, oldest first.
+
+        Only runs whose agent the worker knows: an `agent_ref` in `agent_refs`, or no
+        `agent_ref` and an `agent_name` in `agent_names`. A run listed here may be claimed by
+        another worker first: `open_run` decides (RunLeasedError for the one that lost).
         """
 
     async def get_run(self, run_id: str) -> RunRecord:

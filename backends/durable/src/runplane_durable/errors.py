@@ -20,12 +20,14 @@ from runplane import RunplaneError
 from .records import JournalKind
 
 __all__ = [
+    "AgentRefError",
     "DatabaseError",
     "DurableError",
     "JournalSerializationError",
     "RemoteContextError",
     "ReplayDivergenceError",
     "RunCancelledError",
+    "RunFailedError",
     "RunInputMismatchError",
     "RunLeasedError",
     "RunNotFoundError",
@@ -441,3 +443,37 @@ class RemoteContextError(DurableError):
             path=path,
             leaf=leaf,
         )
+
+
+class RunFailedError(DurableError):
+    """The run a handle waits for failed (`RunHandle.result()`): `error_type` is the exception's
+    qualified name as stored, `error` its message. The run stays resumable: a worker, or
+    `Runner.resume`, may run it again from its journal."""
+
+    code = "run_failed"
+    run_id: str
+    error_type: str | None
+    error: str | None
+
+    def __init__(self, *, run_id: str, error_type: str | None, error: str | None) -> None:
+        raised = (error_type or "an error").removeprefix("builtins.")
+        super().__init__(
+            f"run {run_id!r} failed: {raised}"
+            + (f": {error}" if error else "")
+            + f" (`runplane runs show {run_id}` has its history)",
+            run_id=run_id,
+            error_type=error_type,
+            error=error,
+        )
+
+
+class AgentRefError(DurableError, ValueError):
+    """An agent reference ("pkg.module:attr") that names no agent: malformed, a module that does
+    not import, an attribute that is missing or not an `Agent`. `problem` says which."""
+
+    code = "agent_ref"
+    ref: str
+    problem: str
+
+    def __init__(self, *, ref: str, problem: str) -> None:
+        super().__init__(f"agent reference {ref!r}: {problem}", ref=ref, problem=problem)

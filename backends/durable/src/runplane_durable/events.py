@@ -37,6 +37,7 @@ __all__ = [
     "RunCompleted",
     "RunFailed",
     "RunOutcome",
+    "RunQueued",
     "Stringified",
     "TokenUsage",
     "ToolCalled",
@@ -623,6 +624,24 @@ class RunAwaitingApproval:
 
 
 @dataclass(frozen=True)
+class RunQueued:
+    """The run was started for a worker (`Runner.start`), to wait on a queue until one that
+    knows its agent claims it: JSON {"queue", "agent_ref"} (`agent_ref` null when the agent is
+    known by its name alone). The run's first event."""
+
+    TYPE: ClassVar[str] = "run_queued"
+    queue: str
+    agent_ref: str | None = None
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"queue": self.queue, "agent_ref": self.agent_ref}
+
+    @classmethod
+    def from_payload(cls, p: Mapping[str, Any]) -> RunQueued:
+        return cls(_need(p, "queue", str), _get(p, "agent_ref", str, None))
+
+
+@dataclass(frozen=True)
 class UnknownEvent:
     """An event this version has no record for (a newer version's, or `tool_started` of the
     first one), or one whose payload does not fit its type (`problem` says why): kept as
@@ -648,6 +667,7 @@ Event = (
     | RunFailed
     | RunCancelled
     | RunAwaitingApproval
+    | RunQueued
 )
 _TYPES: dict[str, Any] = {
     cls.TYPE: cls
@@ -662,6 +682,7 @@ _TYPES: dict[str, Any] = {
         RunFailed,
         RunCancelled,
         RunAwaitingApproval,
+        RunQueued,
     )
 }
 EVENT_TYPES: tuple[str, ...] = tuple(_TYPES)

@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .errors import (
+        AgentRefError,
         DatabaseError,
         DurableError,
         JournalSerializationError,
         ReplayDivergenceError,
         RunCancelledError,
+        RunFailedError,
         RunInputMismatchError,
         RunLeasedError,
         RunNotFoundError,
@@ -29,11 +31,13 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "AgentRefError",
     "DatabaseError",
     "DurableError",
     "JournalSerializationError",
     "ReplayDivergenceError",
     "RunCancelledError",
+    "RunFailedError",
     "RunInputMismatchError",
     "RunLeasedError",
     "RunNotFoundError",

@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeVar, get_args
 
 __all__ = [
     "CANCEL_MODES",
+    "DEFAULT_QUEUE",
     "JOURNAL_KINDS",
     "MAX_RETRY_DELAY",
     "RUN_STATUSES",
@@ -49,6 +50,8 @@ __all__ = [
     "run_cursor",
 ]
 
+# The queue of a run started with no queue named, and the one a worker serves by default.
+DEFAULT_QUEUE = "default"
 RunStatus = Literal["queued", "running", "awaiting_approval", "completed", "failed", "cancelled"]
 # How a run asked to stop from another process stops: at once, or once its current turn ends
 # (the SDK's `RunResultStreaming.cancel(mode)`).
@@ -114,9 +117,13 @@ def check_status(value: Any) -> RunStatus:
 class RunSpec:
     """What identifies a run's start: a reused id must come with the same agent and input.
 
-    JSON: {"run_id", "agent_name", "input", "input_fingerprint", "options", "named"}; `named`
+    JSON: {"run_id", "agent_name", "input", "input_fingerprint", "options", "named",
+    "agent_ref", "queue"}; the last three are optional and take no part in equality. `named`
     (default false) says the program chose the id (`with run_id("order-42")`), so it may mean
-    to resume a run; it does not take part in equality.
+    to resume a run. `agent_ref` ("pkg.module:attr", default null) names the agent so a worker
+    can rebuild it; `queue` (default null) is the worker queue whose workers may take the run
+    over when its process dies (null: none may, as for a nested run, which its parent resumes).
+    Both are stored when the run is created, never changed by a later opening.
     """
 
     run_id: str
@@ -125,6 +132,8 @@ class RunSpec:
     input_fingerprint: str
     options: dict[str, Any]
     named: bool = field(default=False, compare=False)
+    agent_ref: str | None = field(default=None, compare=False)
+    queue: str | None = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return _plain(self)

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .. import lazy_errors as errors
+from ..attempts import by_step
 from ..codec import plain_value
 from ..engine import open_engine
 from ..events import (
@@ -27,6 +28,7 @@ from ..events import (
     ModelCalled,
     RunAwaitingApproval,
     RunFailed,
+    RunQueued,
     ToolCalled,
     UnknownEvent,
     in_full,
@@ -194,6 +196,7 @@ def list_runs(
 
 
 _COLOR = {
+    "queued": "yellow",
     "running": "cyan",
     "orphaned": "red",
     "stopped": "yellow",
@@ -231,8 +234,12 @@ def show_run(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> N
     where, run, events, parsed = asyncio.run(_show(db, run_id))
     state = run_state(run)
     flying = tools_in_flight(run.status, parsed)
+    attempts = by_step(parsed)
     if as_json:
-        steps = [{**dataclasses.asdict(e), "time": _iso(e.created_at)} for e in events]
+        steps = [
+            {**dataclasses.asdict(e), "time": _iso(e.created_at), "attempt": _number(a)}
+            for e, a in zip(events, attempts, strict=True)
+        ]
         typer.echo(
             json.dumps(
                 {
@@ -254,7 +261,12 @@ def show_run(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> N
         + ("" if state.state == run.status else f" (stored status {run.status})"),
         soft_wrap=True,
     )
-    console.print(f"agent {escape(run.agent_name)}", soft_wrap=True)
+    console.print(
+        f"agent {escape(run.agent_name)}"
+        + (f" ({escape(run.agent_ref)})" if run.agent_ref else "")
+        + (f"   queue {escape(run.queue)}" if run.queue else ""),
+        soft_wrap=True,
+    )
     console.print(f"started {_when(run.created_at)}   finished {_when(run.finished_at)}")
     console.print(
         f"{_n(run.model_calls, 'model call')}, {_n(run.tool_calls, 'tool call')}, "
@@ -264,12 +276,18 @@ def show_run(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> N
     console.print(f"input: {escape(_short(run.input))}\n")
     in_flight = {f.key for f in flying}
     day = None
-    for e, p in zip(events, parsed, strict=True):
+    several = len({id(a) for a in attempts if a is not None}) > 1
+    for e, p, a in zip(events, parsed, attempts, strict=True):
         stamp = _when(e.created_at)
         if stamp[:10] != day:  # each event's time of day, under the date it happened on
             day = stamp[:10]
             console.print(f"[dim]     {day}[/]")
-        console.print(_describe(p, f"[dim]{e.seq:>4} {stamp[11:]}[/]", in_flight))
+        line = _describe(p, f"[dim]{e.seq:>4} {stamp[11:]}[/]", in_flight)
+        if several and a is not None and isinstance(p, (ModelCalled, ToolCalled)):
+            # Which process did this step, beside it, once a run ran in more than one.
+            first, _, rest = line.partition("\n")
+            line = f"{first} [dim]{escape(_by(a))}[/]" + (f"\n{rest}" if rest else "")
+        console.print(line)
     if run.status == "completed":
         console.print(
             f"\n[bold green]final output[/]: {escape(_short(plain_value(run.final_output), 2000))}"
@@ -309,6 +327,9 @@ def _describe(e: Event | UnknownEvent, head: str, in_flight: set[str]) -> str:
     if isinstance(e, RunAwaitingApproval):
         asked = ", ".join(f"{c.name} ({c.call_id})" for c in e.calls or ())
         return f"{head} [yellow]awaiting approval[/]" + (f" of {escape(asked)}" if asked else "")
+    if isinstance(e, RunQueued):
+        ref = f" (agent {e.agent_ref})" if e.agent_ref else ""
+        return f"{head} [yellow]queued[/] on {escape(e.queue)}{escape(ref)}, for a worker"
     if isinstance(e, RunFailed):
         error_type = (e.error_type or "error").removeprefix("builtins.")
         return f"{head} [bold red]failed[/] {escape(error_type)}" + (
@@ -361,6 +382,20 @@ def _tool_call(e: ToolCalled, head: str) -> str:
     if e.sdk_error:
         return f"{call} [red]failed[/] -> {output}{took}"
     return f"{call} -> {output}{took}"
+
+
+def _number(attempt: AttemptStarted | None) -> int | None:
+    return None if attempt is None else attempt.attempt
+
+
+def _by(attempt: AttemptStarted) -> str:
+    """`[attempt 2, pid 4242]`: the attempt (and process) that did a step."""
+    holder = Holder.of(attempt.owner) if attempt.owner else None
+    pid = attempt.pid or (holder.pid if holder else None)
+    parts = [f"attempt {attempt.attempt}" if attempt.attempt else "an attempt"]
+    if pid is not None:
+        parts.append(f"pid {pid}")
+    return f"[{', '.join(parts)}]"
 
 
 def _attempt(e: AttemptStarted | AttemptEnded) -> str:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -16,10 +18,11 @@ from sqlalchemy.engine import Connection
 from .. import lazy_errors as errors
 from ..attempts import REASONS, Attempt, next_number, unended
 from ..engine import LATENCY_BUCKETS, Measures
-from ..events import EndReason, PendingCall, outcome, parse
+from ..events import EndReason, PendingCall, RunQueued, outcome, parse
 from ..names import check_agent_name, check_run_id
 from ..owner import current_owner, owner_is_dead, retire
 from ..records import (
+    DEFAULT_QUEUE,
     EventRecord,
     JournalEntry,
     JournalRecord,
@@ -122,13 +125,16 @@ class LocalEngine:
                 "(without one, the nearest .runplane/runplane.db is used)."
             )
 
-    async def open_run(self, spec: RunSpec, *, lease_seconds: float) -> LocalRunSession:
+    def _refuse_read_only(self, what: str) -> None:
         if self.read_only:
             raise errors.DatabaseError(
                 f"this LocalEngine opened the {describe(self.url)} read-only (read_only=True); "
-                "runs execute on an engine made without it.",
+                f"{what} on an engine made without it.",
                 database=describe(self.url),
             )
+
+    async def open_run(self, spec: RunSpec, *, lease_seconds: float) -> LocalRunSession:
+        self._refuse_read_only("runs execute")
         tx = await self.database.transactions()
         try:
             await self._release_left_over(tx)
@@ -210,10 +216,49 @@ class LocalEngine:
         )
         if attempt is None:  # finished: its stored result, by replay alone
             log.info("replaying finished run %s: %s (%s)", spec.run_id, counts, where)
+        elif attempt.number == 1 and not entries:  # queued by Runner.start: its first start
+            log.info("started queued run %s (%s)", spec.run_id, where)
         else:
             log.warning(
                 "resumed run %s: %s (attempt %d, %s)", spec.run_id, counts, attempt.number, where
             )
+
+    async def enqueue_run(self, spec: RunSpec) -> RunRecord:
+        self._refuse_read_only("runs are started")
+        queue = spec.queue if spec.queue is not None else DEFAULT_QUEUE
+        spec = dataclasses.replace(spec, queue=queue)
+        queued = RunQueued(queue, spec.agent_ref)
+        created, row = await self.database.call(
+            sql.enqueue_run, spec, NewEvent(queued.TYPE, queued.to_payload())
+        )
+        if not created:
+            _check_same_run(spec, row)
+        return row
+
+    async def claimable_runs(
+        self,
+        *,
+        agent_refs: Sequence[str],
+        agent_names: Sequence[str],
+        queue: str,
+        limit: int,
+    ) -> list[RunRecord]:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        free, held_here = await self.database.call(
+            sql.claimable_runs,
+            list(agent_refs),
+            list(agent_names),
+            queue,
+            limit,
+            f"{socket.gethostname()}:",
+        )
+        # Held by a process of this host: claimable once that process is gone.
+        dead = [r for r in held_here if r.owner is not None and owner_is_dead(r.owner)]
+        orphans = sorted(
+            [r for r in free if r.status == "running"] + dead, key=lambda r: (r.created_at, r.id)
+        )
+        return [*orphans, *(r for r in free if r.status == "queued")][:limit]
 
     async def get_run(self, run_id: str) -> RunRecord:
         record = await self.database.call(sql.get_run, check_run_id(run_id))
@@ -343,6 +388,19 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+def _check_same_run(spec: RunSpec, row: RunRecord) -> None:
+    """An id names one run: reused, it must come with the run's own agent and input."""
+    if row.agent_name != spec.agent_name:
+        raise errors.RunInputMismatchError(
+            run_id=spec.run_id,
+            what_changed="agent",
+            recorded_agent=row.agent_name,
+            agent=spec.agent_name,
+        )
+    if row.input_fingerprint != spec.input_fingerprint:
+        raise errors.RunInputMismatchError(run_id=spec.run_id, what_changed="input")
+
+
 def _claim_sync(
     conn: Connection, spec: RunSpec, owner: str, lease_seconds: float
 ) -> tuple[RunRecord, list[JournalRecord], int, Attempt | None]:
@@ -355,15 +413,7 @@ def _claim_sync(
     row = sql.get_run(conn, spec.run_id)
     if row is None:  # deleted between the insert that found it and now: a new run after all
         raise errors.RunNotFoundError(run_id=spec.run_id, vanished=True)
-    if row.agent_name != spec.agent_name:
-        raise errors.RunInputMismatchError(
-            run_id=spec.run_id,
-            what_changed="agent",
-            recorded_agent=row.agent_name,
-            agent=spec.agent_name,
-        )
-    if row.input_fingerprint != spec.input_fingerprint:
-        raise errors.RunInputMismatchError(run_id=spec.run_id, what_changed="input")
+    _check_same_run(spec, row)
     if row.status == "cancelled":
         raise errors.RunCancelledError(run_id=spec.run_id)
     if row.status == "completed":

@@ -56,9 +56,11 @@ __all__ = [
     "append",
     "claim",
     "claim_task",
+    "claimable_runs",
     "complete_task",
     "create_run",
     "create_schema",
+    "enqueue_run",
     "enqueue_task",
     "fail_task",
     "finish",
@@ -96,6 +98,8 @@ new_row_names = (
     "updated_at",
     "owner",
     "lease_expires_at",
+    "agent_ref",
+    "queue",
     *USAGE_COLUMNS,
 )
 
@@ -173,19 +177,22 @@ def record(row: Any) -> RunRecord:
     )
 
 
-def new_record(spec: RunSpec, owner: str, now: float, lease_seconds: float) -> RunRecord:
-    """The row `create_run` inserts, as a record: a new run needs no read after its insert."""
+def new_record(
+    spec: RunSpec, owner: str | None, now: float, lease_seconds: float | None
+) -> RunRecord:
+    """The row `create_run` (or, with no owner, `enqueue_run`) inserts, as a record: a new run
+    needs no read after its insert."""
     return RunRecord(
         id=spec.run_id,
         agent_name=spec.agent_name,
-        status="running",
+        status="running" if owner is not None else "queued",
         input=spec.input,
         options=spec.options,
         created_at=now,
         updated_at=now,
         finished_at=None,
         owner=owner,
-        lease_expires_at=now + lease_seconds,
+        lease_expires_at=None if lease_seconds is None else now + lease_seconds,
         model_calls=0,
         tool_calls=0,
         requests=0,
@@ -196,6 +203,8 @@ def new_record(spec: RunSpec, owner: str, now: float, lease_seconds: float) -> R
         error_type=None,
         error=None,
         input_fingerprint=spec.input_fingerprint,
+        agent_ref=spec.agent_ref,
+        queue=spec.queue,
     )
 
 
@@ -211,6 +220,8 @@ def new_row(record: RunRecord) -> dict[str, Any]:
         "updated_at": record.updated_at,
         "owner": record.owner,
         "lease_expires_at": record.lease_expires_at,
+        "agent_ref": record.agent_ref,
+        "queue": record.queue,
         **dict.fromkeys(USAGE_COLUMNS, 0),
     }
 
@@ -232,6 +243,64 @@ def create_run(
         conn.rollback()
         return None
     return record
+
+
+def enqueue_run(conn: Connection, spec: RunSpec, queued: NewEvent) -> tuple[bool, RunRecord]:
+    """Insert the run as `queued`, with its first event (`queued`); or, if a run with this id
+    exists, read it. Returns whether it was created, and the run."""
+    new = new_record(spec, None, time.time(), None)
+    try:
+        _INSERT_RUN.execute(conn, new_row(new))
+        _INSERT_EVENTS.execute(conn, _event_rows(spec.run_id, 1, [queued], new.created_at)[0])
+        conn.commit()
+    except IntegrityError:
+        conn.rollback()
+    else:
+        return True, new
+    row = get_run_row(conn, spec.run_id)
+    conn.commit()
+    if row is None:  # deleted between the insert that found it and now: try once more
+        return enqueue_run(conn, spec, queued)
+    return False, record(row)
+
+
+def claimable_runs(
+    conn: Connection,
+    agent_refs: list[str],
+    agent_names: list[str],
+    queue: str,
+    limit: int,
+    host_prefix: str,
+) -> tuple[list[RunRecord], list[RunRecord]]:
+    """Candidates for a worker of `queue`: the `running` runs whose lease is free or expired,
+    and the `queued` ones (oldest first, at most `limit` of each), then the `running` ones
+    held, under a live lease, by a process of this host (`host_prefix`: "host:"), soonest to
+    expire first, which the caller keeps if their holder is dead. Only runs whose agent the
+    worker knows."""
+    now = time.time()
+    knows = sa.or_(
+        runs.c.agent_ref.in_(agent_refs),
+        sa.and_(runs.c.agent_ref.is_(None), runs.c.agent_name.in_(agent_names)),
+    )
+    mine = sa.and_(runs.c.queue == queue, knows)
+    free = sa.or_(runs.c.owner.is_(None), runs.c.lease_expires_at < now)
+    oldest = _select_runs().order_by(runs.c.created_at, runs.c.id).limit(limit)
+    orphans = conn.execute(oldest.where(runs.c.status == "running", mine, free)).all()
+    queued = conn.execute(oldest.where(runs.c.status == "queued", mine)).all()
+    # A dead holder renews its lease no more: its lease is among the first to run out.
+    held_here = conn.execute(
+        _select_runs()
+        .where(
+            runs.c.status == "running",
+            mine,
+            runs.c.lease_expires_at >= now,
+            runs.c.owner.startswith(host_prefix, autoescape=True),
+        )
+        .order_by(runs.c.lease_expires_at)
+        .limit(limit)
+    ).all()
+    conn.commit()
+    return [record(r) for r in [*orphans, *queued]], [record(r) for r in held_here]
 
 
 def get_run_row(conn: Connection, run_id: str) -> Any:
@@ -852,5 +921,6 @@ READS: frozenset[Callable[..., Any]] = frozenset(
         measure,
         get_task,
         list_tasks,
+        claimable_runs,
     }
 )

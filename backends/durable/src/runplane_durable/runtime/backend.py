@@ -22,12 +22,13 @@ from runplane.base import RunMode
 from ..engine import Engine, RunSession, open_engine
 from ..errors import JournalSerializationError, RunLeasedError
 from ..events import PendingCall
-from ..names import check_agent_name, tool_key
-from ..records import RunRecord, RunSpec, RunStatus
-from ..serde import dump_display, fingerprint
+from ..names import check_agent_name, check_run_id, new_run_id, tool_key
+from ..records import DEFAULT_QUEUE, RunRecord, RunSpec, RunStatus
+from ..serde import dump_display, dump_value, fingerprint
 from . import intercept
 from .active import ACTIVE, NAMED_RUN_ID, REQUESTED_RUN_ID, ActiveRun
-from .identity import reserve_run_id, take_requested_run_id
+from .agent_refs import ref_of
+from .identity import NestedRunId, reserve_run_id, take_requested_run_id
 from .sdk_internals import stream_error
 
 __all__ = ["DEFAULT_LEASE_SECONDS", "DurableBackend"]
@@ -159,14 +160,22 @@ class DurableBackend(RunnerBackendBase):
         options: RunOptions[Any],
         *,
         mode: str,
+        chosen: str | None = None,
+        agent_ref: str | None = None,
+        queue: str | None = DEFAULT_QUEUE,
+        stored: dict[str, Any] | None = None,
     ) -> RunSpec:
         run_input = _input_json(input)
         name = getattr(agent, "name", "")  # agents.Runner passes arguments through untouched
         if isinstance(name, str):  # the SDK reports a nameless agent its own way
             check_agent_name(name)
-        chosen = take_requested_run_id()
+        if chosen is None:
+            chosen = take_requested_run_id()
+        # A run a durable run's tool starts (`Agent.as_tool`) is resumed by its parent, which
+        # starts it again: no worker may take it over on its own, so it gets no queue.
+        nested = isinstance(chosen, NestedRunId)
         return RunSpec(
-            run_id=chosen,
+            run_id=str(chosen),  # a plain str: a NestedRunId is only a marker
             agent_name=name,
             input=run_input,
             input_fingerprint=fingerprint({"agent": name, "input": run_input}),
@@ -176,8 +185,11 @@ class DurableBackend(RunnerBackendBase):
                 "previous_response_id": options.previous_response_id,
                 "auto_previous_response_id": options.auto_previous_response_id,
                 "conversation_id": options.conversation_id,
+                **(stored or {}),
             },
             named=chosen == NAMED_RUN_ID.get(),
+            agent_ref=agent_ref or (ref_of(agent) if isinstance(agent, Agent) else None),
+            queue=None if nested else queue,
         )
 
     async def _heartbeat_once_open(self, active: ActiveRun) -> None:
@@ -266,6 +278,45 @@ class DurableBackend(RunnerBackendBase):
             await session.close()
 
     # -- durable extras -------------------------------------------------------------------------
+
+    async def start(
+        self,
+        agent: Agent[Any],
+        input: RunInput[Any],
+        options: RunOptions[Any],
+        *,
+        run_id: str | None = None,
+        agent_ref: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+    ) -> RunRecord:
+        """Queue a run of `agent` for a worker (`Runner.start`): stored with its input, its
+        options, its context (when the journal can store it) and `agent_ref` (else the
+        agent's own, when it has one), under `run_id` (else a new id). Nothing runs here."""
+        stored: dict[str, Any] = {}
+        if options.context is not None:
+            try:
+                stored["context"] = dump_value(options.context, what="the context")
+            except JournalSerializationError as exc:
+                raise JournalSerializationError(
+                    f"Runner.start stores the run's context for the worker that runs it, and "
+                    f"this one cannot be stored: {exc.path}: {exc.leaf}. Give a context of "
+                    "JSON data, a pydantic model or a dataclass of those (its module imported "
+                    "by the worker), or none; nothing was stored.",
+                    path=exc.path,
+                    leaf=exc.leaf,
+                ) from exc
+        chosen = check_run_id(run_id) if run_id is not None else new_run_id()
+        spec = self._spec(
+            agent,
+            input,
+            options,
+            mode="start",
+            chosen=chosen,
+            agent_ref=agent_ref,
+            queue=queue,
+            stored=stored,
+        )
+        return await self.engine.enqueue_run(spec)
 
     async def get_run(self, run_id: str) -> RunRecord:
         return await self.engine.get_run(run_id)

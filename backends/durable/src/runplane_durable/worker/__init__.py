@@ -1,1 +1,2 @@
-"""The worker layer: what `runplane worker` processes run (remote tool tasks, runs to resume)."""
+"""The worker layer: what `runplane worker` processes run (a program's agents for runs no caller
+waits for, and remote tool tasks)."""
