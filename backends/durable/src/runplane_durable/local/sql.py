@@ -14,8 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from ..events import AttemptEnded, AttemptStarted
+from ..events import AttemptEnded, AttemptStarted, RunCancelled
 from ..records import (
+    CancelMode,
     EventRecord,
     JournalEntry,
     JournalRecord,
@@ -27,12 +28,23 @@ from ..records import (
 )
 from ..serde import dump_json, load_json
 from .prepared import Prepared
-from .schema import MIGRATIONS, SCHEMA_VERSION, events, journal, metadata, runs, schema_info
+from .schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    events,
+    journal,
+    metadata,
+    runs,
+    schema_info,
+    tasks,
+)
 
 __all__ = [
     "READS",
     "USAGE_COLUMNS",
     "append",
+    "cancel_requested",
+    "cancel_run",
     "claim",
     "create_run",
     "create_schema",
@@ -42,6 +54,7 @@ __all__ = [
     "list_events",
     "list_runs",
     "max_event_seq",
+    "prune",
     "read_journal",
     "release",
     "schema_version",
@@ -265,14 +278,7 @@ def claim(
     row = get_run_row(conn, run_id)
     entries = _journal(conn, run_id)
     last_seq = _max_event_seq(conn, run_id)
-    attempt = conn.execute(
-        sa.select(events.c.type, events.c.payload)
-        .where(
-            events.c.run_id == run_id, events.c.type.in_((AttemptStarted.TYPE, AttemptEnded.TYPE))
-        )
-        .order_by(events.c.seq.desc())
-        .limit(1)
-    ).one_or_none()
+    attempt = _last_attempt(conn, run_id)
     run = record(row)
     logged = new_events(
         run,
@@ -339,6 +345,8 @@ _FENCED_STEP = Prepared(
         lease_expires_at=sa.bindparam("expires"),
         **{name: getattr(runs.c, name) + sa.bindparam(f"d_{name}") for name in USAGE_COLUMNS},
     )
+    # A stop asked for from another process, learnt by every step at no extra cost.
+    .returning(runs.c.cancel_requested)
 )
 _INSERT_JOURNAL = Prepared(
     journal.insert().values({c.name: sa.bindparam(c.name) for c in journal.c})
@@ -348,7 +356,13 @@ _HEARTBEAT = Prepared(
     runs.update()
     .where(runs.c.id == sa.bindparam("rid"), runs.c.owner == sa.bindparam("own"))
     .values(lease_expires_at=sa.bindparam("expires"))
+    .returning(runs.c.cancel_requested)
 )
+
+
+# What a fenced write returns when the run is still ours: the run's `cancel_requested`, and the
+# seq its first event got (None: the run is no longer ours, and nothing was written).
+Fenced = tuple[CancelMode | None, int] | None
 
 
 def append(
@@ -361,8 +375,12 @@ def append(
     event_seq: int,
     new_events: list[NewEvent],
     usage: UsageDelta | None,
-) -> bool:
-    """One step in one transaction; False (and nothing written) if the run is no longer ours."""
+) -> Fenced:
+    """One step in one transaction; None (and nothing written) if the run is no longer ours.
+
+    The events get seqs from `event_seq` on, unless another process asked the run to stop:
+    its `cancel_requested` event is in the log then, and this step's events follow it.
+    """
     now = time.time()
     params: dict[str, Any] = {
         "rid": run_id,
@@ -374,9 +392,13 @@ def append(
         params[f"d_{name}"] = getattr(usage, name) if usage is not None else 0
     # The owner check comes first and fences the step: a process whose lease was taken over
     # writes nothing, so a journal never interleaves two executions.
-    if _FENCED_STEP.execute(conn, params).rowcount != 1:
+    fenced = _FENCED_STEP.execute(conn, params).first()
+    if fenced is None:
         conn.rollback()
-        return False
+        return None
+    cancel: CancelMode | None = fenced[0]
+    if cancel is not None:
+        event_seq = max(event_seq, _max_event_seq(conn, run_id) + 1)
     if entry is not None:
         _INSERT_JOURNAL.execute(
             conn,
@@ -393,15 +415,16 @@ def append(
     if new_events:
         _INSERT_EVENTS.executemany(conn, _event_rows(run_id, event_seq, new_events, now))
     conn.commit()
-    return True
+    return cancel, event_seq
 
 
-def heartbeat(conn: Connection, run_id: str, owner: str, lease_seconds: float) -> bool:
-    result = _HEARTBEAT.execute(
+def heartbeat(conn: Connection, run_id: str, owner: str, lease_seconds: float) -> Fenced:
+    """Renew the lease; the run's `cancel_requested` (and 0), or None if it is not ours."""
+    fenced = _HEARTBEAT.execute(
         conn, {"rid": run_id, "own": owner, "expires": time.time() + lease_seconds}
-    )
+    ).first()
     conn.commit()
-    return bool(result.rowcount == 1)
+    return None if fenced is None else (fenced[0], 0)
 
 
 def finish(
@@ -414,9 +437,10 @@ def finish(
     final_output: Any | None,
     error_type: str | None,
     error: str | None,
-) -> bool:
+) -> Fenced:
     """Record the outcome and its events (the attempt's end, the run's) and give the lease up;
-    False (and nothing written) if the run is no longer ours."""
+    None (and nothing written) if the run is no longer ours. A pending cancel request is over
+    with the run's outcome. The events follow any the process that asked to cancel wrote."""
     now = time.time()
     result = conn.execute(
         runs.update()
@@ -430,14 +454,16 @@ def finish(
             final_output=None if final_output is None else dump_json(final_output),
             error_type=error_type,
             error=error,
+            cancel_requested=None,
         )
     )
     if result.rowcount != 1:
         conn.rollback()
-        return False
+        return None
+    event_seq = max(event_seq, _max_event_seq(conn, run_id) + 1)
     _INSERT_EVENTS.executemany(conn, _event_rows(run_id, event_seq, new_events, now))
     conn.commit()
-    return True
+    return None, event_seq
 
 
 def release(conn: Connection, run_id: str, owner: str, event: NewEvent | None = None) -> None:
@@ -478,7 +504,166 @@ def list_events(conn: Connection, run_id: str, after: int, limit: int | None) ->
     return [EventRecord(r.run_id, r.seq, r.type, load_json(r.payload), r.created_at) for r in rows]
 
 
+def cancel_requested(conn: Connection, run_id: str) -> CancelMode | None:
+    """The run's pending cancel request (None: none, or no such run): one primary-key read."""
+    value = conn.execute(
+        sa.select(runs.c.cancel_requested).where(runs.c.id == run_id)
+    ).scalar_one_or_none()
+    conn.commit()
+    return value
+
+
+def executing(run: RunRecord, now: float, holder_is_dead: Callable[[str], bool]) -> bool:
+    """Whether a live process holds the run's lease: it carries a cancel out itself."""
+    return (
+        run.status == "running"
+        and run.owner is not None
+        and run.lease_expires_at is not None
+        and run.lease_expires_at > now
+        and not holder_is_dead(run.owner)
+    )
+
+
+# What the last attempt event says, for writing the end of an attempt whose process died.
+LastAttempt = Callable[[RunRecord, str | None, dict[str, Any] | None], list[NewEvent]]
+
+
+def _last_attempt(conn: Connection, run_id: str) -> Any:
+    return conn.execute(
+        sa.select(events.c.type, events.c.payload)
+        .where(
+            events.c.run_id == run_id, events.c.type.in_((AttemptStarted.TYPE, AttemptEnded.TYPE))
+        )
+        .order_by(events.c.seq.desc())
+        .limit(1)
+    ).one_or_none()
+
+
+def cancel_run(
+    conn: Connection,
+    run_id: str,
+    mode: CancelMode | None,
+    asked: NewEvent | None,
+    holder_is_dead: Callable[[str], bool],
+    attempt_end: LastAttempt,
+) -> RunRecord | None:
+    """Ask the run to stop, in one transaction; the run as stored afterwards (None: no run).
+
+    A run no live process holds is recorded cancelled now, with `asked` (the request's event,
+    None when carrying out one asked for earlier), the end of an attempt whose process died
+    (`attempt_end(run, last attempt event's type, its payload)`) and `run_cancelled`. An
+    executing run gets `cancel_requested` set ("immediate" wins over "after_turn") and `asked`
+    logged, for its holder to carry out. A finished run is returned as it is, unchanged. Every
+    update is conditioned on what was read, so a run that changed meanwhile is read again.
+    """
+    for _ in range(100):  # each lap means another process changed the run meanwhile
+        row = get_run_row(conn, run_id)
+        if row is None:
+            conn.commit()
+            return None
+        run = record(row)
+        if run.status in ("completed", "failed", "cancelled"):
+            conn.commit()
+            return run
+        now = time.time()
+        same = sa.and_(
+            runs.c.id == run_id,
+            runs.c.status == run.status,
+            runs.c.owner.is_(None) if run.owner is None else runs.c.owner == run.owner,
+        )
+        logged: list[NewEvent] = []
+        if executing(run, now, holder_is_dead):
+            stronger = (
+                "immediate"
+                if "immediate" in (mode, run.cancel_requested)
+                else (mode or run.cancel_requested)
+            )
+            changed = conn.execute(runs.update().where(same).values(cancel_requested=stronger))
+            if changed.rowcount != 1:
+                conn.rollback()
+                continue
+            if asked is not None:
+                logged.append(asked)
+        else:
+            changed = conn.execute(
+                runs.update()
+                .where(same)
+                .values(
+                    status="cancelled",
+                    updated_at=now,
+                    finished_at=now,
+                    owner=None,
+                    lease_expires_at=None,
+                    cancel_requested=None,
+                )
+            )
+            if changed.rowcount != 1:
+                conn.rollback()
+                continue
+            last = _last_attempt(conn, run_id)
+            if asked is not None:
+                logged.append(asked)
+            logged += attempt_end(
+                run,
+                None if last is None else last.type,
+                None if last is None else load_json(last.payload),
+            )
+            logged.append(NewEvent(RunCancelled.TYPE, RunCancelled().to_payload()))
+        if logged:
+            first = _max_event_seq(conn, run_id) + 1
+            _INSERT_EVENTS.executemany(conn, _event_rows(run_id, first, logged, now))
+        after = record(get_run_row(conn, run_id))
+        conn.commit()
+        return after
+    raise RuntimeError(f"run {run_id!r} kept changing while it was being cancelled")
+
+
+FINISHED_STATUSES = ("completed", "failed", "cancelled")
+
+
+def prune(conn: Connection, finished_before: float, batch: int) -> int:
+    """Delete at most `batch` runs that finished before `finished_before`, with their journal,
+    events and tool tasks, in one transaction; how many runs it deleted.
+
+    The runs are deleted first, under the condition again (a failed run resumed meanwhile is
+    kept), and their rows follow by id: nothing of a kept run is touched.
+    """
+    chosen = (
+        sa.select(runs.c.id)
+        .where(runs.c.status.in_(FINISHED_STATUSES), runs.c.finished_at < finished_before)
+        .order_by(runs.c.finished_at)
+        .limit(batch)
+    )
+    if conn.dialect.name == "postgresql":
+        chosen = chosen.with_for_update(skip_locked=True)
+    ids = [
+        r[0]
+        for r in conn.execute(
+            runs.delete()
+            .where(
+                runs.c.id.in_(chosen.scalar_subquery()),
+                runs.c.status.in_(FINISHED_STATUSES),
+                runs.c.finished_at < finished_before,
+            )
+            .returning(runs.c.id)
+        ).all()
+    ]
+    if ids:
+        for table in (events, journal, tasks):
+            conn.execute(table.delete().where(table.c.run_id.in_(ids)))
+    conn.commit()
+    return len(ids)
+
+
 # Transactions that only read: they need no write lock and may run beside a writer.
 READS: frozenset[Callable[..., Any]] = frozenset(
-    {schema_version, get_run, list_runs, list_events, read_journal, max_event_seq}
+    {
+        schema_version,
+        get_run,
+        list_runs,
+        list_events,
+        read_journal,
+        max_event_seq,
+        cancel_requested,
+    }
 )

@@ -27,6 +27,7 @@ _STATUS = {
     "run_leased": 409,
     "run_input_mismatch": 409,
     "run_cancelled": 409,
+    "run_finished": 409,
     "replay_divergence": 409,
     "unstorable_name": 400,
     "journal_serialization": 400,
