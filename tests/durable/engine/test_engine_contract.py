@@ -481,8 +481,10 @@ def _asked(event: EventRecord, mode: str, holder: str | None) -> None:
     assert event.type == "cancel_requested"
     payload = event.payload
     assert (payload["mode"], payload["holder"]) == (mode, holder)
-    assert payload["host"] and isinstance(payload["pid"], int)
-    assert "user" in payload and payload["requested_at"] > 0
+    assert payload["host"]
+    assert isinstance(payload["pid"], int)
+    assert "user" in payload
+    assert payload["requested_at"] > 0
 
 
 def test_cancelling_a_stopped_run_records_it_cancelled_at_once(clients: Clients) -> None:

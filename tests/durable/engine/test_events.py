@@ -177,6 +177,7 @@ def test_every_event_type_has_its_record() -> None:
         "approval_decided",
         "attempt_started",
         "attempt_ended",
+        "cancel_requested",
         "run_completed",
         "run_failed",
         "run_cancelled",

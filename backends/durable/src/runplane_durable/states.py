@@ -27,6 +27,7 @@ __all__ = [
     "State",
     "run_state",
     "status_of",
+    "tools_cut_off",
     "tools_in_flight",
 ]
 
@@ -180,6 +181,22 @@ def tools_in_flight(
     """
     if status in FINISHED:
         return []
+    return _unfinished(status, events)
+
+
+def tools_cut_off(
+    status: RunStatus, events: Sequence[EventRecord | Event | UnknownEvent]
+) -> list[InFlight]:
+    """The tool calls a cancelled run stopped in the middle of: asked for, never completed (no
+    output was journaled, and none ever will be: the run is final). Empty for any other run."""
+    if status != "cancelled":
+        return []
+    return _unfinished(status, events)
+
+
+def _unfinished(
+    status: RunStatus, events: Sequence[EventRecord | Event | UnknownEvent]
+) -> list[InFlight]:
     parsed = [parse(e) if isinstance(e, EventRecord) else e for e in events]
     finished = {e.key for e in parsed if isinstance(e, ToolCalled)}
     waiting: set[str] = set()

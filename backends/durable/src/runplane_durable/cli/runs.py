@@ -22,6 +22,7 @@ from ..engine import open_engine
 from ..events import (
     AttemptEnded,
     AttemptStarted,
+    CancelRequested,
     Event,
     HandoffRequested,
     ModelCalled,
@@ -34,7 +35,16 @@ from ..events import (
 )
 from ..local.settings import ENV_DATABASE_URL
 from ..records import EventRecord, RunRecord, check_status
-from ..states import STATES, STATUSES, Holder, State, run_state, status_of, tools_in_flight
+from ..states import (
+    STATES,
+    STATUSES,
+    Holder,
+    State,
+    run_state,
+    status_of,
+    tools_cut_off,
+    tools_in_flight,
+)
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -172,7 +182,7 @@ def list_runs(
         return
     ids = short_ids([r.id for r, _ in rows])
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    width = max(len("state"), *(len(s.state) for _, s in rows))
+    width = max(len("state"), *(len(s.label) for _, s in rows))
     table.add_column("id", no_wrap=True, min_width=min(ID_WIDTH, max(map(len, ids.values()))))
     table.add_column("state", no_wrap=True, min_width=width)
     table.add_column("agent", overflow="ellipsis", no_wrap=True, ratio=1)
@@ -182,7 +192,7 @@ def list_runs(
     for r, s in rows:
         table.add_row(
             escape(ids[r.id]),
-            f"[{_COLOR.get(s.state, 'default')}]{s.state}[/]",
+            f"[{_COLOR.get(s.state, 'default')}]{s.label}[/]",
             escape(r.agent_name),
             _when(r.created_at)[:16],
             str(r.model_calls),
@@ -231,6 +241,7 @@ def show_run(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> N
     where, run, events, parsed = asyncio.run(_show(db, run_id))
     state = run_state(run)
     flying = tools_in_flight(run.status, parsed)
+    cut_off = tools_cut_off(run.status, parsed)
     if as_json:
         steps = [{**dataclasses.asdict(e), "time": _iso(e.created_at)} for e in events]
         typer.echo(
@@ -240,6 +251,7 @@ def show_run(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> N
                     "run": _run_json(run, state),
                     "steps": steps,
                     "in_flight": [dataclasses.asdict(f) for f in flying],
+                    "cut_off": [dataclasses.asdict(f) for f in cut_off],
                 },
                 indent=2,
                 default=str,
@@ -250,7 +262,7 @@ def show_run(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> N
     console.print(f"[dim]in the {escape(where)}[/]", soft_wrap=True)
     console.print(
         f"[bold]run[/] {escape(run.id)}   [bold]state[/] "
-        f"[{_COLOR.get(state.state, 'default')}]{state.state}[/]"
+        f"[{_COLOR.get(state.state, 'default')}]{state.label}[/]"
         + ("" if state.state == run.status else f" (stored status {run.status})"),
         soft_wrap=True,
     )
@@ -263,13 +275,14 @@ def show_run(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> N
     )
     console.print(f"input: {escape(_short(run.input))}\n")
     in_flight = {f.key for f in flying}
+    cut = {f.key for f in cut_off}
     day = None
     for e, p in zip(events, parsed, strict=True):
         stamp = _when(e.created_at)
         if stamp[:10] != day:  # each event's time of day, under the date it happened on
             day = stamp[:10]
             console.print(f"[dim]     {day}[/]")
-        console.print(_describe(p, f"[dim]{e.seq:>4} {stamp[11:]}[/]", in_flight))
+        console.print(_describe(p, f"[dim]{e.seq:>4} {stamp[11:]}[/]", in_flight, cut))
     if run.status == "completed":
         console.print(
             f"\n[bold green]final output[/]: {escape(_short(plain_value(run.final_output), 2000))}"
@@ -280,7 +293,7 @@ def show_run(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> N
         )
     else:
         console.print(
-            f"\n[{_COLOR.get(state.state, 'default')}]{state.state}[/]: {escape(state.why)}"
+            f"\n[{_COLOR.get(state.state, 'default')}]{state.label}[/]: {escape(state.why)}"
         )
 
 
@@ -299,9 +312,16 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
-def _describe(e: Event | UnknownEvent, head: str, in_flight: set[str]) -> str:
+def _describe(
+    e: Event | UnknownEvent,
+    head: str,
+    in_flight: set[str],
+    cut_off: frozenset[str] | set[str] = frozenset(),
+) -> str:
     if isinstance(e, ModelCalled):
-        return _model_call(e, head, in_flight)
+        return _model_call(e, head, in_flight, cut_off)
+    if isinstance(e, CancelRequested):
+        return f"{head} [yellow]{escape(_cancel_requested(e))}[/]"
     if isinstance(e, ToolCalled):
         return _tool_call(e, head)
     if isinstance(e, (AttemptStarted, AttemptEnded)):
@@ -322,7 +342,16 @@ def _describe(e: Event | UnknownEvent, head: str, in_flight: set[str]) -> str:
     return f"{head} {escape(e.TYPE)} {escape(_short(e.to_payload()))}"
 
 
-def _model_call(e: ModelCalled, head: str, in_flight: set[str]) -> str:
+def _cancel_requested(e: CancelRequested) -> str:
+    text = f"cancel requested ({e.mode}) by {e.by()}"
+    if e.holder is None:
+        return text + "; no process was executing the run: cancelled at once"
+    return text + f"; asked its process ({Holder.of(e.holder)}) to stop it"
+
+
+def _model_call(
+    e: ModelCalled, head: str, in_flight: set[str], cut_off: frozenset[str] | set[str] = frozenset()
+) -> str:
     details = [f"{e.usage.input_tokens} in", f"{e.usage.output_tokens} out"]
     if e.seconds is not None:
         details.append(f"{e.seconds:.3f} s")
@@ -341,6 +370,9 @@ def _model_call(e: ModelCalled, head: str, in_flight: set[str]) -> str:
         if e.key_of(call) in in_flight:
             # No output journaled: the tool was running when the process stopped.
             line += "\n         [yellow]^ in flight when the run stopped; runs again on resume[/]"
+        elif e.key_of(call) in cut_off:
+            # No output journaled, and the run is final: the cancel stopped the tool midway.
+            line += "\n         [yellow]^ in flight when the run was cancelled; never completed[/]"
     text = e.text()
     if text:
         line += f"\n       says: {escape(_short(text))}"

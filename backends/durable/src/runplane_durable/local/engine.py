@@ -252,7 +252,7 @@ class LocalEngine:
             sql.cancel_run,
             check_run_id(run_id),
             mode,
-            NewEvent(asked.TYPE, asked.to_payload()),
+            asked,
             owner_is_dead,
             _attempt_end,
         )

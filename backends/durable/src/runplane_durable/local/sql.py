@@ -6,6 +6,7 @@ PostgreSQL (through `AsyncConnection.run_sync` over asyncpg): one code path for 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from ..events import AttemptEnded, AttemptStarted, RunCancelled
+from ..events import AttemptEnded, AttemptStarted, CancelRequested, RunCancelled
 from ..records import (
     CancelMode,
     EventRecord,
@@ -543,15 +544,16 @@ def cancel_run(
     conn: Connection,
     run_id: str,
     mode: CancelMode | None,
-    asked: NewEvent | None,
+    asked: CancelRequested | None,
     holder_is_dead: Callable[[str], bool],
     attempt_end: LastAttempt,
 ) -> RunRecord | None:
     """Ask the run to stop, in one transaction; the run as stored afterwards (None: no run).
 
-    A run no live process holds is recorded cancelled now, with `asked` (the request's event,
-    None when carrying out one asked for earlier), the end of an attempt whose process died
-    (`attempt_end(run, last attempt event's type, its payload)`) and `run_cancelled`. An
+    A run no live process holds is recorded cancelled now, with `asked` (the request, logged
+    as its event; None when carrying out one asked for earlier), the end of an attempt whose
+    process died (`attempt_end(run, last attempt event's type, its payload)`) and
+    `run_cancelled`. An
     executing run gets `cancel_requested` set ("immediate" wins over "after_turn") and `asked`
     logged, for its holder to carry out. A finished run is returned as it is, unchanged. Every
     update is conditioned on what was read, so a run that changed meanwhile is read again.
@@ -582,8 +584,9 @@ def cancel_run(
             if changed.rowcount != 1:
                 conn.rollback()
                 continue
-            if asked is not None:
-                logged.append(asked)
+            if asked is not None:  # with the holder it asks to stop
+                told = dataclasses.replace(asked, holder=run.owner)
+                logged.append(NewEvent(told.TYPE, told.to_payload()))
         else:
             changed = conn.execute(
                 runs.update()
@@ -602,7 +605,7 @@ def cancel_run(
                 continue
             last = _last_attempt(conn, run_id)
             if asked is not None:
-                logged.append(asked)
+                logged.append(NewEvent(asked.TYPE, asked.to_payload()))
             logged += attempt_end(
                 run,
                 None if last is None else last.type,

@@ -317,6 +317,10 @@ class DurableBackend(RunnerBackendBase):
     ) -> list[RunRecord]:
         return await self.engine.list_runs(limit=limit, status=status)
 
+    async def cancel(self, run_id: str, *, mode: CancelMode = "immediate") -> RunRecord:
+        """Cancel run `run_id`, wherever it executes (`Engine.cancel_run`)."""
+        return await self.engine.cancel_run(run_id, mode=mode)
+
 
 def _waiting(result: RunResult | RunResultStreaming, ordinal: int) -> list[PendingCall]:
     """The calls a run stopped to have approved: not in flight, waiting for a decision."""
