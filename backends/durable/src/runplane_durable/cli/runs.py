@@ -1,10 +1,12 @@
-"""`runplane runs list` and `runplane runs show RUN_ID`: a run's full history, from any shell."""
+"""`runplane runs list|show|cancel|prune`: a run's full history, stopping a run from any shell,
+and keeping a long-lived database bounded."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import json
+import re
 import time
 from collections import Counter
 from datetime import datetime, timezone
@@ -34,7 +36,7 @@ from ..events import (
     parse,
 )
 from ..local.settings import ENV_DATABASE_URL
-from ..records import EventRecord, RunRecord, check_status
+from ..records import CancelMode, EventRecord, RunRecord, check_status
 from ..states import (
     STATES,
     STATUSES,
@@ -52,10 +54,11 @@ if TYPE_CHECKING:
 # The database layer (`local`, SQLAlchemy) is imported by the commands that read it, not here:
 # `runplane --help` imports this module. Nothing here imports the Agents SDK.
 
-__all__ = ["demo", "plain_value", "runs_app", "short_ids"]
+__all__ = ["demo", "parse_duration", "plain_value", "runs_app", "short_ids"]
 
 runs_app = typer.Typer(
-    help="Durable runs: list them, show one's full history.", no_args_is_help=True
+    help="Durable runs: list them, show one's full history, cancel one, prune old ones.",
+    no_args_is_help=True,
 )
 
 DbOption = Annotated[
@@ -469,6 +472,142 @@ async def _shortened(engine: Engine, shown: str) -> RunRecord:
     raise errors.RunNotFoundError(
         database=engine.describe(), starts=head, ends=tail, matches=len(fits)
     )
+
+
+# -- runs cancel ---------------------------------------------------------------------------------
+
+
+@runs_app.command("cancel")
+def cancel_run(
+    run_id: str,
+    after_turn: Annotated[
+        bool,
+        typer.Option(
+            "--after-turn",
+            help="Let the current turn finish (its model call and tools), then stop before the "
+            "next model call. Default: stop at once.",
+        ),
+    ] = False,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Cancel a run, wherever it executes.
+
+    A run no process executes (stopped, orphaned, awaiting approval) is cancelled at once. A run
+    executing in some process stops within about a second (RUNPLANE_CANCEL_POLL_SECONDS), the
+    way the SDK's own cancel stops it; its caller gets RunCancelledError, or its stream ends. A
+    cancelled run is final. A completed or failed run cannot be cancelled (an error, exit 2).
+    """
+    where, run = asyncio.run(_cancel(db, run_id, "after_turn" if after_turn else "immediate"))
+    if as_json:
+        typer.echo(json.dumps(_run_json(run, run_state(run)), indent=2, default=str))
+        return
+    console = Console(highlight=False)
+    if run.status == "cancelled":
+        console.print(f"run {escape(run.id)} is cancelled (in the {escape(where)})", soft_wrap=True)
+        return
+    holder = f" ({Holder.of(run.owner)})" if run.owner else ""
+    when = "at once" if run.cancel_requested == "immediate" else "after its current turn"
+    console.print(
+        f"asked run {escape(run.id)} to stop {when}: its process{escape(holder)} stops it "
+        "within about a second; `runplane runs show` then says cancelled",
+        soft_wrap=True,
+    )
+
+
+async def _cancel(db: str | None, run_id: str, mode: CancelMode) -> tuple[str, RunRecord]:
+    # Found first by a reader, which never creates a database: cancelling in a directory without
+    # one is an error, not a new empty database. A shortened id (`runs list`) is taken too.
+    reader = _engine(db)
+    try:
+        try:
+            found = await reader.get_run(run_id)
+        except errors.RunNotFoundError:
+            if "…" not in run_id:
+                raise
+            found = await _shortened(reader, run_id)
+    finally:
+        await reader.dispose()
+    engine = open_engine(db)
+    try:
+        return engine.describe(), await engine.cancel_run(found.id, mode=mode)
+    finally:
+        await engine.dispose()
+
+
+# -- runs prune ----------------------------------------------------------------------------------
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as `30d`, `12h`, `90m`, `45s`, `2w` (one number, one unit);
+    ValueError saying what a duration looks like."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not a duration; give a number and a unit: 30d (days), 12h (hours), "
+            "90m (minutes), 45s (seconds) or 2w (weeks)"
+        )
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _duration_option(value: str) -> str:
+    try:
+        parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+@runs_app.command("prune")
+def prune_runs(
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than",
+            help="Delete runs that finished longer ago than this: 30d, 12h, 90m, 45s, 2w.",
+            callback=_duration_option,
+        ),
+    ],
+    db: DbOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only count the runs that would be deleted.")
+    ] = False,
+) -> None:
+    """Delete finished runs (completed, failed, cancelled) with their journal, events and tool
+    tasks, to keep a long-lived database bounded. Runs still running, stopped or awaiting
+    approval are never deleted. Deletes in small batches, so running programs keep writing."""
+    before = time.time() - parse_duration(older_than)
+    where, count = asyncio.run(_prune(db, before, dry_run))
+    cut = _when(before)[:19]
+    runs = f"{count} run" + ("" if count == 1 else "s")
+    if dry_run:
+        typer.echo(f"would delete {runs} that finished before {cut} (in the {where}); dry run")
+    else:
+        typer.echo(f"deleted {runs} that finished before {cut} (in the {where})")
+
+
+async def _prune(db: str | None, before: float, dry_run: bool) -> tuple[str, int]:
+    reader = _engine(db)  # a missing database is an error, never a new one
+    try:
+        if dry_run:
+            finished = [
+                r
+                for status in ("completed", "failed", "cancelled")
+                for r in await reader.list_runs(limit=None, status=check_status(status))
+            ]
+            old = [r for r in finished if r.finished_at is not None and r.finished_at < before]
+            return reader.describe(), len(old)
+        await reader.list_runs(limit=1)
+    finally:
+        await reader.dispose()
+    engine = open_engine(db)
+    try:
+        return engine.describe(), await engine.prune(finished_before=before)
+    finally:
+        await engine.dispose()
 
 
 def demo(
