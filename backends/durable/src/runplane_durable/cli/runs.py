@@ -538,7 +538,7 @@ async def _cancel(db: str | None, run_id: str, mode: CancelMode) -> tuple[str, R
 # -- runs prune ----------------------------------------------------------------------------------
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhdw])")
 
 
 def parse_duration(text: str) -> float:
