@@ -226,9 +226,9 @@ def test_a_duration_is_a_number_and_a_unit(number: float, unit: str, pad: str, u
 def test_anything_else_is_refused_with_what_a_duration_looks_like(text: str) -> None:
     stripped = text.strip().lower()
     number, unit = stripped[:-1], stripped[-1:]
-    if unit in UNITS and number and all(c in "0123456789." for c in number):
-        if number.count(".") <= 1 and not number.startswith(".") and not number.endswith("."):
-            assert parse_duration(text) == float(number) * UNITS[unit]
-            return
+    digits = number.replace(".", "", 1)
+    if unit in UNITS and digits.isascii() and digits.isdigit() and number[0] != "." != number[-1]:
+        assert parse_duration(text) == float(number) * UNITS[unit]
+        return
     with pytest.raises(ValueError, match="is not a duration; give a number and a unit"):
         parse_duration(text)
