@@ -116,7 +116,8 @@ class Engine(Protocol):
         must have been started with the same agent and input (else RunInputMismatchError): it
         is claimed for a new attempt if its lease is free, expired or held by a dead process
         (else RunLeasedError), or opened `read_only` if it completed; a cancelled run raises
-        RunCancelledError.
+        RunCancelledError, and so does one whose cancel request (`cancel_run`) its last holder
+        never carried out: it is recorded cancelled first.
         """
 
     async def get_run(self, run_id: str) -> RunRecord:

@@ -362,7 +362,8 @@ class _Stream:
     The SDK's `stream_events()` calls `result.cancel()` itself when the task consuming it is
     cancelled (a `wait_for` timeout, Ctrl-C under `asyncio.run`, a web client that went away).
     That stops the run, but it is an interruption, not the caller's decision to end the run: only
-    a `cancel()` made while no consumer is inside the SDK's stream is the caller's own.
+    a `cancel()` made while no consumer is inside the SDK's stream is the caller's own (so is the
+    one a cancel from another process makes, through `cancel.Stopper`).
     """
 
     def __init__(self) -> None:
