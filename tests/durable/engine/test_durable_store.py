@@ -362,3 +362,43 @@ def test_one_connection_never_runs_two_transactions_at_once(tmp_path: Path) -> N
         await database.dispose()
 
     run_async(go())
+
+
+def test_a_sqlite_without_returning_learns_a_cancel_with_one_more_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite before 3.35 has no UPDATE ... RETURNING: a step reads the request instead."""
+    url = sqlite_url(tmp_path)
+
+    async def go() -> None:
+        engine, asker = LocalEngine(url), LocalEngine(url)
+        session = await engine.open_run(
+            RunSpec("old-sqlite", "echo", {"text": "x"}, "fp", {}), lease_seconds=30
+        )
+        db = engine.database._sqlite
+        assert db is not None
+        monkeypatch.setattr(db.engine.dialect, "update_returning", False)
+        await session.append(events=[NewEvent("a")])
+        assert session.cancel_requested is None
+        await asker.cancel_run("old-sqlite", mode="after_turn")
+        await session.append(events=[NewEvent("b")])
+        assert session.cancel_requested == "after_turn"
+        await asker.cancel_run("old-sqlite")
+        await session.heartbeat()
+        assert session.cancel_requested == "immediate"
+        await session.finish("cancelled")
+        await session.close()
+        types = [e.type for e in await engine.list_events("old-sqlite")]
+        assert types == [
+            "attempt_started",
+            "a",
+            "cancel_requested",
+            "b",
+            "cancel_requested",
+            "attempt_ended",
+            "run_cancelled",
+        ]
+        await engine.dispose()
+        await asker.dispose()
+
+    run_async(go())

@@ -338,7 +338,7 @@ def _event_rows(
 
 # The hot path's statements: a step is a few small writes, and SQLAlchemy's per-call statement
 # work would cost more than the SQL (see prepared.py).
-_FENCED_STEP = Prepared(
+_FENCED_STEP = (
     runs.update()
     .where(runs.c.id == sa.bindparam("rid"), runs.c.owner == sa.bindparam("own"))
     .values(
@@ -346,19 +346,36 @@ _FENCED_STEP = Prepared(
         lease_expires_at=sa.bindparam("expires"),
         **{name: getattr(runs.c, name) + sa.bindparam(f"d_{name}") for name in USAGE_COLUMNS},
     )
-    # A stop asked for from another process, learnt by every step at no extra cost.
-    .returning(runs.c.cancel_requested)
 )
+# A stop asked for from another process comes back with every step (RETURNING, SQLite 3.35+ and
+# PostgreSQL), or, on an older SQLite, from one more primary-key read.
+_STEP = Prepared(_FENCED_STEP.returning(runs.c.cancel_requested))
+_STEP_PLAIN = Prepared(_FENCED_STEP)
 _INSERT_JOURNAL = Prepared(
     journal.insert().values({c.name: sa.bindparam(c.name) for c in journal.c})
 )
 _INSERT_EVENTS = Prepared(events.insert().values({c.name: sa.bindparam(c.name) for c in events.c}))
-_HEARTBEAT = Prepared(
+_RENEW = (
     runs.update()
     .where(runs.c.id == sa.bindparam("rid"), runs.c.owner == sa.bindparam("own"))
     .values(lease_expires_at=sa.bindparam("expires"))
-    .returning(runs.c.cancel_requested)
 )
+_HEARTBEAT = Prepared(_RENEW.returning(runs.c.cancel_requested))
+_HEARTBEAT_PLAIN = Prepared(_RENEW)
+
+
+def _fenced(
+    conn: Connection, returning: Prepared, plain: Prepared, params: dict[str, Any]
+) -> tuple[bool, CancelMode | None]:
+    """Run an owner-fenced update: whether the run is still ours, and its `cancel_requested`."""
+    if conn.dialect.update_returning:
+        row = returning.execute(conn, params).first()
+        return (False, None) if row is None else (True, row[0])
+    if plain.execute(conn, params).rowcount != 1:
+        return False, None
+    return True, conn.execute(
+        sa.select(runs.c.cancel_requested).where(runs.c.id == params["rid"])
+    ).scalar_one()
 
 
 # What a fenced write returns when the run is still ours: the run's `cancel_requested`, and the
@@ -393,11 +410,10 @@ def append(
         params[f"d_{name}"] = getattr(usage, name) if usage is not None else 0
     # The owner check comes first and fences the step: a process whose lease was taken over
     # writes nothing, so a journal never interleaves two executions.
-    fenced = _FENCED_STEP.execute(conn, params).first()
-    if fenced is None:
+    ours, cancel = _fenced(conn, _STEP, _STEP_PLAIN, params)
+    if not ours:
         conn.rollback()
         return None
-    cancel: CancelMode | None = fenced[0]
     if cancel is not None:
         event_seq = max(event_seq, _max_event_seq(conn, run_id) + 1)
     if entry is not None:
@@ -421,11 +437,10 @@ def append(
 
 def heartbeat(conn: Connection, run_id: str, owner: str, lease_seconds: float) -> Fenced:
     """Renew the lease; the run's `cancel_requested` (and 0), or None if it is not ours."""
-    fenced = _HEARTBEAT.execute(
-        conn, {"rid": run_id, "own": owner, "expires": time.time() + lease_seconds}
-    ).first()
+    params = {"rid": run_id, "own": owner, "expires": time.time() + lease_seconds}
+    ours, cancel = _fenced(conn, _HEARTBEAT, _HEARTBEAT_PLAIN, params)
     conn.commit()
-    return None if fenced is None else (fenced[0], 0)
+    return (cancel, 0) if ours else None
 
 
 def finish(
@@ -628,8 +643,9 @@ def prune(conn: Connection, finished_before: float, batch: int) -> int:
     """Delete at most `batch` runs that finished before `finished_before`, with their journal,
     events and tool tasks, in one transaction; how many runs it deleted.
 
-    The runs are deleted first, under the condition again (a failed run resumed meanwhile is
-    kept), and their rows follow by id: nothing of a kept run is touched.
+    The runs chosen cannot change before they are deleted: PostgreSQL locks their rows (skipping
+    any another transaction holds: a claim resuming a failed run keeps it), and SQLite's write
+    refuses a snapshot another writer has changed, and the transaction runs again.
     """
     chosen = (
         sa.select(runs.c.id)
@@ -639,21 +655,11 @@ def prune(conn: Connection, finished_before: float, batch: int) -> int:
     )
     if conn.dialect.name == "postgresql":
         chosen = chosen.with_for_update(skip_locked=True)
-    ids = [
-        r[0]
-        for r in conn.execute(
-            runs.delete()
-            .where(
-                runs.c.id.in_(chosen.scalar_subquery()),
-                runs.c.status.in_(FINISHED_STATUSES),
-                runs.c.finished_at < finished_before,
-            )
-            .returning(runs.c.id)
-        ).all()
-    ]
+    ids = list(conn.execute(chosen).scalars())
     if ids:
-        for table in (events, journal, tasks):
-            conn.execute(table.delete().where(table.c.run_id.in_(ids)))
+        for table in (events, journal, tasks, runs):
+            column = table.c.id if table is runs else table.c.run_id
+            conn.execute(table.delete().where(column.in_(ids)))
     conn.commit()
     return len(ids)
 
