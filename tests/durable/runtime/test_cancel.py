@@ -40,6 +40,7 @@ from support.durable import run_async
 PROGRAM = Path(__file__).resolve().parents[2] / "support" / "cancel_program.py"
 PROMPT = "Do the work twice, then say done."  # the program's input: the same run id, again
 TIMEOUT = 60.0  # for any one process or wait: bounded even when something hangs
+HANG = 120.0  # a tool that waits this long is cancelled long before
 # A cancel is carried out within about RUNPLANE_CANCEL_POLL_SECONDS (1 s) of being asked; the
 # process then records the outcome and exits. Generous for a loaded 2-core machine.
 STOPS_WITHIN = 15.0
@@ -371,3 +372,52 @@ def test_the_poll_setting_and_its_keyword(monkeypatch: pytest.MonkeyPatch) -> No
     for bad in (0, -1.0, True):
         with pytest.raises(ValueError, match="cancel_poll_seconds must be a positive number"):
             cancel_poll_seconds(bad)
+
+
+def test_a_resumed_run_is_cancelled_too_and_its_caller_told_who(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`Runner.resume` stops as `run` does; the asking process may be the executing one."""
+    monkeypatch.setattr(Runner.durable(), "cancel_poll_seconds", 0.05)
+    started = asyncio.Event()
+
+    @function_tool
+    async def wait_forever() -> str:
+        """Wait."""
+        started.set()
+        await asyncio.sleep(HANG)
+        return "never"
+
+    agent = Agent(
+        name="resumable",
+        model=ScriptedModel([[function_call("wait_forever", {}, call_id="w1")]] * 2),
+        tools=[wait_forever],
+    )
+    rid = _rid()
+
+    async def go() -> float:
+        with run_id(rid):
+            first = asyncio.ensure_future(Runner.run(agent, "wait"))
+        await asyncio.wait_for(started.wait(), TIMEOUT)
+        first.cancel()  # the caller stops: the run is stopped, resumable
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        assert (await Runner.get_run(rid)).owner is None
+        started.clear()
+        resumed = asyncio.ensure_future(Runner.resume(rid, agent))
+        await asyncio.wait_for(started.wait(), TIMEOUT)
+        asked = time.monotonic()
+        record = await Runner.cancel(rid)
+        assert (record.status, record.cancel_requested) == ("running", "immediate")
+        with pytest.raises(RunCancelledError) as info:
+            await asyncio.wait_for(resumed, TIMEOUT)
+        took = time.monotonic() - asked
+        assert info.value.fields["by"].endswith(
+            f"pid {os.getpid()} user {info.value.by.split()[-1]}"
+        )
+        assert info.value.fields["mode"] == "immediate"
+        assert (await Runner.get_run(rid)).status == "cancelled"
+        return took
+
+    took = asyncio.run(go())
+    assert took < 2.0  # polled every 0.05 s
