@@ -74,11 +74,16 @@ class Stopper:
     mode: CancelMode | None = None  # the request being carried out
     _acted: set[str] = field(default_factory=set)
 
+    @property
+    def stopped(self) -> bool:
+        """An "immediate" stop was made: nothing more to watch for."""
+        return "immediate" in self._acted
+
     def request(self, mode: CancelMode) -> None:
         """Carry out `mode` as the watcher saw it: "immediate" now; "after_turn" at the end of
         the current turn (the SDK's stream does that itself; an awaited run stops at
         `before_model_call`)."""
-        if mode in self._acted or "immediate" in self._acted:
+        if mode in self._acted or self.stopped:
             return
         self._acted.add(mode)
         self.mode = "immediate" if "immediate" in (mode, self.mode) else mode
@@ -103,7 +108,7 @@ class Stopper:
 async def watch(session: RunSession, stopper: Stopper, every: float) -> None:
     """Ask the engine every `every` seconds whether the run was cancelled, and act on it; runs
     until cancelled (the run ended) or an "immediate" request was carried out."""
-    while "immediate" not in stopper._acted:
+    while not stopper.stopped:
         await asyncio.sleep(every)
         mode = session.cancel_requested  # what the run's own writes learnt meanwhile
         if mode is None:
