@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -400,5 +401,55 @@ def test_a_sqlite_without_returning_learns_a_cancel_with_one_more_read(
         ]
         await engine.dispose()
         await asker.dispose()
+
+    run_async(go())
+
+
+def test_a_postgres_step_racing_a_cancel_request_runs_again_after_it(pg_url: str) -> None:
+    """A step whose statement began before a cancelling process committed its event (so its
+    snapshot cannot see it) takes the same event seq, fails whole, and runs once more after it.
+    """
+    import asyncpg
+
+    rid = f"race-{uuid.uuid4().hex[:8]}"
+
+    async def go() -> None:
+        engine = LocalEngine(pg_url)
+        session = await engine.open_run(
+            RunSpec(rid, "echo", {"text": "x"}, "fp", {}), lease_seconds=30
+        )
+        await session.append(events=[NewEvent("a")])
+        asker = await asyncpg.connect(pg_url)
+        try:
+            async with asker.transaction():  # what cancel_run does, held open
+                await asker.execute(
+                    "UPDATE runplane_runs SET cancel_requested = 'immediate' WHERE id = $1", rid
+                )
+                await asker.execute(
+                    "INSERT INTO runplane_events (run_id, seq, type, payload, created_at) "
+                    "VALUES ($1, 3, 'cancel_requested', '{\"mode\": \"immediate\"}', 0)",
+                    rid,
+                )
+                step = asyncio.ensure_future(session.append(events=[NewEvent("b")]))
+                await asyncio.sleep(0.3)  # its statement is waiting for the run's row
+                assert not step.done()
+            await asyncio.wait_for(step, 30)
+        finally:
+            await asker.close()
+        assert session.cancel_requested == "immediate"
+        await session.append(events=[NewEvent("c")])
+        await session.finish("cancelled")
+        await session.close()
+        events = await engine.list_events(rid)
+        assert [(e.seq, e.type) for e in events] == [
+            (1, "attempt_started"),
+            (2, "a"),
+            (3, "cancel_requested"),
+            (4, "b"),
+            (5, "c"),
+            (6, "attempt_ended"),
+            (7, "run_cancelled"),
+        ]
+        await engine.dispose()
 
     run_async(go())
