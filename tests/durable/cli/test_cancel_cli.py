@@ -102,8 +102,9 @@ def test_cancel_an_executing_run_asks_its_process_and_shows_it_pending(tmp_path:
             "immediate",
         )
         assert "cancel requested (immediate): its process stops it at once" in data["state_detail"]
-        listed = cli("runs", "list", "--db", url)
-        assert "running, cancel requested" in listed.stdout
+        listed = cli("runs", "list", "--db", url).stdout
+        assert "running (cancel)" in listed  # as narrow as awaiting_approval: fits 80 columns
+        assert "(cancel) marks a run asked to stop that has not stopped yet." in listed
         shown = cli("runs", "show", "live-1", "--db", url)
         assert "state running, cancel requested" in shown.stdout
         flat = " ".join(shown.stdout.split())
@@ -115,7 +116,7 @@ def test_cancel_an_executing_run_asks_its_process_and_shows_it_pending(tmp_path:
     finally:
         run_async(session.close())
         run_async(engine.dispose())
-    assert "running, cancel requested" not in cli("runs", "list", "--db", url).stdout
+    assert "(cancel)" not in cli("runs", "list", "--db", url).stdout
 
 
 def test_cancel_takes_a_shortened_id_and_refuses_unknown_and_finished_runs(

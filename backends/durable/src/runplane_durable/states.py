@@ -78,6 +78,11 @@ class State:
         """The state as people read it: "running, cancel requested" while a stop is pending."""
         return self.state if self.cancel_requested is None else f"{self.state}, cancel requested"
 
+    @property
+    def short_label(self) -> str:
+        """The same, as narrow as the widest state, for a table: "running (cancel)"."""
+        return self.state if self.cancel_requested is None else f"{self.state} (cancel)"
+
 
 def run_state(
     run: RunRecord,

@@ -185,7 +185,7 @@ def list_runs(
         return
     ids = short_ids([r.id for r, _ in rows])
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    width = max(len("state"), *(len(s.label) for _, s in rows))
+    width = max(len("state"), *(len(s.short_label) for _, s in rows))
     table.add_column("id", no_wrap=True, min_width=min(ID_WIDTH, max(map(len, ids.values()))))
     table.add_column("state", no_wrap=True, min_width=width)
     table.add_column("agent", overflow="ellipsis", no_wrap=True, ratio=1)
@@ -195,7 +195,7 @@ def list_runs(
     for r, s in rows:
         table.add_row(
             escape(ids[r.id]),
-            f"[{_COLOR.get(s.state, 'default')}]{s.label}[/]",
+            f"[{_COLOR.get(s.state, 'default')}]{s.short_label}[/]",
             escape(r.agent_name),
             _when(r.created_at)[:16],
             str(r.model_calls),
@@ -204,6 +204,8 @@ def list_runs(
     console.print(table)
     if any(short != full for full, short in ids.items()):
         console.print("[dim]… marks a shortened id; `runs show` takes it as shown.[/]")
+    if any(s.cancel_requested is not None for _, s in rows):
+        console.print("[dim](cancel) marks a run asked to stop that has not stopped yet.[/]")
 
 
 _COLOR = {
