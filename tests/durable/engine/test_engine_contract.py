@@ -25,6 +25,7 @@ from runplane_durable.errors import (
     DatabaseError,
     DurableError,
     RunCancelledError,
+    RunFinishedError,
     RunInputMismatchError,
     RunLeasedError,
     RunNotFoundError,
@@ -997,5 +998,250 @@ def test_concurrent_claims_never_share_a_task(clients: Clients) -> None:
         claimed = await asyncio.gather(*(drain(w, n) for n, w in enumerate(workers)))
         flat = [t for ids in claimed for t in ids]
         assert sorted(flat) == sorted(t.id for t in made)  # each once, none lost
+
+    run(go)
+
+
+# -- cancel from any process, and retention ------------------------------------------------------
+
+
+async def _events(engine: Engine, run_id: str) -> list[EventRecord]:
+    found = wire(await engine.list_events(run_id))
+    assert [e.seq for e in found] == list(range(1, len(found) + 1))  # no gap, no duplicate
+    return found
+
+
+def _asked(event: EventRecord, mode: str, holder: str | None) -> None:
+    assert event.type == "cancel_requested"
+    payload = event.payload
+    assert (payload["mode"], payload["holder"]) == (mode, holder)
+    assert payload["host"]
+    assert isinstance(payload["pid"], int)
+    assert "user" in payload
+    assert payload["requested_at"] > 0
+
+
+def test_cancelling_a_stopped_run_records_it_cancelled_at_once(clients: Clients) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        session = await _open(engine, _spec(rid))
+        await session.append(journal=JournalEntry("model", "1", "fp", {}))
+        await session.release()
+        await session.close()
+        asker = clients()  # another process
+        cancelled = wire(await asker.cancel_run(rid, mode="after_turn"))
+        assert (cancelled.status, cancelled.owner, cancelled.cancel_requested) == (
+            "cancelled",
+            None,
+            None,
+        )
+        assert cancelled.finished_at is not None
+        events = await _events(engine, rid)
+        assert [e.type for e in events][-2:] == ["cancel_requested", "run_cancelled"]
+        _asked(events[-2], "after_turn", None)
+        assert wire(await asker.cancel_run(rid)) == cancelled  # again: idempotent, unchanged
+        assert len(await _events(engine, rid)) == len(events)
+        with pytest.raises(RunCancelledError):
+            await clients().open_run(_spec(rid), lease_seconds=30)
+
+    run(go)
+
+
+def test_cancelling_a_run_awaiting_approval_or_orphaned_records_it_at_once(
+    clients: Clients,
+) -> None:
+    async def go() -> None:
+        engine = clients()
+        waiting, orphan = _rid(), _rid()
+        session = await _open(engine, _spec(waiting))
+        await session.finish("awaiting_approval", calls=[PendingCall("c1", "refund", "1:c1")])
+        await session.close()
+        assert wire(await clients().cancel_run(waiting)).status == "cancelled"
+        assert [e.type for e in await _events(engine, waiting)][-2:] == [
+            "cancel_requested",
+            "run_cancelled",
+        ]
+        stale = await _open(engine, _spec(orphan), lease_seconds=0.05)
+        await asyncio.sleep(0.2)  # its lease expired: no process executes it
+        record = wire(await clients().cancel_run(orphan))
+        assert (record.status, record.owner) == ("cancelled", None)
+        types = [e.type for e in await _events(engine, orphan)]
+        assert types == ["attempt_started", "cancel_requested", "attempt_ended", "run_cancelled"]
+        ended = (await engine.list_events(orphan))[2].payload
+        assert ended["reason"] in ("lease_lost", "killed")  # its attempt's end, written for it
+        with pytest.raises(RunLeasedError):  # the stale holder writes nothing more
+            await stale.append(journal=JournalEntry("model", "1", "fp", {}))
+        await stale.close()
+        assert (await engine.get_run(orphan)).status == "cancelled"
+
+    run(go)
+
+
+def test_an_executing_run_is_asked_and_learns_it_from_its_writes(clients: Clients) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        session = await _open(engine, _spec(rid))
+        assert session.cancel_requested is None
+        assert await session.poll_cancel() is None
+        asker = clients()
+        asked = wire(await asker.cancel_run(rid, mode="after_turn"))
+        assert (asked.status, asked.cancel_requested) == ("running", "after_turn")
+        assert asked.owner == session.record.owner  # the holder keeps it until it stops it
+        # Its next step learns of it at no extra cost, and its events follow the request's.
+        await session.append(journal=JournalEntry("model", "1", "fp", {}), events=[NewEvent("a")])
+        assert session.cancel_requested == "after_turn"
+        stronger = wire(await asker.cancel_run(rid))  # immediate wins over after_turn ...
+        assert stronger.cancel_requested == "immediate"
+        weaker = wire(await asker.cancel_run(rid, mode="after_turn"))  # ... and stays
+        assert weaker.cancel_requested == "immediate"
+        await session.heartbeat()
+        assert session.cancel_requested == "immediate"
+        assert await session.poll_cancel() == "immediate"
+        await session.append(events=[NewEvent("b")], wait=False)
+        await session.finish("cancelled")
+        await session.close()
+        record = wire(await engine.get_run(rid))
+        assert (record.status, record.cancel_requested) == ("cancelled", None)
+        events = await _events(engine, rid)
+        assert [e.type for e in events] == [
+            "attempt_started",
+            "cancel_requested",
+            "a",
+            "cancel_requested",
+            "cancel_requested",
+            "b",
+            "attempt_ended",
+            "run_cancelled",
+        ]
+        _asked(events[1], "after_turn", session.record.owner)
+        _asked(events[3], "immediate", session.record.owner)
+
+    run(go)
+
+
+def test_steps_racing_a_cancel_keep_one_gapless_event_log(clients: Clients) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        session = await _open(engine, _spec(rid))
+        asker = clients()
+
+        async def steps() -> None:
+            for i in range(60):
+                await session.append(events=[NewEvent("step", {"i": i})], wait=i % 2 == 0)
+
+        async def asks() -> None:
+            for mode in ["after_turn", "immediate", "after_turn"]:
+                await asyncio.sleep(0.005)
+                await asker.cancel_run(rid, mode=mode)  # type: ignore[arg-type]
+
+        await asyncio.gather(steps(), asks())
+        await session.finish("cancelled")
+        await session.close()
+        events = await _events(engine, rid)
+        assert [e.payload["i"] for e in events if e.type == "step"] == list(range(60))
+        assert sum(e.type == "cancel_requested" for e in events) == 3
+
+    run(go)
+
+
+def test_a_request_its_holder_never_carried_out_is_carried_out_by_the_next_opening(
+    clients: Clients,
+) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        session = await _open(engine, _spec(rid))
+        await clients().cancel_run(rid, mode="after_turn")
+        await session.release()  # stopped (Ctrl-C, say) before carrying it out
+        await session.close()
+        assert (await engine.get_run(rid)).cancel_requested == "after_turn"
+        with pytest.raises(RunCancelledError):
+            await clients().open_run(_spec(rid), lease_seconds=30)
+        record = wire(await engine.get_run(rid))
+        assert (record.status, record.cancel_requested) == ("cancelled", None)
+        assert [e.type for e in await _events(engine, rid)][-1] == "run_cancelled"
+
+    run(go)
+
+
+@pytest.mark.parametrize("status", ["completed", "failed"])
+def test_cancelling_a_finished_run_is_refused(clients: Clients, status: Any) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        session = await _open(engine, _spec(rid))
+        await session.finish(status, error=ValueError("x") if status == "failed" else None)
+        await session.close()
+        before = await _events(engine, rid)
+        with pytest.raises(RunFinishedError) as info:
+            await clients().cancel_run(rid)
+        assert wired(info.value).fields == {"run_id": rid, "status": status}
+        assert info.value.code == "run_finished"
+        assert await _events(engine, rid) == before
+        assert (await engine.get_run(rid)).status == status
+
+    run(go)
+
+
+def test_cancelling_an_unknown_run_or_with_an_unknown_mode(clients: Clients) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        with pytest.raises(RunNotFoundError) as info:
+            await engine.cancel_run(rid)
+        assert wired(info.value).fields["run_id"] == rid
+        session = await _open(engine, _spec(rid))
+        with pytest.raises(ValueError, match="'later' is not a cancel mode"):
+            await engine.cancel_run(rid, mode="later")  # type: ignore[arg-type]
+        assert (await engine.get_run(rid)).cancel_requested is None
+        await session.close()
+
+    run(go)
+
+
+def test_prune_deletes_runs_finished_before_the_time_with_their_rows(clients: Clients) -> None:
+    async def go() -> None:
+        engine, prefix = clients(), _rid()
+        outcomes: list[Any] = ["completed", "failed", "cancelled", None, "awaiting_approval"]
+        for i, outcome in enumerate(outcomes):
+            session = await _open(engine, _spec(f"{prefix}-{i}"))
+            await session.append(
+                journal=JournalEntry("model", "1", "fp", {}), events=[NewEvent("x")]
+            )
+            if outcome is not None:
+                await session.finish(outcome)
+            await session.close()
+        cut = time.time() + 0.001
+        await asyncio.sleep(0.01)
+        late = f"{prefix}-late"
+        session = await _open(engine, _spec(late))
+        await session.finish("completed")
+        await session.close()
+        assert await engine.prune(finished_before=cut - 3600) == 0  # none finished that early
+        deleted = await engine.prune(finished_before=cut)
+        kept = {r.id for r in await engine.list_runs(limit=None) if r.id.startswith(prefix)}
+        assert kept == {f"{prefix}-3", f"{prefix}-4", late}
+        assert deleted >= 3  # the other tests' finished runs in this store went too
+        for i in range(3):
+            with pytest.raises(RunNotFoundError):
+                await engine.get_run(f"{prefix}-{i}")
+            assert await engine.read_journal(f"{prefix}-{i}") == []
+            assert await engine.list_events(f"{prefix}-{i}") == []
+        assert len(await engine.read_journal(f"{prefix}-3")) == 1
+        assert await engine.prune(finished_before=cut) == 0
+        reopened = await _open(clients(), _spec(f"{prefix}-0"))  # a pruned id is new again
+        assert reopened.journal == []
+        await reopened.close()
+
+    run(go)
+
+
+def test_prune_goes_past_one_batch(clients: Clients) -> None:
+    async def go() -> None:
+        engine, prefix = clients(), _rid()
+        await engine.prune(finished_before=time.time())  # this store's earlier runs
+        for i in range(130):
+            session = await _open(engine, _spec(f"{prefix}-{i}"))
+            await session.finish("completed")
+            await session.close()
+        assert await engine.prune(finished_before=time.time() + 1) == 130
+        assert not [r for r in await engine.list_runs(limit=None) if r.id.startswith(prefix)]
 
     run(go)

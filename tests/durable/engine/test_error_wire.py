@@ -21,6 +21,7 @@ from runplane_durable.errors import (
     ReplayDivergenceError,
     RunCancelledError,
     RunFailedError,
+    RunFinishedError,
     RunInputMismatchError,
     RunLeasedError,
     RunNotFoundError,
@@ -86,6 +87,21 @@ EXAMPLES: list[tuple[DurableError, str]] = [
     (
         RunCancelledError(run_id="r-1"),
         "run 'r-1' was cancelled; it cannot be resumed. Use a new run id.",
+    ),
+    (
+        RunCancelledError(run_id="r-1", by="web-1 pid 812 user ann", mode="after_turn"),
+        "run 'r-1' was cancelled from another process (web-1 pid 812 user ann, after its "
+        "current turn); it cannot be resumed. Use a new run id.",
+    ),
+    (
+        RunCancelledError(run_id="r-1", by="web-1 pid 812 user ann", mode="immediate"),
+        "run 'r-1' was cancelled from another process (web-1 pid 812 user ann, immediately); "
+        "it cannot be resumed. Use a new run id.",
+    ),
+    (
+        RunFinishedError(run_id="r-1", status="completed"),
+        "run 'r-1' already finished (completed); there is nothing to cancel. "
+        "`runplane runs show r-1` shows its outcome.",
     ),
     (
         UnstorableNameError(what="agent name", value="'a\\x00b'", reason="it holds a NUL"),
@@ -221,6 +237,7 @@ def test_every_durable_error_has_its_own_stable_code() -> None:
         RunLeasedError: "run_leased",
         RunInputMismatchError: "run_input_mismatch",
         RunCancelledError: "run_cancelled",
+        RunFinishedError: "run_finished",
         UnstorableNameError: "unstorable_name",
         ReplayDivergenceError: "replay_divergence",
         JournalSerializationError: "journal_serialization",

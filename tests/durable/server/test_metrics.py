@@ -81,11 +81,11 @@ def seeded(store: str, writer: Writer) -> Iterator[str]:
     )
     row = {**sql.new_row(queued), "queue": "q1"}
     tasks_rows = [
-        _task(1, "queued", "tools"),
-        _task(2, "queued", "tools"),
-        _task(3, "queued", "gpu"),
+        _task(1, "pending", "tools"),
+        _task(2, "pending", "tools"),
+        _task(3, "pending", "gpu"),
         _task(4, "running", "tools", owner="w:2:z:1"),
-        _task(5, "done", "tools"),
+        _task(5, "completed", "tools"),
     ]
     loop = asyncio.new_event_loop()
     engine = LocalEngine(store)

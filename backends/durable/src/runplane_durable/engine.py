@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from .events import PendingCall
 from .records import (
+    CancelMode,
     EventRecord,
     JournalEntry,
     JournalRecord,
@@ -57,6 +58,10 @@ class RunSession(Protocol):
     """The run's whole journal when opened, in `seq` order: what a replay returns."""
     read_only: bool
     """The run was completed: nothing may be written, and no lease is held."""
+    cancel_requested: CancelMode | None
+    """A stop asked for from another process (`Engine.cancel_run`), as this session last saw
+    it: every append and heartbeat learns it at no extra cost, `poll_cancel` reads it. None
+    while no one asked."""
 
     async def append(
         self,
@@ -78,6 +83,11 @@ class RunSession(Protocol):
 
     async def heartbeat(self) -> None:
         """Renew the lease; raise RunLeasedError if another execution took the run over."""
+
+    async def poll_cancel(self) -> CancelMode | None:
+        """Whether a stop was asked for (`Engine.cancel_run`), in one cheap read; also sets
+        `cancel_requested`. The runtime calls it about once a second while the run executes
+        (RUNPLANE_CANCEL_POLL_SECONDS), and stops the run when it says so."""
 
     async def check_lease(self) -> None:
         """Raise RunLeasedError if this session may no longer hold the run; call it before any
@@ -120,7 +130,8 @@ class Engine(Protocol):
         started with the same agent and input (else RunInputMismatchError): it is claimed for a
         new attempt if its lease is free, expired or held by a dead process (else
         RunLeasedError), or opened `read_only` if it completed; a cancelled run raises
-        RunCancelledError.
+        RunCancelledError, and so does one whose cancel request (`cancel_run`) its last holder
+        never carried out: it is recorded cancelled first.
         """
 
     async def enqueue_run(self, spec: RunSpec) -> RunRecord:
@@ -223,6 +234,30 @@ class Engine(Protocol):
         retry delay for this attempt (`records.retry_delay`), or "failed" with `error` if it
         was the last attempt. TaskLeaseLostError (nothing written) if the attempt no longer
         holds it. Anyone who finds an attempt abandoned may end it so."""
+
+    async def cancel_run(self, run_id: str, *, mode: CancelMode = "immediate") -> RunRecord:
+        """Ask run `run_id` to stop, from any process; returns the run as stored after asking.
+
+        A run no process executes (queued, orphaned or stopped, awaiting approval) is recorded
+        "cancelled" at once: its events get a `cancel_requested` event saying who asked (host,
+        pid, user of this process) and the mode, the end of an attempt whose process died, and
+        `run_cancelled`. An executing run keeps its status: its `cancel_requested` is set (an
+        "immediate" request is never weakened to "after_turn") with the `cancel_requested`
+        event, and its holder, which learns of it within about a second, stops it ("immediate":
+        at once; "after_turn": before its next model call) and records it cancelled; a holder
+        that stops without doing so leaves the request pending, and the next opening of the run
+        carries it out. A cancelled run is final (`open_run` raises RunCancelledError);
+        cancelling it again returns it unchanged. A completed or failed run raises
+        RunFinishedError; an unknown one RunNotFoundError; a mode other than the two a
+        ValueError.
+        """
+
+    async def prune(self, *, finished_before: float) -> int:
+        """Delete the runs that finished (completed, failed or cancelled) before
+        `finished_before` (seconds since the epoch), with their journal, events and tool tasks;
+        returns how many runs. Deletes in batches of bounded size, each its own transaction, so
+        a large prune never holds the database for long; runs still running are never touched.
+        """
 
     def describe(self) -> str:
         """Where the runs are kept, for people: a database and its path or host, a server's

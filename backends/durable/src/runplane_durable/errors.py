@@ -28,6 +28,7 @@ __all__ = [
     "ReplayDivergenceError",
     "RunCancelledError",
     "RunFailedError",
+    "RunFinishedError",
     "RunInputMismatchError",
     "RunLeasedError",
     "RunNotFoundError",
@@ -270,17 +271,47 @@ class RunInputMismatchError(DurableError):
 class RunCancelledError(DurableError):
     """The run was cancelled: it is over for good, and its id cannot run again.
 
-    Not a `RunInputMismatchError`: that one says "resume this id with its own agent and input",
-    which would never work here, so a caller that retries on a mismatch must not see this as one.
+    Fields: `run_id`; `by` (who asked: "host pid N user U") and `mode` ("immediate" or
+    "after_turn") when it was cancelled from another process (`runplane runs cancel`,
+    `Runner.cancel`, the API) while this process ran it. Not a `RunInputMismatchError`: that one
+    says "resume this id with its own agent and input", which would never work here, so a caller
+    that retries on a mismatch must not see this as one.
     """
 
     code = "run_cancelled"
     run_id: str
 
-    def __init__(self, *, run_id: str) -> None:
+    def __init__(self, *, run_id: str, by: str | None = None, mode: str | None = None) -> None:
+        fields: dict[str, Any] = {"run_id": run_id}
+        if by is None and mode is None:
+            message = f"run {run_id!r} was cancelled; it cannot be resumed. Use a new run id."
+        else:
+            how = {"after_turn": "after its current turn"}.get(mode or "", "immediately")
+            message = (
+                f"run {run_id!r} was cancelled from another process ({by or 'unknown'}, "
+                f"{how}); it cannot be resumed. Use a new run id."
+            )
+            fields.update(by=by, mode=mode)
+        super().__init__(message, **fields)
+
+
+class RunFinishedError(DurableError):
+    """A cancel asked for a run that already finished (completed or failed): nothing to stop.
+
+    Fields: `run_id`, `status` (its stored status). A cancelled run is not refused: cancelling
+    it again returns it as it is.
+    """
+
+    code = "run_finished"
+    run_id: str
+    status: str
+
+    def __init__(self, *, run_id: str, status: str) -> None:
         super().__init__(
-            f"run {run_id!r} was cancelled; it cannot be resumed. Use a new run id.",
+            f"run {run_id!r} already finished ({status}); there is nothing to cancel. "
+            f"`runplane runs show {run_id}` shows its outcome.",
             run_id=run_id,
+            status=status,
         )
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "ApprovalRequested",
     "AttemptEnded",
     "AttemptStarted",
+    "CancelRequested",
     "EndReason",
     "Event",
     "HandoffRequested",
@@ -554,6 +555,56 @@ class AttemptEnded:
 
 
 @dataclass(frozen=True)
+class CancelRequested:
+    """A stop asked for from some process (`runplane runs cancel`, `Runner.cancel`, the API),
+    written by the process that asked, as it asked.
+
+    JSON {"mode", "host", "pid", "user", "requested_at", "holder"}: `mode` is "immediate" or
+    "after_turn"; `host`, `pid` and `user` say who asked; `holder` is the lease holder asked to
+    stop (the run was executing), or null when no process executed the run and it was recorded
+    cancelled at once.
+    """
+
+    TYPE: ClassVar[str] = "cancel_requested"
+    mode: str
+    host: str | None = None
+    pid: int | None = None
+    user: str | None = None
+    requested_at: float | None = None
+    holder: str | None = None
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "host": self.host,
+            "pid": self.pid,
+            "user": self.user,
+            "requested_at": self.requested_at,
+            "holder": self.holder,
+        }
+
+    @classmethod
+    def from_payload(cls, p: Mapping[str, Any]) -> CancelRequested:
+        return cls(
+            _need(p, "mode", str),
+            _get(p, "host", str, None),
+            _get(p, "pid", int, None),
+            _get(p, "user", str, None),
+            _number(p, "requested_at"),
+            _get(p, "holder", str, None),
+        )
+
+    def by(self) -> str:
+        """Who asked, for people: "host pid 12 user ann"."""
+        parts = [self.host or "unknown host"]
+        if self.pid is not None:
+            parts.append(f"pid {self.pid}")
+        if self.user:
+            parts.append(f"user {self.user}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
 class RunCompleted:
     """The run finished: JSON {"final_output"}, the encoded final output (`codec`)."""
 
@@ -663,6 +714,7 @@ Event = (
     | ApprovalDecided
     | AttemptStarted
     | AttemptEnded
+    | CancelRequested
     | RunCompleted
     | RunFailed
     | RunCancelled
@@ -678,6 +730,7 @@ _TYPES: dict[str, Any] = {
         ApprovalDecided,
         AttemptStarted,
         AttemptEnded,
+        CancelRequested,
         RunCompleted,
         RunFailed,
         RunCancelled,

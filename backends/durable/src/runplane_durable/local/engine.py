@@ -18,11 +18,13 @@ from sqlalchemy.engine import Connection
 from .. import lazy_errors as errors
 from ..attempts import REASONS, Attempt, next_number, unended
 from ..engine import LATENCY_BUCKETS, Measures
-from ..events import EndReason, PendingCall, RunQueued, outcome, parse
+from ..events import CancelRequested, EndReason, PendingCall, RunQueued, outcome, parse
 from ..names import check_agent_name, check_run_id
-from ..owner import current_owner, owner_is_dead, retire
+from ..owner import current_owner, owner_is_dead, requester, retire
 from ..records import (
+    CANCEL_MODES,
     DEFAULT_QUEUE,
+    CancelMode,
     EventRecord,
     JournalEntry,
     JournalRecord,
@@ -170,16 +172,24 @@ class LocalEngine:
                 created, row, entries, last_event, attempt = True, new, [], 1, first
             else:  # one hop to the database for the whole claim, not one per statement
                 created = False
-                row, entries, last_event, attempt = await tx.call(
-                    _claim_sync, spec, owner, lease_seconds
-                )
+                claimed = await tx.call(_claim_sync, spec, owner, lease_seconds)
+                if isinstance(claimed, RunRecord):  # a pending cancel, carried out now
+                    raise errors.RunCancelledError(run_id=spec.run_id)
+                row, entries, last_event, attempt = claimed
         except BaseException:
             retire(owner)
             raise
         self._say_opened(spec, row, entries, created, attempt)
+        database = self.database
+        run_id = spec.run_id
+
+        async def read_cancel() -> CancelMode | None:
+            return await database.call(sql.cancel_requested, run_id)
+
         return LocalRunSession(
             tx,
             on_unreleased=self._left_unreleased,
+            read_cancel=read_cancel,
             record=row,
             journal=entries,
             read_only=row.status == "completed",
@@ -362,6 +372,40 @@ class LocalEngine:
             task_id=lease.task_id, attempt=lease.attempt, status=now.status, attempts=now.attempts
         )
 
+    async def cancel_run(self, run_id: str, *, mode: CancelMode = "immediate") -> RunRecord:
+        """See `Engine.cancel_run`: one transaction, by this process, on behalf of whoever
+        called (its host, pid and user go into the `cancel_requested` event)."""
+        if mode not in CANCEL_MODES:
+            modes = ", ".join(CANCEL_MODES)
+            raise ValueError(f"{mode!r} is not a cancel mode; use one of: {modes}")
+        self._refuse_read_only("runs are cancelled")
+        host, pid, user = requester()
+        asked = CancelRequested(mode, host, pid, user, time.time())
+        found = await self.database.call(
+            sql.cancel_run,
+            check_run_id(run_id),
+            mode,
+            asked,
+            owner_is_dead,
+            _attempt_end,
+        )
+        if found is None:
+            raise errors.RunNotFoundError(run_id=run_id, database=describe(self.url))
+        if found.status in ("completed", "failed"):
+            raise errors.RunFinishedError(run_id=run_id, status=found.status)
+        return found
+
+    async def prune(self, *, finished_before: float) -> int:
+        """See `Engine.prune`: `PRUNE_BATCH` runs per transaction, until none is left."""
+        self._refuse_read_only("runs are pruned")
+        deleted = 0
+        while True:
+            batch = await self.database.call(sql.prune, float(finished_before), PRUNE_BATCH)
+            deleted += batch
+            if batch < PRUNE_BATCH:
+                return deleted
+            await asyncio.sleep(0)  # let this process's runs write between two batches
+
     async def dispose(self) -> None:
         if self._db is not None:
             if self._unreleased:
@@ -401,10 +445,26 @@ def _check_same_run(spec: RunSpec, row: RunRecord) -> None:
         raise errors.RunInputMismatchError(run_id=spec.run_id, what_changed="input")
 
 
+# Runs deleted per transaction by `prune`: each batch holds the database briefly, and a run's
+# rows (its events, its journal) go with it in the same batch.
+PRUNE_BATCH = 100
+
+
+def _attempt_end(
+    run: RunRecord, last_type: str | None, last_payload: dict[str, Any] | None
+) -> list[NewEvent]:
+    """The end of the run's last attempt, if it never wrote one (its process died)."""
+    last = None if last_type is None else parse(NewEvent(last_type, last_payload or {}))
+    ended = unended(last, run, time.time())
+    return [] if ended is None else [ended]
+
+
 def _claim_sync(
     conn: Connection, spec: RunSpec, owner: str, lease_seconds: float
-) -> tuple[RunRecord, list[JournalRecord], int, Attempt | None]:
-    """Claim an existing run, and read what a replay needs, in one transaction function.
+) -> tuple[RunRecord, list[JournalRecord], int, Attempt | None] | RunRecord:
+    """Claim an existing run, and read what a replay needs, in one transaction function; or,
+    for a run asked to stop that no process executes any more, record it cancelled and return
+    it.
 
     The claim logs the new attempt's start, after the end of the previous attempt if that one
     never wrote it (its process was killed, or stalled past its lease), in the claim's own
@@ -419,6 +479,13 @@ def _claim_sync(
     if row.status == "completed":
         entries = sql.read_journal(conn, spec.run_id)
         return row, entries, sql.max_event_seq(conn, spec.run_id), None
+    if row.cancel_requested is not None and not sql.executing(row, time.time(), owner_is_dead):
+        # Asked to stop while its holder ran it, and the holder stopped without carrying it
+        # out (killed, or interrupted): carried out now, instead of running it again.
+        cancelled = sql.cancel_run(conn, spec.run_id, None, None, owner_is_dead, _attempt_end)
+        if cancelled is not None and cancelled.status == "cancelled":
+            return cancelled
+        row = sql.record(sql.get_run_row(conn, spec.run_id))
     holder = row.owner
     dead = holder if holder is not None and owner_is_dead(holder) else None
     attempt: list[Attempt] = []
@@ -455,6 +522,7 @@ class LocalRunSession:
         tx: Transactions,
         *,
         on_unreleased: Callable[[str, str, NewEvent | None], None],
+        read_cancel: Callable[[], Awaitable[CancelMode | None]],
         record: RunRecord,
         journal: list[JournalRecord],
         read_only: bool,
@@ -466,6 +534,8 @@ class LocalRunSession:
     ) -> None:
         self._tx = tx
         self._on_unreleased = on_unreleased
+        self._read_cancel = read_cancel
+        self.cancel_requested: CancelMode | None = record.cancel_requested
         self._settled = read_only  # the outcome is committed, or the lease given back
         self.record = record
         self.journal = journal
@@ -549,14 +619,18 @@ class LocalRunSession:
         else:
             self._in_background(write)
 
-    def _fenced(self, ours: bool) -> None:
-        if not ours:
+    def _fenced(self, fenced: sql.Fenced) -> tuple[CancelMode | None, int]:
+        """What a fenced write found (the cancel request, the seq of its first event); raise
+        RunLeasedError if the run was no longer ours."""
+        if fenced is None:
             self._lost = True
             raise self._lost_lease()
+        self.cancel_requested = fenced[0]
+        return fenced
 
-    def _renewed_at(self, started: float) -> Callable[[bool], None]:
-        def done(ours: bool) -> None:
-            self._fenced(ours)
+    def _renewed_at(self, started: float) -> Callable[[sql.Fenced], None]:
+        def done(fenced: sql.Fenced) -> None:
+            self._fenced(fenced)
             self._renewed = max(self._renewed, started)
 
         return done
@@ -597,11 +671,12 @@ class LocalRunSession:
 
         started = time.monotonic()
 
-        def done(ours: bool) -> None:
-            self._renewed_at(started)(ours)
+        def done(fenced: sql.Fenced) -> None:
+            _, first = self._fenced(fenced)
+            self._renewed = max(self._renewed, started)
             if journal is not None:
                 self._journal_seq += 1
-            self._event_seq += len(new_events)
+            self._event_seq = first + len(new_events)
 
         await self._commit(sql.append, args, done, wait=wait)
 
@@ -611,6 +686,12 @@ class LocalRunSession:
             lambda: (self.run_id, self._owner, self._lease_seconds),
             self._renewed_at(time.monotonic()),
         )
+
+    async def poll_cancel(self) -> CancelMode | None:
+        """One primary-key read, beside the session's writes (never queued behind them)."""
+        if not self.read_only and not self._settled:
+            self.cancel_requested = await self._read_cancel()
+        return self.cancel_requested
 
     async def finish(
         self,
@@ -649,9 +730,9 @@ class LocalRunSession:
                 message,
             )
 
-        def done(ours: bool) -> None:
-            self._fenced(ours)
-            self._event_seq += len(new_events)
+        def done(fenced: sql.Fenced) -> None:
+            _, first = self._fenced(fenced)
+            self._event_seq = first + len(new_events)
             self._settled = True
 
         await self._commit(sql.finish, args, done)

@@ -6,6 +6,7 @@ PostgreSQL (through `AsyncConnection.run_sync` over asyncpg): one code path for 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,8 +18,16 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from ..engine import Latencies, Measures
-from ..events import AttemptEnded, AttemptStarted, ModelCalled, ToolCalled
+from ..events import (
+    AttemptEnded,
+    AttemptStarted,
+    CancelRequested,
+    ModelCalled,
+    RunCancelled,
+    ToolCalled,
+)
 from ..records import (
+    CancelMode,
     EventRecord,
     JournalEntry,
     JournalRecord,
@@ -54,6 +63,8 @@ __all__ = [
     "USAGE_COLUMNS",
     "RunFilter",
     "append",
+    "cancel_requested",
+    "cancel_run",
     "claim",
     "claim_task",
     "claimable_runs",
@@ -73,6 +84,7 @@ __all__ = [
     "list_tasks",
     "max_event_seq",
     "measure",
+    "prune",
     "read_journal",
     "release",
     "schema_version",
@@ -363,14 +375,7 @@ def claim(
     row = get_run_row(conn, run_id)
     entries = _journal(conn, run_id)
     last_seq = _max_event_seq(conn, run_id)
-    attempt = conn.execute(
-        sa.select(events.c.type, events.c.payload)
-        .where(
-            events.c.run_id == run_id, events.c.type.in_((AttemptStarted.TYPE, AttemptEnded.TYPE))
-        )
-        .order_by(events.c.seq.desc())
-        .limit(1)
-    ).one_or_none()
+    attempt = _last_attempt(conn, run_id)
     run = record(row)
     logged = new_events(
         run,
@@ -429,7 +434,7 @@ def _event_rows(
 
 # The hot path's statements: a step is a few small writes, and SQLAlchemy's per-call statement
 # work would cost more than the SQL (see prepared.py).
-_FENCED_STEP = Prepared(
+_FENCED_STEP = (
     runs.update()
     .where(runs.c.id == sa.bindparam("rid"), runs.c.owner == sa.bindparam("own"))
     .values(
@@ -438,15 +443,40 @@ _FENCED_STEP = Prepared(
         **{name: getattr(runs.c, name) + sa.bindparam(f"d_{name}") for name in USAGE_COLUMNS},
     )
 )
+# A stop asked for from another process comes back with every step (RETURNING, SQLite 3.35+ and
+# PostgreSQL), or, on an older SQLite, from one more primary-key read.
+_STEP = Prepared(_FENCED_STEP.returning(runs.c.cancel_requested))
+_STEP_PLAIN = Prepared(_FENCED_STEP)
 _INSERT_JOURNAL = Prepared(
     journal.insert().values({c.name: sa.bindparam(c.name) for c in journal.c})
 )
 _INSERT_EVENTS = Prepared(events.insert().values({c.name: sa.bindparam(c.name) for c in events.c}))
-_HEARTBEAT = Prepared(
+_RENEW = (
     runs.update()
     .where(runs.c.id == sa.bindparam("rid"), runs.c.owner == sa.bindparam("own"))
     .values(lease_expires_at=sa.bindparam("expires"))
 )
+_HEARTBEAT = Prepared(_RENEW.returning(runs.c.cancel_requested))
+_HEARTBEAT_PLAIN = Prepared(_RENEW)
+
+
+def _fenced(
+    conn: Connection, returning: Prepared, plain: Prepared, params: dict[str, Any]
+) -> tuple[bool, CancelMode | None]:
+    """Run an owner-fenced update: whether the run is still ours, and its `cancel_requested`."""
+    if conn.dialect.update_returning:
+        row = returning.execute(conn, params).first()
+        return (False, None) if row is None else (True, row[0])
+    if plain.execute(conn, params).rowcount != 1:
+        return False, None
+    return True, conn.execute(
+        sa.select(runs.c.cancel_requested).where(runs.c.id == params["rid"])
+    ).scalar_one()
+
+
+# What a fenced write returns when the run is still ours: the run's `cancel_requested`, and the
+# seq its first event got (None: the run is no longer ours, and nothing was written).
+Fenced = tuple[CancelMode | None, int] | None
 
 
 def append(
@@ -459,8 +489,12 @@ def append(
     event_seq: int,
     new_events: list[NewEvent],
     usage: UsageDelta | None,
-) -> bool:
-    """One step in one transaction; False (and nothing written) if the run is no longer ours."""
+) -> Fenced:
+    """One step in one transaction; None (and nothing written) if the run is no longer ours.
+
+    The events get seqs from `event_seq` on, unless another process asked the run to stop:
+    its `cancel_requested` event is in the log then, and this step's events follow it.
+    """
     now = time.time()
     params: dict[str, Any] = {
         "rid": run_id,
@@ -472,9 +506,12 @@ def append(
         params[f"d_{name}"] = getattr(usage, name) if usage is not None else 0
     # The owner check comes first and fences the step: a process whose lease was taken over
     # writes nothing, so a journal never interleaves two executions.
-    if _FENCED_STEP.execute(conn, params).rowcount != 1:
+    ours, cancel = _fenced(conn, _STEP, _STEP_PLAIN, params)
+    if not ours:
         conn.rollback()
-        return False
+        return None
+    if cancel is not None:
+        event_seq = max(event_seq, _max_event_seq(conn, run_id) + 1)
     if entry is not None:
         _INSERT_JOURNAL.execute(
             conn,
@@ -491,15 +528,15 @@ def append(
     if new_events:
         _INSERT_EVENTS.executemany(conn, _event_rows(run_id, event_seq, new_events, now))
     conn.commit()
-    return True
+    return cancel, event_seq
 
 
-def heartbeat(conn: Connection, run_id: str, owner: str, lease_seconds: float) -> bool:
-    result = _HEARTBEAT.execute(
-        conn, {"rid": run_id, "own": owner, "expires": time.time() + lease_seconds}
-    )
+def heartbeat(conn: Connection, run_id: str, owner: str, lease_seconds: float) -> Fenced:
+    """Renew the lease; the run's `cancel_requested` (and 0), or None if it is not ours."""
+    params = {"rid": run_id, "own": owner, "expires": time.time() + lease_seconds}
+    ours, cancel = _fenced(conn, _HEARTBEAT, _HEARTBEAT_PLAIN, params)
     conn.commit()
-    return bool(result.rowcount == 1)
+    return (cancel, 0) if ours else None
 
 
 def finish(
@@ -512,9 +549,10 @@ def finish(
     final_output: Any | None,
     error_type: str | None,
     error: str | None,
-) -> bool:
+) -> Fenced:
     """Record the outcome and its events (the attempt's end, the run's) and give the lease up;
-    False (and nothing written) if the run is no longer ours."""
+    None (and nothing written) if the run is no longer ours. A pending cancel request is over
+    with the run's outcome. The events follow any the process that asked to cancel wrote."""
     now = time.time()
     result = conn.execute(
         runs.update()
@@ -528,14 +566,16 @@ def finish(
             final_output=None if final_output is None else dump_json(final_output),
             error_type=error_type,
             error=error,
+            cancel_requested=None,
         )
     )
     if result.rowcount != 1:
         conn.rollback()
-        return False
+        return None
+    event_seq = max(event_seq, _max_event_seq(conn, run_id) + 1)
     _INSERT_EVENTS.executemany(conn, _event_rows(run_id, event_seq, new_events, now))
     conn.commit()
-    return True
+    return None, event_seq
 
 
 def release(conn: Connection, run_id: str, owner: str, event: NewEvent | None = None) -> None:
@@ -684,7 +724,7 @@ def measure(conn: Connection, buckets: tuple[float, ...]) -> Measures:
             str(q): int(n)
             for q, n in conn.execute(
                 sa.select(tasks.c.queue, sa.func.count())
-                .where(tasks.c.status == "queued")
+                .where(tasks.c.status == "pending")  # the tool tasks' own vocabulary
                 .group_by(tasks.c.queue)
             )
         }
@@ -909,6 +949,150 @@ def fail_task(conn: Connection, lease: TaskLease, error: str) -> TaskRecord | No
     return task_record(row)
 
 
+def cancel_requested(conn: Connection, run_id: str) -> CancelMode | None:
+    """The run's pending cancel request (None: none, or no such run): one primary-key read."""
+    value = conn.execute(
+        sa.select(runs.c.cancel_requested).where(runs.c.id == run_id)
+    ).scalar_one_or_none()
+    conn.commit()
+    return value
+
+
+def executing(run: RunRecord, now: float, holder_is_dead: Callable[[str], bool]) -> bool:
+    """Whether a live process holds the run's lease: it carries a cancel out itself."""
+    return (
+        run.status == "running"
+        and run.owner is not None
+        and run.lease_expires_at is not None
+        and run.lease_expires_at > now
+        and not holder_is_dead(run.owner)
+    )
+
+
+# What the last attempt event says, for writing the end of an attempt whose process died.
+LastAttempt = Callable[[RunRecord, str | None, dict[str, Any] | None], list[NewEvent]]
+
+
+def _last_attempt(conn: Connection, run_id: str) -> Any:
+    return conn.execute(
+        sa.select(events.c.type, events.c.payload)
+        .where(
+            events.c.run_id == run_id, events.c.type.in_((AttemptStarted.TYPE, AttemptEnded.TYPE))
+        )
+        .order_by(events.c.seq.desc())
+        .limit(1)
+    ).one_or_none()
+
+
+def cancel_run(
+    conn: Connection,
+    run_id: str,
+    mode: CancelMode | None,
+    asked: CancelRequested | None,
+    holder_is_dead: Callable[[str], bool],
+    attempt_end: LastAttempt,
+) -> RunRecord | None:
+    """Ask the run to stop, in one transaction; the run as stored afterwards (None: no run).
+
+    A run no live process holds is recorded cancelled now, with `asked` (the request, logged
+    as its event; None when carrying out one asked for earlier), the end of an attempt whose
+    process died (`attempt_end(run, last attempt event's type, its payload)`) and
+    `run_cancelled`. An
+    executing run gets `cancel_requested` set ("immediate" wins over "after_turn") and `asked`
+    logged, for its holder to carry out. A finished run is returned as it is, unchanged. Every
+    update is conditioned on what was read, so a run that changed meanwhile is read again.
+    """
+    for _ in range(100):  # each lap means another process changed the run meanwhile
+        row = get_run_row(conn, run_id)
+        if row is None:
+            conn.commit()
+            return None
+        run = record(row)
+        if run.status in ("completed", "failed", "cancelled"):
+            conn.commit()
+            return run
+        now = time.time()
+        same = sa.and_(
+            runs.c.id == run_id,
+            runs.c.status == run.status,
+            runs.c.owner.is_(None) if run.owner is None else runs.c.owner == run.owner,
+        )
+        logged: list[NewEvent] = []
+        if executing(run, now, holder_is_dead):
+            stronger = (
+                "immediate"
+                if "immediate" in (mode, run.cancel_requested)
+                else (mode or run.cancel_requested)
+            )
+            changed = conn.execute(runs.update().where(same).values(cancel_requested=stronger))
+            if changed.rowcount != 1:
+                conn.rollback()
+                continue
+            if asked is not None:  # with the holder it asks to stop
+                told = dataclasses.replace(asked, holder=run.owner)
+                logged.append(NewEvent(told.TYPE, told.to_payload()))
+        else:
+            changed = conn.execute(
+                runs.update()
+                .where(same)
+                .values(
+                    status="cancelled",
+                    updated_at=now,
+                    finished_at=now,
+                    owner=None,
+                    lease_expires_at=None,
+                    cancel_requested=None,
+                )
+            )
+            if changed.rowcount != 1:
+                conn.rollback()
+                continue
+            last = _last_attempt(conn, run_id)
+            if asked is not None:
+                logged.append(NewEvent(asked.TYPE, asked.to_payload()))
+            logged += attempt_end(
+                run,
+                None if last is None else last.type,
+                None if last is None else load_json(last.payload),
+            )
+            logged.append(NewEvent(RunCancelled.TYPE, RunCancelled().to_payload()))
+        if logged:
+            first = _max_event_seq(conn, run_id) + 1
+            _INSERT_EVENTS.executemany(conn, _event_rows(run_id, first, logged, now))
+        after = record(get_run_row(conn, run_id))
+        conn.commit()
+        return after
+    raise RuntimeError(f"run {run_id!r} kept changing while it was being cancelled")
+
+
+FINISHED_STATUSES = ("completed", "failed", "cancelled")
+
+
+def prune(conn: Connection, finished_before: float, batch: int) -> int:
+    """Delete at most `batch` runs that finished before `finished_before`, with their journal,
+    events and tool tasks, in one transaction; how many runs it deleted.
+
+    The runs chosen cannot change before they are deleted: PostgreSQL locks their rows (skipping
+    any another transaction holds: a claim resuming a failed run keeps it), and SQLite's write
+    refuses a snapshot another writer has changed, and the transaction runs again.
+    """
+    chosen = (
+        sa.select(runs.c.id)
+        .where(runs.c.status.in_(FINISHED_STATUSES), runs.c.finished_at < finished_before)
+        .order_by(runs.c.finished_at)
+        .limit(batch)
+    )
+    if conn.dialect.name == "postgresql":
+        chosen = chosen.with_for_update(skip_locked=True)
+    ids = list(conn.execute(chosen).scalars())
+    if ids:
+        for table in (events, journal, tasks, runs):
+            column = table.c.id if table is runs else table.c.run_id
+            conn.execute(table.delete().where(column.in_(ids)))
+    conn.commit()
+    return len(ids)
+
+
 # Transactions that only read: they need no write lock and may run beside a writer.
 READS: frozenset[Callable[..., Any]] = frozenset(
     {
@@ -922,5 +1106,6 @@ READS: frozenset[Callable[..., Any]] = frozenset(
         get_task,
         list_tasks,
         claimable_runs,
+        cancel_requested,
     }
 )

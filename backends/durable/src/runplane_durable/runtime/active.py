@@ -19,6 +19,7 @@ from runplane import RunnerBackend
 from .. import lazy_errors as errors
 from ..engine import Engine, RunSession
 from ..records import JournalEntry
+from .cancel import Stopper
 
 __all__ = [
     "ACTIVE",
@@ -70,6 +71,8 @@ class ActiveRun:
     _models: list[JournalEntry] = field(default_factory=list)
     _tools: dict[str, JournalEntry] = field(default_factory=dict)
     model_ordinal: int = 0  # model calls completed so far, live or replayed
+    # How the run stops when another process cancels it (None: a replay, nothing to stop).
+    stopper: Stopper | None = None
     _open_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def session(self) -> RunSession:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Any
 
 from agents import Agent
 from agents.stream_events import StreamEvent
@@ -26,10 +26,6 @@ from .stream_items import StreamRebuilder
 __all__ = ["RunHandle"]
 
 DEFAULT_POLL = 0.2  # seconds between two looks at the run while waiting
-
-
-class _CancellingEngine(Protocol):
-    async def cancel_run(self, run_id: str, *, mode: CancelMode = "immediate") -> RunRecord: ...
 
 
 class RunHandle:
@@ -82,13 +78,7 @@ class RunHandle:
 
     async def cancel(self, mode: CancelMode = "immediate") -> RunRecord:
         """Ask the engine to cancel the run, wherever it executes (`Engine.cancel_run`)."""
-        cancel_run = getattr(self.engine, "cancel_run", None)
-        if cancel_run is None:
-            raise NotImplementedError(
-                f"{type(self.engine).__name__} cannot cancel runs (it has no cancel_run)"
-            )
-        engine: _CancellingEngine = self.engine  # type: ignore[assignment]
-        return await engine.cancel_run(self.run_id, mode=mode)
+        return await self.engine.cancel_run(self.run_id, mode=mode)
 
     async def stream_events(
         self, *, after: int = 0, poll: float = DEFAULT_POLL

@@ -202,6 +202,8 @@ class JournalingModel(Model):
         if entry is not None:
             self.active.model_ordinal += 1
         else:
+            if self.active.stopper is not None:  # a turn boundary: a pending cancel stops here
+                self.active.stopper.before_model_call(session.cancel_requested)
             await session.check_lease()
         return entry
 

@@ -13,7 +13,7 @@ from agents.run_error_handlers import RunErrorHandlers
 from runplane import BackendRunner, RunOptions
 
 from ..errors import DurableError
-from ..records import DEFAULT_QUEUE, EventRecord, RunRecord, RunStatus
+from ..records import DEFAULT_QUEUE, CancelMode, EventRecord, RunRecord, RunStatus
 from ..serde import load_value
 from .agent_refs import resolve
 from .backend import DurableBackend
@@ -171,6 +171,20 @@ class Runner(BackendRunner):
         cls, *, limit: int = 50, status: RunStatus | None = None
     ) -> list[RunRecord]:
         return await cls.durable().list_runs(limit=limit, status=status)
+
+    @classmethod
+    async def cancel(cls, run_id: str, mode: CancelMode = "immediate") -> RunRecord:
+        """Cancel run `run_id` from this process, wherever it executes; returns its record.
+
+        A run no process executes (stopped, orphaned, awaiting approval, queued) is recorded
+        cancelled at once. One executing in another process (or this one) keeps running until
+        that process sees the request, within about RUNPLANE_CANCEL_POLL_SECONDS (1 s), and
+        stops it as the SDK's `RunResultStreaming.cancel(mode)` would: "immediate", or
+        "after_turn" (the current turn ends, the next model call never starts). Its caller then
+        gets `RunCancelledError` (`run`, `run_sync`, `resume`), or its stream ends (`run_streamed`).
+        A completed or failed run raises `RunFinishedError`; a cancelled one is returned as it is.
+        """
+        return await cls.durable().cancel(run_id, mode=mode)
 
     @classmethod
     async def events(cls, run_id: str, *, after: int = 0) -> list[EventRecord]:

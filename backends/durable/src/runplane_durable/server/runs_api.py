@@ -9,7 +9,7 @@ engine's own `run_not_found` error.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from .. import lazy_errors as errors
 from ..events import AttemptEnded, AttemptStarted, parse
-from ..records import CANCEL_MODES, CancelMode, EventRecord, RunRecord, run_cursor
+from ..records import CANCEL_MODES, EventRecord, run_cursor
 from . import sse
 from .context import engine_of, known_run, run_id_of
 from .query import (
@@ -108,18 +108,6 @@ def attempts_of(events: list[EventRecord]) -> list[dict[str, Any]]:
     return found
 
 
-class _Admin(Protocol):
-    """The engine's admin calls (engineer C adds them to `Engine`, with these signatures)."""
-
-    async def cancel_run(self, run_id: str, *, mode: CancelMode = "immediate") -> RunRecord: ...
-
-    async def prune(self, *, finished_before: float) -> int: ...
-
-
-def _admin(request: Request) -> _Admin:
-    return cast(_Admin, engine_of(request))
-
-
 async def cancel_run(request: Request) -> Response:
     query(request, ())
     run_id = run_id_of(request)
@@ -129,7 +117,7 @@ async def cancel_run(request: Request) -> Response:
         raise bad_request(
             f"mode must be one of: {', '.join(CANCEL_MODES)}; got {mode!r}", member="mode"
         )
-    record = await _admin(request).cancel_run(run_id, mode=mode)
+    record = await engine_of(request).cancel_run(run_id, mode=mode)
     return JSONResponse(record.to_json())
 
 
@@ -139,7 +127,7 @@ async def prune(request: Request) -> Response:
         await read_json(request), ("finished_before",), required=("finished_before",)
     )
     finished_before = time_value(body, "finished_before")
-    deleted = await _admin(request).prune(finished_before=finished_before)
+    deleted = await engine_of(request).prune(finished_before=finished_before)
     return JSONResponse({"deleted": deleted})
 
 
