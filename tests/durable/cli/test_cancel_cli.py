@@ -166,8 +166,9 @@ def test_prune_dry_run_counts_and_prune_deletes_old_finished_runs_only(tmp_path:
     with sqlite3.connect(url) as conn:  # a tool task of an old run goes with it
         conn.execute(
             "INSERT INTO runplane_tasks (id, run_id, call_key, queue, tool_name, call_id, "
-            "arguments, status, attempts, max_attempts, available_at, created_at, updated_at) "
-            "VALUES ('t1', 'old-ok', '0:c', 'default', 'tool', 'c', '{}', 'done', 1, 3, 0, 0, 0)"
+            "arguments, status, attempts, max_attempts, retry_delay, available_at, created_at, "
+            "updated_at) VALUES ('t1', 'old-ok', '0:c', 'default', 'tool', 'c', '{}', "
+            "'completed', 1, 3, 1.0, 0, 0, 0)"
         )
     dry = cli("runs", "prune", "--older-than", "30d", "--dry-run", "--db", url)
     assert dry.exit_code == 0, dry.output

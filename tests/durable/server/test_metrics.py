@@ -37,6 +37,8 @@ def _task(n: int, status: str, queue: str, owner: str | None = None) -> dict[str
         "status": status,
         "attempts": 0,
         "max_attempts": 3,
+        "timeout": None,
+        "retry_delay": 1.0,
         "owner": owner,
         "lease_expires_at": now + 60 if owner else None,
         "available_at": now,
