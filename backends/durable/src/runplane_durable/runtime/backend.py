@@ -27,6 +27,7 @@ from ..records import RunRecord, RunSpec, RunStatus
 from ..serde import dump_display, fingerprint
 from . import intercept
 from .active import ACTIVE, NAMED_RUN_ID, REQUESTED_RUN_ID, ActiveRun
+from .durability import Durability
 from .identity import reserve_run_id, take_requested_run_id
 from .sdk_internals import stream_error
 
@@ -263,6 +264,11 @@ class DurableBackend(RunnerBackendBase):
             await session.close()
 
     # -- durable extras -------------------------------------------------------------------------
+
+    def durability(self) -> Durability:
+        """`runplane.DurableCapabilities` for this backend's runs (the conformance suite's
+        durability profile uses it); see runtime/durability.py."""
+        return Durability(self.engine)
 
     async def get_run(self, run_id: str) -> RunRecord:
         return await self.engine.get_run(run_id)
