@@ -4,8 +4,8 @@ One pytest subprocess runs the profile (`--runplane-durable`) against the real d
 every backend of `broken_durable_backends.py` and the direct `openai` backend. The broken ones are
 installed as a distribution with an entry point, so the profile's own child processes find them
 as they would a published backend. Which requirements failed for which backend is read from the
-JUnit report. Also: the profile stays out of runs without the flag, and its runs go to the
-database the environment names (SQLite here, PostgreSQL by `db_url`), with nothing else changed.
+JUnit report. Also: the profile stays out of runs without the flag, its runs go to the database
+the environment names, with nothing else changed, and the durable backend meets it on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -135,28 +135,38 @@ def pg_url() -> Iterator[str]:
     yield from fresh_pg_database()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return sqlite_url(tmp_path)
-    return str(request.getfixturevalue("pg_url"))
-
-
-def test_profile_runs_where_the_environment_says(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, db_url: str
-) -> None:
-    """The environment reaches the profile's processes as it is: here RUNPLANE_DATABASE_URL."""
-    environment(pytester, monkeypatch, RUNPLANE_DATABASE_URL=db_url)
-    args = [*profile_args("durable"), "-k", "changed_program and input"]
-    result = pytester.runpytest_subprocess(*args)
-    result.assert_outcomes(passed=1)
+def conformance_runs(url: str) -> list[str]:
+    """The ids of the runs the profile left in the database at `url`."""
 
     async def runs() -> list[str]:
-        engine = LocalEngine(db_url)
+        engine = LocalEngine(url)
         try:
             return [r.id for r in await engine.list_runs(limit=None)]
         finally:
             await engine.dispose()
 
-    ids = asyncio.run(runs())
-    assert len([i for i in ids if i.startswith("conformance-")]) == 2, ids
+    return [i for i in asyncio.run(runs()) if i.startswith("conformance-")]
+
+
+def test_profile_runs_where_the_environment_says(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The environment reaches the profile's processes as it is: here RUNPLANE_DATABASE_URL."""
+    url = sqlite_url(tmp_path)
+    environment(pytester, monkeypatch, RUNPLANE_DATABASE_URL=url)
+    args = [*profile_args("durable"), "-k", "changed_program and input"]
+    result = pytester.runpytest_subprocess(*args)
+    result.assert_outcomes(passed=1)
+    assert len(conformance_runs(url)) == 2  # the uninterrupted run, and the one killed
+
+
+def test_durable_backend_meets_the_profile_on_postgresql(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, pg_url: str
+) -> None:
+    environment(pytester, monkeypatch, RUNPLANE_DATABASE_URL=pg_url)
+    args = [*profile_args("durable"), "--runplane-durable-examples", "0", "-k", "durability"]
+    result = pytester.runpytest_subprocess(*args, timeout=600)
+    result.assert_outcomes(passed=8)
+    result.stdout.fnmatch_lines(["*backend 'durable': all 5 requirements met*"])
+    # an uninterrupted run per mode, one per kill point, one per changed program
+    assert len(conformance_runs(pg_url)) == 3 + 13 + 4
