@@ -22,6 +22,7 @@ from runplane import DurableCapabilities, RunHistory, RunStep, durability_of
 
 def _agent(slow_seconds: float, started: asyncio.Event | None = None) -> Agent[Any]:
     """Model call 1 asks for both tools; a resume, which replays it, gets only the reply."""
+
     @function_tool
     async def quick(key: str) -> str:
         return f"quick {key}"
