@@ -7,6 +7,7 @@ backend's default local store lands there and not in the project under test.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -69,6 +70,12 @@ class ForkServer:
         assert self.proc.stdout is not None
         self._selector = selectors.DefaultSelector()
         self._selector.register(self.proc.stdout, selectors.EVENT_READ)
+        if self._line(time.monotonic() + timeout) is None:  # {"ready": true}: imports done
+            self.close()
+            raise RuntimeError(
+                f"the durability profile's fork server was not ready within {timeout}s; its "
+                "output ended with:\n" + self._log_since(0)[-3000:]
+            )
 
     def _line(self, deadline: float) -> dict[str, Any] | None:
         """The server's next message, or None once `deadline` passed."""
@@ -80,14 +87,17 @@ class ForkServer:
                 return None
             chunk = os.read(fd, 65536)
             if not chunk:
-                raise RuntimeError(
-                    "the durability profile's fork server exited; its output ended with:\n"
-                    + self._log_since(0)[-3000:]
-                )
+                raise self._exited()
             self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
         message: dict[str, Any] = json.loads(line)
         return message
+
+    def _exited(self) -> RuntimeError:
+        return RuntimeError(
+            "the durability profile's fork server exited; its output ended with:\n"
+            + self._log_since(0)[-3000:]
+        )
 
     def _log_since(self, offset: int) -> str:
         self._log.flush()
@@ -101,8 +111,11 @@ class ForkServer:
         self._jobs += 1
         out = self.workdir / f"job-{self._jobs}.json"
         offset = self._log.tell()
-        self.proc.stdin.write((json.dumps({**job, "out": str(out)}) + "\n").encode())
-        self.proc.stdin.flush()
+        try:
+            self.proc.stdin.write((json.dumps({**job, "out": str(out)}) + "\n").encode())
+            self.proc.stdin.flush()
+        except BrokenPipeError as exc:
+            raise self._exited() from exc
         deadline = time.monotonic() + self.timeout
         started = self._line(deadline)
         if started is None:
@@ -123,7 +136,8 @@ class ForkServer:
     def close(self) -> None:
         """End the server (it exits at the end of its input); kill it if it does not."""
         if self.proc.stdin is not None and not self.proc.stdin.closed:
-            self.proc.stdin.close()
+            with contextlib.suppress(BrokenPipeError):  # the server died first
+                self.proc.stdin.close()
         try:
             self.proc.wait(timeout=self.timeout)
         except subprocess.TimeoutExpired:

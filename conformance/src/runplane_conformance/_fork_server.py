@@ -8,7 +8,8 @@ opens no backend, so a child shares no connection, thread or event loop with any
 first child, it imports the modules that child imported (a backend's runtime, its database
 driver): imports only, never an instance, and the later children start about three times faster.
 
-Protocol, one JSON object per line: a job on stdin; on stdout `{"pid": N}` once the child is
+Protocol, one JSON object per line: `{"ready": true}` on stdout once the imports are done; then
+a job on stdin, and on stdout `{"pid": N}` once the child is
 forked, then `{"pid": N, "signal": S, "code": C}` when it is gone (`signal` set if a signal
 killed it, else the exit `code`). The child's own stdout goes to stderr, like its tracebacks.
 The server exits at the end of its input.
@@ -52,6 +53,8 @@ def main() -> None:
     runplane.backends()  # plugins' entry points loaded; no backend is constructed
     from . import _durable_program  # noqa: F401
 
+    protocol.write(json.dumps({"ready": True}) + "\n")
+    protocol.flush()
     warm: Path | None = Path(f"fork-server-modules-{os.getpid()}.txt")
     for line in sys.stdin:
         if not line.strip():
