@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from runplane_conformance.requirements import DURABLE_REQUIREMENTS
 from runplane_durable import LocalEngine
-from support.broken_durable_backends import EXPECTED_FAILURES
+from support.broken_durable_backends import EXPECTED_FAILURES, WITHOUT_HISTORY
 from support.dists import make_dist
 from support.durable import fresh_pg_database, sqlite_url
 
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 pytest_plugins = ["pytester"]
 
 BROKEN_MODULE = Path(__file__).parents[1] / "support" / "broken_durable_backends.py"
-BACKENDS = ["durable", *EXPECTED_FAILURES, "openai"]
+BACKENDS = ["durable", *EXPECTED_FAILURES, WITHOUT_HISTORY, "openai"]
 _runs: dict[str, tuple[dict[str, set[str]], dict[str, set[str]], str]] = {}
 
 
@@ -61,7 +61,7 @@ def profile_run(
         return _runs["all"]
     environment(pytester, monkeypatch)
     junit = pytester.path / "report.xml"
-    args = [*profile_args(*BACKENDS), "--runplane-durable-examples", "2", "-k", "durability"]
+    args = [*profile_args(*BACKENDS), "--runplane-durable-examples", "1", "-k", "durability"]
     result = pytester.runpytest_subprocess(*args, f"--junitxml={junit}", timeout=900)
     output = "\n".join(result.outlines + result.errlines)
     assert junit.exists(), output
@@ -110,6 +110,14 @@ def test_direct_backend_is_reported_not_durable(
     assert "backend 'openai' is not durable" in output
     assert "implements runplane.SupportsDurability" in output
     assert "Traceback" not in output
+
+
+def test_incomplete_capabilities_are_reported(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, failed, output = profile_run(pytester, monkeypatch)
+    assert failed[WITHOUT_HISTORY] == DURABLE_REQUIREMENTS, output
+    assert "is not a runplane.DurableCapabilities (missing: run_id, history)" in output
 
 
 def test_profile_needs_the_flag(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:

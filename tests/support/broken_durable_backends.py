@@ -35,6 +35,9 @@ EXPECTED_FAILURES: dict[str, set[str]] = {
     "durable-forgets-runs": {"DUR-2", "DUR-3", "DUR-4", "DUR-5"},
 }
 
+WITHOUT_HISTORY = "durable-without-history"
+"""Not a defect of durability but of the interface: every DUR requirement fails, saying why."""
+
 
 class _ForgetfulSession:
     """A run session whose journal, as replay sees it, lacks the entries of one kind: those
@@ -96,6 +99,14 @@ class _FinishedOnly:
         return dataclasses.replace(history, steps=tuple(s for s in history.steps if s.finished))
 
 
+class _WithoutHistory(DurableBackend):
+    """Says it is durable, but its capabilities cannot show a run's history."""
+
+    def durability(self) -> Any:
+        inner = super().durability()
+        return type("NoHistory", (), {"divergence_errors": inner.divergence_errors})()
+
+
 class _HidesInFlight(DurableBackend):
     def durability(self) -> Any:
         return _FinishedOnly(super().durability())
@@ -116,4 +127,5 @@ def runplane_backends() -> Mapping[str, Callable[[], RunnerBackend]]:
         "durable-papers-over-divergence": _PapersOver,
         "durable-hides-steps-in-flight": _HidesInFlight,
         "durable-forgets-runs": _forgets_runs,
+        WITHOUT_HISTORY: _WithoutHistory,
     }
