@@ -7,6 +7,7 @@ the profile's children find any backend.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -95,8 +96,7 @@ def test_a_child_that_outlives_its_timeout_is_killed(server: ForkServer, tmp_pat
     assert outcome.signal == signal.SIGKILL
     assert time.monotonic() - started < 15
     assert "did not finish in time" in outcome.describe()
-    with pytest.raises(ProcessLookupError):
-        os.kill(outcome.pid, 0)  # reaped: no process left behind
+    assert gone(outcome.pid)
 
 
 def test_a_failing_child_reports_its_exit_code_and_output(
@@ -105,6 +105,33 @@ def test_a_failing_child_reports_its_exit_code_and_output(
     outcome = server.run(job(tmp_path, "no-such-backend"))
     assert (outcome.signal, outcome.code, outcome.output) == (None, 1, None)
     assert "Unknown runplane backend 'no-such-backend'" in outcome.describe()
+
+
+def test_closing_a_server_stuck_on_a_child_ends_both(tmp_path: Path, server: ForkServer) -> None:
+    """A job given up on (the start not seen in time) leaves no process behind once closed."""
+    server.timeout = 0.5
+    assert server.proc.stdin is not None
+    server.proc.stdin.write((json.dumps({**job(tmp_path, "hangs"), "out": "x"}) + "\n").encode())
+    server.proc.stdin.flush()
+    first = server._line(time.monotonic() + 20)  # the child is forked; its run hangs
+    assert first is not None
+    server.close()
+    assert gone(server.proc.pid)
+    assert gone(first["pid"])
+
+
+def gone(pid: int) -> bool:
+    """The process ended (an orphan may stay a zombie until init reaps it: that counts)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def test_a_dead_fork_server_is_an_error_not_a_hang(server: ForkServer, tmp_path: Path) -> None:

@@ -66,6 +66,7 @@ class ForkServer:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
+            start_new_session=True,  # its own process group: close() can end it with its child
         )
         assert self.proc.stdout is not None
         self._selector = selectors.DefaultSelector()
@@ -134,14 +135,16 @@ class ForkServer:
         )
 
     def close(self) -> None:
-        """End the server (it exits at the end of its input); kill it if it does not."""
+        """End the server (it exits at the end of its input, once its child is done); if it does
+        not within the timeout, kill its process group: the server and the child it waits for."""
         if self.proc.stdin is not None and not self.proc.stdin.closed:
             with contextlib.suppress(BrokenPipeError):  # the server died first
                 self.proc.stdin.close()
         try:
             self.proc.wait(timeout=self.timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         self._selector.close()
         if self.proc.stdout is not None:
