@@ -30,6 +30,7 @@ from .active import ACTIVE, NAMED_RUN_ID, REQUESTED_RUN_ID, ActiveRun
 from .agent_refs import ref_of
 from .cancel import Stopper, requested_by, watch
 from .cancel import cancel_poll_seconds as poll_setting
+from .durability import Durability
 from .identity import NestedRunId, reserve_run_id, take_requested_run_id
 from .sdk_internals import stream_error
 
@@ -362,6 +363,11 @@ class DurableBackend(RunnerBackendBase):
             stored=stored,
         )
         return await self.engine.enqueue_run(spec)
+
+    def durability(self) -> Durability:
+        """`runplane.DurableCapabilities` for this backend's runs (the conformance suite's
+        durability profile uses it); see runtime/durability.py."""
+        return Durability(self.engine)
 
     async def get_run(self, run_id: str) -> RunRecord:
         return await self.engine.get_run(run_id)
