@@ -43,6 +43,8 @@ PYPROJECTS = [
     "conformance/pyproject.toml",
 ]
 TEST_ENV = {"OPENAI_AGENTS_DISABLE_TRACING": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+# Backends the conformance session also checks against the durability profile.
+DURABLE_BACKENDS = {"durable"}
 TYPED_SOURCES = [
     "src",
     "backends/openai/src",
@@ -105,9 +107,11 @@ def realmodel(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def conformance(session: nox.Session) -> None:
-    """The conformance suite against every backend this repository publishes."""
+    """The conformance suite against every backend this repository publishes; the durable one
+    also against the durability profile (`--runplane-durable`)."""
     env = _project(session)
     for backend in os.environ.get("RUNPLANE_CONFORMANCE_BACKENDS", "openai,durable").split(","):
+        profile = ["--runplane-durable"] if backend in DURABLE_BACKENDS else []
         _run(
             session,
             env,
@@ -116,6 +120,7 @@ def conformance(session: nox.Session) -> None:
             "runplane_conformance",
             "--runplane-backend",
             backend,
+            *profile,
             "-p",
             "no:cacheprovider",
             *session.posargs,

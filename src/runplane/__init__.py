@@ -15,6 +15,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .durability import (
+    DurableCapabilities,
+    RunHistory,
+    RunStep,
+    SupportsDurability,
+    durability_of,
+)
 from .errors import (
     BackendConflictError,
     BackendFactoryError,
@@ -44,20 +51,25 @@ __all__ = [
     "BackendRunner",
     "BrokenPlugin",
     "BrokenPluginWarning",
+    "DurableCapabilities",
     "Installation",
     "PluginLoadError",
     "Registry",
+    "RunHistory",
     "RunInfo",
     "RunInput",
     "RunOptions",
+    "RunStep",
     "Runner",
     "RunnerBackend",
     "RunnerBackendBase",
     "RunplaneError",
+    "SupportsDurability",
     "SyncDriver",
     "UnknownBackendError",
     "backends",
     "default_registry",
+    "durability_of",
     "hookimpl",
     "install",
     "installed",

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["ConformanceSettings"]
 
 SUITE_DIR = Path(__file__).resolve().parent
+DURABILITY_MODULE = "test_durability.py"  # the durability profile: run with --runplane-durable
 BACKEND_FIXTURE = "runplane_backend"
 DOCS = "docs/conformance.md in the runplane repository"
 
@@ -37,6 +38,8 @@ class ConformanceSettings:
 
     parity_examples: int
     timeout: float
+    durable: bool = False
+    durable_examples: int = 6
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -67,6 +70,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="SECONDS",
         help="how long run() or run_streamed() may take before the test fails instead of "
         "hanging; streaming tests let a tool wait half of it for the consumer (default: 10).",
+    )
+    group.addoption(
+        "--runplane-durable",
+        action="store_true",
+        default=False,
+        dest="runplane_durable",
+        help="also check the durability profile (DUR-*): runs killed with SIGKILL at every step "
+        "boundary and resumed, in real processes. For durable backends.",
+    )
+    group.addoption(
+        "--runplane-durable-examples",
+        type=int,
+        default=6,
+        dest="runplane_durable_examples",
+        metavar="N",
+        help="generated scripts (each killed at a drawn step) per backend in the durability "
+        "profile, on top of the fixed script killed at every step; 0 runs only the fixed one "
+        "(default: 6).",
     )
 
 
@@ -112,6 +133,14 @@ def pytest_collection_modifyitems(
     suite_items = [item for item in items if _in_suite(getattr(item, "module", None))]
     if not suite_items:
         return
+    if not config.getoption("runplane_durable"):  # the profile is opt-in
+        profile = [i for i in suite_items if _in_profile(getattr(i, "module", None))]
+        if profile:
+            config.hook.pytest_deselected(items=profile)
+            items[:] = [i for i in items if i not in profile]
+            suite_items = [i for i in suite_items if i not in profile]
+        if not suite_items:
+            return
     names = _backend_names(config)
     if not names:
         raise pytest.UsageError(_no_backend_message())
@@ -140,6 +169,11 @@ def _in_suite(module: ModuleType | None) -> bool:
     return file is not None and Path(file).resolve().parent == SUITE_DIR
 
 
+def _in_profile(module: ModuleType | None) -> bool:
+    file = getattr(module, "__file__", None)
+    return file is not None and Path(file).name == DURABILITY_MODULE
+
+
 def _backend_names(config: pytest.Config) -> list[str]:
     names: list[str] = config.getoption("runplane_backends") or []
     return list(dict.fromkeys(names))  # repeated names would only run the same tests twice
@@ -148,11 +182,19 @@ def _backend_names(config: pytest.Config) -> list[str]:
 def _settings(config: pytest.Config) -> ConformanceSettings:
     examples = int(config.getoption("runplane_parity_examples"))
     timeout = float(config.getoption("runplane_timeout"))
+    durable_examples = int(config.getoption("runplane_durable_examples"))
     if examples < 0:
         raise pytest.UsageError("--runplane-parity-examples must be 0 or more.")
     if timeout <= 0:
         raise pytest.UsageError("--runplane-timeout must be a positive number of seconds.")
-    return ConformanceSettings(parity_examples=examples, timeout=timeout)
+    if durable_examples < 0:
+        raise pytest.UsageError("--runplane-durable-examples must be 0 or more.")
+    return ConformanceSettings(
+        parity_examples=examples,
+        timeout=timeout,
+        durable=bool(config.getoption("runplane_durable")),
+        durable_examples=durable_examples,
+    )
 
 
 def _installed() -> str:

@@ -6,7 +6,7 @@ the two lists and the markers on the tests name the same ids, so none can drift.
 
 from __future__ import annotations
 
-__all__ = ["MARKER", "REQUIREMENTS"]
+__all__ = ["DURABLE_REQUIREMENTS", "MARKER", "REQUIREMENTS"]
 
 MARKER = "runplane_requirement"
 """`@pytest.mark.runplane_requirement("TOOLCTX-1")`: the requirement a test checks."""
@@ -37,4 +37,12 @@ REQUIREMENTS: dict[str, str] = {
     "PARITY-1": "run gives the SDK runner's result on generated scripts",
     "PARITY-2": "run_sync gives the SDK runner's result on generated scripts",
     "PARITY-3": "run_streamed gives the SDK runner's result and events on generated scripts",
+    "DUR-1": "a run killed -9 at a step boundary resumes under its id to the uninterrupted result",
+    "DUR-2": "no tool whose output was recorded runs again; the tool in flight runs again, once",
+    "DUR-3": "no recorded model call is made again: only the turns after the kill reach the model",
+    "DUR-4": "resuming with a changed program raises a divergence error and runs nothing",
+    "DUR-5": "a killed run's history is readable: steps in order, the tool in flight unfinished",
 }
+
+DURABLE_REQUIREMENTS = frozenset(rid for rid in REQUIREMENTS if rid.startswith("DUR-"))
+"""The durability profile's requirements: checked only with `--runplane-durable`."""

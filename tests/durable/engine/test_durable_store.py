@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -360,5 +361,95 @@ def test_one_connection_never_runs_two_transactions_at_once(tmp_path: Path) -> N
         assert await first == []
         await tx.close()
         await database.dispose()
+
+    run_async(go())
+
+
+def test_a_sqlite_without_returning_learns_a_cancel_with_one_more_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite before 3.35 has no UPDATE ... RETURNING: a step reads the request instead."""
+    url = sqlite_url(tmp_path)
+
+    async def go() -> None:
+        engine, asker = LocalEngine(url), LocalEngine(url)
+        session = await engine.open_run(
+            RunSpec("old-sqlite", "echo", {"text": "x"}, "fp", {}), lease_seconds=30
+        )
+        db = engine.database._sqlite
+        assert db is not None
+        monkeypatch.setattr(db.engine.dialect, "update_returning", False)
+        await session.append(events=[NewEvent("a")])
+        assert session.cancel_requested is None
+        await asker.cancel_run("old-sqlite", mode="after_turn")
+        await session.append(events=[NewEvent("b")])
+        assert session.cancel_requested == "after_turn"
+        await asker.cancel_run("old-sqlite")
+        await session.heartbeat()
+        assert session.cancel_requested == "immediate"
+        await session.finish("cancelled")
+        await session.close()
+        types = [e.type for e in await engine.list_events("old-sqlite")]
+        assert types == [
+            "attempt_started",
+            "a",
+            "cancel_requested",
+            "b",
+            "cancel_requested",
+            "attempt_ended",
+            "run_cancelled",
+        ]
+        await engine.dispose()
+        await asker.dispose()
+
+    run_async(go())
+
+
+def test_a_postgres_step_racing_a_cancel_request_runs_again_after_it(pg_url: str) -> None:
+    """A step whose statement began before a cancelling process committed its event (so its
+    snapshot cannot see it) takes the same event seq, fails whole, and runs once more after it.
+    """
+    import asyncpg
+
+    rid = f"race-{uuid.uuid4().hex[:8]}"
+
+    async def go() -> None:
+        engine = LocalEngine(pg_url)
+        session = await engine.open_run(
+            RunSpec(rid, "echo", {"text": "x"}, "fp", {}), lease_seconds=30
+        )
+        await session.append(events=[NewEvent("a")])
+        asker = await asyncpg.connect(pg_url)
+        try:
+            async with asker.transaction():  # what cancel_run does, held open
+                await asker.execute(
+                    "UPDATE runplane_runs SET cancel_requested = 'immediate' WHERE id = $1", rid
+                )
+                await asker.execute(
+                    "INSERT INTO runplane_events (run_id, seq, type, payload, created_at) "
+                    "VALUES ($1, 3, 'cancel_requested', '{\"mode\": \"immediate\"}', 0)",
+                    rid,
+                )
+                step = asyncio.ensure_future(session.append(events=[NewEvent("b")]))
+                await asyncio.sleep(0.3)  # its statement is waiting for the run's row
+                assert not step.done()
+            await asyncio.wait_for(step, 30)
+        finally:
+            await asker.close()
+        assert session.cancel_requested == "immediate"
+        await session.append(events=[NewEvent("c")])
+        await session.finish("cancelled")
+        await session.close()
+        events = await engine.list_events(rid)
+        assert [(e.seq, e.type) for e in events] == [
+            (1, "attempt_started"),
+            (2, "a"),
+            (3, "cancel_requested"),
+            (4, "b"),
+            (5, "c"),
+            (6, "attempt_ended"),
+            (7, "run_cancelled"),
+        ]
+        await engine.dispose()
 
     run_async(go())

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +25,12 @@ from runplane_durable.errors import (
     DatabaseError,
     DurableError,
     RunCancelledError,
+    RunFinishedError,
     RunInputMismatchError,
     RunLeasedError,
     RunNotFoundError,
+    TaskLeaseLostError,
+    TaskNotFoundError,
     error_from_wire,
 )
 from runplane_durable.events import PendingCall
@@ -36,7 +41,10 @@ from runplane_durable.records import (
     NewEvent,
     RunRecord,
     RunSpec,
+    TaskResult,
+    TaskSpec,
     UsageDelta,
+    run_cursor,
 )
 from support.durable import fresh_pg_database, sqlite_url
 from support.durable_server import running_server
@@ -344,6 +352,142 @@ def test_a_run_id_reused_with_another_agent_or_input_is_refused(clients: Clients
     run(go)
 
 
+def test_enqueue_run_makes_a_queued_run_that_open_run_starts_once(clients: Clients) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        spec = replace(_spec(rid), agent_ref="app.agents:echo")
+        before = time.time()
+        queued = wire(await engine.enqueue_run(spec))
+        assert (queued.id, queued.status, queued.owner, queued.lease_expires_at) == (
+            rid,
+            "queued",
+            None,
+            None,
+        )
+        assert (queued.queue, queued.agent_ref, queued.agent_name) == (
+            "default",
+            "app.agents:echo",
+            "echo",
+        )
+        assert queued.created_at >= before
+        assert wire(await engine.get_run(rid)) == queued
+        assert [(e.type, e.payload) for e in wire(await engine.list_events(rid))] == [
+            ("run_queued", {"queue": "default", "agent_ref": "app.agents:echo"})
+        ]
+        assert wire(await clients().enqueue_run(spec)) == queued  # the same run, once
+        with pytest.raises(RunInputMismatchError) as given:
+            await engine.enqueue_run(_spec(rid, text="other"))
+        assert wired(given.value).fields["what_changed"] == "input"
+
+        session = await _open(clients(), spec)  # a worker starts it
+        assert (session.record.status, session.journal, session.read_only) == (
+            "running",
+            [],
+            False,
+        )
+        with pytest.raises(RunLeasedError):  # a second worker does not
+            await clients().open_run(spec, lease_seconds=30)
+        events = wire(await engine.list_events(rid))
+        assert [e.type for e in events] == ["run_queued", "attempt_started"]
+        assert (events[1].payload["attempt"], events[1].payload["resumed"]) == (1, False)
+        stored = wire(await engine.get_run(rid))
+        assert (stored.status, stored.queue, stored.agent_ref) == (
+            "running",
+            "default",
+            "app.agents:echo",
+        )
+        await session.close()
+
+    run(go)
+
+
+def test_open_run_stores_the_agent_ref_and_queue_of_a_new_run(clients: Clients) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        session = await _open(engine, replace(_spec(rid), agent_ref="m:a", queue="q"))
+        assert (session.record.agent_ref, session.record.queue) == ("m:a", "q")
+        await session.release()
+        await session.close()
+        again = await _open(clients(), replace(_spec(rid), agent_ref="n:b", queue="r"))
+        assert (again.record.agent_ref, again.record.queue) == ("m:a", "q")  # kept as created
+        await again.close()
+        stored = wire(await engine.get_run(rid))
+        assert (stored.agent_ref, stored.queue) == ("m:a", "q")
+
+    run(go)
+
+
+def test_claimable_runs_are_those_a_worker_of_the_queue_knows_and_may_claim(
+    clients: Clients,
+) -> None:
+    async def go() -> None:
+        engine = clients()
+        tag = uuid.uuid4().hex[:8]  # the PostgreSQL database is shared: agents of this test only
+        ref, name, queue = f"app_{tag}:agent", f"agent-{tag}", f"q-{tag}"
+
+        def spec(label: str, **kw: Any) -> RunSpec:
+            fields = {"agent_ref": ref, "queue": queue, **kw}
+            return replace(_spec(f"{label}-{tag}", agent=fields.pop("agent", name)), **fields)
+
+        async def opened(label: str, lease: float = 30, **kw: Any) -> RunSession:
+            return await _open(clients(), spec(label, **kw), lease_seconds=lease)
+
+        await engine.enqueue_run(spec("queued-1"))
+        held = await opened("held")  # executing under a live lease: not claimable
+        expired = await opened("expired", lease=0.2)  # its holder went silent
+        stopped = await opened("stopped")
+        await stopped.release()
+        await stopped.close()
+        done = await opened("done")
+        await done.finish("completed", final_output={"json": 1})
+        await done.close()
+        failed = await opened("failed")
+        await failed.finish("failed", error=RuntimeError("no"))
+        await failed.close()
+        await engine.enqueue_run(spec("by-name", agent_ref=None))  # known by its name alone
+        await engine.enqueue_run(spec("queued-2"))
+        await engine.enqueue_run(spec("other-queue", queue=f"other-{tag}"))
+        await engine.enqueue_run(spec("other-ref", agent_ref=f"app_{tag}:someone_else"))
+        await engine.enqueue_run(spec("other-name", agent_ref=None, agent=f"else-{tag}"))
+        nested = await opened("nested", lease=0.2, queue=None)  # its parent resumes it
+        await asyncio.sleep(0.3)
+
+        found = wire(
+            await clients().claimable_runs(
+                agent_refs=[ref], agent_names=[name], queue=queue, limit=10
+            )
+        )
+        assert [r.id.removesuffix(f"-{tag}") for r in found] == [
+            "expired",  # resumable runs first, oldest first
+            "stopped",
+            "queued-1",  # then queued ones, oldest first
+            "by-name",
+            "queued-2",
+        ]
+        limited = await engine.claimable_runs(
+            agent_refs=[ref], agent_names=[name], queue=queue, limit=3
+        )
+        assert [r.id for r in limited] == [r.id for r in found[:3]]
+        none = await engine.claimable_runs(agent_refs=[], agent_names=[], queue=queue, limit=10)
+        assert none == []
+        by_name = await engine.claimable_runs(
+            agent_refs=[], agent_names=[name], queue=queue, limit=10
+        )
+        assert [r.id for r in by_name] == [f"by-name-{tag}"]
+        with pytest.raises(ValueError, match="limit"):
+            await engine.claimable_runs(agent_refs=[ref], agent_names=[], queue=queue, limit=0)
+
+        claimed = await _open(clients(), spec("queued-1"))  # claimed: no longer listed
+        left = await engine.claimable_runs(
+            agent_refs=[ref], agent_names=[name], queue=queue, limit=10
+        )
+        assert f"queued-1-{tag}" not in [r.id for r in left]
+        for session in (held, expired, nested, claimed):
+            await session.close()
+
+    run(go)
+
+
 def test_a_held_lease_refuses_a_second_execution_until_given_up(clients: Clients) -> None:
     async def go() -> None:
         engine, rid = clients(), _rid()
@@ -452,6 +596,96 @@ def test_list_runs_newest_first_by_status_and_limit(clients: Clients) -> None:
     run(go)
 
 
+async def _made(engine: Engine, specs: list[RunSpec]) -> list[RunRecord]:
+    """The runs of `specs`, created in order, each at a later time than the one before."""
+    made = []
+    for spec in specs:
+        session = await _open(engine, spec)
+        await session.close()
+        made.append(await engine.get_run(spec.run_id))
+        # The next run's created_at is later than this one's.
+        await asyncio.sleep(max(0.0, made[-1].created_at - time.time()) + 0.002)
+    return made
+
+
+def test_list_runs_filters_by_agent_and_creation_time(clients: Clients) -> None:
+    async def go() -> None:
+        engine, prefix = clients(), _rid()
+        alpha, beta = f"{prefix}-alpha", f"{prefix}-beta"
+        made = await _made(
+            engine, [_spec(f"{prefix}-{i}", agent=(alpha, beta)[i % 2]) for i in range(5)]
+        )
+        session = await _open(clients(), _spec(made[2].id, agent=alpha))
+        await session.finish("failed", error=RuntimeError("no"))
+        await session.close()
+
+        def ids(found: list[RunRecord]) -> list[str]:
+            return [r.id.rsplit("-", 1)[1] for r in wire(found)]
+
+        assert ids(await engine.list_runs(agent=alpha, limit=None)) == ["4", "2", "0"]
+        assert ids(await engine.list_runs(agent=beta, limit=None)) == ["3", "1"]
+        assert ids(await engine.list_runs(agent=alpha, status="failed")) == ["2"]
+        assert await engine.list_runs(agent=f"{prefix}-nobody") == []
+        at = made[2].created_at  # after: at or after it; before: strictly before it
+        assert ids(await engine.list_runs(agent=alpha, created_after=at)) == ["4", "2"]
+        assert ids(await engine.list_runs(agent=alpha, created_before=at)) == ["0"]
+        window = await engine.list_runs(
+            created_after=made[1].created_at, created_before=made[4].created_at, limit=None
+        )
+        assert ids(window) == ["3", "2", "1"]
+        assert await engine.list_runs(agent=alpha, limit=0) == []
+
+    run(go)
+
+
+def test_list_runs_pages_with_cursors_newest_first_each_run_once(clients: Clients) -> None:
+    async def go() -> None:
+        engine, prefix = clients(), _rid()
+        agent = f"{prefix}-pages"
+        made = await _made(engine, [_spec(f"{prefix}-{i}", agent=agent) for i in range(5)])
+        newest_first = [r.id for r in reversed(made)]
+        pages: list[list[str]] = []
+        cursor = None
+        while True:
+            page = wire(await engine.list_runs(agent=agent, limit=2, cursor=cursor))
+            if not page:
+                break
+            pages.append([r.id for r in page])
+            cursor = run_cursor(page[-1])
+            if len(pages) == 1:  # a run made meanwhile is newer than every cursor: never listed
+                await _made(engine, [_spec(f"{prefix}-late", agent=agent)])
+        assert pages == [newest_first[0:2], newest_first[2:4], newest_first[4:]]
+        # A cursor is plain text: another client (another process) continues the listing.
+        later = await clients().list_runs(agent=agent, cursor=run_cursor(made[3]), limit=None)
+        assert [r.id for r in later] == newest_first[2:]
+        older = await engine.list_runs(agent=agent, status="running", cursor=run_cursor(made[1]))
+        assert [r.id for r in older] == [made[0].id]
+
+    run(go)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"cursor": "not-a-cursor"}, "is not a run listing's cursor"),
+        ({"cursor": ""}, "is not a run listing's cursor"),
+        ({"cursor": "WzIsIDEuMCwgIngiXQ"}, "is not a run listing's cursor"),  # [2, 1.0, "x"]
+        ({"limit": -1}, "limit must be a count of runs"),
+        ({"created_after": float("nan")}, "created_after must be a finite time"),
+        ({"created_before": float("inf")}, "created_before must be a finite time"),
+        ({"status": "paused"}, "'paused' is not a run status"),
+    ],
+)
+def test_list_runs_refuses_what_it_cannot_mean(
+    clients: Clients, arguments: dict[str, Any], message: str
+) -> None:
+    async def go() -> None:
+        with pytest.raises(ValueError, match=message):
+            await clients().list_runs(**arguments)
+
+    run(go)
+
+
 def test_every_record_type_crosses_the_wire(clients: Clients) -> None:
     """The records this module got back, by type: each was checked by `wire`."""
     seen = {RunRecord, JournalRecord, EventRecord}
@@ -495,3 +729,549 @@ def test_open_engine_is_the_one_factory_and_read_only_engines_write_nothing(
     run(go)
     assert before == []  # the reader created nothing before the writer did
     assert open_engine(url).describe() == f"SQLite database {tmp_path / 'runs.db'}"
+
+
+# -- remote tool tasks ----------------------------------------------------------------------------
+
+
+def _task(rid: str, key: str = "0:call-a", **kwargs: Any) -> TaskSpec:
+    fields: dict[str, Any] = {
+        "queue": kwargs.pop("queue", f"q-{uuid.uuid4().hex[:8]}"),
+        "tool_name": "lookup",
+        "call_id": key.split(":", 1)[1],
+        "arguments": '{"city": "Zürich"}',
+        "context": {"type": "app:Deps", "data": {"user": 7}},
+        **kwargs,
+    }
+    return TaskSpec(run_id=rid, call_key=key, **fields)
+
+
+def wired_task(value: Any) -> Any:
+    for record in value if isinstance(value, list) else [value]:
+        if record is not None:
+            wire(record)
+            if record.result is not None:
+                wire(record.result)
+    return value
+
+
+def test_enqueueing_a_call_twice_gives_one_task(clients: Clients) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        spec = _task(rid, max_attempts=2, timeout=5.0, retry_delay=0.5)
+        wire(spec)
+        first = wired_task(await engine.enqueue_task(spec))
+        assert (first.run_id, first.call_key, first.queue, first.status) == (
+            rid,
+            "0:call-a",
+            spec.queue,
+            "pending",
+        )
+        assert (first.arguments, first.context) == (spec.arguments, spec.context)
+        assert (first.attempts, first.max_attempts, first.timeout, first.retry_delay) == (
+            0,
+            2,
+            5.0,
+            0.5,
+        )
+        assert first.owner is None
+        assert first.result is None
+        again = await clients().enqueue_task(spec)  # a resumed run, in another process
+        assert again == first
+        other = await engine.enqueue_task(_task(rid, "0:call-b", queue=spec.queue))
+        assert other.id != first.id
+        assert [t.id for t in wired_task(await engine.list_tasks(rid))] == [first.id, other.id]
+        assert wired_task(await engine.get_task(first.id)) == first
+        assert await engine.list_tasks(_rid()) == []
+        with pytest.raises(TaskNotFoundError) as info:
+            await engine.get_task("no-such-task")
+        assert wired(info.value).fields == {"task_id": "no-such-task"}
+
+    run(go)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"max_attempts": 0}, "max_attempts must be at least 1"),
+        ({"retry_delay": -1.0}, "retry_delay must be 0 or more"),
+        ({"timeout": 0.0}, "timeout must be positive"),
+        ({"queue": ""}, "non-empty"),
+    ],
+)
+def test_a_task_that_cannot_be_retried_as_asked_is_refused(
+    clients: Clients, change: dict[str, Any], message: str
+) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        with pytest.raises(ValueError, match=message):
+            await engine.enqueue_task(_task(rid, **change))
+        assert await engine.list_tasks(rid) == []
+
+    run(go)
+
+
+def test_a_claim_takes_a_task_once_for_its_queue_and_tools(clients: Clients) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        spec = _task(rid)
+        task = await engine.enqueue_task(spec)
+        worker = clients()
+        assert (
+            await worker.claim_task(
+                queue=spec.queue, tools=["other"], owner="w:1", lease_seconds=30
+            )
+            is None
+        )
+        assert (
+            await worker.claim_task(
+                queue=f"{spec.queue}-x", tools=["lookup"], owner="w:1", lease_seconds=30
+            )
+            is None
+        )
+        before = time.time()
+        claimed = wired_task(
+            await worker.claim_task(
+                queue=spec.queue, tools=["lookup"], owner="w:1", lease_seconds=30
+            )
+        )
+        assert claimed is not None
+        assert (claimed.id, claimed.status, claimed.attempts, claimed.owner) == (
+            task.id,
+            "running",
+            1,
+            "w:1",
+        )
+        assert claimed.lease_expires_at is not None
+        assert claimed.lease_expires_at >= before + 29
+        assert (
+            await clients().claim_task(
+                queue=spec.queue, tools=["lookup"], owner="w:2", lease_seconds=30
+            )
+            is None
+        )
+        lease = wire(claimed.held(30))
+        await worker.heartbeat_task(lease)
+        renewed = await engine.get_task(task.id)
+        assert renewed.lease_expires_at is not None
+        assert renewed.lease_expires_at >= claimed.lease_expires_at
+        result = TaskResult("ok", output={"json": {"temp": 21.5}})
+        done = wired_task(await worker.complete_task(lease, result))
+        assert (done.status, done.result, done.owner, done.lease_expires_at) == (
+            "completed",
+            result,
+            None,
+            None,
+        )
+        # Recorded once: the same attempt's result again is refused, and changes nothing.
+        with pytest.raises(TaskLeaseLostError) as info:
+            await worker.complete_task(lease, TaskResult("ok", output={"json": "again"}))
+        assert wired(info.value).fields == {
+            "task_id": task.id,
+            "attempt": 1,
+            "status": "completed",
+            "attempts": 1,
+        }
+        assert (await engine.get_task(task.id)).result == result
+        assert (
+            await worker.claim_task(
+                queue=spec.queue, tools=["lookup"], owner="w:3", lease_seconds=30
+            )
+            is None
+        )
+
+    run(go)
+
+
+def test_a_raising_tool_is_a_result_not_a_retry(clients: Clients) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        spec = _task(rid)
+        await engine.enqueue_task(spec)
+        claimed = await engine.claim_task(
+            queue=spec.queue, tools=["lookup"], owner="w:1", lease_seconds=30
+        )
+        assert claimed is not None
+        raised = TaskResult("error", error_type="builtins.KeyError", error="'Zürich'")
+        done = wired_task(await engine.complete_task(claimed.held(30), raised))
+        assert (done.status, done.result, done.attempts) == ("completed", raised, 1)
+
+    run(go)
+
+
+def test_a_failed_attempt_is_retried_after_its_backoff_then_the_task_fails(
+    clients: Clients,
+) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        spec = _task(rid, max_attempts=2, retry_delay=0.3)
+        task = await engine.enqueue_task(spec)
+        first = await engine.claim_task(
+            queue=spec.queue, tools=["lookup"], owner="w:1", lease_seconds=30
+        )
+        assert first is not None
+        ended = time.time()
+        retried = wired_task(await engine.fail_task(first.held(30), "it timed out"))
+        assert (retried.status, retried.owner, retried.error) == (
+            "pending",
+            None,
+            "attempt 1: it timed out",
+        )
+        assert ended + 0.3 <= retried.available_at <= time.time() + 0.3
+        # Not before its delay; then once more, as attempt 2.
+        assert (
+            await engine.claim_task(
+                queue=spec.queue, tools=["lookup"], owner="w:2", lease_seconds=30
+            )
+            is None
+        )
+        await asyncio.sleep(0.35)
+        second = await engine.claim_task(
+            queue=spec.queue, tools=["lookup"], owner="w:2", lease_seconds=30
+        )
+        assert second is not None
+        assert (second.id, second.attempts, second.owner) == (task.id, 2, "w:2")
+        with pytest.raises(TaskLeaseLostError):  # attempt 1 is over: fenced out
+            await engine.fail_task(first.held(30), "late")
+        failed = wired_task(await engine.fail_task(second.held(30), "it timed out again"))
+        assert (failed.status, failed.attempts, failed.error) == (
+            "failed",
+            2,
+            "attempt 2: it timed out again",
+        )
+        assert (
+            await engine.claim_task(
+                queue=spec.queue, tools=["lookup"], owner="w:3", lease_seconds=30
+            )
+            is None
+        )
+
+    run(go)
+
+
+def test_an_abandoned_attempt_is_taken_over_and_its_late_writes_refused(
+    clients: Clients,
+) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        spec = _task(rid, retry_delay=0.0)
+        task = await engine.enqueue_task(spec)
+        stalled = clients()
+        first = await stalled.claim_task(
+            queue=spec.queue, tools=["lookup"], owner="w:stalled", lease_seconds=0.1
+        )
+        assert first is not None
+        await asyncio.sleep(0.25)  # its lease expires
+        taker = clients()
+        second = await taker.claim_task(
+            queue=spec.queue, tools=["lookup"], owner="w:taker", lease_seconds=30
+        )
+        assert second is not None
+        assert (second.id, second.attempts) == (task.id, 2)
+        assert second.error is not None
+        assert "expired" in second.error
+        for write in (
+            stalled.heartbeat_task(first.held(0.1)),
+            stalled.complete_task(first.held(0.1), TaskResult("ok", output={"json": "late"})),
+            stalled.fail_task(first.held(0.1), "late"),
+        ):
+            with pytest.raises(TaskLeaseLostError) as info:
+                await write
+            fields = wired(info.value).fields
+            assert (fields["attempt"], fields["status"], fields["attempts"]) == (1, "running", 2)
+        result = TaskResult("ok", output={"json": "on time"})
+        await taker.complete_task(second.held(30), result)
+        assert (await engine.get_task(task.id)).result == result
+
+    run(go)
+
+
+def test_an_attempt_whose_holder_died_is_taken_over_at_once(clients: Clients) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        spec = _task(rid, retry_delay=0.0)
+        await engine.enqueue_task(spec)
+        proc = await asyncio.create_subprocess_exec("true")  # its pid is gone once waited for
+        await proc.wait()
+        holder = f"{socket.gethostname()}:{proc.pid}:deadbeef0000:1"
+        first = await engine.claim_task(
+            queue=spec.queue, tools=["lookup"], owner=holder, lease_seconds=30
+        )
+        assert first is not None
+        second = await clients().claim_task(
+            queue=spec.queue, tools=["lookup"], owner="w:live", lease_seconds=30
+        )
+        assert second is not None
+        assert second.attempts == 2
+        assert second.error == f"attempt 1: its worker ({holder}) died"
+
+    run(go)
+
+
+def test_concurrent_claims_never_share_a_task(clients: Clients) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        queue = f"q-{uuid.uuid4().hex[:8]}"
+        made = [await engine.enqueue_task(_task(rid, f"0:c{i}", queue=queue)) for i in range(12)]
+        workers = [clients() for _ in range(4)]
+
+        async def drain(worker: Engine, n: int) -> list[str]:
+            got = []
+            while True:
+                task = await worker.claim_task(
+                    queue=queue, tools=["lookup"], owner=f"w:{n}", lease_seconds=30
+                )
+                if task is None:
+                    return got
+                got.append(task.id)
+
+        claimed = await asyncio.gather(*(drain(w, n) for n, w in enumerate(workers)))
+        flat = [t for ids in claimed for t in ids]
+        assert sorted(flat) == sorted(t.id for t in made)  # each once, none lost
+
+    run(go)
+
+
+# -- cancel from any process, and retention ------------------------------------------------------
+
+
+async def _events(engine: Engine, run_id: str) -> list[EventRecord]:
+    found = wire(await engine.list_events(run_id))
+    assert [e.seq for e in found] == list(range(1, len(found) + 1))  # no gap, no duplicate
+    return found
+
+
+def _asked(event: EventRecord, mode: str, holder: str | None) -> None:
+    assert event.type == "cancel_requested"
+    payload = event.payload
+    assert (payload["mode"], payload["holder"]) == (mode, holder)
+    assert payload["host"]
+    assert isinstance(payload["pid"], int)
+    assert "user" in payload
+    assert payload["requested_at"] > 0
+
+
+def test_cancelling_a_stopped_run_records_it_cancelled_at_once(clients: Clients) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        session = await _open(engine, _spec(rid))
+        await session.append(journal=JournalEntry("model", "1", "fp", {}))
+        await session.release()
+        await session.close()
+        asker = clients()  # another process
+        cancelled = wire(await asker.cancel_run(rid, mode="after_turn"))
+        assert (cancelled.status, cancelled.owner, cancelled.cancel_requested) == (
+            "cancelled",
+            None,
+            None,
+        )
+        assert cancelled.finished_at is not None
+        events = await _events(engine, rid)
+        assert [e.type for e in events][-2:] == ["cancel_requested", "run_cancelled"]
+        _asked(events[-2], "after_turn", None)
+        assert wire(await asker.cancel_run(rid)) == cancelled  # again: idempotent, unchanged
+        assert len(await _events(engine, rid)) == len(events)
+        with pytest.raises(RunCancelledError):
+            await clients().open_run(_spec(rid), lease_seconds=30)
+
+    run(go)
+
+
+def test_cancelling_a_run_awaiting_approval_or_orphaned_records_it_at_once(
+    clients: Clients,
+) -> None:
+    async def go() -> None:
+        engine = clients()
+        waiting, orphan = _rid(), _rid()
+        session = await _open(engine, _spec(waiting))
+        await session.finish("awaiting_approval", calls=[PendingCall("c1", "refund", "1:c1")])
+        await session.close()
+        assert wire(await clients().cancel_run(waiting)).status == "cancelled"
+        assert [e.type for e in await _events(engine, waiting)][-2:] == [
+            "cancel_requested",
+            "run_cancelled",
+        ]
+        stale = await _open(engine, _spec(orphan), lease_seconds=0.05)
+        await asyncio.sleep(0.2)  # its lease expired: no process executes it
+        record = wire(await clients().cancel_run(orphan))
+        assert (record.status, record.owner) == ("cancelled", None)
+        types = [e.type for e in await _events(engine, orphan)]
+        assert types == ["attempt_started", "cancel_requested", "attempt_ended", "run_cancelled"]
+        ended = (await engine.list_events(orphan))[2].payload
+        assert ended["reason"] in ("lease_lost", "killed")  # its attempt's end, written for it
+        with pytest.raises(RunLeasedError):  # the stale holder writes nothing more
+            await stale.append(journal=JournalEntry("model", "1", "fp", {}))
+        await stale.close()
+        assert (await engine.get_run(orphan)).status == "cancelled"
+
+    run(go)
+
+
+def test_an_executing_run_is_asked_and_learns_it_from_its_writes(clients: Clients) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        session = await _open(engine, _spec(rid))
+        assert session.cancel_requested is None
+        assert await session.poll_cancel() is None
+        asker = clients()
+        asked = wire(await asker.cancel_run(rid, mode="after_turn"))
+        assert (asked.status, asked.cancel_requested) == ("running", "after_turn")
+        assert asked.owner == session.record.owner  # the holder keeps it until it stops it
+        # Its next step learns of it at no extra cost, and its events follow the request's.
+        await session.append(journal=JournalEntry("model", "1", "fp", {}), events=[NewEvent("a")])
+        assert session.cancel_requested == "after_turn"
+        stronger = wire(await asker.cancel_run(rid))  # immediate wins over after_turn ...
+        assert stronger.cancel_requested == "immediate"
+        weaker = wire(await asker.cancel_run(rid, mode="after_turn"))  # ... and stays
+        assert weaker.cancel_requested == "immediate"
+        await session.heartbeat()
+        assert session.cancel_requested == "immediate"
+        assert await session.poll_cancel() == "immediate"
+        await session.append(events=[NewEvent("b")], wait=False)
+        await session.finish("cancelled")
+        await session.close()
+        record = wire(await engine.get_run(rid))
+        assert (record.status, record.cancel_requested) == ("cancelled", None)
+        events = await _events(engine, rid)
+        assert [e.type for e in events] == [
+            "attempt_started",
+            "cancel_requested",
+            "a",
+            "cancel_requested",
+            "cancel_requested",
+            "b",
+            "attempt_ended",
+            "run_cancelled",
+        ]
+        _asked(events[1], "after_turn", session.record.owner)
+        _asked(events[3], "immediate", session.record.owner)
+
+    run(go)
+
+
+def test_steps_racing_a_cancel_keep_one_gapless_event_log(clients: Clients) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        session = await _open(engine, _spec(rid))
+        asker = clients()
+
+        async def steps() -> None:
+            for i in range(60):
+                await session.append(events=[NewEvent("step", {"i": i})], wait=i % 2 == 0)
+
+        async def asks() -> None:
+            for mode in ["after_turn", "immediate", "after_turn"]:
+                await asyncio.sleep(0.005)
+                await asker.cancel_run(rid, mode=mode)  # type: ignore[arg-type]
+
+        await asyncio.gather(steps(), asks())
+        await session.finish("cancelled")
+        await session.close()
+        events = await _events(engine, rid)
+        assert [e.payload["i"] for e in events if e.type == "step"] == list(range(60))
+        assert sum(e.type == "cancel_requested" for e in events) == 3
+
+    run(go)
+
+
+def test_a_request_its_holder_never_carried_out_is_carried_out_by_the_next_opening(
+    clients: Clients,
+) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        session = await _open(engine, _spec(rid))
+        await clients().cancel_run(rid, mode="after_turn")
+        await session.release()  # stopped (Ctrl-C, say) before carrying it out
+        await session.close()
+        assert (await engine.get_run(rid)).cancel_requested == "after_turn"
+        with pytest.raises(RunCancelledError):
+            await clients().open_run(_spec(rid), lease_seconds=30)
+        record = wire(await engine.get_run(rid))
+        assert (record.status, record.cancel_requested) == ("cancelled", None)
+        assert [e.type for e in await _events(engine, rid)][-1] == "run_cancelled"
+
+    run(go)
+
+
+@pytest.mark.parametrize("status", ["completed", "failed"])
+def test_cancelling_a_finished_run_is_refused(clients: Clients, status: Any) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        session = await _open(engine, _spec(rid))
+        await session.finish(status, error=ValueError("x") if status == "failed" else None)
+        await session.close()
+        before = await _events(engine, rid)
+        with pytest.raises(RunFinishedError) as info:
+            await clients().cancel_run(rid)
+        assert wired(info.value).fields == {"run_id": rid, "status": status}
+        assert info.value.code == "run_finished"
+        assert await _events(engine, rid) == before
+        assert (await engine.get_run(rid)).status == status
+
+    run(go)
+
+
+def test_cancelling_an_unknown_run_or_with_an_unknown_mode(clients: Clients) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        with pytest.raises(RunNotFoundError) as info:
+            await engine.cancel_run(rid)
+        assert wired(info.value).fields["run_id"] == rid
+        session = await _open(engine, _spec(rid))
+        with pytest.raises(ValueError, match="'later' is not a cancel mode"):
+            await engine.cancel_run(rid, mode="later")  # type: ignore[arg-type]
+        assert (await engine.get_run(rid)).cancel_requested is None
+        await session.close()
+
+    run(go)
+
+
+def test_prune_deletes_runs_finished_before_the_time_with_their_rows(clients: Clients) -> None:
+    async def go() -> None:
+        engine, prefix = clients(), _rid()
+        outcomes: list[Any] = ["completed", "failed", "cancelled", None, "awaiting_approval"]
+        for i, outcome in enumerate(outcomes):
+            session = await _open(engine, _spec(f"{prefix}-{i}"))
+            await session.append(
+                journal=JournalEntry("model", "1", "fp", {}), events=[NewEvent("x")]
+            )
+            if outcome is not None:
+                await session.finish(outcome)
+            await session.close()
+        cut = time.time() + 0.001
+        await asyncio.sleep(0.01)
+        late = f"{prefix}-late"
+        session = await _open(engine, _spec(late))
+        await session.finish("completed")
+        await session.close()
+        assert await engine.prune(finished_before=cut - 3600) == 0  # none finished that early
+        deleted = await engine.prune(finished_before=cut)
+        kept = {r.id for r in await engine.list_runs(limit=None) if r.id.startswith(prefix)}
+        assert kept == {f"{prefix}-3", f"{prefix}-4", late}
+        assert deleted >= 3  # the other tests' finished runs in this store went too
+        for i in range(3):
+            with pytest.raises(RunNotFoundError):
+                await engine.get_run(f"{prefix}-{i}")
+            assert await engine.read_journal(f"{prefix}-{i}") == []
+            assert await engine.list_events(f"{prefix}-{i}") == []
+        assert len(await engine.read_journal(f"{prefix}-3")) == 1
+        assert await engine.prune(finished_before=cut) == 0
+        reopened = await _open(clients(), _spec(f"{prefix}-0"))  # a pruned id is new again
+        assert reopened.journal == []
+        await reopened.close()
+
+    run(go)
+
+
+def test_prune_goes_past_one_batch(clients: Clients) -> None:
+    async def go() -> None:
+        engine, prefix = clients(), _rid()
+        await engine.prune(finished_before=time.time())  # this store's earlier runs
+        for i in range(130):
+            session = await _open(engine, _spec(f"{prefix}-{i}"))
+            await session.finish("completed")
+            await session.close()
+        assert await engine.prune(finished_before=time.time() + 1) == 130
+        assert not [r for r in await engine.list_runs(limit=None) if r.id.startswith(prefix)]
+
+    run(go)

@@ -13,16 +13,22 @@ import pytest
 from agents.exceptions import AgentsException
 from runplane_durable import errors
 from runplane_durable.errors import (
+    AgentRefError,
     DatabaseError,
     DurableError,
     JournalSerializationError,
+    RemoteContextError,
     ReplayDivergenceError,
     RunCancelledError,
+    RunFailedError,
+    RunFinishedError,
     RunInputMismatchError,
     RunLeasedError,
     RunNotFoundError,
     SchemaVersionError,
     ServerError,
+    TaskLeaseLostError,
+    TaskNotFoundError,
     UnstorableNameError,
     error_from_wire,
 )
@@ -88,6 +94,21 @@ EXAMPLES: list[tuple[DurableError, str]] = [
         "run 'r-1' was cancelled; it cannot be resumed. Use a new run id.",
     ),
     (
+        RunCancelledError(run_id="r-1", by="web-1 pid 812 user ann", mode="after_turn"),
+        "run 'r-1' was cancelled from another process (web-1 pid 812 user ann, after its "
+        "current turn); it cannot be resumed. Use a new run id.",
+    ),
+    (
+        RunCancelledError(run_id="r-1", by="web-1 pid 812 user ann", mode="immediate"),
+        "run 'r-1' was cancelled from another process (web-1 pid 812 user ann, immediately); "
+        "it cannot be resumed. Use a new run id.",
+    ),
+    (
+        RunFinishedError(run_id="r-1", status="completed"),
+        "run 'r-1' already finished (completed); there is nothing to cancel. "
+        "`runplane runs show r-1` shows its outcome.",
+    ),
+    (
         UnstorableNameError(what="agent name", value="'a\\x00b'", reason="it holds a NUL"),
         "a durable run cannot start with agent 'a\\x00b': it holds a NUL. Rename the agent.",
     ),
@@ -125,6 +146,33 @@ EXAMPLES: list[tuple[DurableError, str]] = [
     (
         JournalSerializationError("tool 't' returned ...", path='result["when"]', leaf="datetime"),
         "tool 't' returned ...",
+    ),
+    (TaskNotFoundError(task_id="t-1"), "no remote tool task 't-1'"),
+    (
+        TaskLeaseLostError(task_id="t-1", attempt=1, status="running", attempts=2),
+        "task 't-1': attempt 1 no longer holds it (the task is running at attempt 2: this "
+        "attempt's lease expired or its worker was taken for dead, and the task went on without "
+        "it). Nothing this attempt wrote was recorded; the task's result is recorded once, by "
+        "the attempt that holds it.",
+    ),
+    (
+        RemoteContextError(
+            tool="render", context_type="app.Deps", path="context.db", leaf="sqlite3.Connection"
+        ),
+        "remote tool 'render' runs on a worker, which gets the run's context, but this run's "
+        "context, a app.Deps, cannot be sent (context.db: sqlite3.Connection): a worker "
+        "receives JSON data, a pydantic model or a dataclass of those. Pass such a context, or "
+        "make the tool with remote(..., send_context=False) if it does not use it. Nothing was "
+        "enqueued; everything journaled so far is kept, so the run resumes under its id once "
+        "fixed.",
+    ),
+    (
+        RunFailedError(run_id="r-1", error_type="builtins.ValueError", error="bad order"),
+        "run 'r-1' failed: ValueError: bad order (`runplane runs show r-1` has its history)",
+    ),
+    (
+        AgentRefError(ref="app:triage", problem="module 'app' has no attribute 'triage'"),
+        "agent reference 'app:triage': module 'app' has no attribute 'triage'",
     ),
 ]
 
@@ -195,9 +243,15 @@ def test_every_durable_error_has_its_own_stable_code() -> None:
         RunLeasedError: "run_leased",
         RunInputMismatchError: "run_input_mismatch",
         RunCancelledError: "run_cancelled",
+        RunFinishedError: "run_finished",
         UnstorableNameError: "unstorable_name",
         ReplayDivergenceError: "replay_divergence",
         JournalSerializationError: "journal_serialization",
+        TaskNotFoundError: "task_not_found",
+        TaskLeaseLostError: "task_lease_lost",
+        RemoteContextError: "remote_context",
+        RunFailedError: "run_failed",
+        AgentRefError: "agent_ref",
     }
 
 

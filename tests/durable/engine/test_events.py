@@ -24,6 +24,7 @@ from runplane_durable.events import (
     ApprovalRequested,
     AttemptEnded,
     AttemptStarted,
+    CancelRequested,
     HandoffRequested,
     ModelCalled,
     PendingCall,
@@ -31,6 +32,7 @@ from runplane_durable.events import (
     RunCancelled,
     RunCompleted,
     RunFailed,
+    RunQueued,
     Stringified,
     TokenUsage,
     ToolCalled,
@@ -148,10 +150,20 @@ EVENTS = st.one_of(
         maybe_seconds,
         maybe_seconds,
     ),
+    st.builds(
+        CancelRequested,
+        st.sampled_from(["immediate", "after_turn"]),
+        maybe_text,
+        maybe_int,
+        maybe_text,
+        maybe_seconds,
+        maybe_text,
+    ),
     st.builds(RunCompleted, st.none() | encoded),
     st.builds(RunFailed, maybe_text, maybe_text),
     st.just(RunCancelled()),
     st.builds(RunAwaitingApproval, st.none() | st.lists(pending, max_size=3).map(tuple)),
+    st.builds(RunQueued, text, maybe_text),
 )
 
 
@@ -177,10 +189,12 @@ def test_every_event_type_has_its_record() -> None:
         "approval_decided",
         "attempt_started",
         "attempt_ended",
+        "cancel_requested",
         "run_completed",
         "run_failed",
         "run_cancelled",
         "run_awaiting_approval",
+        "run_queued",
     }
 
 
@@ -204,6 +218,8 @@ def test_an_unknown_type_is_kept_as_it_was_stored() -> None:
         ("approval_decided", {"call_id": "c", "key": "1:c"}, "'approved'"),
         ("run_awaiting_approval", {"calls": [{"name": "b"}]}, "no 'call_id'"),
         ("run_failed", [], "not an object"),
+        ("cancel_requested", {"host": "h"}, "no 'mode'"),
+        ("cancel_requested", {"mode": "immediate", "pid": "12"}, "'pid' is a str"),
     ],
 )
 def test_a_payload_that_does_not_fit_its_type_parses_as_unknown_saying_why(

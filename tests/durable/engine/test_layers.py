@@ -36,6 +36,7 @@ SUBPACKAGES = {
     "local": "engine",
     "runtime": "runtime",
     "server": "server",
+    "worker": "worker",
     "cli": "front",
     "demo": "front",
 }
@@ -55,6 +56,8 @@ ALLOWED = {
     "runtime": {"data", "engine", "runtime"},
     # The server serves an engine and never runs an agent: no runtime, no concrete engine.
     "server": {"data", "engine", "server"},
+    # Workers run agents with the runtime, on an engine they are given.
+    "worker": {"data", "engine", "runtime", "worker"},
 }
 
 
@@ -144,7 +147,8 @@ def test_the_engine_layer_runs_without_the_sdk(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "module", sorted(m for m in _modules() if _layer(m) in ("runtime", "front") and m != "plugin")
+    "module",
+    sorted(m for m in _modules() if _layer(m) in ("runtime", "worker", "front") and m != "plugin"),
 )
 def test_the_runtime_and_the_cli_never_name_the_engine_they_use(module: str) -> None:
     """They get one from `engine.open_engine` (or are given one), so a remote engine can stand
@@ -152,6 +156,6 @@ def test_the_runtime_and_the_cli_never_name_the_engine_they_use(module: str) -> 
     database's settings and location (`local.settings`, `local.database`: where the default
     database is), never `LocalEngine`."""
     found = _imports(module, _modules()[module])
-    if _layer(module) == "runtime":
+    if _layer(module) in ("runtime", "worker"):
         assert not {i for i in found if i.split(".")[0] == "local"}, found
     assert not found & {"local", "local.engine"}, found

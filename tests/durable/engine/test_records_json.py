@@ -15,6 +15,10 @@ from runplane_durable.records import (
     NewEvent,
     RunRecord,
     RunSpec,
+    TaskLease,
+    TaskRecord,
+    TaskResult,
+    TaskSpec,
     UsageDelta,
 )
 
@@ -39,6 +43,8 @@ specs = st.builds(
     input_fingerprint=text,
     options=json_object,
     named=st.booleans(),
+    agent_ref=maybe_text,
+    queue=maybe_text,
 )
 runs = st.builds(
     RunRecord,
@@ -86,7 +92,70 @@ usages = st.builds(
     output_tokens=counts,
     total_tokens=counts,
 )
-records = specs | runs | entries | journal_records | new_events | event_records | usages
+# A remote tool call's payloads: the model's arguments (any text) and the run's context, as
+# the codec encodes it (plain JSON data, or a model or dataclass by its import path).
+encoded_context = (
+    st.none()
+    | st.builds(lambda v: {"json": v}, json_data)
+    | st.builds(lambda t, d: {"type": t, "data": d}, text, json_data)
+)
+task_specs = st.builds(
+    TaskSpec,
+    run_id=text,
+    call_key=text,
+    queue=text,
+    tool_name=text,
+    call_id=text,
+    arguments=text,
+    context=encoded_context,
+    max_attempts=counts,
+    timeout=maybe_float,
+    retry_delay=floats,
+)
+task_results = st.builds(
+    TaskResult,
+    kind=st.sampled_from(["ok", "error"]),
+    output=json_data,
+    error_type=maybe_text,
+    error=maybe_text,
+)
+task_leases = st.builds(TaskLease, task_id=text, owner=text, attempt=counts, lease_seconds=floats)
+task_records = st.builds(
+    TaskRecord,
+    id=text,
+    run_id=text,
+    call_key=text,
+    queue=text,
+    tool_name=text,
+    call_id=text,
+    arguments=text,
+    context=encoded_context,
+    status=st.sampled_from(["pending", "running", "completed", "failed"]),
+    attempts=counts,
+    max_attempts=counts,
+    timeout=maybe_float,
+    retry_delay=floats,
+    owner=maybe_text,
+    lease_expires_at=maybe_float,
+    available_at=floats,
+    result=st.none() | task_results,
+    error=maybe_text,
+    created_at=floats,
+    updated_at=floats,
+)
+records = (
+    specs
+    | runs
+    | entries
+    | journal_records
+    | new_events
+    | event_records
+    | usages
+    | task_specs
+    | task_results
+    | task_leases
+    | task_records
+)
 
 
 def _is_json(value: Any) -> bool:
@@ -108,7 +177,11 @@ def test_every_record_comes_back_from_json_text_as_it_was(record: Any) -> None:
     assert back == record
     assert type(back) is type(record)
     if isinstance(record, RunSpec):  # not part of equality, still part of the form
-        assert back.named == record.named
+        assert (back.named, back.agent_ref, back.queue) == (
+            record.named,
+            record.agent_ref,
+            record.queue,
+        )
 
 
 def test_the_json_form_names_each_field() -> None:
@@ -137,6 +210,8 @@ def test_the_json_form_names_each_field() -> None:
             {"kind": "tool", "key": "1", "fingerprint": None, "payload": {}},
             "missing seq",
         ),
+        (TaskResult, {"kind": "crashed"}, "'crashed' is not a task outcome"),
+        (TaskLease, {"task_id": "t", "owner": "w", "attempt": 1}, "missing lease_seconds"),
     ],
 )
 def test_json_that_is_not_the_record_is_refused_saying_why(cls: Any, data: Any, says: str) -> None:
@@ -152,3 +227,20 @@ def test_a_run_record_with_an_unknown_status_is_refused() -> None:
     expected = "'paused' is not a run status; use one of: queued, running"
     with pytest.raises(ValueError, match=expected):
         RunRecord.from_json(data)
+
+
+def test_a_task_record_with_an_unknown_status_is_refused_and_its_result_is_nested() -> None:
+    record = TaskRecord(
+        "t", "r", "0:c", "q", "lookup", "c", "{}", None, "completed", 1, 3, None, 1.0,
+        None, None, 0.0, TaskResult("ok", output={"json": 1}), None, 0.0, 0.0,
+    )  # fmt: skip
+    data = record.to_json()
+    assert data["result"] == {
+        "kind": "ok",
+        "output": {"json": 1},
+        "error_type": None,
+        "error": None,
+    }
+    data["status"] = "lost"
+    with pytest.raises(ValueError, match="'lost' is not a task status; use one of: pending"):
+        TaskRecord.from_json(data)

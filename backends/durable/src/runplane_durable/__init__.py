@@ -18,16 +18,22 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .engine import Engine, RunSession
     from .errors import (
+        AgentRefError,
         DatabaseError,
         DurableError,
         JournalSerializationError,
+        RemoteContextError,
         ReplayDivergenceError,
         RunCancelledError,
+        RunFailedError,
+        RunFinishedError,
         RunInputMismatchError,
         RunLeasedError,
         RunNotFoundError,
         SchemaVersionError,
         ServerError,
+        TaskLeaseLostError,
+        TaskNotFoundError,
         UnstorableNameError,
         error_from_wire,
     )
@@ -36,13 +42,16 @@ if TYPE_CHECKING:
     from .records import EventRecord, JournalEntry, JournalRecord, RunRecord
     from .remote import ENV_SERVER_URL, RemoteEngine
     from .runtime.backend import DEFAULT_LEASE_SECONDS, DurableBackend
+    from .runtime.handle import RunHandle
     from .runtime.identity import last_run_id, run_id
+    from .runtime.remote_tools import RemoteToolError, remote, remote_tools
     from .runtime.runner import Runner
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
     "ENV_DATABASE_URL",
     "ENV_SERVER_URL",
+    "AgentRefError",
     "DatabaseError",
     "DurableBackend",
     "DurableError",
@@ -52,9 +61,14 @@ __all__ = [
     "JournalRecord",
     "JournalSerializationError",
     "LocalEngine",
+    "RemoteContextError",
     "RemoteEngine",
+    "RemoteToolError",
     "ReplayDivergenceError",
     "RunCancelledError",
+    "RunFailedError",
+    "RunFinishedError",
+    "RunHandle",
     "RunInputMismatchError",
     "RunLeasedError",
     "RunNotFoundError",
@@ -63,9 +77,13 @@ __all__ = [
     "Runner",
     "SchemaVersionError",
     "ServerError",
+    "TaskLeaseLostError",
+    "TaskNotFoundError",
     "UnstorableNameError",
     "error_from_wire",
     "last_run_id",
+    "remote",
+    "remote_tools",
     "run_id",
 ]
 
@@ -74,11 +92,15 @@ _LAZY = {
     "DurableBackend": "runtime.backend",
     "Engine": "engine",
     "RunSession": "engine",
+    "AgentRefError": "errors",
     "DatabaseError": "errors",
     "DurableError": "errors",
     "JournalSerializationError": "errors",
     "ReplayDivergenceError": "errors",
     "RunCancelledError": "errors",
+    "RunFailedError": "errors",
+    "RunHandle": "runtime.handle",
+    "RunFinishedError": "errors",
     "RunInputMismatchError": "errors",
     "RunLeasedError": "errors",
     "RunNotFoundError": "errors",
@@ -86,6 +108,12 @@ _LAZY = {
     "ServerError": "errors",
     "UnstorableNameError": "errors",
     "error_from_wire": "errors",
+    "RemoteContextError": "errors",
+    "TaskLeaseLostError": "errors",
+    "TaskNotFoundError": "errors",
+    "RemoteToolError": "runtime.remote_tools",
+    "remote": "runtime.remote_tools",
+    "remote_tools": "runtime.remote_tools",
     "last_run_id": "runtime.identity",
     "run_id": "runtime.identity",
     "LocalEngine": "local.engine",

@@ -8,14 +8,14 @@ expired with its process not known dead), in the same transaction as the claim.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .events import AttemptEnded, AttemptStarted, EndReason, Event, UnknownEvent
 from .owner import holder_process, owner_is_dead
 from .records import JournalRecord, NewEvent, RunRecord, RunStatus
 
-__all__ = ["ENDED", "REASONS", "STARTED", "Attempt", "next_number", "unended"]
+__all__ = ["ENDED", "REASONS", "STARTED", "Attempt", "by_step", "next_number", "unended"]
 
 STARTED = AttemptStarted.TYPE
 ENDED = AttemptEnded.TYPE
@@ -98,3 +98,18 @@ def unended(
             ended_at = max(ended_at, holder.lease_expires_at - lease)  # its last heartbeat
     reason: EndReason = "killed" if is_dead(last.owner) else "lease_lost"
     return attempt.ended(reason, ended_at=ended_at, detected_at=now)
+
+
+def by_step(events: Sequence[Event | UnknownEvent]) -> list[AttemptStarted | None]:
+    """For each event of a run's log, in order, the attempt that wrote it: the last one started
+    before it (None before the first). Exact, because every write is fenced by the lease: an
+    attempt writes nothing once the next one has claimed the run, so no step of an earlier
+    attempt comes after a later attempt's start; an attempt's end written by its successor is
+    the one exception, and is about the earlier attempt, which it names."""
+    current: AttemptStarted | None = None
+    found: list[AttemptStarted | None] = []
+    for event in events:
+        if isinstance(event, AttemptStarted):
+            current = event
+        found.append(current)
+    return found

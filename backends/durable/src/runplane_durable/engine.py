@@ -10,10 +10,12 @@ tests/durable/engine/test_engine_contract.py runs the same tests against every e
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 from .events import PendingCall
 from .records import (
+    CancelMode,
     EventRecord,
     JournalEntry,
     JournalRecord,
@@ -21,10 +23,22 @@ from .records import (
     RunRecord,
     RunSpec,
     RunStatus,
+    TaskLease,
+    TaskRecord,
+    TaskResult,
+    TaskSpec,
     UsageDelta,
 )
 
-__all__ = ["Engine", "RunSession", "open_engine"]
+__all__ = [
+    "LATENCY_BUCKETS",
+    "Engine",
+    "Latencies",
+    "Measured",
+    "Measures",
+    "RunSession",
+    "open_engine",
+]
 
 
 class RunSession(Protocol):
@@ -44,6 +58,10 @@ class RunSession(Protocol):
     """The run's whole journal when opened, in `seq` order: what a replay returns."""
     read_only: bool
     """The run was completed: nothing may be written, and no lease is held."""
+    cancel_requested: CancelMode | None
+    """A stop asked for from another process (`Engine.cancel_run`), as this session last saw
+    it: every append and heartbeat learns it at no extra cost, `poll_cancel` reads it. None
+    while no one asked."""
 
     async def append(
         self,
@@ -65,6 +83,11 @@ class RunSession(Protocol):
 
     async def heartbeat(self) -> None:
         """Renew the lease; raise RunLeasedError if another execution took the run over."""
+
+    async def poll_cancel(self) -> CancelMode | None:
+        """Whether a stop was asked for (`Engine.cancel_run`), in one cheap read; also sets
+        `cancel_requested`. The runtime calls it about once a second while the run executes
+        (RUNPLANE_CANCEL_POLL_SECONDS), and stops the run when it says so."""
 
     async def check_lease(self) -> None:
         """Raise RunLeasedError if this session may no longer hold the run; call it before any
@@ -102,20 +125,64 @@ class Engine(Protocol):
     async def open_run(self, spec: RunSpec, *, lease_seconds: float) -> RunSession:
         """Open the run `spec` names, creating it if there is none.
 
-        A new run starts its first attempt, under a lease of `lease_seconds`. An existing one
-        must have been started with the same agent and input (else RunInputMismatchError): it
-        is claimed for a new attempt if its lease is free, expired or held by a dead process
-        (else RunLeasedError), or opened `read_only` if it completed; a cancelled run raises
-        RunCancelledError.
+        A new run starts its first attempt, under a lease of `lease_seconds`, and is stored with
+        `spec.agent_ref` and `spec.queue`. An existing one (a `queued` one too) must have been
+        started with the same agent and input (else RunInputMismatchError): it is claimed for a
+        new attempt if its lease is free, expired or held by a dead process (else
+        RunLeasedError), or opened `read_only` if it completed; a cancelled run raises
+        RunCancelledError, and so does one whose cancel request (`cancel_run`) its last holder
+        never carried out: it is recorded cancelled first.
+        """
+
+    async def enqueue_run(self, spec: RunSpec) -> RunRecord:
+        """Create the run `spec` names as `queued` on `spec.queue` (None: "default"), with its
+        `spec.agent_ref`, for a worker to start: nothing executes it here, no lease is taken.
+
+        Its first event is `run_queued`. An id that exists already with the same agent and input
+        is that run, as it is now (starting it twice starts it once); with another agent or
+        input, RunInputMismatchError.
+        """
+
+    async def claimable_runs(
+        self,
+        *,
+        agent_refs: Sequence[str],
+        agent_names: Sequence[str],
+        queue: str,
+        limit: int,
+    ) -> list[RunRecord]:
+        """Runs a worker serving `queue` may claim now (with `open_run`), at most `limit`:
+        `running` ones on the queue whose lease is free, expired or held by a process known
+        dead, oldest first, then `queued` ones on it, oldest first.
+
+        Only runs whose agent the worker knows: an `agent_ref` in `agent_refs`, or no
+        `agent_ref` and an `agent_name` in `agent_names`. A run listed here may be claimed by
+        another worker first: `open_run` decides (RunLeasedError for the one that lost).
         """
 
     async def get_run(self, run_id: str) -> RunRecord:
         """The run as stored now; RunNotFoundError if there is none."""
 
     async def list_runs(
-        self, *, limit: int | None = 50, status: RunStatus | None = None
+        self,
+        *,
+        limit: int | None = 50,
+        status: RunStatus | None = None,
+        agent: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        cursor: str | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first: at most `limit` (None: all), only those in `status` if given."""
+        """Runs, newest first (by `created_at`, ties by id, both descending): at most `limit`
+        (None: all), only those in `status`, of starting agent `agent`, and created at or after
+        `created_after` and strictly before `created_before`, when given (so windows
+        [a, b), [b, c) never share a run).
+
+        `cursor` (`records.run_cursor(r)` of the last run of a page) lists the runs after `r`
+        in this order: paging with it yields every run once, even while runs are created.
+        ValueError, saying what is allowed, for a status outside `RunStatus`, a negative
+        `limit`, or a cursor `run_cursor` did not make.
+        """
 
     async def list_events(
         self, run_id: str, *, after: int = 0, limit: int | None = None
@@ -126,12 +193,136 @@ class Engine(Protocol):
     async def read_journal(self, run_id: str) -> list[JournalRecord]:
         """The run's journal, in seq order (empty for an unknown run)."""
 
+    # -- remote tool tasks: a run enqueues a call, workers claim it under a lease ----------------
+
+    async def enqueue_task(self, spec: TaskSpec) -> TaskRecord:
+        """The task for `spec`'s (run_id, call_key): created "pending" (available at once), or,
+        if the run enqueued this call before (a resumed run), the one already there, as it is
+        now. ValueError for max_attempts below 1, a negative retry_delay or a timeout not
+        above 0."""
+
+    async def get_task(self, task_id: str) -> TaskRecord:
+        """The task as stored now; TaskNotFoundError if there is none."""
+
+    async def list_tasks(self, run_id: str) -> list[TaskRecord]:
+        """The run's tasks, oldest first (empty for an unknown run)."""
+
+    async def claim_task(
+        self, *, queue: str, tools: Sequence[str], owner: str, lease_seconds: float
+    ) -> TaskRecord | None:
+        """Claim the next task on `queue` for one of `tools` for a new attempt held by `owner`
+        (the worker's holder name, `owner.current_owner()`), under a lease of `lease_seconds`;
+        None when none is available.
+
+        A pending task is available from its `available_at`, oldest first. Claims by several
+        workers at once never get the same task. First, each running task of the queue whose
+        attempt was abandoned (its lease expired, or its holder is known dead) is settled as
+        `fail_task` does. The claimed task comes back "running", its `attempts` the new
+        attempt's number: `record.held(lease_seconds)` is that attempt's lease.
+        """
+
+    async def heartbeat_task(self, lease: TaskLease) -> None:
+        """Renew the attempt's lease; TaskLeaseLostError if it no longer holds the task."""
+
+    async def complete_task(self, lease: TaskLease, result: TaskResult) -> TaskRecord:
+        """Record the attempt's result, once: the task is "completed" and gives no more
+        attempts. TaskLeaseLostError (nothing recorded) if the attempt no longer holds it."""
+
+    async def fail_task(self, lease: TaskLease, error: str) -> TaskRecord:
+        """End the attempt without a result (`error` says why: its worker died, it timed out,
+        the context could not be rebuilt): the task is "pending" again, available after its
+        retry delay for this attempt (`records.retry_delay`), or "failed" with `error` if it
+        was the last attempt. TaskLeaseLostError (nothing written) if the attempt no longer
+        holds it. Anyone who finds an attempt abandoned may end it so."""
+
+    async def cancel_run(self, run_id: str, *, mode: CancelMode = "immediate") -> RunRecord:
+        """Ask run `run_id` to stop, from any process; returns the run as stored after asking.
+
+        A run no process executes (queued, orphaned or stopped, awaiting approval) is recorded
+        "cancelled" at once: its events get a `cancel_requested` event saying who asked (host,
+        pid, user of this process) and the mode, the end of an attempt whose process died, and
+        `run_cancelled`. An executing run keeps its status: its `cancel_requested` is set (an
+        "immediate" request is never weakened to "after_turn") with the `cancel_requested`
+        event, and its holder, which learns of it within about a second, stops it ("immediate":
+        at once; "after_turn": before its next model call) and records it cancelled; a holder
+        that stops without doing so leaves the request pending, and the next opening of the run
+        carries it out. A cancelled run is final (`open_run` raises RunCancelledError);
+        cancelling it again returns it unchanged. A completed or failed run raises
+        RunFinishedError; an unknown one RunNotFoundError; a mode other than the two a
+        ValueError.
+        """
+
+    async def prune(self, *, finished_before: float) -> int:
+        """Delete the runs that finished (completed, failed or cancelled) before
+        `finished_before` (seconds since the epoch), with their journal, events and tool tasks;
+        returns how many runs. Deletes in batches of bounded size, each its own transaction, so
+        a large prune never holds the database for long; runs still running are never touched.
+        """
+
     def describe(self) -> str:
         """Where the runs are kept, for people: a database and its path or host, a server's
         URL; never a password."""
 
     async def dispose(self) -> None:
         """Release what the engine holds (connections, clients)."""
+
+
+# Upper bounds (seconds) of the step latency histogram's buckets: a tool's millisecond to a slow
+# model call's minute.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+)
+
+
+@dataclass(frozen=True)
+class Latencies:
+    """A histogram of step latencies: `counts[i]` steps took at most `buckets[i]` seconds
+    (cumulative, as Prometheus keeps them), `count` steps in all, `total` seconds in all."""
+
+    buckets: tuple[float, ...]
+    counts: tuple[int, ...]
+    count: int = 0
+    total: float = 0.0
+
+
+@dataclass(frozen=True)
+class Measures:
+    """What a store holds now, counted by the database itself (so every server on one database
+    reports the same): what `runplane server`'s /metrics serves.
+
+    `runs` by status; `steps` (journal entries) by kind ("model", "tool"); `latency` by kind,
+    from the `seconds` each model and tool call's event recorded; `leases` held now (unexpired)
+    by what holds them ("run", "task"); `queued_runs` and `queued_tasks` waiting, by queue.
+    """
+
+    runs: dict[str, int] = field(default_factory=dict)
+    steps: dict[str, int] = field(default_factory=dict)
+    latency: dict[str, Latencies] = field(default_factory=dict)
+    leases: dict[str, int] = field(default_factory=dict)
+    queued_runs: dict[str, int] = field(default_factory=dict)
+    queued_tasks: dict[str, int] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Measured(Protocol):
+    """An engine that can count what its store holds (`LocalEngine`: it has the database). Not
+    part of `Engine`: a client of a server asks the server's /metrics instead."""
+
+    async def measure(self, *, buckets: Sequence[float] = LATENCY_BUCKETS) -> Measures:
+        """The store's `Measures` now, the latencies in `buckets` (upper bounds, ascending)."""
 
 
 def open_engine(url: str | None = None, *, read_only: bool = False, server: bool = True) -> Engine:

@@ -20,16 +20,22 @@ from runplane import RunplaneError
 from .records import JournalKind
 
 __all__ = [
+    "AgentRefError",
     "DatabaseError",
     "DurableError",
     "JournalSerializationError",
+    "RemoteContextError",
     "ReplayDivergenceError",
     "RunCancelledError",
+    "RunFailedError",
+    "RunFinishedError",
     "RunInputMismatchError",
     "RunLeasedError",
     "RunNotFoundError",
     "SchemaVersionError",
     "ServerError",
+    "TaskLeaseLostError",
+    "TaskNotFoundError",
     "UnstorableNameError",
     "error_from_wire",
 ]
@@ -287,17 +293,47 @@ class RunInputMismatchError(DurableError):
 class RunCancelledError(DurableError):
     """The run was cancelled: it is over for good, and its id cannot run again.
 
-    Not a `RunInputMismatchError`: that one says "resume this id with its own agent and input",
-    which would never work here, so a caller that retries on a mismatch must not see this as one.
+    Fields: `run_id`; `by` (who asked: "host pid N user U") and `mode` ("immediate" or
+    "after_turn") when it was cancelled from another process (`runplane runs cancel`,
+    `Runner.cancel`, the API) while this process ran it. Not a `RunInputMismatchError`: that one
+    says "resume this id with its own agent and input", which would never work here, so a caller
+    that retries on a mismatch must not see this as one.
     """
 
     code = "run_cancelled"
     run_id: str
 
-    def __init__(self, *, run_id: str) -> None:
+    def __init__(self, *, run_id: str, by: str | None = None, mode: str | None = None) -> None:
+        fields: dict[str, Any] = {"run_id": run_id}
+        if by is None and mode is None:
+            message = f"run {run_id!r} was cancelled; it cannot be resumed. Use a new run id."
+        else:
+            how = {"after_turn": "after its current turn"}.get(mode or "", "immediately")
+            message = (
+                f"run {run_id!r} was cancelled from another process ({by or 'unknown'}, "
+                f"{how}); it cannot be resumed. Use a new run id."
+            )
+            fields.update(by=by, mode=mode)
+        super().__init__(message, **fields)
+
+
+class RunFinishedError(DurableError):
+    """A cancel asked for a run that already finished (completed or failed): nothing to stop.
+
+    Fields: `run_id`, `status` (its stored status). A cancelled run is not refused: cancelling
+    it again returns it as it is.
+    """
+
+    code = "run_finished"
+    run_id: str
+    status: str
+
+    def __init__(self, *, run_id: str, status: str) -> None:
         super().__init__(
-            f"run {run_id!r} was cancelled; it cannot be resumed. Use a new run id.",
+            f"run {run_id!r} already finished ({status}); there is nothing to cancel. "
+            f"`runplane runs show {run_id}` shows its outcome.",
             run_id=run_id,
+            status=status,
         )
 
 
@@ -392,3 +428,105 @@ class JournalSerializationError(DurableError):
 
     def __init__(self, message: str, *, path: str | None = None, leaf: str | None = None) -> None:
         super().__init__(message, path=path, leaf=leaf)
+
+
+class TaskNotFoundError(DurableError, LookupError):
+    """No remote tool task with this id exists. Fields: `task_id`."""
+
+    code = "task_not_found"
+    task_id: str
+
+    def __init__(self, *, task_id: str) -> None:
+        super().__init__(f"no remote tool task {task_id!r}", task_id=task_id)
+
+
+class TaskLeaseLostError(DurableError):
+    """A worker's attempt wrote to a task it no longer holds: its write committed nothing.
+
+    Another attempt claimed the task (this one's lease expired, or its worker was found dead),
+    or the task was settled meanwhile. Fields: `task_id`, `attempt` (the writer's), `status` and
+    `attempts` (the task's now).
+    """
+
+    code = "task_lease_lost"
+    task_id: str
+    attempt: int
+    status: str
+    attempts: int
+
+    def __init__(self, *, task_id: str, attempt: int, status: str, attempts: int) -> None:
+        super().__init__(
+            f"task {task_id!r}: attempt {attempt} no longer holds it (the task is {status} at "
+            f"attempt {attempts}: this attempt's lease expired or its worker was taken for dead, "
+            "and the task went on without it). Nothing this attempt wrote was recorded; the "
+            "task's result is recorded once, by the attempt that holds it.",
+            task_id=task_id,
+            attempt=attempt,
+            status=status,
+            attempts=attempts,
+        )
+
+
+class RemoteContextError(DurableError):
+    """A remote tool was called in a run whose context cannot be sent to a worker.
+
+    Fields: `tool` (its name), `context_type` (the context's type), `path` and `leaf` (where in
+    the context the first part that cannot be sent is, and its type).
+    """
+
+    code = "remote_context"
+    tool: str
+    context_type: str
+    path: str | None
+    leaf: str | None
+
+    def __init__(
+        self, *, tool: str, context_type: str, path: str | None = None, leaf: str | None = None
+    ) -> None:
+        where = f" ({path}: {leaf})" if path is not None else ""
+        super().__init__(
+            f"remote tool {tool!r} runs on a worker, which gets the run's context, but this "
+            f"run's context, a {context_type}, cannot be sent{where}: a worker receives JSON "
+            "data, a pydantic model or a dataclass of those. Pass such a context, or make the "
+            f"tool with remote(..., send_context=False) if it does not use it. Nothing was "
+            "enqueued; everything journaled so far is kept, so the run resumes under its id "
+            "once fixed.",
+            tool=tool,
+            context_type=context_type,
+            path=path,
+            leaf=leaf,
+        )
+
+
+class RunFailedError(DurableError):
+    """The run a handle waits for failed (`RunHandle.result()`): `error_type` is the exception's
+    qualified name as stored, `error` its message. The run stays resumable: a worker, or
+    `Runner.resume`, may run it again from its journal."""
+
+    code = "run_failed"
+    run_id: str
+    error_type: str | None
+    error: str | None
+
+    def __init__(self, *, run_id: str, error_type: str | None, error: str | None) -> None:
+        raised = (error_type or "an error").removeprefix("builtins.")
+        super().__init__(
+            f"run {run_id!r} failed: {raised}"
+            + (f": {error}" if error else "")
+            + f" (`runplane runs show {run_id}` has its history)",
+            run_id=run_id,
+            error_type=error_type,
+            error=error,
+        )
+
+
+class AgentRefError(DurableError, ValueError):
+    """An agent reference ("pkg.module:attr") that names no agent: malformed, a module that does
+    not import, an attribute that is missing or not an `Agent`. `problem` says which."""
+
+    code = "agent_ref"
+    ref: str
+    problem: str
+
+    def __init__(self, *, ref: str, problem: str) -> None:
+        super().__init__(f"agent reference {ref!r}: {problem}", ref=ref, problem=problem)

@@ -27,6 +27,7 @@ __all__ = [
     "ApprovalRequested",
     "AttemptEnded",
     "AttemptStarted",
+    "CancelRequested",
     "EndReason",
     "Event",
     "HandoffRequested",
@@ -37,6 +38,7 @@ __all__ = [
     "RunCompleted",
     "RunFailed",
     "RunOutcome",
+    "RunQueued",
     "Stringified",
     "TokenUsage",
     "ToolCalled",
@@ -553,6 +555,56 @@ class AttemptEnded:
 
 
 @dataclass(frozen=True)
+class CancelRequested:
+    """A stop asked for from some process (`runplane runs cancel`, `Runner.cancel`, the API),
+    written by the process that asked, as it asked.
+
+    JSON {"mode", "host", "pid", "user", "requested_at", "holder"}: `mode` is "immediate" or
+    "after_turn"; `host`, `pid` and `user` say who asked; `holder` is the lease holder asked to
+    stop (the run was executing), or null when no process executed the run and it was recorded
+    cancelled at once.
+    """
+
+    TYPE: ClassVar[str] = "cancel_requested"
+    mode: str
+    host: str | None = None
+    pid: int | None = None
+    user: str | None = None
+    requested_at: float | None = None
+    holder: str | None = None
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "host": self.host,
+            "pid": self.pid,
+            "user": self.user,
+            "requested_at": self.requested_at,
+            "holder": self.holder,
+        }
+
+    @classmethod
+    def from_payload(cls, p: Mapping[str, Any]) -> CancelRequested:
+        return cls(
+            _need(p, "mode", str),
+            _get(p, "host", str, None),
+            _get(p, "pid", int, None),
+            _get(p, "user", str, None),
+            _number(p, "requested_at"),
+            _get(p, "holder", str, None),
+        )
+
+    def by(self) -> str:
+        """Who asked, for people: "host pid 12 user ann"."""
+        parts = [self.host or "unknown host"]
+        if self.pid is not None:
+            parts.append(f"pid {self.pid}")
+        if self.user:
+            parts.append(f"user {self.user}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
 class RunCompleted:
     """The run finished: JSON {"final_output"}, the encoded final output (`codec`)."""
 
@@ -623,6 +675,24 @@ class RunAwaitingApproval:
 
 
 @dataclass(frozen=True)
+class RunQueued:
+    """The run was started for a worker (`Runner.start`), to wait on a queue until one that
+    knows its agent claims it: JSON {"queue", "agent_ref"} (`agent_ref` null when the agent is
+    known by its name alone). The run's first event."""
+
+    TYPE: ClassVar[str] = "run_queued"
+    queue: str
+    agent_ref: str | None = None
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"queue": self.queue, "agent_ref": self.agent_ref}
+
+    @classmethod
+    def from_payload(cls, p: Mapping[str, Any]) -> RunQueued:
+        return cls(_need(p, "queue", str), _get(p, "agent_ref", str, None))
+
+
+@dataclass(frozen=True)
 class UnknownEvent:
     """An event this version has no record for (a newer version's, or `tool_started` of the
     first one), or one whose payload does not fit its type (`problem` says why): kept as
@@ -644,10 +714,12 @@ Event = (
     | ApprovalDecided
     | AttemptStarted
     | AttemptEnded
+    | CancelRequested
     | RunCompleted
     | RunFailed
     | RunCancelled
     | RunAwaitingApproval
+    | RunQueued
 )
 _TYPES: dict[str, Any] = {
     cls.TYPE: cls
@@ -658,10 +730,12 @@ _TYPES: dict[str, Any] = {
         ApprovalDecided,
         AttemptStarted,
         AttemptEnded,
+        CancelRequested,
         RunCompleted,
         RunFailed,
         RunCancelled,
         RunAwaitingApproval,
+        RunQueued,
     )
 }
 EVENT_TYPES: tuple[str, ...] = tuple(_TYPES)

@@ -13,31 +13,41 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .errors import (
+        AgentRefError,
         DatabaseError,
         DurableError,
         JournalSerializationError,
         ReplayDivergenceError,
         RunCancelledError,
+        RunFailedError,
+        RunFinishedError,
         RunInputMismatchError,
         RunLeasedError,
         RunNotFoundError,
         SchemaVersionError,
         ServerError,
+        TaskLeaseLostError,
+        TaskNotFoundError,
         UnstorableNameError,
         error_from_wire,
     )
 
 __all__ = [
+    "AgentRefError",
     "DatabaseError",
     "DurableError",
     "JournalSerializationError",
     "ReplayDivergenceError",
     "RunCancelledError",
+    "RunFailedError",
+    "RunFinishedError",
     "RunInputMismatchError",
     "RunLeasedError",
     "RunNotFoundError",
     "SchemaVersionError",
     "ServerError",
+    "TaskLeaseLostError",
+    "TaskNotFoundError",
     "UnstorableNameError",
     "error_from_wire",
 ]

@@ -7,13 +7,14 @@ recognised: on this host by its pid, and in this process by its execution having
 
 from __future__ import annotations
 
+import getpass
 import itertools
 import os
 import socket
 import threading
 import uuid
 
-__all__ = ["current_owner", "holder_process", "owner_is_dead", "retire"]
+__all__ = ["current_owner", "holder_process", "owner_is_dead", "requester", "retire"]
 
 _token: tuple[int, str] | None = None
 _count = itertools.count(1)
@@ -79,3 +80,13 @@ def _is_zombie(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except (OSError, IndexError):
         return False
+
+
+def requester() -> tuple[str, int, str | None]:
+    """Who this process is, for a request it makes of a run (a cancel): host, pid and user (None
+    when the system knows no name for this uid)."""
+    try:
+        user: str | None = getpass.getuser()
+    except Exception:  # no USER variable and no passwd entry (a bare container)
+        user = None
+    return socket.gethostname(), os.getpid(), user

@@ -30,7 +30,9 @@ def runplane_backends() -> Mapping[str, Callable[[], RunnerBackend]]:
 def runplane_cli(app: typer.Typer) -> None:
     from .cli.runs import demo, runs_app
     from .cli.server import server
+    from .cli.worker import worker
 
     app.add_typer(runs_app, name="runs")
     app.command("demo")(demo)
     app.command("server")(server)
+    app.command("worker")(worker)

@@ -12,15 +12,22 @@ with a ValueError that says which. No SDK import: the CLI and a server use these
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
+import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, get_args
 
 __all__ = [
     "CANCEL_MODES",
+    "DEFAULT_QUEUE",
     "JOURNAL_KINDS",
+    "MAX_RETRY_DELAY",
     "RUN_STATUSES",
+    "TASK_STATUSES",
     "CancelMode",
     "EventRecord",
     "JournalEntry",
@@ -30,11 +37,22 @@ __all__ = [
     "RunRecord",
     "RunSpec",
     "RunStatus",
+    "TaskLease",
+    "TaskOutcome",
+    "TaskRecord",
+    "TaskResult",
+    "TaskSpec",
+    "TaskStatus",
     "UsageDelta",
     "check_listing",
     "check_status",
+    "read_run_cursor",
+    "retry_delay",
+    "run_cursor",
 ]
 
+# The queue of a run started with no queue named, and the one a worker serves by default.
+DEFAULT_QUEUE = "default"
 RunStatus = Literal["queued", "running", "awaiting_approval", "completed", "failed", "cancelled"]
 # How a run asked to stop from another process stops: at once, or once its current turn ends
 # (the SDK's `RunResultStreaming.cancel(mode)`).
@@ -45,6 +63,14 @@ RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
 # output (keyed by the tool call's key).
 JournalKind = Literal["model", "tool"]
 JOURNAL_KINDS: tuple[str, ...] = get_args(JournalKind)
+
+# A remote tool call's task: waiting for a worker (new, or retrying after backoff), held by one
+# attempt under a lease, done with the tool's result, or failed for good (attempts exhausted).
+TaskStatus = Literal["pending", "running", "completed", "failed"]
+TASK_STATUSES: tuple[str, ...] = get_args(TaskStatus)
+# What the tool did on the worker: returned a value, or raised.
+TaskOutcome = Literal["ok", "error"]
+TASK_OUTCOMES: tuple[str, ...] = get_args(TaskOutcome)
 
 R = TypeVar("R")
 
@@ -104,9 +130,13 @@ def check_listing(
 class RunSpec:
     """What identifies a run's start: a reused id must come with the same agent and input.
 
-    JSON: {"run_id", "agent_name", "input", "input_fingerprint", "options", "named"}; `named`
+    JSON: {"run_id", "agent_name", "input", "input_fingerprint", "options", "named",
+    "agent_ref", "queue"}; the last three are optional and take no part in equality. `named`
     (default false) says the program chose the id (`with run_id("order-42")`), so it may mean
-    to resume a run; it does not take part in equality.
+    to resume a run. `agent_ref` ("pkg.module:attr", default null) names the agent so a worker
+    can rebuild it; `queue` (default null) is the worker queue whose workers may take the run
+    over when its process dies (null: none may, as for a nested run, which its parent resumes).
+    Both are stored when the run is created, never changed by a later opening.
     """
 
     run_id: str
@@ -115,6 +145,8 @@ class RunSpec:
     input_fingerprint: str
     options: dict[str, Any]
     named: bool = field(default=False, compare=False)
+    agent_ref: str | None = field(default=None, compare=False)
+    queue: str | None = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return _plain(self)
@@ -171,6 +203,44 @@ class RunRecord:
         if members.get("cancel_requested") is not None:
             _one_of(members["cancel_requested"], CANCEL_MODES, "cancel mode")
         return cls(**members)
+
+
+# A listing's cursor names a position in the runs' order (newest first: created_at, then id, both
+# descending): the runs after it are those older than the run it was made from. Its text is
+# base64url of a JSON array [version, created_at, id], opaque to callers: it may change shape
+# with its version, and a reader refuses any other.
+_CURSOR_VERSION = 1
+
+
+def run_cursor(record: RunRecord) -> str:
+    """The cursor for the runs listed after `record`: `Engine.list_runs(cursor=...)` then starts
+    with the next older run (ties in `created_at` broken by id), so no run is listed twice or
+    skipped, even while new runs are created."""
+    text = json.dumps([_CURSOR_VERSION, record.created_at, record.id], ensure_ascii=False)
+    return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def read_run_cursor(cursor: str) -> tuple[float, str]:
+    """The (created_at, id) position `cursor` (from `run_cursor`) names; a ValueError saying so
+    for any text `run_cursor` did not make."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        version, created_at, run_id = json.loads(raw.decode("utf-8"))
+        if not (
+            version == _CURSOR_VERSION
+            and type(version) is int
+            and isinstance(created_at, (int, float))
+            and not isinstance(created_at, bool)
+            and math.isfinite(created_at)
+            and isinstance(run_id, str)
+        ):
+            raise ValueError("not a position")
+    except (ValueError, TypeError, RecursionError, binascii.Error, UnicodeError):
+        raise ValueError(
+            f"{cursor[:80]!r} is not a run listing's cursor; pass the next_cursor of the page "
+            "before it unchanged, or no cursor for the first page"
+        ) from None
+    return float(created_at), run_id
 
 
 @dataclass(frozen=True)
@@ -276,6 +346,156 @@ class UsageDelta:
     @classmethod
     def from_json(cls, data: Any) -> UsageDelta:
         return cls(**_members(cls, data))
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A remote tool call as a run enqueues it: one task per (run_id, call_key).
+
+    JSON: one member per field. `call_key` is the call's journal key (`names.tool_key`);
+    `arguments` the model's argument text as the tool receives it; `context` the run's context
+    as an encoded value (`serde.dump_value`), or null when none is sent. A worker gets at most
+    `max_attempts` attempts; `timeout` (seconds, or null) bounds one attempt; an abandoned or
+    failed attempt is retried after `retry_delay` seconds, doubled for each attempt after the
+    first (at most `MAX_RETRY_DELAY`).
+    """
+
+    run_id: str
+    call_key: str
+    queue: str
+    tool_name: str
+    call_id: str
+    arguments: str
+    context: Any | None = None
+    max_attempts: int = 3
+    timeout: float | None = None
+    retry_delay: float = 1.0
+
+    def to_json(self) -> dict[str, Any]:
+        return _plain(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> TaskSpec:
+        return cls(**_members(cls, data))
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """What a worker's attempt made of the call: the tool's output, or what it raised.
+
+    JSON: {"kind": "ok" | "error", "output", "error_type", "error"}. "ok": `output` is the
+    returned value, encoded (`serde.dump_value`); "error": the tool raised, `error_type` is the
+    exception's qualified name and `error` its message (the run shows the model the SDK's
+    failure text made from it, as for a local tool).
+    """
+
+    kind: TaskOutcome
+    output: Any | None = None
+    error_type: str | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return _plain(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> TaskResult:
+        members = _members(cls, data)
+        _one_of(members["kind"], TASK_OUTCOMES, "task outcome")
+        return cls(**members)
+
+
+@dataclass(frozen=True)
+class TaskLease:
+    """One attempt's hold on a task: what fences its heartbeats and its result.
+
+    JSON: {"task_id", "owner", "attempt", "lease_seconds"}. Once another attempt has the task,
+    or the task is settled, a write under this lease commits nothing (`TaskLeaseLostError`).
+    """
+
+    task_id: str
+    owner: str
+    attempt: int
+    lease_seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return _plain(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> TaskLease:
+        return cls(**_members(cls, data))
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """A task as the engine holds it.
+
+    JSON: one member per field, `result` as its own JSON form (or null). `attempts` counts the
+    attempts started so far (the running one included); `owner` and `lease_expires_at` name the
+    running attempt's holder and when its lease runs out; `available_at` is when a pending task
+    may be claimed; `error` is why the last attempt ended without a result (its worker died, it
+    timed out), and, once `failed`, why the task failed. Times: seconds since the epoch.
+    """
+
+    id: str
+    run_id: str
+    call_key: str
+    queue: str
+    tool_name: str
+    call_id: str
+    arguments: str
+    context: Any | None
+    status: TaskStatus
+    attempts: int
+    max_attempts: int
+    timeout: float | None
+    retry_delay: float
+    owner: str | None
+    lease_expires_at: float | None
+    available_at: float
+    result: TaskResult | None
+    error: str | None
+    created_at: float
+    updated_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        data = _plain(self)
+        data["result"] = None if self.result is None else self.result.to_json()
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> TaskRecord:
+        members = _members(cls, data)
+        _one_of(members["status"], TASK_STATUSES, "task status")
+        if members["result"] is not None:
+            members["result"] = TaskResult.from_json(members["result"])
+        return cls(**members)
+
+    def held(self, lease_seconds: float) -> TaskLease:
+        """The lease of the attempt running it now (a claimed task); ValueError otherwise."""
+        if self.status != "running" or self.owner is None:
+            raise ValueError(f"task {self.id} is {self.status}, not held by an attempt")
+        return TaskLease(self.id, self.owner, self.attempts, lease_seconds)
+
+    def abandoned(self, now: float, dead: Callable[[str], bool]) -> str | None:
+        """Why nobody works on this running task any more, if so: its attempt's lease expired
+        (at `now`, seconds since the epoch), or `dead(owner)` (`owner.owner_is_dead`) says its
+        worker died. None for a task not running, or held by a live attempt."""
+        if self.status != "running" or self.owner is None:
+            return None
+        if self.lease_expires_at is not None and self.lease_expires_at < now:
+            return f"its worker ({self.owner}) stopped renewing its lease, which expired"
+        if dead(self.owner):
+            return f"its worker ({self.owner}) died"
+        return None
+
+
+# The longest wait between two attempts of a task, however many attempts came before.
+MAX_RETRY_DELAY = 300.0
+
+
+def retry_delay(base: float, attempt: int) -> float:
+    """How long a task waits after its attempt number `attempt` ended without a result."""
+    return float(min(base * 2 ** max(0, attempt - 1), max(base, MAX_RETRY_DELAY)))
 
 
 def _plain(record: Any) -> dict[str, Any]:

@@ -198,8 +198,7 @@ class JournaledSession:
         if found is None:
             self._lost = True
             raise self._lost_lease()
-        if found[0] is not None:
-            self.cancel_requested = found[0]
+        self.cancel_requested = found[0]  # every fenced write reads the run's stop request
         return found
 
     def _renewed_at(self, started: float) -> Callable[[Fenced], None]:
@@ -222,11 +221,11 @@ class JournaledSession:
             await self.heartbeat()
 
     async def poll_cancel(self) -> CancelMode | None:
-        """Ask the engine whether a stop was asked for the run from another process; the answer
-        is kept in `cancel_requested`."""
-        found = await self._writer.cancel_requested(self.run_id)
-        if found is not None:
-            self.cancel_requested = found
+        """Ask the engine whether a stop was asked for the run from another process (a read
+        beside the session's writes, never queued behind them); the answer is kept in
+        `cancel_requested`. A finished or settled session has nothing left to stop."""
+        if not self.read_only and not self._settled:
+            self.cancel_requested = await self._writer.cancel_requested(self.run_id)
         return self.cancel_requested
 
     async def append(
@@ -374,6 +373,8 @@ def say_opened(spec: RunSpec, opened: Opened, where: str) -> None:
     )
     if opened.attempt is None:  # finished: its stored result, by replay alone
         log.info("replaying finished run %s: %s (%s)", spec.run_id, counts, where)
+    elif opened.attempt == 1 and not entries:  # queued by Runner.start: its first start
+        log.info("started queued run %s (%s)", spec.run_id, where)
     else:
         log.warning(
             "resumed run %s: %s (attempt %d, %s)", spec.run_id, counts, opened.attempt, where

@@ -15,7 +15,7 @@ from typing import Literal, get_args
 
 from .events import Event, ModelCalled, RunAwaitingApproval, ToolCalled, UnknownEvent, parse
 from .owner import owner_is_dead
-from .records import EventRecord, RunRecord, RunStatus
+from .records import CancelMode, EventRecord, RunRecord, RunStatus
 
 __all__ = [
     "FINISHED",
@@ -27,6 +27,7 @@ __all__ = [
     "State",
     "run_state",
     "status_of",
+    "tools_cut_off",
     "tools_in_flight",
 ]
 
@@ -65,10 +66,22 @@ class Holder:
 
 @dataclass(frozen=True)
 class State:
-    """A run's state, and one sentence saying why and what can be done about it."""
+    """A run's state, and one sentence saying why and what can be done about it; with the stop
+    asked for from another process that its holder has not carried out yet, if any."""
 
     state: RunState
     why: str
+    cancel_requested: CancelMode | None = None
+
+    @property
+    def label(self) -> str:
+        """The state as people read it: "running, cancel requested" while a stop is pending."""
+        return self.state if self.cancel_requested is None else f"{self.state}, cancel requested"
+
+    @property
+    def short_label(self) -> str:
+        """The same, as narrow as the widest state, for a table: "running (cancel)"."""
+        return self.state if self.cancel_requested is None else f"{self.state} (cancel)"
 
 
 def run_state(
@@ -85,6 +98,21 @@ def run_state(
     (interrupted: Ctrl-C, a stream consumer that went away). Orphaned and stopped runs resume
     when their id runs again.
     """
+    state = _running_state(run, now, holder_is_dead)
+    if run.cancel_requested is None or state.state in FINISHED:
+        return state
+    how = "at once" if run.cancel_requested == "immediate" else "at its next turn"
+    pending = (
+        f"; cancel requested ({run.cancel_requested}): its process stops it {how}"
+        if state.state == "running"
+        else "; cancel requested: running it again records it cancelled"
+    )
+    return State(state.state, state.why + pending, run.cancel_requested)
+
+
+def _running_state(
+    run: RunRecord, now: float | None, holder_is_dead: Callable[[str], bool]
+) -> State:
     if run.status != "running":
         return State(run.status, _FINAL[run.status])
     if run.owner is None:
@@ -114,7 +142,7 @@ _FINAL: dict[str, str] = {
     "awaiting_approval": "waiting for a decision on a tool call that needs approval",
     "completed": "finished; running its id again returns the stored result",
     "failed": "raised; running its id again resumes it from its journal",
-    "cancelled": "cancelled by the caller; final",
+    "cancelled": "cancelled; final: its id cannot run again",
 }
 
 
@@ -158,6 +186,22 @@ def tools_in_flight(
     """
     if status in FINISHED:
         return []
+    return _unfinished(status, events)
+
+
+def tools_cut_off(
+    status: RunStatus, events: Sequence[EventRecord | Event | UnknownEvent]
+) -> list[InFlight]:
+    """The tool calls a cancelled run stopped in the middle of: asked for, never completed (no
+    output was journaled, and none ever will be: the run is final). Empty for any other run."""
+    if status != "cancelled":
+        return []
+    return _unfinished(status, events)
+
+
+def _unfinished(
+    status: RunStatus, events: Sequence[EventRecord | Event | UnknownEvent]
+) -> list[InFlight]:
     parsed = [parse(e) if isinstance(e, EventRecord) else e for e in events]
     finished = {e.key for e in parsed if isinstance(e, ToolCalled)}
     waiting: set[str] = set()

@@ -1,10 +1,12 @@
-"""`runplane runs list` and `runplane runs show RUN_ID`: a run's full history, from any shell."""
+"""`runplane runs list|show|cancel|prune`: a run's full history, stopping a run from any shell,
+and keeping a long-lived database bounded."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import json
+import re
 import time
 from collections import Counter
 from datetime import datetime, timezone
@@ -17,25 +19,37 @@ from rich.markup import escape
 from rich.table import Table
 
 from .. import lazy_errors as errors
+from ..attempts import by_step
 from ..codec import plain_value
 from ..engine import open_engine
 from ..events import (
     AttemptEnded,
     AttemptStarted,
+    CancelRequested,
     Event,
     HandoffRequested,
     ModelCalled,
     RunAwaitingApproval,
     RunFailed,
+    RunQueued,
     ToolCalled,
     UnknownEvent,
     in_full,
     parse,
 )
 from ..local.settings import ENV_DATABASE_URL
-from ..records import EventRecord, RunRecord, check_status
+from ..records import CancelMode, EventRecord, RunRecord, check_status
 from ..remote import ENV_SERVER_URL, ENV_TOKEN, is_server_url
-from ..states import STATES, STATUSES, Holder, State, run_state, status_of, tools_in_flight
+from ..states import (
+    STATES,
+    STATUSES,
+    Holder,
+    State,
+    run_state,
+    status_of,
+    tools_cut_off,
+    tools_in_flight,
+)
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -43,10 +57,11 @@ if TYPE_CHECKING:
 # The database layer (`local`, SQLAlchemy) is imported by the commands that read it, not here:
 # `runplane --help` imports this module. Nothing here imports the Agents SDK.
 
-__all__ = ["demo", "plain_value", "runs_app", "short_ids"]
+__all__ = ["demo", "parse_duration", "plain_value", "runs_app", "short_ids"]
 
 runs_app = typer.Typer(
-    help="Durable runs: list them, show one's full history.", no_args_is_help=True
+    help="Durable runs: list them, show one's full history, cancel one, prune old ones.",
+    no_args_is_help=True,
 )
 
 DbOption = Annotated[
@@ -200,7 +215,7 @@ def list_runs(
         return
     ids = short_ids([r.id for r, _ in rows])
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    width = max(len("state"), *(len(s.state) for _, s in rows))
+    width = max(len("state"), *(len(s.short_label) for _, s in rows))
     table.add_column("id", no_wrap=True, min_width=min(ID_WIDTH, max(map(len, ids.values()))))
     table.add_column("state", no_wrap=True, min_width=width)
     table.add_column("agent", overflow="ellipsis", no_wrap=True, ratio=1)
@@ -210,7 +225,7 @@ def list_runs(
     for r, s in rows:
         table.add_row(
             escape(ids[r.id]),
-            f"[{_COLOR.get(s.state, 'default')}]{s.state}[/]",
+            f"[{_COLOR.get(s.state, 'default')}]{s.short_label}[/]",
             escape(r.agent_name),
             _when(r.created_at)[:16],
             str(r.model_calls),
@@ -219,9 +234,12 @@ def list_runs(
     console.print(table)
     if any(short != full for full, short in ids.items()):
         console.print("[dim]… marks a shortened id; `runs show` takes it as shown.[/]")
+    if any(s.cancel_requested is not None for _, s in rows):
+        console.print("[dim](cancel) marks a run asked to stop that has not stopped yet.[/]")
 
 
 _COLOR = {
+    "queued": "yellow",
     "running": "cyan",
     "orphaned": "red",
     "stopped": "yellow",
@@ -261,8 +279,13 @@ def show_run(
     where, run, events, parsed = asyncio.run(_show(_where(db, server), run_id))
     state = run_state(run)
     flying = tools_in_flight(run.status, parsed)
+    attempts = by_step(parsed)
+    cut_off = tools_cut_off(run.status, parsed)
     if as_json:
-        steps = [{**dataclasses.asdict(e), "time": _iso(e.created_at)} for e in events]
+        steps = [
+            {**dataclasses.asdict(e), "time": _iso(e.created_at), "attempt": _number(a)}
+            for e, a in zip(events, attempts, strict=True)
+        ]
         typer.echo(
             json.dumps(
                 {
@@ -270,6 +293,7 @@ def show_run(
                     "run": _run_json(run, state),
                     "steps": steps,
                     "in_flight": [dataclasses.asdict(f) for f in flying],
+                    "cut_off": [dataclasses.asdict(f) for f in cut_off],
                 },
                 indent=2,
                 default=str,
@@ -280,11 +304,16 @@ def show_run(
     console.print(f"[dim]in the {escape(where)}[/]", soft_wrap=True)
     console.print(
         f"[bold]run[/] {escape(run.id)}   [bold]state[/] "
-        f"[{_COLOR.get(state.state, 'default')}]{state.state}[/]"
+        f"[{_COLOR.get(state.state, 'default')}]{state.label}[/]"
         + ("" if state.state == run.status else f" (stored status {run.status})"),
         soft_wrap=True,
     )
-    console.print(f"agent {escape(run.agent_name)}", soft_wrap=True)
+    console.print(
+        f"agent {escape(run.agent_name)}"
+        + (f" ({escape(run.agent_ref)})" if run.agent_ref else "")
+        + (f"   queue {escape(run.queue)}" if run.queue else ""),
+        soft_wrap=True,
+    )
     console.print(f"started {_when(run.created_at)}   finished {_when(run.finished_at)}")
     console.print(
         f"{_n(run.model_calls, 'model call')}, {_n(run.tool_calls, 'tool call')}, "
@@ -293,13 +322,20 @@ def show_run(
     )
     console.print(f"input: {escape(_short(run.input))}\n")
     in_flight = {f.key for f in flying}
+    cut = {f.key for f in cut_off}
     day = None
-    for e, p in zip(events, parsed, strict=True):
+    several = len({id(a) for a in attempts if a is not None}) > 1
+    for e, p, a in zip(events, parsed, attempts, strict=True):
         stamp = _when(e.created_at)
         if stamp[:10] != day:  # each event's time of day, under the date it happened on
             day = stamp[:10]
             console.print(f"[dim]     {day}[/]")
-        console.print(_describe(p, f"[dim]{e.seq:>4} {stamp[11:]}[/]", in_flight))
+        line = _describe(p, f"[dim]{e.seq:>4} {stamp[11:]}[/]", in_flight, cut)
+        if several and a is not None and isinstance(p, (ModelCalled, ToolCalled)):
+            # Which process did this step, beside it, once a run ran in more than one.
+            first, _, rest = line.partition("\n")
+            line = f"{first} [dim]{escape(_by(a))}[/]" + (f"\n{rest}" if rest else "")
+        console.print(line)
     if run.status == "completed":
         console.print(
             f"\n[bold green]final output[/]: {escape(_short(plain_value(run.final_output), 2000))}"
@@ -310,7 +346,7 @@ def show_run(
         )
     else:
         console.print(
-            f"\n[{_COLOR.get(state.state, 'default')}]{state.state}[/]: {escape(state.why)}"
+            f"\n[{_COLOR.get(state.state, 'default')}]{state.label}[/]: {escape(state.why)}"
         )
 
 
@@ -329,9 +365,16 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
-def _describe(e: Event | UnknownEvent, head: str, in_flight: set[str]) -> str:
+def _describe(
+    e: Event | UnknownEvent,
+    head: str,
+    in_flight: set[str],
+    cut_off: frozenset[str] | set[str] = frozenset(),
+) -> str:
     if isinstance(e, ModelCalled):
-        return _model_call(e, head, in_flight)
+        return _model_call(e, head, in_flight, cut_off)
+    if isinstance(e, CancelRequested):
+        return f"{head} [yellow]{escape(_cancel_requested(e))}[/]"
     if isinstance(e, ToolCalled):
         return _tool_call(e, head)
     if isinstance(e, (AttemptStarted, AttemptEnded)):
@@ -339,6 +382,9 @@ def _describe(e: Event | UnknownEvent, head: str, in_flight: set[str]) -> str:
     if isinstance(e, RunAwaitingApproval):
         asked = ", ".join(f"{c.name} ({c.call_id})" for c in e.calls or ())
         return f"{head} [yellow]awaiting approval[/]" + (f" of {escape(asked)}" if asked else "")
+    if isinstance(e, RunQueued):
+        ref = f" (agent {e.agent_ref})" if e.agent_ref else ""
+        return f"{head} [yellow]queued[/] on {escape(e.queue)}{escape(ref)}, for a worker"
     if isinstance(e, RunFailed):
         error_type = (e.error_type or "error").removeprefix("builtins.")
         return f"{head} [bold red]failed[/] {escape(error_type)}" + (
@@ -352,7 +398,16 @@ def _describe(e: Event | UnknownEvent, head: str, in_flight: set[str]) -> str:
     return f"{head} {escape(e.TYPE)} {escape(_short(e.to_payload()))}"
 
 
-def _model_call(e: ModelCalled, head: str, in_flight: set[str]) -> str:
+def _cancel_requested(e: CancelRequested) -> str:
+    text = f"cancel requested ({e.mode}) by {e.by()}"
+    if e.holder is None:
+        return text + "; no process was executing the run: cancelled at once"
+    return text + f"; asked its process ({Holder.of(e.holder)}) to stop it"
+
+
+def _model_call(
+    e: ModelCalled, head: str, in_flight: set[str], cut_off: frozenset[str] | set[str] = frozenset()
+) -> str:
     details = [f"{e.usage.input_tokens} in", f"{e.usage.output_tokens} out"]
     if e.seconds is not None:
         details.append(f"{e.seconds:.3f} s")
@@ -371,6 +426,9 @@ def _model_call(e: ModelCalled, head: str, in_flight: set[str]) -> str:
         if e.key_of(call) in in_flight:
             # No output journaled: the tool was running when the process stopped.
             line += "\n         [yellow]^ in flight when the run stopped; runs again on resume[/]"
+        elif e.key_of(call) in cut_off:
+            # No output journaled, and the run is final: the cancel stopped the tool midway.
+            line += "\n         [yellow]^ in flight when the run was cancelled; never completed[/]"
     text = e.text()
     if text:
         line += f"\n       says: {escape(_short(text))}"
@@ -391,6 +449,20 @@ def _tool_call(e: ToolCalled, head: str) -> str:
     if e.sdk_error:
         return f"{call} [red]failed[/] -> {output}{took}"
     return f"{call} -> {output}{took}"
+
+
+def _number(attempt: AttemptStarted | None) -> int | None:
+    return None if attempt is None else attempt.attempt
+
+
+def _by(attempt: AttemptStarted) -> str:
+    """`[attempt 2, pid 4242]`: the attempt (and process) that did a step."""
+    holder = Holder.of(attempt.owner) if attempt.owner else None
+    pid = attempt.pid or (holder.pid if holder else None)
+    parts = [f"attempt {attempt.attempt}" if attempt.attempt else "an attempt"]
+    if pid is not None:
+        parts.append(f"pid {pid}")
+    return f"[{', '.join(parts)}]"
 
 
 def _attempt(e: AttemptStarted | AttemptEnded) -> str:
@@ -467,6 +539,142 @@ async def _shortened(engine: Engine, shown: str) -> RunRecord:
     raise errors.RunNotFoundError(
         database=engine.describe(), starts=head, ends=tail, matches=len(fits)
     )
+
+
+# -- runs cancel ---------------------------------------------------------------------------------
+
+
+@runs_app.command("cancel")
+def cancel_run(
+    run_id: str,
+    after_turn: Annotated[
+        bool,
+        typer.Option(
+            "--after-turn",
+            help="Let the current turn finish (its model call and tools), then stop before the "
+            "next model call. Default: stop at once.",
+        ),
+    ] = False,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Cancel a run, wherever it executes.
+
+    A run no process executes (stopped, orphaned, awaiting approval) is cancelled at once. A run
+    executing in some process stops within about a second (RUNPLANE_CANCEL_POLL_SECONDS), the
+    way the SDK's own cancel stops it; its caller gets RunCancelledError, or its stream ends. A
+    cancelled run is final. A completed or failed run cannot be cancelled (an error, exit 2).
+    """
+    where, run = asyncio.run(_cancel(db, run_id, "after_turn" if after_turn else "immediate"))
+    if as_json:
+        typer.echo(json.dumps(_run_json(run, run_state(run)), indent=2, default=str))
+        return
+    console = Console(highlight=False)
+    if run.status == "cancelled":
+        console.print(f"run {escape(run.id)} is cancelled (in the {escape(where)})", soft_wrap=True)
+        return
+    holder = f" ({Holder.of(run.owner)})" if run.owner else ""
+    when = "at once" if run.cancel_requested == "immediate" else "after its current turn"
+    console.print(
+        f"asked run {escape(run.id)} to stop {when}: its process{escape(holder)} stops it "
+        "within about a second; `runplane runs show` then says cancelled",
+        soft_wrap=True,
+    )
+
+
+async def _cancel(db: str | None, run_id: str, mode: CancelMode) -> tuple[str, RunRecord]:
+    # Found first by a reader, which never creates a database: cancelling in a directory without
+    # one is an error, not a new empty database. A shortened id (`runs list`) is taken too.
+    reader = _engine(db)
+    try:
+        try:
+            found = await reader.get_run(run_id)
+        except errors.RunNotFoundError:
+            if "…" not in run_id:
+                raise
+            found = await _shortened(reader, run_id)
+    finally:
+        await reader.dispose()
+    engine = open_engine(db)
+    try:
+        return engine.describe(), await engine.cancel_run(found.id, mode=mode)
+    finally:
+        await engine.dispose()
+
+
+# -- runs prune ----------------------------------------------------------------------------------
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhdw])")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as `30d`, `12h`, `90m`, `45s`, `2w` (one number, one unit);
+    ValueError saying what a duration looks like."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not a duration; give a number and a unit: 30d (days), 12h (hours), "
+            "90m (minutes), 45s (seconds) or 2w (weeks)"
+        )
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _duration_option(value: str) -> str:
+    try:
+        parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+@runs_app.command("prune")
+def prune_runs(
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than",
+            help="Delete runs that finished longer ago than this: 30d, 12h, 90m, 45s, 2w.",
+            callback=_duration_option,
+        ),
+    ],
+    db: DbOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only count the runs that would be deleted.")
+    ] = False,
+) -> None:
+    """Delete finished runs (completed, failed, cancelled) with their journal, events and tool
+    tasks, to keep a long-lived database bounded. Runs still running, stopped or awaiting
+    approval are never deleted. Deletes in small batches, so running programs keep writing."""
+    before = time.time() - parse_duration(older_than)
+    where, count = asyncio.run(_prune(db, before, dry_run))
+    cut = _when(before)[:19]
+    runs = f"{count} run" + ("" if count == 1 else "s")
+    if dry_run:
+        typer.echo(f"would delete {runs} that finished before {cut} (in the {where}); dry run")
+    else:
+        typer.echo(f"deleted {runs} that finished before {cut} (in the {where})")
+
+
+async def _prune(db: str | None, before: float, dry_run: bool) -> tuple[str, int]:
+    reader = _engine(db)  # a missing database is an error, never a new one
+    try:
+        if dry_run:
+            finished = [
+                r
+                for status in ("completed", "failed", "cancelled")
+                for r in await reader.list_runs(limit=None, status=check_status(status))
+            ]
+            old = [r for r in finished if r.finished_at is not None and r.finished_at < before]
+            return reader.describe(), len(old)
+        await reader.list_runs(limit=1)
+    finally:
+        await reader.dispose()
+    engine = open_engine(db)
+    try:
+        return engine.describe(), await engine.prune(finished_before=before)
+    finally:
+        await engine.dispose()
 
 
 def demo(

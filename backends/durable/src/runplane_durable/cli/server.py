@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
-from typing import Annotated
+import socket
+import sys
+from typing import Annotated, Any
 
 import typer
 
@@ -38,6 +41,14 @@ def server(
             ".runplane/runplane.db from the working directory up, as embedded programs find it)."
         ),
     ] = None,
+    max_body_bytes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Largest request body taken, in bytes; a larger one is refused (413). "
+            "Default: 8 MiB.",
+        ),
+    ] = None,
 ) -> None:
     """Serve durable runs over HTTP: the JSON API under /api/v1, for programs started with
     RUNPLANE_SERVER_URL, workers, `runplane runs --server` and anyone watching."""
@@ -54,5 +65,32 @@ def server(
     from ..engine import open_engine
     from ..server.app import ServerSettings, create_app
 
-    app = create_app(open_engine(database, server=False), ServerSettings(token=token))
-    uvicorn.run(app, host=host, port=port, log_level="info", lifespan="on")
+    settings = ServerSettings(token=token)
+    if max_body_bytes is not None:
+        settings = dataclasses.replace(settings, max_body_bytes=max_body_bytes)
+    app = create_app(open_engine(database, server=False), settings)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="info", lifespan="on", timeout_graceful_shutdown=5
+    )
+    _announcing(config).run()
+
+
+def _announcing(config: Any) -> Any:
+    """uvicorn's server, saying on stderr where it listens once it does (with --port 0 the
+    port is known only then): `runplane server listening on http://127.0.0.1:PORT`."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            for server in self.servers:
+                for bound in server.sockets:
+                    host, port = bound.getsockname()[:2]
+                    shown = f"[{host}]" if ":" in host else host
+                    print(
+                        f"runplane server listening on http://{shown}:{port}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+
+    return Server(config)

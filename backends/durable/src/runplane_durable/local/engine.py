@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import logging
+import math
+import socket
 import time
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
 from .. import lazy_errors as errors
 from ..attempts import Attempt, next_number, unended
-from ..events import AttemptStarted, parse
-from ..names import check_run_id
-from ..owner import current_owner, owner_is_dead, retire
+from ..engine import LATENCY_BUCKETS, Measures
+from ..events import AttemptStarted, CancelRequested, RunQueued, parse
+from ..names import check_agent_name, check_run_id
+from ..owner import current_owner, owner_is_dead, requester, retire
 from ..records import (
+    CANCEL_MODES,
+    DEFAULT_QUEUE,
     CancelMode,
     EventRecord,
     JournalRecord,
@@ -22,8 +31,14 @@ from ..records import (
     RunRecord,
     RunSpec,
     RunStatus,
+    TaskLease,
+    TaskRecord,
+    TaskResult,
+    TaskSpec,
     check_status,
+    read_run_cursor,
 )
+from ..serde import storable_text
 from ..session import Fenced, JournaledSession, MustWait, say_opened
 from ..writes import Opened, Release, Write
 from . import sql
@@ -119,14 +134,14 @@ class LocalEngine:
             retire(owner)
             raise
         say_opened(spec, opened, describe(self.url))
-        writer = LocalWriter(await self.database.transactions(), self._unreleased)
+        writer = LocalWriter(await self.database.transactions(), self._unreleased, self.database)
         return JournaledSession(writer, opened, owner=owner, lease_seconds=lease_seconds)
 
-    def _refuse_read_only(self) -> None:
+    def _refuse_read_only(self, what: str = "runs execute") -> None:
         if self.read_only:
             raise errors.DatabaseError(
                 f"this LocalEngine opened the {describe(self.url)} read-only (read_only=True); "
-                "runs execute on an engine made without it.",
+                f"{what} on an engine made without it.",
                 database=describe(self.url),
             )
 
@@ -164,7 +179,10 @@ class LocalEngine:
             if new is not None:
                 return Opened(new, [], 1, 1, 2, created=True)
             # one hop to the database for the whole claim, not one per statement
-            return await tx.call(_claim_sync, spec, owner, lease_seconds, dead_holder)
+            claimed = await tx.call(_claim_sync, spec, owner, lease_seconds, dead_holder)
+            if isinstance(claimed, RunRecord):  # a pending cancel, carried out now
+                raise errors.RunCancelledError(run_id=spec.run_id)
+            return claimed
         finally:
             await tx.close()
 
@@ -177,7 +195,7 @@ class LocalEngine:
             return found
         tx = await self.database.transactions()
         try:
-            return await LocalWriter(tx, self._unreleased).write(write)
+            return await LocalWriter(tx, self._unreleased, self.database).write(write)
         except errors.DatabaseError:
             if retried and (found := await self.database.call(sql.committed, write)) is not None:
                 return found
@@ -186,8 +204,45 @@ class LocalEngine:
             await tx.close()
 
     async def cancel_requested(self, run_id: str) -> CancelMode | None:
-        record = await self.database.call(sql.get_run, check_run_id(run_id))
-        return None if record is None else record.cancel_requested
+        """The run's pending stop request: one primary-key read, beside any session's writes."""
+        return await self.database.call(sql.cancel_requested, check_run_id(run_id))
+
+    async def enqueue_run(self, spec: RunSpec) -> RunRecord:
+        self._refuse_read_only("runs are started")
+        queue = spec.queue if spec.queue is not None else DEFAULT_QUEUE
+        spec = dataclasses.replace(spec, queue=queue)
+        queued = RunQueued(queue, spec.agent_ref)
+        created, row = await self.database.call(
+            sql.enqueue_run, spec, NewEvent(queued.TYPE, queued.to_payload())
+        )
+        if not created:
+            _check_same_run(spec, row)
+        return row
+
+    async def claimable_runs(
+        self,
+        *,
+        agent_refs: Sequence[str],
+        agent_names: Sequence[str],
+        queue: str,
+        limit: int,
+    ) -> list[RunRecord]:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        free, held_here = await self.database.call(
+            sql.claimable_runs,
+            list(agent_refs),
+            list(agent_names),
+            queue,
+            limit,
+            f"{socket.gethostname()}:",
+        )
+        # Held by a process of this host: claimable once that process is gone.
+        dead = [r for r in held_here if r.owner is not None and owner_is_dead(r.owner)]
+        orphans = sorted(
+            [r for r in free if r.status == "running"] + dead, key=lambda r: (r.created_at, r.id)
+        )
+        return [*orphans, *(r for r in free if r.status == "queued")][:limit]
 
     async def get_run(self, run_id: str) -> RunRecord:
         record = await self.database.call(sql.get_run, check_run_id(run_id))
@@ -196,12 +251,42 @@ class LocalEngine:
         return record
 
     async def list_runs(
-        self, *, limit: int | None = 50, status: RunStatus | None = None
+        self,
+        *,
+        limit: int | None = 50,
+        status: RunStatus | None = None,
+        agent: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        cursor: str | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first: at most `limit` (None: all), only `status` ones if given."""
+        """Runs, newest first, filtered and paged as `Engine.list_runs` says."""
         if status is not None:
             check_status(status)  # a caller's string (the CLI's --status): say what is allowed
-        return await self.database.call(sql.list_runs, limit, status)
+        if limit is not None and (isinstance(limit, bool) or limit < 0):
+            raise ValueError(f"limit must be a count of runs (0 or more) or None, got {limit!r}")
+        for name, value in (("created_after", created_after), ("created_before", created_before)):
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite time in seconds, got {value!r}")
+        older_than = None
+        if cursor is not None:
+            created_at, last_id = read_run_cursor(cursor)
+            older_than = (created_at, check_run_id(last_id))
+        runs = sql.RunFilter(
+            status=status,
+            agent=None if agent is None else check_agent_name(agent),
+            created_after=created_after,
+            created_before=created_before,
+            older_than=older_than,
+        )
+        return await self.database.call(sql.list_runs, limit, runs)
+
+    async def measure(self, *, buckets: Sequence[float] = LATENCY_BUCKETS) -> Measures:
+        """What the database holds now (`engine.Measured`), for a server's /metrics."""
+        bounds = tuple(float(b) for b in buckets)
+        if list(bounds) != sorted(set(bounds)) or not all(math.isfinite(b) for b in bounds):
+            raise ValueError(f"latency buckets must be finite and ascending, got {bounds}")
+        return await self.database.call(sql.measure, bounds)
 
     async def list_events(
         self, run_id: str, *, after: int = 0, limit: int | None = None
@@ -211,6 +296,90 @@ class LocalEngine:
     async def read_journal(self, run_id: str) -> list[JournalRecord]:
         return await self.database.call(sql.read_journal, check_run_id(run_id))
 
+    # -- remote tool tasks (the contract's docstrings say what each does) -------------------------
+
+    async def enqueue_task(self, spec: TaskSpec) -> TaskRecord:
+        check_run_id(spec.run_id)
+        _check_task_spec(spec)
+        return await self.database.call(sql.enqueue_task, uuid.uuid4().hex, spec)
+
+    async def get_task(self, task_id: str) -> TaskRecord:
+        task = await self.database.call(sql.get_task, task_id)
+        if task is None:
+            raise errors.TaskNotFoundError(task_id=task_id)
+        return task
+
+    async def list_tasks(self, run_id: str) -> list[TaskRecord]:
+        return await self.database.call(sql.list_tasks, check_run_id(run_id))
+
+    async def claim_task(
+        self, *, queue: str, tools: Sequence[str], owner: str, lease_seconds: float
+    ) -> TaskRecord | None:
+        if not lease_seconds > 0:
+            raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
+        if not tools:
+            return None
+        return await self.database.call(
+            sql.claim_task, queue, list(tools), owner, lease_seconds, owner_is_dead
+        )
+
+    async def heartbeat_task(self, lease: TaskLease) -> None:
+        if not await self.database.call(sql.heartbeat_task, lease):
+            raise await self._task_lost(lease)
+
+    async def complete_task(self, lease: TaskLease, result: TaskResult) -> TaskRecord:
+        task = await self.database.call(sql.complete_task, lease, result)
+        if task is None:
+            raise await self._task_lost(lease)
+        return task
+
+    async def fail_task(self, lease: TaskLease, error: str) -> TaskRecord:
+        task = await self.database.call(sql.fail_task, lease, storable_text(error))
+        if task is None:
+            raise await self._task_lost(lease)
+        return task
+
+    async def _task_lost(self, lease: TaskLease) -> errors.TaskLeaseLostError:
+        """Why a write under `lease` found the task no longer the attempt's."""
+        now = await self.get_task(lease.task_id)  # TaskNotFoundError if it never existed
+        return errors.TaskLeaseLostError(
+            task_id=lease.task_id, attempt=lease.attempt, status=now.status, attempts=now.attempts
+        )
+
+    async def cancel_run(self, run_id: str, *, mode: CancelMode = "immediate") -> RunRecord:
+        """See `Engine.cancel_run`: one transaction, by this process, on behalf of whoever
+        called (its host, pid and user go into the `cancel_requested` event)."""
+        if mode not in CANCEL_MODES:
+            modes = ", ".join(CANCEL_MODES)
+            raise ValueError(f"{mode!r} is not a cancel mode; use one of: {modes}")
+        self._refuse_read_only("runs are cancelled")
+        host, pid, user = requester()
+        asked = CancelRequested(mode, host, pid, user, time.time())
+        found = await self.database.call(
+            sql.cancel_run,
+            check_run_id(run_id),
+            mode,
+            asked,
+            owner_is_dead,
+            _attempt_end,
+        )
+        if found is None:
+            raise errors.RunNotFoundError(run_id=run_id, database=describe(self.url))
+        if found.status in ("completed", "failed"):
+            raise errors.RunFinishedError(run_id=run_id, status=found.status)
+        return found
+
+    async def prune(self, *, finished_before: float) -> int:
+        """See `Engine.prune`: `PRUNE_BATCH` runs per transaction, until none is left."""
+        self._refuse_read_only("runs are pruned")
+        deleted = 0
+        while True:
+            batch = await self.database.call(sql.prune, float(finished_before), PRUNE_BATCH)
+            deleted += batch
+            if batch < PRUNE_BATCH:
+                return deleted
+            await asyncio.sleep(0)  # let this process's runs write between two batches
+
     async def dispose(self) -> None:
         if self._db is not None:
             if self._unreleased:
@@ -219,10 +388,53 @@ class LocalEngine:
             await self._db.dispose()
 
 
+def _check_task_spec(spec: TaskSpec) -> None:
+    """A task the engine can retry as its spec says; else a ValueError saying what to change."""
+    if isinstance(spec.max_attempts, bool) or not isinstance(spec.max_attempts, int):
+        raise ValueError(f"max_attempts is a whole number, got {spec.max_attempts!r}")
+    if spec.max_attempts < 1:
+        raise ValueError(f"max_attempts must be at least 1, got {spec.max_attempts}")
+    if not (math.isfinite(spec.retry_delay) and spec.retry_delay >= 0):
+        raise ValueError(f"retry_delay must be 0 or more seconds, got {spec.retry_delay}")
+    if spec.timeout is not None and not (math.isfinite(spec.timeout) and spec.timeout > 0):
+        raise ValueError(f"timeout must be positive seconds or None, got {spec.timeout}")
+    if not spec.queue:
+        raise ValueError("a task's queue is a non-empty name")
+
+
+def _check_same_run(spec: RunSpec, row: RunRecord) -> None:
+    """An id names one run: reused, it must come with the run's own agent and input."""
+    if row.agent_name != spec.agent_name:
+        raise errors.RunInputMismatchError(
+            run_id=spec.run_id,
+            what_changed="agent",
+            recorded_agent=row.agent_name,
+            agent=spec.agent_name,
+        )
+    if row.input_fingerprint != spec.input_fingerprint:
+        raise errors.RunInputMismatchError(run_id=spec.run_id, what_changed="input")
+
+
+# Runs deleted per transaction by `prune`: each batch holds the database briefly, and a run's
+# rows (its events, its journal) go with it in the same batch.
+PRUNE_BATCH = 100
+
+
+def _attempt_end(
+    run: RunRecord, last_type: str | None, last_payload: dict[str, Any] | None
+) -> list[NewEvent]:
+    """The end of the run's last attempt, if it never wrote one (its process died)."""
+    last = None if last_type is None else parse(NewEvent(last_type, last_payload or {}))
+    ended = unended(last, run, time.time())
+    return [] if ended is None else [ended]
+
+
 def _claim_sync(
     conn: Connection, spec: RunSpec, owner: str, lease_seconds: float, dead_holder: str | None
-) -> Opened:
-    """Claim an existing run, and read what a replay needs, in one transaction function.
+) -> Opened | RunRecord:
+    """Claim an existing run, and read what a replay needs, in one transaction function; or,
+    for a run asked to stop that no process executes any more, record it cancelled and return
+    it.
 
     The claim logs the new attempt's start, after the end of the previous attempt if that one
     never wrote it (its process was killed, or stalled past its lease), in the claim's own
@@ -233,27 +445,27 @@ def _claim_sync(
     row = sql.get_run(conn, spec.run_id)
     if row is None:  # deleted between the insert that found it and now: a new run after all
         raise errors.RunNotFoundError(run_id=spec.run_id, vanished=True)
-    if row.agent_name != spec.agent_name:
-        raise errors.RunInputMismatchError(
-            run_id=spec.run_id,
-            what_changed="agent",
-            recorded_agent=row.agent_name,
-            agent=spec.agent_name,
-        )
-    if row.input_fingerprint != spec.input_fingerprint:
-        raise errors.RunInputMismatchError(run_id=spec.run_id, what_changed="input")
+    _check_same_run(spec, row)
     if row.status == "cancelled":
         raise errors.RunCancelledError(run_id=spec.run_id)
     if row.status == "completed":
         entries = sql.read_journal(conn, spec.run_id)
         last = sql.max_event_seq(conn, spec.run_id)
         return Opened(row, entries, None, _next(entries), last + 1, created=False)
-    holder = row.owner
-    if holder == owner:
+    if row.owner == owner:
         return _opened_already(conn, row, owner)
 
     def is_dead(name: str) -> bool:
         return name == dead_holder or owner_is_dead(name)
+
+    if row.cancel_requested is not None and not sql.executing(row, time.time(), is_dead):
+        # Asked to stop while its holder ran it, and the holder stopped without carrying it
+        # out (killed, or interrupted): carried out now, instead of running it again.
+        cancelled = sql.cancel_run(conn, spec.run_id, None, None, is_dead, _attempt_end)
+        if cancelled is not None and cancelled.status == "cancelled":
+            return cancelled
+        row = sql.record(sql.get_run_row(conn, spec.run_id))
+    holder = row.owner
 
     dead = holder if holder is not None and is_dead(holder) else None
     attempt: list[Attempt] = []
@@ -300,9 +512,12 @@ def _opened_already(conn: Connection, row: RunRecord, owner: str) -> Opened:
 class LocalWriter:
     """A session's writes on this process's database: each one transaction (see `sql.py`)."""
 
-    def __init__(self, tx: Transactions, unreleased: dict[str, Release]) -> None:
+    def __init__(
+        self, tx: Transactions, unreleased: dict[str, Release], database: Database
+    ) -> None:
         self._tx = tx
         self._unreleased = unreleased
+        self._database = database
 
     def write_now(self, write: Write) -> Fenced | MustWait:
         fn, args = sql.write_call(write)
@@ -314,8 +529,9 @@ class LocalWriter:
         return _found(write, await self._tx.call(fn, *args))
 
     async def cancel_requested(self, run_id: str) -> CancelMode | None:
-        record = await self._tx.call(sql.get_run, run_id)
-        return None if record is None else record.cancel_requested
+        # On the database's pool, beside the session's own connection: never queued behind its
+        # writes.
+        return await self._database.call(sql.cancel_requested, run_id)
 
     def unreleased(self, release: Release) -> None:
         self._unreleased[release.run_id] = release
@@ -324,13 +540,10 @@ class LocalWriter:
         await self._tx.close()
 
 
-def _found(write: Write, ours: bool | None) -> Fenced:
-    """What a write's transaction found, as a session reads it: these transactions say whether
-    the run was still ours (a release, None, always is); its events took the seqs it named, and
-    they do not read the run's stop request (None: `poll_cancel` reads it)."""
-    if ours is False:
-        return None
-    return None, getattr(write, "event_seq", 0)
+def _found(write: Write, found: Fenced) -> Fenced:
+    """What a write's transaction found, as a session reads it: the fenced writes say it
+    themselves (`sql.Fenced`); a release is never refused, and reads no stop request."""
+    return (None, 0) if isinstance(write, Release) else found
 
 
 # The session LocalEngine.open_run gives: the one implementation, writing through LocalWriter.

@@ -16,14 +16,42 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..records import JournalEntry, NewEvent, RunRecord, RunSpec, RunStatus, UsageDelta
+from ..records import (
+    CancelMode,
+    JournalEntry,
+    NewEvent,
+    RunRecord,
+    RunSpec,
+    RunStatus,
+    UsageDelta,
+)
 from ..serde import dump_json
 from . import sql
 
 __all__ = ["STEPS"]
 
+# The events' primary key: a step whose events collided with those a cancelling process logged
+# just before it (its statement's snapshot predates that commit) runs once more, and follows them.
+_EVENTS_KEY = "runplane_events_pkey"
+
+
+async def _fetchrow(conn: Any, query: str, *args: Any) -> Any:
+    """One statement (its own transaction); once more if its events took seqs that a process
+    cancelling the run had just logged (nothing was written: the statement failed whole)."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    try:
+        return await conn.fetchrow(query, *args)
+    except asyncpg.UniqueViolationError as exc:
+        if getattr(exc, "constraint_name", None) != _EVENTS_KEY:
+            raise
+        return await conn.fetchrow(query, *args)
+
+
 _NO_USAGE = UsageDelta()
 
+# A stop asked for from another process comes back with every step (`cancel_requested`); the
+# process that asked logged its event, so this step's events then follow it (`first`).
 _APPEND = """
 WITH step AS (
     UPDATE runplane_runs
@@ -32,35 +60,43 @@ WITH step AS (
         requests = requests + $7, input_tokens = input_tokens + $8,
         output_tokens = output_tokens + $9, total_tokens = total_tokens + $10
     WHERE id = $1 AND owner = $2
-    RETURNING id
+    RETURNING id, cancel_requested
+), first AS (
+    SELECT CASE WHEN step.cancel_requested IS NULL THEN $16::int ELSE GREATEST($16::int,
+        (SELECT coalesce(max(seq), 0) + 1 FROM runplane_events WHERE run_id = $1)) END AS seq
+    FROM step
 ), journaled AS (
     INSERT INTO runplane_journal (run_id, seq, kind, key, fingerprint, payload, created_at)
     SELECT id, $11, $12, $13, $14, $15, $3 FROM step WHERE $12::varchar IS NOT NULL
 ), logged AS (
     INSERT INTO runplane_events (run_id, seq, type, payload, created_at)
-    SELECT step.id, $16 + e.n - 1, e.type, e.payload, $3
-    FROM step, unnest($17::varchar[], $18::text[]) WITH ORDINALITY AS e(type, payload, n)
+    SELECT step.id, first.seq + e.n - 1, e.type, e.payload, $3
+    FROM step, first, unnest($17::varchar[], $18::text[]) WITH ORDINALITY AS e(type, payload, n)
 )
-SELECT count(*) FROM step
+SELECT count(*), max(step.cancel_requested), max(first.seq) FROM step, first
 """
 
 _HEARTBEAT = """
-UPDATE runplane_runs SET lease_expires_at = $3 WHERE id = $1 AND owner = $2 RETURNING 1
+UPDATE runplane_runs SET lease_expires_at = $3 WHERE id = $1 AND owner = $2
+RETURNING cancel_requested
 """
 
 _FINISH = """
 WITH done AS (
     UPDATE runplane_runs
     SET status = $3, updated_at = $4, finished_at = $4, owner = NULL, lease_expires_at = NULL,
-        final_output = $5, error_type = $6, error = $7
+        final_output = $5, error_type = $6, error = $7, cancel_requested = NULL
     WHERE id = $1 AND owner = $2
     RETURNING id
+), first AS (
+    SELECT GREATEST($8::int,
+        (SELECT coalesce(max(seq), 0) + 1 FROM runplane_events WHERE run_id = $1)) AS seq
 ), logged AS (
     INSERT INTO runplane_events (run_id, seq, type, payload, created_at)
-    SELECT done.id, $8 + e.n - 1, e.type, e.payload, $4
-    FROM done, unnest($9::varchar[], $10::text[]) WITH ORDINALITY AS e(type, payload, n)
+    SELECT done.id, first.seq + e.n - 1, e.type, e.payload, $4
+    FROM done, first, unnest($9::varchar[], $10::text[]) WITH ORDINALITY AS e(type, payload, n)
 )
-SELECT count(*) FROM done
+SELECT count(*), max(first.seq) FROM done, first
 """
 
 # The event's seq is found in the statement (see sql.release).
@@ -103,14 +139,15 @@ async def append(
     event_seq: int,
     new_events: list[NewEvent],
     usage: UsageDelta | None,
-) -> bool:
+) -> tuple[CancelMode | None, int] | None:
     now = time.time()
     u = usage if usage is not None else _NO_USAGE
     kind = key = fp = payload = None
     if entry is not None:
         kind, key, fp = entry.kind, entry.key, entry.fingerprint
         payload = dump_json(entry.payload)
-    found = await conn.fetchval(
+    found, cancel, first = await _fetchrow(
+        conn,
         _APPEND,
         run_id,
         owner,
@@ -131,12 +168,14 @@ async def append(
         [e.type for e in new_events],
         [dump_json(e.payload) for e in new_events],
     )
-    return bool(found == 1)
+    return (cancel, int(first)) if found == 1 else None
 
 
-async def heartbeat(conn: Any, run_id: str, owner: str, lease_seconds: float) -> bool:
-    found = await conn.fetchval(_HEARTBEAT, run_id, owner, time.time() + lease_seconds)
-    return bool(found == 1)
+async def heartbeat(
+    conn: Any, run_id: str, owner: str, lease_seconds: float
+) -> tuple[CancelMode | None, int] | None:
+    row = await conn.fetchrow(_HEARTBEAT, run_id, owner, time.time() + lease_seconds)
+    return None if row is None else (row[0], 0)
 
 
 async def finish(
@@ -149,8 +188,9 @@ async def finish(
     final_output: Any | None,
     error_type: str | None,
     error: str | None,
-) -> bool:
-    found = await conn.fetchval(
+) -> tuple[CancelMode | None, int] | None:
+    found, first = await _fetchrow(
+        conn,
         _FINISH,
         run_id,
         owner,
@@ -163,11 +203,12 @@ async def finish(
         [e.type for e in new_events],
         [dump_json(e.payload) for e in new_events],
     )
-    return bool(found == 1)
+    return (None, int(first)) if found == 1 else None
 
 
 async def release(conn: Any, run_id: str, owner: str, event: NewEvent | None = None) -> None:
-    await conn.fetchval(
+    await _fetchrow(
+        conn,
         _RELEASE,
         run_id,
         owner,

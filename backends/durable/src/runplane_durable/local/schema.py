@@ -100,6 +100,9 @@ tasks = Table(
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("max_attempts", Integer, nullable=False),
+    # Seconds one attempt may take (null: no limit), and the first retry's delay (doubled after).
+    Column("timeout", Float),
+    Column("retry_delay", Float, nullable=False),
     Column("owner", String(300)),
     Column("lease_expires_at", Float),
     Column("available_at", Float, nullable=False),

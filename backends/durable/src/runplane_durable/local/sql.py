@@ -6,15 +6,26 @@ PostgreSQL (through `AsyncConnection.run_sync` over asyncpg): one code path for 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSON
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from ..events import AttemptEnded, AttemptStarted
+from ..engine import Latencies, Measures
+from ..events import (
+    AttemptEnded,
+    AttemptStarted,
+    CancelRequested,
+    ModelCalled,
+    RunCancelled,
+    ToolCalled,
+)
 from ..records import (
     CancelMode,
     EventRecord,
@@ -24,28 +35,60 @@ from ..records import (
     RunRecord,
     RunSpec,
     RunStatus,
+    TaskLease,
+    TaskRecord,
+    TaskResult,
+    TaskSpec,
     UsageDelta,
+    retry_delay,
 )
 from ..serde import dump_json, load_json
+from ..session import Fenced
 from ..writes import Append, Finish, Heartbeat, Write
 from .prepared import Prepared
-from .schema import MIGRATIONS, SCHEMA_VERSION, events, journal, metadata, runs, schema_info
+from .schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    events,
+    journal,
+    metadata,
+    runs,
+    schema_info,
+    tasks,
+)
+
+# The event each kind of journaled step logs, with the step's latency in its `seconds`.
+STEP_EVENTS = {"model": ModelCalled.TYPE, "tool": ToolCalled.TYPE}
 
 __all__ = [
     "READS",
     "USAGE_COLUMNS",
+    "RunFilter",
     "append",
+    "cancel_requested",
+    "cancel_run",
     "claim",
+    "claim_task",
+    "claimable_runs",
     "committed",
+    "complete_task",
     "create_run",
     "create_schema",
+    "enqueue_run",
+    "enqueue_task",
+    "fail_task",
     "finish",
     "get_run",
+    "get_task",
     "heartbeat",
+    "heartbeat_task",
     "last_attempt_started",
     "list_events",
     "list_runs",
+    "list_tasks",
     "max_event_seq",
+    "measure",
+    "prune",
     "read_journal",
     "release",
     "schema_version",
@@ -72,6 +115,8 @@ new_row_names = (
     "updated_at",
     "owner",
     "lease_expires_at",
+    "agent_ref",
+    "queue",
     *USAGE_COLUMNS,
 )
 
@@ -149,19 +194,22 @@ def record(row: Any) -> RunRecord:
     )
 
 
-def new_record(spec: RunSpec, owner: str, now: float, lease_seconds: float) -> RunRecord:
-    """The row `create_run` inserts, as a record: a new run needs no read after its insert."""
+def new_record(
+    spec: RunSpec, owner: str | None, now: float, lease_seconds: float | None
+) -> RunRecord:
+    """The row `create_run` (or, with no owner, `enqueue_run`) inserts, as a record: a new run
+    needs no read after its insert."""
     return RunRecord(
         id=spec.run_id,
         agent_name=spec.agent_name,
-        status="running",
+        status="running" if owner is not None else "queued",
         input=spec.input,
         options=spec.options,
         created_at=now,
         updated_at=now,
         finished_at=None,
         owner=owner,
-        lease_expires_at=now + lease_seconds,
+        lease_expires_at=None if lease_seconds is None else now + lease_seconds,
         model_calls=0,
         tool_calls=0,
         requests=0,
@@ -172,6 +220,8 @@ def new_record(spec: RunSpec, owner: str, now: float, lease_seconds: float) -> R
         error_type=None,
         error=None,
         input_fingerprint=spec.input_fingerprint,
+        agent_ref=spec.agent_ref,
+        queue=spec.queue,
     )
 
 
@@ -187,6 +237,8 @@ def new_row(record: RunRecord) -> dict[str, Any]:
         "updated_at": record.updated_at,
         "owner": record.owner,
         "lease_expires_at": record.lease_expires_at,
+        "agent_ref": record.agent_ref,
+        "queue": record.queue,
         **dict.fromkeys(USAGE_COLUMNS, 0),
     }
 
@@ -208,6 +260,64 @@ def create_run(
         conn.rollback()
         return None
     return record
+
+
+def enqueue_run(conn: Connection, spec: RunSpec, queued: NewEvent) -> tuple[bool, RunRecord]:
+    """Insert the run as `queued`, with its first event (`queued`); or, if a run with this id
+    exists, read it. Returns whether it was created, and the run."""
+    new = new_record(spec, None, time.time(), None)
+    try:
+        _INSERT_RUN.execute(conn, new_row(new))
+        _INSERT_EVENTS.execute(conn, _event_rows(spec.run_id, 1, [queued], new.created_at)[0])
+        conn.commit()
+    except IntegrityError:
+        conn.rollback()
+    else:
+        return True, new
+    row = get_run_row(conn, spec.run_id)
+    conn.commit()
+    if row is None:  # deleted between the insert that found it and now: try once more
+        return enqueue_run(conn, spec, queued)
+    return False, record(row)
+
+
+def claimable_runs(
+    conn: Connection,
+    agent_refs: list[str],
+    agent_names: list[str],
+    queue: str,
+    limit: int,
+    host_prefix: str,
+) -> tuple[list[RunRecord], list[RunRecord]]:
+    """Candidates for a worker of `queue`: the `running` runs whose lease is free or expired,
+    and the `queued` ones (oldest first, at most `limit` of each), then the `running` ones
+    held, under a live lease, by a process of this host (`host_prefix`: "host:"), soonest to
+    expire first, which the caller keeps if their holder is dead. Only runs whose agent the
+    worker knows."""
+    now = time.time()
+    knows = sa.or_(
+        runs.c.agent_ref.in_(agent_refs),
+        sa.and_(runs.c.agent_ref.is_(None), runs.c.agent_name.in_(agent_names)),
+    )
+    mine = sa.and_(runs.c.queue == queue, knows)
+    free = sa.or_(runs.c.owner.is_(None), runs.c.lease_expires_at < now)
+    oldest = _select_runs().order_by(runs.c.created_at, runs.c.id).limit(limit)
+    orphans = conn.execute(oldest.where(runs.c.status == "running", mine, free)).all()
+    queued = conn.execute(oldest.where(runs.c.status == "queued", mine)).all()
+    # A dead holder renews its lease no more: its lease is among the first to run out.
+    held_here = conn.execute(
+        _select_runs()
+        .where(
+            runs.c.status == "running",
+            mine,
+            runs.c.lease_expires_at >= now,
+            runs.c.owner.startswith(host_prefix, autoescape=True),
+        )
+        .order_by(runs.c.lease_expires_at)
+        .limit(limit)
+    ).all()
+    conn.commit()
+    return [record(r) for r in [*orphans, *queued]], [record(r) for r in held_here]
 
 
 def get_run_row(conn: Connection, run_id: str) -> Any:
@@ -270,14 +380,7 @@ def claim(
     row = get_run_row(conn, run_id)
     entries = _journal(conn, run_id)
     last_seq = _max_event_seq(conn, run_id)
-    attempt = conn.execute(
-        sa.select(events.c.type, events.c.payload)
-        .where(
-            events.c.run_id == run_id, events.c.type.in_((AttemptStarted.TYPE, AttemptEnded.TYPE))
-        )
-        .order_by(events.c.seq.desc())
-        .limit(1)
-    ).one_or_none()
+    attempt = _last_attempt(conn, run_id)
     run = record(row)
     logged = new_events(
         run,
@@ -336,7 +439,7 @@ def _event_rows(
 
 # The hot path's statements: a step is a few small writes, and SQLAlchemy's per-call statement
 # work would cost more than the SQL (see prepared.py).
-_FENCED_STEP = Prepared(
+_FENCED_STEP = (
     runs.update()
     .where(runs.c.id == sa.bindparam("rid"), runs.c.owner == sa.bindparam("own"))
     .values(
@@ -345,15 +448,35 @@ _FENCED_STEP = Prepared(
         **{name: getattr(runs.c, name) + sa.bindparam(f"d_{name}") for name in USAGE_COLUMNS},
     )
 )
+# A stop asked for from another process comes back with every step (RETURNING, SQLite 3.35+ and
+# PostgreSQL), or, on an older SQLite, from one more primary-key read.
+_STEP = Prepared(_FENCED_STEP.returning(runs.c.cancel_requested))
+_STEP_PLAIN = Prepared(_FENCED_STEP)
 _INSERT_JOURNAL = Prepared(
     journal.insert().values({c.name: sa.bindparam(c.name) for c in journal.c})
 )
 _INSERT_EVENTS = Prepared(events.insert().values({c.name: sa.bindparam(c.name) for c in events.c}))
-_HEARTBEAT = Prepared(
+_RENEW = (
     runs.update()
     .where(runs.c.id == sa.bindparam("rid"), runs.c.owner == sa.bindparam("own"))
     .values(lease_expires_at=sa.bindparam("expires"))
 )
+_HEARTBEAT = Prepared(_RENEW.returning(runs.c.cancel_requested))
+_HEARTBEAT_PLAIN = Prepared(_RENEW)
+
+
+def _fenced(
+    conn: Connection, returning: Prepared, plain: Prepared, params: dict[str, Any]
+) -> tuple[bool, CancelMode | None]:
+    """Run an owner-fenced update: whether the run is still ours, and its `cancel_requested`."""
+    if conn.dialect.update_returning:
+        row = returning.execute(conn, params).first()
+        return (False, None) if row is None else (True, row[0])
+    if plain.execute(conn, params).rowcount != 1:
+        return False, None
+    return True, conn.execute(
+        sa.select(runs.c.cancel_requested).where(runs.c.id == params["rid"])
+    ).scalar_one()
 
 
 def append(
@@ -366,8 +489,12 @@ def append(
     event_seq: int,
     new_events: list[NewEvent],
     usage: UsageDelta | None,
-) -> bool:
-    """One step in one transaction; False (and nothing written) if the run is no longer ours."""
+) -> Fenced:
+    """One step in one transaction; None (and nothing written) if the run is no longer ours.
+
+    The events get seqs from `event_seq` on, unless another process asked the run to stop:
+    its `cancel_requested` event is in the log then, and this step's events follow it.
+    """
     now = time.time()
     params: dict[str, Any] = {
         "rid": run_id,
@@ -379,9 +506,12 @@ def append(
         params[f"d_{name}"] = getattr(usage, name) if usage is not None else 0
     # The owner check comes first and fences the step: a process whose lease was taken over
     # writes nothing, so a journal never interleaves two executions.
-    if _FENCED_STEP.execute(conn, params).rowcount != 1:
+    ours, cancel = _fenced(conn, _STEP, _STEP_PLAIN, params)
+    if not ours:
         conn.rollback()
-        return False
+        return None
+    if cancel is not None:
+        event_seq = max(event_seq, _max_event_seq(conn, run_id) + 1)
     if entry is not None:
         _INSERT_JOURNAL.execute(
             conn,
@@ -398,15 +528,15 @@ def append(
     if new_events:
         _INSERT_EVENTS.executemany(conn, _event_rows(run_id, event_seq, new_events, now))
     conn.commit()
-    return True
+    return cancel, event_seq
 
 
-def heartbeat(conn: Connection, run_id: str, owner: str, lease_seconds: float) -> bool:
-    result = _HEARTBEAT.execute(
-        conn, {"rid": run_id, "own": owner, "expires": time.time() + lease_seconds}
-    )
+def heartbeat(conn: Connection, run_id: str, owner: str, lease_seconds: float) -> Fenced:
+    """Renew the lease; the run's `cancel_requested` (and 0), or None if it is not ours."""
+    params = {"rid": run_id, "own": owner, "expires": time.time() + lease_seconds}
+    ours, cancel = _fenced(conn, _HEARTBEAT, _HEARTBEAT_PLAIN, params)
     conn.commit()
-    return bool(result.rowcount == 1)
+    return (cancel, 0) if ours else None
 
 
 def finish(
@@ -419,9 +549,10 @@ def finish(
     final_output: Any | None,
     error_type: str | None,
     error: str | None,
-) -> bool:
+) -> Fenced:
     """Record the outcome and its events (the attempt's end, the run's) and give the lease up;
-    False (and nothing written) if the run is no longer ours."""
+    None (and nothing written) if the run is no longer ours. A pending cancel request is over
+    with the run's outcome. The events follow any the process that asked to cancel wrote."""
     now = time.time()
     result = conn.execute(
         runs.update()
@@ -435,14 +566,16 @@ def finish(
             final_output=None if final_output is None else dump_json(final_output),
             error_type=error_type,
             error=error,
+            cancel_requested=None,
         )
     )
     if result.rowcount != 1:
         conn.rollback()
-        return False
+        return None
+    event_seq = max(event_seq, _max_event_seq(conn, run_id) + 1)
     _INSERT_EVENTS.executemany(conn, _event_rows(run_id, event_seq, new_events, now))
     conn.commit()
-    return True
+    return None, event_seq
 
 
 def release(conn: Connection, run_id: str, owner: str, event: NewEvent | None = None) -> None:
@@ -461,10 +594,48 @@ def release(conn: Connection, run_id: str, owner: str, event: NewEvent | None = 
     conn.commit()
 
 
-def list_runs(conn: Connection, limit: int | None, status: RunStatus | None) -> list[RunRecord]:
-    query = _select_runs().order_by(runs.c.created_at.desc()).limit(limit)
-    if status is not None:
-        query = query.where(runs.c.status == status)
+@dataclass(frozen=True)
+class RunFilter:
+    """Which runs a listing holds (`Engine.list_runs`); `older_than` is a cursor's position,
+    (created_at, id): only the runs after it in the listing's order."""
+
+    status: RunStatus | None = None
+    agent: str | None = None
+    created_after: float | None = None
+    created_before: float | None = None
+    older_than: tuple[float, str] | None = None
+
+
+def _run_id_ordered(conn: Connection) -> sa.ColumnElement[str]:
+    # Ties in created_at are ordered by id in code-point order on both databases (SQLite compares
+    # bytes; a PostgreSQL database's own collation could be a locale's), so a page boundary
+    # means the same on each, and as Python's str ordering.
+    return runs.c.id.collate("C") if conn.dialect.name == "postgresql" else runs.c.id
+
+
+def list_runs(
+    conn: Connection, limit: int | None, which: RunFilter | None = None
+) -> list[RunRecord]:
+    """Runs newest first (created_at, then id, descending), at most `limit`, as `which` says."""
+    which = which or RunFilter()
+    run_id = _run_id_ordered(conn)
+    query = _select_runs().order_by(runs.c.created_at.desc(), run_id.desc()).limit(limit)
+    if which.status is not None:
+        query = query.where(runs.c.status == which.status)
+    if which.agent is not None:
+        query = query.where(runs.c.agent_name == which.agent)
+    if which.created_after is not None:
+        query = query.where(runs.c.created_at >= which.created_after)
+    if which.created_before is not None:
+        query = query.where(runs.c.created_at < which.created_before)
+    if which.older_than is not None:
+        created_at, last_id = which.older_than
+        query = query.where(
+            sa.or_(
+                runs.c.created_at < created_at,
+                sa.and_(runs.c.created_at == created_at, run_id < last_id),
+            )
+        )
     rows = conn.execute(query).all()
     conn.commit()
     return [record(r) for r in rows]
@@ -574,7 +745,459 @@ def last_attempt_started(conn: Connection, run_id: str) -> dict[str, Any] | None
     return None if payload is None else dict(load_json(payload))
 
 
+def _step_latencies(conn: Connection) -> tuple[sa.CTE, sa.ColumnElement[Any]]:
+    """The step events' `seconds` (their latency), each payload parsed once, and that value as a
+    number; the CTE holds only rows where it is one (an older event has none; an odd one is
+    passed over).
+
+    MATERIALIZED: otherwise both databases may inline the CTE and parse a payload once per
+    place its value is used (the sum, the count, every bucket).
+    """
+    step_types = events.c.type.in_((STEP_EVENTS["model"], STEP_EVENTS["tool"]))
+    if conn.dialect.name == "postgresql":
+        value: sa.ColumnElement[Any] = sa.cast(events.c.payload, JSON)["seconds"]
+    else:
+        value = sa.func.json_extract(events.c.payload, "$.seconds")
+    timed = (
+        sa.select(events.c.type.label("type"), value.label("v"))
+        .where(step_types)
+        .cte("timed")
+        .prefix_with("MATERIALIZED")
+    )
+    if conn.dialect.name == "postgresql":
+        is_number = sa.func.json_typeof(timed.c.v) == "number"
+        seconds = sa.case((is_number, sa.cast(sa.cast(timed.c.v, sa.Text), sa.Float)))
+    else:
+        is_number = sa.func.typeof(timed.c.v).in_(("real", "integer"))
+        seconds = sa.case((is_number, timed.c.v))
+    return timed, seconds
+
+
+def measure(conn: Connection, buckets: tuple[float, ...]) -> Measures:
+    """Counts over the whole store, each one aggregate query: runs by status, journal entries by
+    kind, the latency histogram of model and tool calls (from their events' `seconds`), leases
+    held now, and what waits in each queue (runs queued, and tool tasks if the store has them)."""
+    now = time.time()
+    by_status = conn.execute(sa.select(runs.c.status, sa.func.count()).group_by(runs.c.status))
+    steps = conn.execute(sa.select(journal.c.kind, sa.func.count()).group_by(journal.c.kind))
+    timed, seconds = _step_latencies(conn)
+    latency_rows = conn.execute(
+        sa.select(
+            timed.c.type,
+            sa.func.count(seconds),
+            sa.func.coalesce(sa.func.sum(seconds), 0.0),
+            *(sa.func.count(sa.case((seconds <= b, 1))) for b in buckets),
+        )
+        .group_by(timed.c.type)
+        .having(sa.func.count(seconds) > 0)
+    ).all()
+    kinds = {event_type: kind for kind, event_type in STEP_EVENTS.items()}
+    latency = {
+        kinds[row[0]]: Latencies(
+            buckets, tuple(int(n) for n in row[3:]), int(row[1]), float(row[2])
+        )
+        for row in latency_rows
+    }
+    leased = runs.c.owner.is_not(None) & (runs.c.lease_expires_at > now)
+    leases = {"run": int(conn.execute(sa.select(sa.func.count()).where(leased)).scalar_one())}
+    queued = conn.execute(
+        sa.select(sa.func.coalesce(runs.c.queue, "default"), sa.func.count())
+        .where(runs.c.status == "queued")
+        .group_by(runs.c.queue)
+    )
+    queued_tasks: dict[str, int] = {}
+    if sa.inspect(conn).has_table(tasks.name):
+        task_leased = tasks.c.owner.is_not(None) & (tasks.c.lease_expires_at > now)
+        leases["task"] = int(
+            conn.execute(sa.select(sa.func.count()).where(task_leased)).scalar_one()
+        )
+        queued_tasks = {
+            str(q): int(n)
+            for q, n in conn.execute(
+                sa.select(tasks.c.queue, sa.func.count())
+                .where(tasks.c.status == "pending")  # the tool tasks' own vocabulary
+                .group_by(tasks.c.queue)
+            )
+        }
+    measures = Measures(
+        runs={str(status): int(n) for status, n in by_status},
+        steps={str(kind): int(n) for kind, n in steps},
+        latency=latency,
+        leases=leases,
+        queued_runs={str(q): int(n) for q, n in queued},
+        queued_tasks=queued_tasks,
+    )
+    conn.commit()
+    return measures
+
+
+# -- remote tool tasks ----------------------------------------------------------------------------
+
+
+def task_record(row: Any) -> TaskRecord:
+    return TaskRecord(
+        id=row.id,
+        run_id=row.run_id,
+        call_key=row.call_key,
+        queue=row.queue,
+        tool_name=row.tool_name,
+        call_id=row.call_id,
+        arguments=load_json(row.arguments),
+        context=None if row.context is None else load_json(row.context),
+        status=row.status,
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+        timeout=row.timeout,
+        retry_delay=row.retry_delay,
+        owner=row.owner,
+        lease_expires_at=row.lease_expires_at,
+        available_at=row.available_at,
+        result=None if row.result is None else TaskResult.from_json(load_json(row.result)),
+        error=row.error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _task_row(conn: Connection, task_id: str) -> Any:
+    return conn.execute(sa.select(tasks).where(tasks.c.id == task_id)).one_or_none()
+
+
+def enqueue_task(conn: Connection, task_id: str, spec: TaskSpec) -> TaskRecord:
+    """Insert the task as `task_id`, or return the one (run_id, call_key) already names."""
+    now = time.time()
+    try:
+        conn.execute(
+            tasks.insert().values(
+                id=task_id,
+                run_id=spec.run_id,
+                call_key=spec.call_key,
+                queue=spec.queue,
+                tool_name=spec.tool_name,
+                call_id=spec.call_id,
+                arguments=dump_json(spec.arguments),  # JSON text: NUL-safe on PostgreSQL
+                context=None if spec.context is None else dump_json(spec.context),
+                status="pending",
+                attempts=0,
+                max_attempts=spec.max_attempts,
+                timeout=spec.timeout,
+                retry_delay=spec.retry_delay,
+                available_at=now,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    except IntegrityError:
+        conn.rollback()
+    row = conn.execute(
+        sa.select(tasks).where(tasks.c.run_id == spec.run_id, tasks.c.call_key == spec.call_key)
+    ).one()
+    conn.commit()
+    return task_record(row)
+
+
+def get_task(conn: Connection, task_id: str) -> TaskRecord | None:
+    row = _task_row(conn, task_id)
+    conn.commit()
+    return None if row is None else task_record(row)
+
+
+def list_tasks(conn: Connection, run_id: str) -> list[TaskRecord]:
+    rows = conn.execute(
+        sa.select(tasks).where(tasks.c.run_id == run_id).order_by(tasks.c.created_at, tasks.c.id)
+    ).all()
+    conn.commit()
+    return [task_record(r) for r in rows]
+
+
+def _held(lease: TaskLease) -> Any:
+    """The attempt still holds the task: the fence of every write made under its lease."""
+    return sa.and_(
+        tasks.c.id == lease.task_id,
+        tasks.c.owner == lease.owner,
+        tasks.c.attempts == lease.attempt,
+        tasks.c.status == "running",
+    )
+
+
+def _end_attempt(conn: Connection, lease: TaskLease, error: str, now: float) -> bool:
+    """Fenced: the attempt ends without a result; the task is retried later, or fails."""
+    row = conn.execute(
+        sa.select(tasks.c.max_attempts, tasks.c.retry_delay).where(_held(lease))
+    ).one_or_none()
+    if row is None:
+        return False
+    last = lease.attempt >= row.max_attempts
+    values: dict[str, Any] = {
+        "status": "failed" if last else "pending",
+        "owner": None,
+        "lease_expires_at": None,
+        "error": error,
+        "updated_at": now,
+    }
+    if not last:
+        values["available_at"] = now + retry_delay(row.retry_delay, lease.attempt)
+    result = conn.execute(tasks.update().where(_held(lease)).values(**values))
+    return bool(result.rowcount == 1)
+
+
+def claim_task(
+    conn: Connection,
+    queue: str,
+    tools: list[str],
+    owner: str,
+    lease_seconds: float,
+    dead: Callable[[str], bool],
+) -> TaskRecord | None:
+    """End the queue's abandoned attempts, then claim the oldest available task of `tools`.
+
+    `SKIP LOCKED` (PostgreSQL) lets claimers pass over a row another claimer is taking; the
+    update is fenced by the status it read, which makes a claim safe on SQLite too (the file's
+    write lock serializes writers there, and a stale read fails and runs again).
+    """
+    now = time.time()
+    # Read, not locked: live attempts' heartbeats and results must not wait for a claimer, and
+    # ending an abandoned one is fenced by its holder and number, so a race changes nothing.
+    running = conn.execute(
+        sa.select(tasks).where(tasks.c.queue == queue, tasks.c.status == "running")
+    ).all()
+    for row in running:
+        task = task_record(row)
+        reason = task.abandoned(now, dead)
+        if reason is not None:
+            _end_attempt(conn, task.held(0), f"attempt {task.attempts}: {reason}", now)
+    while True:
+        candidate = conn.execute(
+            sa.select(tasks.c.id)
+            .where(
+                tasks.c.queue == queue,
+                tasks.c.status == "pending",
+                tasks.c.available_at <= now,
+                tasks.c.tool_name.in_(tools),
+            )
+            .order_by(tasks.c.available_at, tasks.c.created_at)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        ).scalar_one_or_none()
+        if candidate is None:
+            conn.commit()
+            return None
+        taken = conn.execute(
+            tasks.update()
+            .where(tasks.c.id == candidate, tasks.c.status == "pending")
+            .values(
+                status="running",
+                attempts=tasks.c.attempts + 1,
+                owner=owner,
+                lease_expires_at=now + lease_seconds,
+                updated_at=now,
+            )
+        )
+        if taken.rowcount == 1:
+            row = _task_row(conn, candidate)
+            conn.commit()
+            return task_record(row)
+
+
+def heartbeat_task(conn: Connection, lease: TaskLease) -> bool:
+    result = conn.execute(
+        tasks.update()
+        .where(_held(lease))
+        .values(lease_expires_at=time.time() + lease.lease_seconds)
+    )
+    conn.commit()
+    return bool(result.rowcount == 1)
+
+
+def complete_task(conn: Connection, lease: TaskLease, result: TaskResult) -> TaskRecord | None:
+    """Fenced: record the result once; None (nothing written) if the attempt lost the task."""
+    done = conn.execute(
+        tasks.update()
+        .where(_held(lease))
+        .values(
+            status="completed",
+            result=dump_json(result.to_json()),
+            owner=None,
+            lease_expires_at=None,
+            updated_at=time.time(),
+        )
+    )
+    if done.rowcount != 1:
+        conn.rollback()
+        return None
+    row = _task_row(conn, lease.task_id)
+    conn.commit()
+    return task_record(row)
+
+
+def fail_task(conn: Connection, lease: TaskLease, error: str) -> TaskRecord | None:
+    """Fenced: `_end_attempt`; None (nothing written) if the attempt lost the task."""
+    if not _end_attempt(conn, lease, f"attempt {lease.attempt}: {error}", time.time()):
+        conn.rollback()
+        return None
+    row = _task_row(conn, lease.task_id)
+    conn.commit()
+    return task_record(row)
+
+
+def cancel_requested(conn: Connection, run_id: str) -> CancelMode | None:
+    """The run's pending cancel request (None: none, or no such run): one primary-key read."""
+    value = conn.execute(
+        sa.select(runs.c.cancel_requested).where(runs.c.id == run_id)
+    ).scalar_one_or_none()
+    conn.commit()
+    return value
+
+
+def executing(run: RunRecord, now: float, holder_is_dead: Callable[[str], bool]) -> bool:
+    """Whether a live process holds the run's lease: it carries a cancel out itself."""
+    return (
+        run.status == "running"
+        and run.owner is not None
+        and run.lease_expires_at is not None
+        and run.lease_expires_at > now
+        and not holder_is_dead(run.owner)
+    )
+
+
+# What the last attempt event says, for writing the end of an attempt whose process died.
+LastAttempt = Callable[[RunRecord, str | None, dict[str, Any] | None], list[NewEvent]]
+
+
+def _last_attempt(conn: Connection, run_id: str) -> Any:
+    return conn.execute(
+        sa.select(events.c.type, events.c.payload)
+        .where(
+            events.c.run_id == run_id, events.c.type.in_((AttemptStarted.TYPE, AttemptEnded.TYPE))
+        )
+        .order_by(events.c.seq.desc())
+        .limit(1)
+    ).one_or_none()
+
+
+def cancel_run(
+    conn: Connection,
+    run_id: str,
+    mode: CancelMode | None,
+    asked: CancelRequested | None,
+    holder_is_dead: Callable[[str], bool],
+    attempt_end: LastAttempt,
+) -> RunRecord | None:
+    """Ask the run to stop, in one transaction; the run as stored afterwards (None: no run).
+
+    A run no live process holds is recorded cancelled now, with `asked` (the request, logged
+    as its event; None when carrying out one asked for earlier), the end of an attempt whose
+    process died (`attempt_end(run, last attempt event's type, its payload)`) and
+    `run_cancelled`. An
+    executing run gets `cancel_requested` set ("immediate" wins over "after_turn") and `asked`
+    logged, for its holder to carry out. A finished run is returned as it is, unchanged. Every
+    update is conditioned on what was read, so a run that changed meanwhile is read again.
+    """
+    for _ in range(100):  # each lap means another process changed the run meanwhile
+        row = get_run_row(conn, run_id)
+        if row is None:
+            conn.commit()
+            return None
+        run = record(row)
+        if run.status in ("completed", "failed", "cancelled"):
+            conn.commit()
+            return run
+        now = time.time()
+        same = sa.and_(
+            runs.c.id == run_id,
+            runs.c.status == run.status,
+            runs.c.owner.is_(None) if run.owner is None else runs.c.owner == run.owner,
+        )
+        logged: list[NewEvent] = []
+        if executing(run, now, holder_is_dead):
+            stronger = (
+                "immediate"
+                if "immediate" in (mode, run.cancel_requested)
+                else (mode or run.cancel_requested)
+            )
+            changed = conn.execute(runs.update().where(same).values(cancel_requested=stronger))
+            if changed.rowcount != 1:
+                conn.rollback()
+                continue
+            if asked is not None:  # with the holder it asks to stop
+                told = dataclasses.replace(asked, holder=run.owner)
+                logged.append(NewEvent(told.TYPE, told.to_payload()))
+        else:
+            changed = conn.execute(
+                runs.update()
+                .where(same)
+                .values(
+                    status="cancelled",
+                    updated_at=now,
+                    finished_at=now,
+                    owner=None,
+                    lease_expires_at=None,
+                    cancel_requested=None,
+                )
+            )
+            if changed.rowcount != 1:
+                conn.rollback()
+                continue
+            last = _last_attempt(conn, run_id)
+            if asked is not None:
+                logged.append(NewEvent(asked.TYPE, asked.to_payload()))
+            logged += attempt_end(
+                run,
+                None if last is None else last.type,
+                None if last is None else load_json(last.payload),
+            )
+            logged.append(NewEvent(RunCancelled.TYPE, RunCancelled().to_payload()))
+        if logged:
+            first = _max_event_seq(conn, run_id) + 1
+            _INSERT_EVENTS.executemany(conn, _event_rows(run_id, first, logged, now))
+        after = record(get_run_row(conn, run_id))
+        conn.commit()
+        return after
+    raise RuntimeError(f"run {run_id!r} kept changing while it was being cancelled")
+
+
+FINISHED_STATUSES = ("completed", "failed", "cancelled")
+
+
+def prune(conn: Connection, finished_before: float, batch: int) -> int:
+    """Delete at most `batch` runs that finished before `finished_before`, with their journal,
+    events and tool tasks, in one transaction; how many runs it deleted.
+
+    The runs chosen cannot change before they are deleted: PostgreSQL locks their rows (skipping
+    any another transaction holds: a claim resuming a failed run keeps it), and SQLite's write
+    refuses a snapshot another writer has changed, and the transaction runs again.
+    """
+    chosen = (
+        sa.select(runs.c.id)
+        .where(runs.c.status.in_(FINISHED_STATUSES), runs.c.finished_at < finished_before)
+        .order_by(runs.c.finished_at)
+        .limit(batch)
+    )
+    if conn.dialect.name == "postgresql":
+        chosen = chosen.with_for_update(skip_locked=True)
+    ids = list(conn.execute(chosen).scalars())
+    if ids:
+        for table in (events, journal, tasks, runs):
+            column = table.c.id if table is runs else table.c.run_id
+            conn.execute(table.delete().where(column.in_(ids)))
+    conn.commit()
+    return len(ids)
+
+
 # Transactions that only read: they need no write lock and may run beside a writer.
 READS: frozenset[Callable[..., Any]] = frozenset(
-    {schema_version, get_run, list_runs, list_events, read_journal, max_event_seq, committed}
+    {
+        schema_version,
+        get_run,
+        list_runs,
+        list_events,
+        read_journal,
+        max_event_seq,
+        measure,
+        get_task,
+        list_tasks,
+        claimable_runs,
+        cancel_requested,
+        committed,
+    }
 )

@@ -17,10 +17,19 @@ from typing import Any
 from runplane import RunnerBackend
 
 from .. import lazy_errors as errors
-from ..engine import RunSession
+from ..engine import Engine, RunSession
 from ..records import JournalEntry
+from .cancel import Stopper
 
-__all__ = ["ACTIVE", "NAMED_RUN_ID", "PARTS", "TOOL_OF", "ActiveRun", "ModelRequest"]
+__all__ = [
+    "ACTIVE",
+    "NAMED_RUN_ID",
+    "PARTS",
+    "TOOL_CALL_KEY",
+    "TOOL_OF",
+    "ActiveRun",
+    "ModelRequest",
+]
 
 # What a model call is asked, part by part, each named as a divergence error names it.
 PARTS: dict[str, str] = {
@@ -56,10 +65,14 @@ class ActiveRun:
     streamed: bool
     # The backend executing the run: where runs started by its tools go.
     backend: RunnerBackend | None = None
+    # The engine keeping the run: where its remote tool calls are enqueued.
+    engine: Engine | None = None
     _session: RunSession | None = None
     _models: list[JournalEntry] = field(default_factory=list)
     _tools: dict[str, JournalEntry] = field(default_factory=dict)
     model_ordinal: int = 0  # model calls completed so far, live or replayed
+    # How the run stops when another process cancels it (None: a replay, nothing to stop).
+    stopper: Stopper | None = None
     _open_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def session(self) -> RunSession:
@@ -143,6 +156,11 @@ ACTIVE: contextvars.ContextVar[ActiveRun | None] = contextvars.ContextVar(
 # The durable run whose tool is running in this context (ACTIVE is None meanwhile).
 TOOL_OF: contextvars.ContextVar[ActiveRun | None] = contextvars.ContextVar(
     "runplane_durable_tool_of", default=None
+)
+# The journal key of the tool call running in this context (set with TOOL_OF): a remote tool's
+# task is keyed by it, so a resumed run finds the task its call enqueued before.
+TOOL_CALL_KEY: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "runplane_durable_tool_call_key", default=None
 )
 REQUESTED_RUN_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "runplane_durable_requested_run_id", default=None

@@ -20,14 +20,18 @@ from runplane import RunInput, RunnerBackendBase, RunOptions, sdk_runner
 from runplane.base import RunMode
 
 from ..engine import Engine, RunSession, open_engine
-from ..errors import JournalSerializationError, RunLeasedError
-from ..events import PendingCall
-from ..names import check_agent_name, tool_key
-from ..records import RunRecord, RunSpec, RunStatus
-from ..serde import dump_display, fingerprint
+from ..errors import JournalSerializationError, RunCancelledError, RunLeasedError
+from ..events import PendingCall, parse
+from ..names import check_agent_name, check_run_id, new_run_id, tool_key
+from ..records import DEFAULT_QUEUE, CancelMode, RunRecord, RunSpec, RunStatus
+from ..serde import dump_display, dump_value, fingerprint
 from . import intercept
 from .active import ACTIVE, NAMED_RUN_ID, REQUESTED_RUN_ID, ActiveRun
-from .identity import reserve_run_id, take_requested_run_id
+from .agent_refs import ref_of
+from .cancel import Stopper, requested_by, watch
+from .cancel import cancel_poll_seconds as poll_setting
+from .durability import Durability
+from .identity import NestedRunId, reserve_run_id, take_requested_run_id
 from .sdk_internals import stream_error
 
 __all__ = ["DEFAULT_LEASE_SECONDS", "DurableBackend"]
@@ -68,9 +72,13 @@ class DurableBackend(RunnerBackendBase):
         engine: Engine | None = None,
         *,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        cancel_poll_seconds: float | None = None,
     ) -> None:
+        """`cancel_poll_seconds`: how often an executing run checks whether another process
+        cancelled it (default RUNPLANE_CANCEL_POLL_SECONDS, else 1.0)."""
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
+        self.cancel_poll_seconds = poll_setting(cancel_poll_seconds)
         self.engine: Engine = engine if engine is not None else open_engine()
         self.lease_seconds = lease_seconds
 
@@ -89,21 +97,51 @@ class DurableBackend(RunnerBackendBase):
         intercept.install()  # the SDK's seams are wrapped by the first durable run
         spec = self._spec(starting_agent, input, options, mode=mode)
         session = await self.engine.open_run(spec, lease_seconds=self.lease_seconds)
-        active = ActiveRun(opening=_ready(session), streamed=False, backend=self)
+        active = ActiveRun(
+            opening=_ready(session), streamed=False, backend=self, engine=self.engine
+        )
         await active.session()
         token = ACTIVE.set(active)
-        heartbeat = None if session.read_only else asyncio.ensure_future(self._heartbeat(session))
+        # The SDK's loop runs in a task of its own, so a cancel from another process can stop
+        # it without cancelling the caller's task; cancelling the caller cancels it too.
+        loop_task = asyncio.ensure_future(
+            sdk_runner().run(starting_agent, input, **options.as_kwargs())
+        )
+        ACTIVE.reset(token)
+        helpers: list[asyncio.Future[None]] = []
+        if not session.read_only:
+            active.stopper = Stopper(task=loop_task)
+            helpers.append(asyncio.ensure_future(self._heartbeat(session)))
+            helpers.append(
+                asyncio.ensure_future(watch(session, active.stopper, self.cancel_poll_seconds))
+            )
         try:
-            result = await sdk_runner().run(starting_agent, input, **options.as_kwargs())
+            result = await loop_task
         except BaseException as exc:
-            ACTIVE.reset(token)
-            await _stop(heartbeat)
+            for helper in helpers:
+                await _stop(helper)
+            asked = active.stopper.mode if active.stopper is not None else None
+            if asked is not None and isinstance(exc, (asyncio.CancelledError, RunCancelledError)):
+                raise await self._cancelled_by_request(session, asked) from None
             await self._settle_failure(session, exc)
             raise
-        ACTIVE.reset(token)
-        await _stop(heartbeat)
+        for helper in helpers:
+            await _stop(helper)
         await self._settle_success(session, result, active)
         return result
+
+    async def _cancelled_by_request(self, session: RunSession, mode: CancelMode) -> BaseException:
+        """Record the run cancelled, as another process asked; the error its caller gets,
+        saying who asked."""
+        await self._settle_cancelled(session)
+        run_id = session.record.id
+        try:
+            asked = requested_by([parse(e) for e in await self.engine.list_events(run_id)])
+        except Exception:  # the run is recorded cancelled: who asked is only for the message
+            asked = None
+        if asked is None:
+            return RunCancelledError(run_id=run_id, by=None, mode=mode)
+        return RunCancelledError(run_id=run_id, by=asked.by(), mode=asked.mode)
 
     def _run_sync(
         self, starting_agent: Agent[Any], input: RunInput[Any], options: RunOptions[Any]
@@ -128,6 +166,7 @@ class DurableBackend(RunnerBackendBase):
             opening=_Lazy(lambda: self.engine.open_run(spec, lease_seconds=self.lease_seconds)),
             streamed=True,
             backend=self,
+            engine=self.engine,
         )
         token = ACTIVE.set(active)
         try:
@@ -137,6 +176,7 @@ class DurableBackend(RunnerBackendBase):
         if not isinstance(result, RunResultStreaming) or result.run_loop_task is None:
             return result  # a stand-in default runner started no run: nothing to settle
         stream = _Stream()
+        active.stopper = Stopper(streamed=result)
         settled = asyncio.get_running_loop().create_task(
             self._settle_stream(result, active, stream)
         )
@@ -156,14 +196,22 @@ class DurableBackend(RunnerBackendBase):
         options: RunOptions[Any],
         *,
         mode: str,
+        chosen: str | None = None,
+        agent_ref: str | None = None,
+        queue: str | None = DEFAULT_QUEUE,
+        stored: dict[str, Any] | None = None,
     ) -> RunSpec:
         run_input = _input_json(input)
         name = getattr(agent, "name", "")  # agents.Runner passes arguments through untouched
         if isinstance(name, str):  # the SDK reports a nameless agent its own way
             check_agent_name(name)
-        chosen = take_requested_run_id()
+        if chosen is None:
+            chosen = take_requested_run_id()
+        # A run a durable run's tool starts (`Agent.as_tool`) is resumed by its parent, which
+        # starts it again: no worker may take it over on its own, so it gets no queue.
+        nested = isinstance(chosen, NestedRunId)
         return RunSpec(
-            run_id=chosen,
+            run_id=str(chosen),  # a plain str: a NestedRunId is only a marker
             agent_name=name,
             input=run_input,
             input_fingerprint=fingerprint({"agent": name, "input": run_input}),
@@ -173,8 +221,11 @@ class DurableBackend(RunnerBackendBase):
                 "previous_response_id": options.previous_response_id,
                 "auto_previous_response_id": options.auto_previous_response_id,
                 "conversation_id": options.conversation_id,
+                **(stored or {}),
             },
             named=chosen == NAMED_RUN_ID.get(),
+            agent_ref=agent_ref or (ref_of(agent) if isinstance(agent, Agent) else None),
+            queue=None if nested else queue,
         )
 
     async def _heartbeat_once_open(self, active: ActiveRun) -> None:
@@ -184,6 +235,14 @@ class DurableBackend(RunnerBackendBase):
             return  # the run reports its own opening error
         if not session.read_only:
             await self._heartbeat(session)
+
+    async def _watch_once_open(self, active: ActiveRun) -> None:
+        try:
+            session = await active.session()
+        except BaseException:
+            return
+        if not session.read_only and active.stopper is not None:
+            await watch(session, active.stopper, self.cancel_poll_seconds)
 
     async def _heartbeat(self, session: RunSession) -> None:
         while True:
@@ -232,12 +291,14 @@ class DurableBackend(RunnerBackendBase):
         self, result: RunResultStreaming, active: ActiveRun, stream: _Stream
     ) -> None:
         heartbeat = asyncio.ensure_future(self._heartbeat_once_open(active))
+        watcher = asyncio.ensure_future(self._watch_once_open(active))
         task = result.run_loop_task
         try:
             if task is not None:
                 await _outlive(task)
         finally:
             await _stop(heartbeat)
+            await _stop(watcher)
         try:
             session = await active.session()
         except BaseException:
@@ -264,6 +325,50 @@ class DurableBackend(RunnerBackendBase):
 
     # -- durable extras -------------------------------------------------------------------------
 
+    async def start(
+        self,
+        agent: Agent[Any],
+        input: RunInput[Any],
+        options: RunOptions[Any],
+        *,
+        run_id: str | None = None,
+        agent_ref: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+    ) -> RunRecord:
+        """Queue a run of `agent` for a worker (`Runner.start`): stored with its input, its
+        options, its context (when the journal can store it) and `agent_ref` (else the
+        agent's own, when it has one), under `run_id` (else a new id). Nothing runs here."""
+        stored: dict[str, Any] = {}
+        if options.context is not None:
+            try:
+                stored["context"] = dump_value(options.context, what="the context")
+            except JournalSerializationError as exc:
+                raise JournalSerializationError(
+                    f"Runner.start stores the run's context for the worker that runs it, and "
+                    f"this one cannot be stored: {exc.path}: {exc.leaf}. Give a context of "
+                    "JSON data, a pydantic model or a dataclass of those (its module imported "
+                    "by the worker), or none; nothing was stored.",
+                    path=exc.path,
+                    leaf=exc.leaf,
+                ) from exc
+        chosen = check_run_id(run_id) if run_id is not None else new_run_id()
+        spec = self._spec(
+            agent,
+            input,
+            options,
+            mode="start",
+            chosen=chosen,
+            agent_ref=agent_ref,
+            queue=queue,
+            stored=stored,
+        )
+        return await self.engine.enqueue_run(spec)
+
+    def durability(self) -> Durability:
+        """`runplane.DurableCapabilities` for this backend's runs (the conformance suite's
+        durability profile uses it); see runtime/durability.py."""
+        return Durability(self.engine)
+
     async def get_run(self, run_id: str) -> RunRecord:
         return await self.engine.get_run(run_id)
 
@@ -271,6 +376,10 @@ class DurableBackend(RunnerBackendBase):
         self, *, limit: int = 50, status: RunStatus | None = None
     ) -> list[RunRecord]:
         return await self.engine.list_runs(limit=limit, status=status)
+
+    async def cancel(self, run_id: str, *, mode: CancelMode = "immediate") -> RunRecord:
+        """Cancel run `run_id`, wherever it executes (`Engine.cancel_run`)."""
+        return await self.engine.cancel_run(run_id, mode=mode)
 
 
 def _waiting(result: RunResult | RunResultStreaming, ordinal: int) -> list[PendingCall]:
@@ -313,7 +422,8 @@ class _Stream:
     The SDK's `stream_events()` calls `result.cancel()` itself when the task consuming it is
     cancelled (a `wait_for` timeout, Ctrl-C under `asyncio.run`, a web client that went away).
     That stops the run, but it is an interruption, not the caller's decision to end the run: only
-    a `cancel()` made while no consumer is inside the SDK's stream is the caller's own.
+    a `cancel()` made while no consumer is inside the SDK's stream is the caller's own (so is the
+    one a cancel from another process makes, through `cancel.Stopper`).
     """
 
     def __init__(self) -> None:

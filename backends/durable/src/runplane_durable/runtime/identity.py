@@ -14,12 +14,18 @@ from ..names import MAX_RUN_ID, check_run_id, fitted, new_run_id
 from .active import LAST_RUN_ID, NAMED_RUN_ID, REQUESTED_RUN_ID
 
 __all__ = [
+    "NestedRunId",
     "last_run_id",
     "nested_run_id",
     "reserve_run_id",
     "run_id",
     "take_requested_run_id",
 ]
+
+
+class NestedRunId(str):
+    """The id of a run a durable run's tool started: its parent resumes it by starting it
+    again, so it is never a worker's to take over on its own."""
 
 
 class _NestedRunIds(str):
@@ -36,9 +42,9 @@ class _NestedRunIds(str):
 
     _taken: itertools.count[int]
 
-    def take(self) -> str:
+    def take(self) -> NestedRunId:
         n = next(self._taken)
-        return str(self) if n == 1 else fitted(f"{self}#{n}", MAX_RUN_ID)
+        return NestedRunId(str(self) if n == 1 else fitted(f"{self}#{n}", MAX_RUN_ID))
 
 
 def nested_run_id(parent: str, key: str) -> str:

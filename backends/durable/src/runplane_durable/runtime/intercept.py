@@ -64,7 +64,15 @@ from ..serde import (
 )
 from . import sdk_internals as sdk
 from . import tool_outputs, tool_usage
-from .active import ACTIVE, PARTS, REQUESTED_RUN_ID, TOOL_OF, ActiveRun, ModelRequest
+from .active import (
+    ACTIVE,
+    PARTS,
+    REQUESTED_RUN_ID,
+    TOOL_CALL_KEY,
+    TOOL_OF,
+    ActiveRun,
+    ModelRequest,
+)
 from .identity import nested_run_id
 
 __all__ = ["INLINE_CHARS", "JournalingModel", "install", "installed", "tool_digest", "uninstall"]
@@ -194,6 +202,8 @@ class JournalingModel(Model):
         if entry is not None:
             self.active.model_ordinal += 1
         else:
+            if self.active.stopper is not None:  # a turn boundary: a pending cancel stops here
+                self.active.stopper.before_model_call(session.cancel_requested)
             await session.check_lease()
         return entry
 
@@ -629,6 +639,7 @@ async def _invoke_function_tool(
     # this run's backend (see _route) under an id derived from this call, so it resumes too.
     active_token = ACTIVE.set(None)
     tool_of_token = TOOL_OF.set(active)
+    key_token = TOOL_CALL_KEY.set(key)
     id_token = REQUESTED_RUN_ID.set(nested_run_id(session.record.id, key))
     errors: list[BaseException] = []
     errors_token = tool_outputs.ERRORS.set(errors)
@@ -641,6 +652,7 @@ async def _invoke_function_tool(
     finally:
         ACTIVE.reset(active_token)
         TOOL_OF.reset(tool_of_token)
+        TOOL_CALL_KEY.reset(key_token)
         REQUESTED_RUN_ID.reset(id_token)
         tool_outputs.ERRORS.reset(errors_token)
     seconds = round(time.monotonic() - started, 6)

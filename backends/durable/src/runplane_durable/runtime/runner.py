@@ -6,17 +6,21 @@ from typing import Any, cast
 
 from agents import Agent, RunConfig, RunHooks, RunResult, RunState, Session
 from agents.items import TResponseInputItem
+from agents.run import DEFAULT_MAX_TURNS
 from agents.run_context import TContext
 from agents.run_error_handlers import RunErrorHandlers
 
-from runplane import BackendRunner
+from runplane import BackendRunner, RunOptions
 
 from ..errors import DurableError
-from ..records import EventRecord, RunRecord, RunStatus
+from ..records import DEFAULT_QUEUE, CancelMode, EventRecord, RunRecord, RunStatus
+from ..serde import load_value
+from .agent_refs import resolve
 from .backend import DurableBackend
+from .handle import RunHandle
 from .identity import run_id as named_run
 
-__all__ = ["Runner", "stored_input"]
+__all__ = ["Runner", "resume_run", "stored_context", "stored_input"]
 
 
 async def stored_input(
@@ -29,6 +33,43 @@ async def stored_input(
     if "items" in data:
         return cast(list[TResponseInputItem], data["items"])
     return await RunState.from_json(starting_agent, data["run_state"])
+
+
+def stored_context(record: RunRecord) -> Any:
+    """The context a started run was stored with (`Runner.start`), rebuilt; None without one."""
+    encoded = record.options.get("context")
+    return None if encoded is None else load_value(encoded)
+
+
+async def resume_run(
+    backend: DurableBackend,
+    record: RunRecord,
+    starting_agent: Agent[Any],
+    *,
+    context: Any | None = None,
+    hooks: RunHooks[Any] | None = None,
+    run_config: RunConfig | dict[str, Any] | None = None,
+    error_handlers: RunErrorHandlers[Any] | None = None,
+    session: Session | None = None,
+) -> RunResult:
+    """Run `record` on `backend` under its own id, with its stored input and options (and its
+    stored context, unless one is given): a queued run starts, an unfinished one resumes from
+    its journal, a finished one replays its result."""
+    options = record.options
+    with named_run(record.id):
+        return await backend.run(
+            starting_agent,
+            await stored_input(record, starting_agent),
+            context=context if context is not None else stored_context(record),
+            max_turns=options.get("max_turns"),
+            hooks=hooks,
+            run_config=run_config,
+            error_handlers=error_handlers,
+            previous_response_id=options.get("previous_response_id"),
+            auto_previous_response_id=bool(options.get("auto_previous_response_id")),
+            conversation_id=options.get("conversation_id"),
+            session=session,
+        )
 
 
 class Runner(BackendRunner):
@@ -63,22 +104,63 @@ class Runner(BackendRunner):
         The input and options (max_turns, previous_response_id, ...) come from the stored run;
         what cannot be stored (the agent, its tools, context, hooks) the caller passes again.
         """
-        record = await cls.durable().get_run(run_id)
-        options = record.options
-        with named_run(run_id):
-            return await cls.run(
-                starting_agent,
-                await stored_input(record, starting_agent),
-                context=context,
-                max_turns=options.get("max_turns"),
-                hooks=hooks,
-                run_config=run_config,
-                error_handlers=error_handlers,
-                previous_response_id=options.get("previous_response_id"),
-                auto_previous_response_id=bool(options.get("auto_previous_response_id")),
-                conversation_id=options.get("conversation_id"),
-                session=session,
-            )
+        backend = cls.durable()
+        return await resume_run(
+            backend,
+            await backend.get_run(run_id),
+            starting_agent,
+            context=context,
+            hooks=hooks,
+            run_config=run_config,
+            error_handlers=error_handlers,
+            session=session,
+        )
+
+    @classmethod
+    async def start(
+        cls,
+        agent: Agent[TContext] | str,
+        input: str | list[TResponseInputItem],
+        *,
+        run_id: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        context: TContext | None = None,
+        max_turns: int | None = DEFAULT_MAX_TURNS,
+        previous_response_id: str | None = None,
+        auto_previous_response_id: bool = False,
+        conversation_id: str | None = None,
+    ) -> RunHandle:
+        """Start a run for a worker (`runplane worker`) and return its handle at once.
+
+        `agent` is the agent, or its import reference "pkg.module:attr" (imported here to learn
+        its name). The run is stored `queued` on `queue` with its input, options and context
+        (JSON data, a pydantic model or a dataclass; else JournalSerializationError, nothing
+        stored); any worker of that queue that knows the agent (by reference, else by name)
+        executes it. An existing `run_id` with the same agent and input is that run.
+        """
+        if isinstance(agent, str):
+            ref: str | None = agent
+            starting: Agent[Any] = resolve(agent)
+        else:
+            ref, starting = None, agent
+        backend = cls.durable()
+        options: RunOptions[Any] = RunOptions(
+            context=context,
+            max_turns=max_turns,
+            previous_response_id=previous_response_id,
+            auto_previous_response_id=auto_previous_response_id,
+            conversation_id=conversation_id,
+        )
+        record = await backend.start(
+            starting, input, options, run_id=run_id, agent_ref=ref, queue=queue
+        )
+        return RunHandle(record.id, backend.engine, agent=starting)
+
+    @classmethod
+    def handle(cls, run_id: str, agent: Agent[Any] | None = None) -> RunHandle:
+        """The handle of an existing run (one `Runner.start` returned in another process, say);
+        `agent` names the agents its `stream_events()` items carry."""
+        return RunHandle(run_id, cls.durable().engine, agent=agent)
 
     @classmethod
     async def get_run(cls, run_id: str) -> RunRecord:
@@ -89,6 +171,20 @@ class Runner(BackendRunner):
         cls, *, limit: int = 50, status: RunStatus | None = None
     ) -> list[RunRecord]:
         return await cls.durable().list_runs(limit=limit, status=status)
+
+    @classmethod
+    async def cancel(cls, run_id: str, mode: CancelMode = "immediate") -> RunRecord:
+        """Cancel run `run_id` from this process, wherever it executes; returns its record.
+
+        A run no process executes (stopped, orphaned, awaiting approval, queued) is recorded
+        cancelled at once. One executing in another process (or this one) keeps running until
+        that process sees the request, within about RUNPLANE_CANCEL_POLL_SECONDS (1 s), and
+        stops it as the SDK's `RunResultStreaming.cancel(mode)` would: "immediate", or
+        "after_turn" (the current turn ends, the next model call never starts). Its caller then
+        gets `RunCancelledError` (`run`, `run_sync`, `resume`), or its stream ends (`run_streamed`).
+        A completed or failed run raises `RunFinishedError`; a cancelled one is returned as it is.
+        """
+        return await cls.durable().cancel(run_id, mode=mode)
 
     @classmethod
     async def events(cls, run_id: str, *, after: int = 0) -> list[EventRecord]:

@@ -10,6 +10,7 @@ here, naming it (`missing()`, tested), and the parity and replay tests say what 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,8 +33,10 @@ __all__ = [
     "Seam",
     "attach_normalized_usage",
     "cleanup_on_run_end",
+    "failure_handled",
     "missing",
     "output_type_adapter",
+    "raising_implementation",
     "request_id",
     "response_usage_to_usage",
     "stream_error",
@@ -63,6 +66,12 @@ REQUIRED: tuple[tuple[Any, str, str], ...] = (
     (_usage, "_attach_normalized_usage", "replayed stream usage, normalized as the SDK does"),
     (_usage, "_REQUEST_WITHOUT_USAGE_ATTR", "the mark of a request that reported no usage"),
     (_usage, "_requests_for_response_without_usage", "reads that mark"),
+    (
+        tool_module,
+        "_FailureHandlingFunctionToolInvoker",
+        "a decorated tool's invoker: a remote tool's copy keeps its failure handling, and a "
+        "worker runs the implementation it wraps, which raises",
+    ),
     (AgentRunner, "run", "the SDK's runner: nested runs are routed to the durable backend"),
     (AgentRunner, "run_sync", "the same"),
     (AgentRunner, "run_streamed", "the same"),
@@ -166,3 +175,35 @@ def requests_without_usage(response: Any) -> int:
 def mark_requests_without_usage(response: Any, requests: int) -> None:
     if requests > 0:
         object.__setattr__(response, _REQUEST_WITHOUT_USAGE, requests)
+
+
+_FailureHandling: Any = tool_module._FailureHandlingFunctionToolInvoker
+_PREPARE = "__agents_prepare_arguments__"  # how the SDK parses arguments for an approval
+
+
+def raising_implementation(tool: FunctionTool) -> Callable[[Any, str], Awaitable[Any]]:
+    """What `tool` runs, without the SDK's failure handling around it: it raises what the
+    function raised (a worker reports that, and the run formats it as for a local tool)."""
+    invoker = tool.on_invoke_tool
+    if isinstance(invoker, _FailureHandling):
+        impl: Callable[[Any, str], Awaitable[Any]] = invoker._invoke_tool_impl
+        return impl
+    return invoker
+
+
+def failure_handled(
+    tool: FunctionTool, impl: Callable[[Any, str], Awaitable[Any]]
+) -> Callable[[Any, str], Awaitable[Any]]:
+    """`impl` as a copy of `tool` invokes it: inside the SDK's failure handling when `tool` has
+    it (the copy binds it to itself, and the tool's failure_error_function formats what `impl`
+    raises), else bare, as `tool`'s own invoker is. Approvals parse arguments as `tool` does."""
+    invoker = tool.on_invoke_tool
+    if not isinstance(invoker, _FailureHandling):
+        return impl
+    prepare = getattr(invoker._invoke_tool_impl, _PREPARE, None)
+    if prepare is not None:
+        setattr(impl, _PREPARE, prepare)
+    wrapped: Callable[[Any, str], Awaitable[Any]] = _FailureHandling(
+        impl, invoker._on_handled_error
+    )
+    return wrapped

@@ -22,6 +22,7 @@ from ..errors import JournalSerializationError
 from ..events import Stringified, ToolError
 from ..serde import dump_value, storable_text, type_name
 from . import sdk_internals as sdk
+from .remote_tools import RemoteToolError
 
 __all__ = ["ERRORS", "MESSAGE_CHARS", "encode", "error_of"]
 
@@ -38,7 +39,9 @@ def error_of(errors: list[BaseException] | None) -> ToolError | None:
     if not errors:
         return None
     error = errors[-1]
-    return ToolError(type_name(type(error)), storable_text(str(error))[:MESSAGE_CHARS])
+    raised = error.raised_type if isinstance(error, RemoteToolError) else None
+    shown = raised if raised is not None else type_name(type(error))  # a remote tool's own
+    return ToolError(shown, storable_text(str(error))[:MESSAGE_CHARS])
 
 
 def encode(

@@ -1,4 +1,5 @@
-"""The server's Starlette app: the routes of the JSON API over one engine, and its lifespan."""
+"""The server's Starlette app: the routes of the JSON API over one engine, what guards them
+(token, body size), how errors are answered, and its lifespan."""
 
 from __future__ import annotations
 
@@ -7,14 +8,22 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import lazy_errors as errors
 from ..engine import Engine
-from . import runs_api, sessions_api
-from .responses import DEFAULT_MAX_BODY_BYTES, HTTPProblem, error_response
+from . import metrics, openapi, runs_api, sessions_api
+from .guard import Guard
+from .responses import (
+    DEFAULT_MAX_BODY_BYTES,
+    HTTPProblem,
+    error_response,
+    http_exception_response,
+)
 
 __all__ = ["ServerSettings", "create_app"]
 
@@ -26,6 +35,10 @@ class ServerSettings:
 
     token: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # How often a live event stream asks the engine for new events, and how long it may stay
+    # silent before a keep-alive comment (proxies close idle connections).
+    poll_seconds: float = 0.2
+    keepalive_seconds: float = 15.0
 
 
 def create_app(engine: Engine, settings: ServerSettings | None = None) -> Starlette:
@@ -50,11 +63,25 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> Starle
         assert isinstance(exc, HTTPProblem)
         return exc.response()
 
+    async def http_exception(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return http_exception_response(exc.status_code, exc.detail, exc.headers)
+
     app = Starlette(
-        routes=[Route("/healthz", healthz), *runs_api.routes(), *sessions_api.routes()],
+        routes=[
+            Route("/healthz", healthz),
+            Route("/metrics", metrics.metrics),
+            Route(openapi.PATH, openapi.document),
+            *runs_api.routes(),
+            *sessions_api.routes(),
+        ],
         lifespan=lifespan,
+        middleware=[
+            Middleware(Guard, token=settings.token, max_body_bytes=settings.max_body_bytes)
+        ],
         exception_handlers={
             HTTPProblem: problem,
+            HTTPException: http_exception,
             # Looked up when the app is made: the server imports the SDK with its errors.
             errors.DurableError: durable_error,
         },

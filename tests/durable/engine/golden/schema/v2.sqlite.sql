@@ -68,6 +68,8 @@ CREATE TABLE runplane_tasks (
 	status VARCHAR(16) NOT NULL, 
 	attempts INTEGER NOT NULL, 
 	max_attempts INTEGER NOT NULL, 
+	timeout FLOAT, 
+	retry_delay FLOAT NOT NULL, 
 	owner VARCHAR(300), 
 	lease_expires_at FLOAT, 
 	available_at FLOAT NOT NULL, 

@@ -1,0 +1,344 @@
+"""The API's OpenAPI 3.1 document, served at /api/v1/openapi.json: every route, its parameters,
+request bodies and responses, with the records' JSON forms and the error body as schemas.
+
+Written out here rather than derived from the handlers: the handlers read their input by hand
+(strictly, see `query.py`), and the document is the contract clients are generated from.
+tests/durable/server/test_openapi.py holds it to the app (every route is in it, every record
+schema has exactly the record's members) and fuzzes the running server from it (schemathesis).
+The write side's routes (`sessions_api`) add theirs through `sessions_api.OPENAPI_PATHS`.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..records import CANCEL_MODES, JOURNAL_KINDS, RUN_STATUSES
+from . import sessions_api
+from .query import EVENTS_LIMIT, MAX_SEQ, RUNS_LIMIT
+
+__all__ = ["PATH", "document", "spec"]
+
+PATH = "/api/v1/openapi.json"
+
+Schema = dict[str, Any]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _object(properties: dict[str, Schema], *, optional: tuple[str, ...] = ()) -> Schema:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": [name for name in properties if name not in optional],
+        "additionalProperties": False,
+    }
+
+
+_TIME = {"type": "number", "description": "seconds since the epoch"}
+_COUNT = {"type": "integer", "minimum": 0}
+_ANY: Schema = {"description": "any JSON value"}
+
+SCHEMAS: dict[str, Schema] = {
+    "RunRecord": _object(
+        {
+            "id": {"type": "string"},
+            "agent_name": {"type": "string"},
+            "status": {"enum": list(RUN_STATUSES)},
+            "input": _ANY,
+            "options": {"type": "object"},
+            "created_at": _TIME,
+            "updated_at": _TIME,
+            "finished_at": _nullable(_TIME),
+            "owner": _nullable({"type": "string"}),
+            "lease_expires_at": _nullable(_TIME),
+            "model_calls": _COUNT,
+            "tool_calls": _COUNT,
+            "requests": _COUNT,
+            "input_tokens": _COUNT,
+            "output_tokens": _COUNT,
+            "total_tokens": _COUNT,
+            "final_output": _ANY,
+            "error_type": _nullable({"type": "string"}),
+            "error": _nullable({"type": "string"}),
+            "input_fingerprint": {"type": "string"},
+            "cancel_requested": _nullable({"enum": list(CANCEL_MODES)}),
+            "agent_ref": _nullable({"type": "string"}),
+            "queue": _nullable({"type": "string"}),
+        }
+    ),
+    "JournalRecord": _object(
+        {
+            "kind": {"enum": list(JOURNAL_KINDS)},
+            "key": {"type": "string"},
+            "fingerprint": _nullable({"type": "string"}),
+            "payload": _ANY,
+            "seq": {"type": "integer", "minimum": 1},
+        }
+    ),
+    "EventRecord": _object(
+        {
+            "run_id": {"type": "string"},
+            "seq": {"type": "integer", "minimum": 1},
+            "type": {"type": "string"},
+            "payload": {"type": "object"},
+            "created_at": _TIME,
+        }
+    ),
+    "Attempt": _object(
+        {
+            "attempt": _nullable({"type": "integer"}),
+            "started": _nullable(
+                {"type": "object", "description": "the attempt_started event's payload, and seq"}
+            ),
+            "ended": _nullable(
+                {"type": "object", "description": "the attempt_ended event's payload, and seq"}
+            ),
+        }
+    ),
+    "RunPage": _object(
+        {
+            "runs": {"type": "array", "items": _ref("RunRecord")},
+            "next_cursor": _nullable(
+                {"type": "string", "description": "pass as `cursor` for the next page"}
+            ),
+        }
+    ),
+    "Journal": _object({"journal": {"type": "array", "items": _ref("JournalRecord")}}),
+    "Events": _object({"events": {"type": "array", "items": _ref("EventRecord")}}),
+    "Attempts": _object({"attempts": {"type": "array", "items": _ref("Attempt")}}),
+    "StreamedEvent": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "pattern": "^[0-9]+$", "description": "the event's seq"},
+            "event": {"type": "string", "description": "the event's type"},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": _ref("EventRecord"),
+            },
+        },
+        "required": ["id", "event", "data"],
+    },
+    "CancelRequest": _object({"mode": {"enum": list(CANCEL_MODES)}}, optional=("mode",)),
+    "PruneRequest": _object({"finished_before": _TIME}),
+    "Pruned": _object({"deleted": _COUNT}),
+    "Health": _object({"status": {"const": "ok"}, "engine": {"type": "string"}}),
+    "Error": _object(
+        {
+            "error": _object(
+                {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "fields": {"type": "object"},
+                }
+            )
+        }
+    ),
+}
+
+
+def _json(schema: str, description: str) -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+_ERRORS = {
+    "400": _json("Error", "the request is malformed: a parameter or body that does not fit"),
+    "401": _json("Error", "no bearer token (the server has RUNPLANE_TOKEN set)"),
+    "403": _json("Error", "a bearer token that is not the server's"),
+    "413": _json("Error", "the request body is over the server's limit"),
+    "503": _json("Error", "the database cannot be reached"),
+}
+_NOT_FOUND = {"404": _json("Error", "no run with this id (run_not_found)")}
+_CONFLICT = {"409": _json("Error", "the run cannot change now (finished, or held)")}
+
+RUN_ID: Schema = {
+    "name": "run_id",
+    "in": "path",
+    "required": True,
+    "description": "the run's id, percent-encoded as one segment (quote(run_id, safe=''))",
+    # What `names.check_run_id` takes: not blank, no NUL, at most 200 characters.
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 200,
+        "pattern": "^[^\\x00]*[^\\x00\\s][^\\x00]*$",
+    },
+    "example": "order-42",
+}
+
+
+def _param(name: str, schema: Schema, description: str) -> Schema:
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": description}  # fmt: skip
+
+
+def _limit(low: int, default: int, high: int) -> Schema:
+    return {"type": "integer", "minimum": low, "maximum": high, "default": default}
+
+
+_AFTER = _param(
+    "after", {"type": "integer", "minimum": 0, "maximum": MAX_SEQ, "default": 0},
+    "only events with a greater seq",
+)  # fmt: skip
+
+
+def _op(summary: str, responses: dict[str, Schema], **more: Any) -> Schema:
+    return {"summary": summary, "responses": {**responses, **_ERRORS}, **more}
+
+
+def _run_op(
+    summary: str, ok: Schema, *, more_responses: Schema | None = None, **more: Any
+) -> Schema:
+    responses = {"200": ok, **_NOT_FOUND, **(more_responses or {})}
+    return _op(summary, responses, parameters=[RUN_ID], **more)
+
+
+PATHS: dict[str, Schema] = {
+    "/healthz": {
+        "get": {
+            "summary": "The server is up (never needs the token)",
+            "security": [],
+            "responses": {"200": _json("Health", "up, and which store it serves")},
+        }
+    },
+    "/metrics": {
+        "get": _op(
+            "The store's counts in Prometheus' text format",
+            {
+                "200": {
+                    "description": "Prometheus text format 0.0.4",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                "501": _json("Error", "the engine served cannot count its runs"),
+            },
+        )
+    },
+    PATH: {
+        "get": _op(
+            "This document",
+            {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}},
+        )
+    },
+    "/api/v1/runs": {
+        "get": _op(
+            "Runs, newest first (created_at, then id, descending), a page at a time",
+            {"200": _json("RunPage", "a page of runs, and the cursor of the next")},
+            parameters=[
+                _param("limit", _limit(*RUNS_LIMIT), "runs per page"),
+                _param("status", {"enum": list(RUN_STATUSES)}, "only runs in this status"),
+                _param(
+                    "agent",
+                    {"type": "string", "maxLength": 500, "pattern": "^[^\\x00]*$"},
+                    "only runs started with this agent",
+                ),
+                _param("created_after", {"type": "number"}, "only runs created at or after"),
+                _param("created_before", {"type": "number"}, "only runs created before"),
+                _param(
+                    "cursor",
+                    {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+                    "a page's next_cursor, unchanged (opaque): the runs after it",
+                ),
+            ],
+        )
+    },
+    "/api/v1/runs/{run_id}": {"get": _run_op("A run", _json("RunRecord", "the run, as stored"))},
+    "/api/v1/runs/{run_id}/journal": {
+        "get": _run_op("A run's journal, in seq order", _json("Journal", "its entries"))
+    },
+    "/api/v1/runs/{run_id}/events": {
+        "get": {
+            **_run_op("A run's events, in seq order", _json("Events", "a page of events")),
+            "parameters": [
+                RUN_ID,
+                _AFTER,
+                _param("limit", _limit(*EVENTS_LIMIT), "events at most; page with `after`"),
+            ],
+        }
+    },
+    "/api/v1/runs/{run_id}/events/stream": {
+        "get": {
+            **_run_op(
+                "A run's events, live, as Server-Sent Events (id: seq, event: type, data: "
+                "EventRecord JSON); ends once the run is finished and all were sent",
+                {
+                    "description": "an event stream; each event as below (keep-alive "
+                    "comments between them)",
+                    "content": {"text/event-stream": {"schema": _ref("StreamedEvent")}},
+                },
+            ),
+            "parameters": [
+                RUN_ID,
+                _AFTER,
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "required": False,
+                    "description": "resume after this seq (wins over `after`)",
+                    "schema": {"type": "string", "pattern": "^[0-9]{1,9}$"},
+                },
+            ],
+        }
+    },
+    "/api/v1/runs/{run_id}/attempts": {
+        "get": _run_op("A run's attempts, from its attempt events", _json("Attempts", "each"))
+    },
+    "/api/v1/runs/{run_id}/cancel": {
+        "post": _run_op(
+            "Ask the run to stop: at once, or after its current turn",
+            _json("RunRecord", "the run, with cancel_requested or cancelled"),
+            more_responses=_CONFLICT,
+            requestBody={
+                "required": False,
+                "content": {"application/json": {"schema": _ref("CancelRequest")}},
+            },
+        )
+    },
+    "/api/v1/prune": {
+        "post": _op(
+            "Delete finished runs (and their journals, events) finished before a time",
+            {"200": _json("Pruned", "how many runs were deleted")},
+            requestBody={
+                "required": True,
+                "content": {"application/json": {"schema": _ref("PruneRequest")}},
+            },
+        )
+    },
+}
+
+
+@functools.cache
+def spec() -> dict[str, Any]:
+    """The whole document (the write side's paths included)."""
+    paths = {**PATHS, **getattr(sessions_api, "OPENAPI_PATHS", {})}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "runplane server",
+            "version": "1",
+            "description": "Durable agent runs: read them, watch them live, cancel and prune "
+            "them. Every error is {'error': {'code', 'message', 'fields'}}. A server started "
+            "with RUNPLANE_TOKEN needs 'Authorization: Bearer TOKEN' on every call but "
+            "/healthz; one without (loopback only) needs none.",
+        },
+        "paths": copy.deepcopy(paths),
+        "components": {
+            "schemas": copy.deepcopy(SCHEMAS),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+    }
+
+
+async def document(request: Request) -> Response:
+    return JSONResponse(spec())

@@ -1,0 +1,2 @@
+"""The worker layer: what `runplane worker` processes run (a program's agents for runs no caller
+waits for, and remote tool tasks)."""

@@ -1,0 +1,182 @@
+"""The worker's loop: claim the runs of its queue whose agent it knows, run them, stop cleanly.
+
+Each pass asks the engine for runs it may claim now (`Engine.claimable_runs`: runs whose
+process died or stopped, then queued ones) and starts each, up to `concurrency` at once, with
+its stored input, options and context, under its own id (`runtime.runner.resume_run`). The
+claim is `Engine.open_run`'s lease: of several workers trying one run, one executes it and the
+others get RunLeasedError and move on, so no run executes twice at once. Stopping cancels the
+runs in progress: each gives its lease back (its attempt ends `interrupted`), so another worker
+takes it over at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import importlib
+import logging
+import random
+from collections.abc import Coroutine
+from typing import Any
+
+from ..engine import Engine
+from ..errors import DatabaseError, RunCancelledError, RunLeasedError
+from ..records import DEFAULT_QUEUE, RunRecord
+from ..runtime.backend import DEFAULT_LEASE_SECONDS, DurableBackend
+from ..runtime.runner import resume_run
+from .known import KnownAgents
+
+__all__ = ["DEFAULT_POLL", "Worker", "tool_task_service"]
+
+log = logging.getLogger("runplane_durable.worker")
+
+DEFAULT_POLL = 0.5  # seconds between two looks for work while there is none
+
+
+def _optional(module: str) -> Any | None:
+    """`runplane_durable.<module>`, or None where this installation has none."""
+    name = f"{__package__.rpartition('.')[0]}.{module}"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:
+            raise
+        return None
+
+
+def tool_task_service(
+    engine: Engine, known: KnownAgents, *, queue: str, stop: asyncio.Event
+) -> Coroutine[Any, Any, None] | None:
+    """The server of remote tool tasks (`worker.tool_tasks`) for the remote tools of the
+    worker's modules and agents (`runtime.remote_tools.remote_spec` says which), on the
+    worker's queue, beside its run loop until `stop`; None when there are none (or this
+    installation has no remote tools).
+
+    The hook is `serve_tool_tasks(engine, tools, *, queue, stop)`, `tools` by name.
+    """
+    tool_tasks, remote_tools = _optional("worker.tool_tasks"), _optional("runtime.remote_tools")
+    if tool_tasks is None or remote_tools is None:
+        return None
+    remote = {t.name: t for t in known.function_tools() if remote_tools.remote_spec(t) is not None}
+    if not remote:
+        return None
+    coroutine: Coroutine[Any, Any, None] = tool_tasks.serve_tool_tasks(
+        engine, remote, queue=queue, stop=stop
+    )
+    return coroutine
+
+
+class Worker:
+    """Runs the runs of `queue` whose agents it knows, at most `concurrency` at once."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        known: KnownAgents,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        concurrency: int = 4,
+        poll: float = DEFAULT_POLL,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if poll <= 0:
+            raise ValueError(f"poll must be positive, got {poll}")
+        self.engine = engine
+        self.known = known
+        self.queue = queue
+        self.concurrency = concurrency
+        self.poll = poll
+        self.backend = DurableBackend(engine, lease_seconds=lease_seconds)
+        self._running: dict[str, asyncio.Task[None]] = {}
+        # Runs that raised here before their outcome could be recorded (an input or context
+        # this process cannot rebuild): tried once, not at every look.
+        self._given_up: set[str] = set()
+        self._wake = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim and run until `stop` is set; then stop the runs in progress (each gives its
+        lease back) and return once they have."""
+        service = tool_task_service(self.engine, self.known, queue=self.queue, stop=stop)
+        tool_tasks = asyncio.ensure_future(service) if service is not None else None
+        try:
+            while not stop.is_set():
+                if tool_tasks is not None and tool_tasks.done():
+                    tool_tasks.result()  # the tool task server failed: so does the worker
+                await self._claim_some()
+                await self._wait(stop)
+        finally:
+            await self._stop_runs()
+            if tool_tasks is not None:
+                stop.set()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await tool_tasks
+
+    async def _wait(self, stop: asyncio.Event) -> None:
+        """Until the next pass: `poll` seconds, or sooner when a run ends (a slot is free)."""
+        self._wake.clear()
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+        try:
+            await asyncio.wait(waits, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    async def _claim_some(self) -> None:
+        free = self.concurrency - len(self._running)
+        if free <= 0:
+            return
+        try:
+            found = await self.engine.claimable_runs(
+                agent_refs=sorted(self.known.by_ref),
+                agent_names=sorted(self.known.by_name),
+                queue=self.queue,
+                limit=free + len(self._running),
+            )
+        except DatabaseError as exc:  # the database is away for a moment: look again later
+            log.warning("worker: could not look for runs: %s", exc)
+            return
+        candidates = [r for r in found if r.id not in self._running and r.id not in self._given_up]
+        # Workers that look at once would all try the same runs first: shuffled, they spread.
+        random.shuffle(candidates)
+        for record in candidates[:free]:
+            agent = self.known.agent_for(record)
+            if agent is None:  # listed by reference, with another agent under that name
+                continue
+            task = asyncio.ensure_future(self._execute(record, agent))
+            self._running[record.id] = task
+            task.add_done_callback(functools.partial(self._done, record.id))
+
+    def _done(self, run_id: str, _: object) -> None:
+        self._running.pop(run_id, None)
+        self._wake.set()
+
+    async def _execute(self, record: RunRecord, agent: Any) -> None:
+        what = "starting" if record.status == "queued" else "resuming"
+        log.info("worker: %s run %s (agent %s)", what, record.id, record.agent_name)
+        try:
+            await resume_run(self.backend, record, agent)
+        except RunLeasedError:
+            log.debug("worker: run %s was claimed by another process first", record.id)
+            return
+        except RunCancelledError:
+            return
+        except asyncio.CancelledError:
+            log.info("worker: stopped run %s; its lease is given back", record.id)
+            raise
+        except (
+            Exception
+        ) as exc:  # recorded as the run's failure (if it started); the worker goes on
+            self._given_up.add(record.id)
+            log.error("worker: run %s failed: %s: %s", record.id, type(exc).__qualname__, exc)
+            return
+        log.info("worker: finished run %s", record.id)
+
+    async def _stop_runs(self) -> None:
+        running = list(self._running.values())
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)

@@ -1,0 +1,37 @@
+"""Fixtures of the worker tests: the jobs program in a temp dir, on SQLite or a fresh PostgreSQL
+database (fresh per test: workers take any run of their agent, so no test may see another's)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.durable import fresh_pg_database, sqlite_url
+from support.workers import Jobs
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def jobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Jobs]:
+    if request.param == "sqlite":
+        made = Jobs(tmp_path, sqlite_url(tmp_path))
+        try:
+            yield made
+        finally:
+            made.cleanup()
+        return
+    for url in fresh_pg_database():
+        made = Jobs(tmp_path, url)
+        try:
+            yield made
+        finally:
+            made.cleanup()
+
+
+@pytest.fixture
+def sqlite_jobs(tmp_path: Path) -> Iterator[Jobs]:
+    made = Jobs(tmp_path, sqlite_url(tmp_path))
+    try:
+        yield made
+    finally:
+        made.cleanup()
