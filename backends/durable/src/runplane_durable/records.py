@@ -126,6 +126,30 @@ def check_listing(
             raise ValueError(f"{name} must be a finite time in seconds, got {value!r}")
 
 
+def check_claim_limit(limit: int) -> None:
+    """`Engine.claimable_runs`' limit: a positive count (checked alike by every engine)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit!r}")
+
+
+def choose_claimable(
+    free: list[RunRecord],
+    held_on_host: list[RunRecord],
+    *,
+    limit: int,
+    is_dead: Callable[[str], bool],
+) -> list[RunRecord]:
+    """`Engine.claimable_runs` from its candidates: the orphans (the `running` runs of `free`,
+    and those of `held_on_host` whose holder `is_dead` knows dead), oldest first, then the
+    `queued` runs of `free`; at most `limit`. Decided where `is_dead` can know the holders: a
+    local engine's process, or a server's client, for its own host."""
+    dead = [r for r in held_on_host if r.owner is not None and is_dead(r.owner)]
+    orphans = sorted(
+        [r for r in free if r.status == "running"] + dead, key=lambda r: (r.created_at, r.id)
+    )
+    return [*orphans, *(r for r in free if r.status == "queued")][:limit]
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """What identifies a run's start: a reused id must come with the same agent and input.

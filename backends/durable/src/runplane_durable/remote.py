@@ -20,23 +20,32 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from . import lazy_errors as errors
 from .owner import current_owner, owner_is_dead, retire
 from .records import (
+    CANCEL_MODES,
     CancelMode,
     EventRecord,
     JournalRecord,
     RunRecord,
     RunSpec,
     RunStatus,
+    TaskLease,
+    TaskRecord,
+    TaskResult,
+    TaskSpec,
+    check_claim_limit,
     check_listing,
     check_status,
+    choose_claimable,
 )
 from .session import MUST_WAIT, Fenced, JournaledSession, MustWait, say_opened
 from .writes import Opened, Release, Write
@@ -216,13 +225,16 @@ class RemoteEngine:
 
     # -- sessions ----------------------------------------------------------------------------------
 
-    async def open_run(self, spec: RunSpec, *, lease_seconds: float) -> JournaledSession:
+    def _refuse_read_only(self, what: str = "runs execute") -> None:
         if self.read_only:
             raise errors.DatabaseError(
-                f"this RemoteEngine reads the {self.describe()} only (read_only=True); runs "
-                "execute on an engine made without it.",
+                f"this RemoteEngine reads the {self.describe()} only (read_only=True); {what} "
+                "on an engine made without it.",
                 database=self.describe(),
             )
+
+    async def open_run(self, spec: RunSpec, *, lease_seconds: float) -> JournaledSession:
+        self._refuse_read_only()
         await self._release_left_over()
         owner = current_owner()
         try:
@@ -346,14 +358,96 @@ class RemoteEngine:
         return [JournalRecord.from_json(r) for r in answer["journal"]]
 
     async def cancel_run(self, run_id: str, *, mode: CancelMode = "immediate") -> RunRecord:
+        """Asked of the server (S's POST /runs/{id}/cancel): the server's process writes the
+        request, on behalf of the server's host (the `cancel_requested` event names it)."""
+        if mode not in CANCEL_MODES:  # as a local engine says it, before asking
+            modes = ", ".join(CANCEL_MODES)
+            raise ValueError(f"{mode!r} is not a cancel mode; use one of: {modes}")
+        self._refuse_read_only("runs are cancelled")
         answer = await self._request("POST", self._run_path(run_id, "/cancel"), body={"mode": mode})
         return RunRecord.from_json(answer)
 
     async def prune(self, *, finished_before: float) -> int:
+        self._refuse_read_only("runs are pruned")
         answer = await self._request(
-            "POST", "/api/v1/prune", body={"finished_before": finished_before}
+            "POST", "/api/v1/prune", body={"finished_before": float(finished_before)}
         )
         return int(answer["deleted"])
+
+    # -- queued runs (workers, Runner.start) -------------------------------------------------------
+
+    async def enqueue_run(self, spec: RunSpec) -> RunRecord:
+        self._refuse_read_only("runs are started")
+        answer = await self._request("POST", "/api/v1/runs", body={"spec": spec.to_json()})
+        return RunRecord.from_json(answer)
+
+    async def claimable_runs(
+        self,
+        *,
+        agent_refs: Sequence[str],
+        agent_names: Sequence[str],
+        queue: str,
+        limit: int,
+    ) -> list[RunRecord]:
+        """The server gives the candidates; this process chooses, as it alone knows which
+        holders of its host are dead (`records.choose_claimable`, what a LocalEngine does)."""
+        check_claim_limit(limit)
+        body = {
+            "agent_refs": list(agent_refs),
+            "agent_names": list(agent_names),
+            "queue": queue,
+            "limit": limit,
+            "host": socket.gethostname(),
+        }
+        answer = await self._request("POST", "/api/v1/claimable-runs", body=body)
+        free = [RunRecord.from_json(r) for r in answer["free"]]
+        held = [RunRecord.from_json(r) for r in answer["held_on_host"]]
+        return choose_claimable(free, held, limit=limit, is_dead=owner_is_dead)
+
+    # -- remote tool tasks -------------------------------------------------------------------------
+
+    async def enqueue_task(self, spec: TaskSpec) -> TaskRecord:
+        answer = await self._request("POST", "/api/v1/tasks", body={"spec": spec.to_json()})
+        return TaskRecord.from_json(answer)
+
+    async def get_task(self, task_id: str) -> TaskRecord:
+        path = f"/api/v1/tasks/{quote(task_id, safe='')}"
+        return TaskRecord.from_json(await self._request("GET", path))
+
+    async def list_tasks(self, run_id: str) -> list[TaskRecord]:
+        answer = await self._request("GET", "/api/v1/tasks", params={"run_id": run_id})
+        return [TaskRecord.from_json(t) for t in answer["tasks"]]
+
+    async def claim_task(
+        self, *, queue: str, tools: Sequence[str], owner: str, lease_seconds: float
+    ) -> TaskRecord | None:
+        """A claim whose answer is lost is not sent again as the same claim: the task it took
+        (if it took one) is settled as abandoned once its lease expires, and retried."""
+        if not lease_seconds > 0:
+            raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
+        if not tools:
+            return None
+        body = {
+            "queue": queue,
+            "tools": list(tools),
+            "owner": owner,
+            "lease_seconds": float(lease_seconds),
+        }
+        answer = await self._request("POST", "/api/v1/tasks/claim", body=body)
+        return None if answer["task"] is None else TaskRecord.from_json(answer["task"])
+
+    async def heartbeat_task(self, lease: TaskLease) -> None:
+        await self._request("POST", "/api/v1/tasks/heartbeat", body={"lease": lease.to_json()})
+
+    async def complete_task(self, lease: TaskLease, result: TaskResult) -> TaskRecord:
+        body = {"lease": lease.to_json(), "result": result.to_json()}
+        answer = await self._request("POST", "/api/v1/tasks/complete", body=body, write=True)
+        return TaskRecord.from_json(answer)
+
+    async def fail_task(self, lease: TaskLease, error: str) -> TaskRecord:
+        body = {"lease": lease.to_json(), "error": error}
+        answer = await self._request("POST", "/api/v1/tasks/fail", body=body, write=True)
+        return TaskRecord.from_json(answer)
 
     async def dispose(self) -> None:
         """Close this loop's HTTP client, after giving back what could not be given back;

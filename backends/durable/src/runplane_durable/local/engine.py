@@ -35,7 +35,10 @@ from ..records import (
     TaskRecord,
     TaskResult,
     TaskSpec,
+    check_claim_limit,
+    check_listing,
     check_status,
+    choose_claimable,
     read_run_cursor,
 )
 from ..serde import storable_text
@@ -227,22 +230,32 @@ class LocalEngine:
         queue: str,
         limit: int,
     ) -> list[RunRecord]:
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, got {limit}")
-        free, held_here = await self.database.call(
-            sql.claimable_runs,
-            list(agent_refs),
-            list(agent_names),
-            queue,
-            limit,
-            f"{socket.gethostname()}:",
+        free, held_here = await self.claim_candidates(
+            agent_refs=agent_refs,
+            agent_names=agent_names,
+            queue=queue,
+            limit=limit,
+            host=socket.gethostname(),
         )
-        # Held by a process of this host: claimable once that process is gone.
-        dead = [r for r in held_here if r.owner is not None and owner_is_dead(r.owner)]
-        orphans = sorted(
-            [r for r in free if r.status == "running"] + dead, key=lambda r: (r.created_at, r.id)
+        return choose_claimable(free, held_here, limit=limit, is_dead=owner_is_dead)
+
+    async def claim_candidates(
+        self,
+        *,
+        agent_refs: Sequence[str],
+        agent_names: Sequence[str],
+        queue: str,
+        limit: int,
+        host: str,
+    ) -> tuple[list[RunRecord], list[RunRecord]]:
+        """What `claimable_runs` chooses from: the runs free to claim (orphaned `running`
+        ones, then `queued` ones), and the `running` ones held under a live lease by a process
+        of `host`, which only that host can tell dead (`records.choose_claimable`). A server
+        answers it for a client's host (`RemoteEngine.claimable_runs`)."""
+        check_claim_limit(limit)
+        return await self.database.call(
+            sql.claimable_runs, list(agent_refs), list(agent_names), queue, limit, f"{host}:"
         )
-        return [*orphans, *(r for r in free if r.status == "queued")][:limit]
 
     async def get_run(self, run_id: str) -> RunRecord:
         record = await self.database.call(sql.get_run, check_run_id(run_id))
@@ -263,11 +276,7 @@ class LocalEngine:
         """Runs, newest first, filtered and paged as `Engine.list_runs` says."""
         if status is not None:
             check_status(status)  # a caller's string (the CLI's --status): say what is allowed
-        if limit is not None and (isinstance(limit, bool) or limit < 0):
-            raise ValueError(f"limit must be a count of runs (0 or more) or None, got {limit!r}")
-        for name, value in (("created_after", created_after), ("created_before", created_before)):
-            if value is not None and not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite time in seconds, got {value!r}")
+        check_listing(limit=limit, created_after=created_after, created_before=created_before)
         older_than = None
         if cursor is not None:
             created_at, last_id = read_run_cursor(cursor)

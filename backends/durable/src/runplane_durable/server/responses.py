@@ -37,6 +37,8 @@ _STATUS = {
     "run_input_mismatch": 409,
     "run_cancelled": 409,
     "run_finished": 409,
+    "task_not_found": 404,
+    "task_lease_lost": 409,
     "replay_divergence": 409,
     "unstorable_name": 400,
     "journal_serialization": 400,
