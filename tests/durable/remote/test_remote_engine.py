@@ -360,12 +360,75 @@ def _ask_to_stop(database: str, run_id: str) -> None:
             "/api/v1/sessions/append",
             b'{"run_id": "r", "owner": "o", "lease_seconds": 1, "journal_seq": "x", '
             b'"event_seq": 1}',
-            "'journal_seq' of a Append must be an integer from 1 up",
+            "'journal_seq' of a Append must be an integer from 1 to 2147483647",
         ),
         (
             "/api/v1/sessions/release",
             b'{"run_id": "", "owner": "o"}',
             "'run_id' of a Release must be a non-empty string",
+        ),
+        (  # past PostgreSQL's integer: refused before any database sees it
+            "/api/v1/sessions/finish",
+            b'{"run_id": "r", "owner": "o", "event_seq": 2147483648, "events": [], '
+            b'"status": "failed"}',
+            "'event_seq' of a Finish must be an integer from 1 to 2147483647",
+        ),
+        (
+            "/api/v1/sessions/heartbeat",
+            b'{"run_id": "r", "owner": "o\\u0000", "lease_seconds": 1}',
+            "NUL character",
+        ),
+        (
+            "/api/v1/sessions",
+            b'{"spec": {"run_id": "r", "agent_name": "a", "input": 1, "input_fingerprint": '
+            b'"f", "options": {}, "queue": {}}, "owner": "o", "lease_seconds": 1}',
+            "RunSpec.queue must be str or null, got dict",
+        ),
+        ("/api/v1/runs", b'{"spec": {"run_id": 7}}', "not a RunSpec"),
+        ("/api/v1/runs", b"{}", "missing spec"),
+        (
+            "/api/v1/claimable-runs",
+            b'{"agent_refs": [], "agent_names": [1], "queue": "q", "limit": 1, "host": "h"}',
+            "agent_names must be a list of strings",
+        ),
+        (
+            "/api/v1/claimable-runs",
+            b'{"agent_refs": [], "agent_names": [], "queue": "q", "limit": 0, "host": "h"}',
+            "limit must be at least 1",
+        ),
+        (
+            "/api/v1/tasks",
+            b'{"spec": {"run_id": "r", "call_key": "k", "queue": "q", "tool_name": "t", '
+            b'"call_id": "c", "arguments": "{}", "max_attempts": 0}}',
+            "max_attempts must be at least 1",
+        ),
+        (
+            "/api/v1/tasks",
+            b'{"spec": {"run_id": "r", "call_key": "k", "queue": "q\\u0000", "tool_name": '
+            b'"t", "call_id": "c", "arguments": "{}"}}',
+            "NUL character",
+        ),
+        (
+            "/api/v1/tasks/claim",
+            b'{"queue": "q", "tools": ["t"], "owner": "", "lease_seconds": 1}',
+            "owner must be a non-empty string",
+        ),
+        (
+            "/api/v1/tasks/heartbeat",
+            b'{"lease": {"task_id": "t", "owner": "o", "attempt": -1, "lease_seconds": 1}}',
+            "lease.attempt must be an attempt's number",
+        ),
+        (
+            "/api/v1/tasks/complete",
+            b'{"lease": {"task_id": "t", "owner": "o", "attempt": 1, "lease_seconds": 1}, '
+            b'"result": {"kind": "maybe"}}',
+            "'maybe' is not a task outcome",
+        ),
+        (
+            "/api/v1/tasks/fail",
+            b'{"lease": {"task_id": "t", "owner": "o", "attempt": 1, "lease_seconds": 1}, '
+            b'"error": 3}',
+            "error must be a string",
         ),
     ],
 )
@@ -377,7 +440,7 @@ def test_a_bad_write_request_is_a_400_saying_what_is_wrong(
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert says in error["message"]
-    assert error["code"] in ("bad_json", "bad_request")
+    assert error["code"] in ("bad_json", "bad_request", "unstorable_name")
 
 
 def test_polling_for_a_stop_needs_the_run_id(served: tuple[Server, str]) -> None:

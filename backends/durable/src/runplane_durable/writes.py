@@ -15,7 +15,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .names import check_text
 from .records import (
+    MAX_STORED_INT,
     JournalEntry,
     JournalRecord,
     NewEvent,
@@ -64,7 +66,7 @@ class Append:
     def from_json(cls, data: Any) -> Append:
         m = _checked(cls, data)
         m["journal"] = None if m.get("journal") is None else JournalEntry.from_json(m["journal"])
-        m["events"] = [NewEvent.from_json(e) for e in _list(m.get("events", []), "events")]
+        m["events"] = [_event(e) for e in _list(m.get("events", []), "events")]
         m["usage"] = None if m.get("usage") is None else UsageDelta.from_json(m["usage"])
         return cls(**m)
 
@@ -115,7 +117,7 @@ class Finish:
     def from_json(cls, data: Any) -> Finish:
         m = _checked(cls, data)
         check_status(m["status"])
-        m["events"] = [NewEvent.from_json(e) for e in _list(m["events"], "events")]
+        m["events"] = [_event(e) for e in _list(m["events"], "events")]
         return cls(**m)
 
 
@@ -137,7 +139,7 @@ class Release:
     @classmethod
     def from_json(cls, data: Any) -> Release:
         m = _checked(cls, data)
-        m["event"] = None if m.get("event") is None else NewEvent.from_json(m["event"])
+        m["event"] = None if m.get("event") is None else _event(m["event"])
         return cls(**m)
 
 
@@ -193,13 +195,24 @@ def _checked(cls: type[Any], data: Any) -> dict[str, Any]:
     for name in _NAMES:
         if name in m and (not isinstance(m[name], str) or not m[name]):
             raise ValueError(f"{name!r} of a {cls.__name__} must be a non-empty string")
+        if name in m:
+            check_text(m[name], f"{name} of a {cls.__name__}")  # no NUL, no lone surrogate
     for name in _SEQS:
-        if name in m and (isinstance(m[name], bool) or not isinstance(m[name], int) or m[name] < 1):
-            raise ValueError(f"{name!r} of a {cls.__name__} must be an integer from 1 up")
+        seq = m.get(name, 1)
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= MAX_STORED_INT:
+            raise ValueError(
+                f"{name!r} of a {cls.__name__} must be an integer from 1 to {MAX_STORED_INT}"
+            )
     lease = m.get("lease_seconds", 1.0)
     if isinstance(lease, bool) or not isinstance(lease, (int, float)) or lease <= 0:
         raise ValueError(f"'lease_seconds' of a {cls.__name__} must be a positive number")
     return m
+
+
+def _event(data: Any) -> NewEvent:
+    event = NewEvent.from_json(data)
+    check_text(event.type, "an event's type")
+    return event
 
 
 def _list(value: Any, what: str) -> list[Any]:

@@ -19,11 +19,12 @@ from .. import lazy_errors as errors
 from ..attempts import Attempt, next_number, unended
 from ..engine import LATENCY_BUCKETS, Measures
 from ..events import AttemptStarted, CancelRequested, RunQueued, parse
-from ..names import check_agent_name, check_run_id
+from ..names import check_agent_name, check_run_id, check_text
 from ..owner import current_owner, owner_is_dead, requester, retire
 from ..records import (
     CANCEL_MODES,
     DEFAULT_QUEUE,
+    MAX_STORED_INT,
     CancelMode,
     EventRecord,
     JournalRecord,
@@ -171,6 +172,7 @@ class LocalEngine:
     ) -> Opened:
         """Create or claim the run for lease holder `owner` (see `SessionHost.open_for`)."""
         self._refuse_read_only()
+        _check_spec(spec)
         tx = await self.database.transactions()
         try:
             await self._release_left_over(tx)
@@ -212,6 +214,7 @@ class LocalEngine:
 
     async def enqueue_run(self, spec: RunSpec) -> RunRecord:
         self._refuse_read_only("runs are started")
+        _check_spec(spec)
         queue = spec.queue if spec.queue is not None else DEFAULT_QUEUE
         spec = dataclasses.replace(spec, queue=queue)
         queued = RunQueued(queue, spec.agent_ref)
@@ -401,14 +404,30 @@ def _check_task_spec(spec: TaskSpec) -> None:
     """A task the engine can retry as its spec says; else a ValueError saying what to change."""
     if isinstance(spec.max_attempts, bool) or not isinstance(spec.max_attempts, int):
         raise ValueError(f"max_attempts is a whole number, got {spec.max_attempts!r}")
-    if spec.max_attempts < 1:
-        raise ValueError(f"max_attempts must be at least 1, got {spec.max_attempts}")
+    if not 1 <= spec.max_attempts <= MAX_STORED_INT:
+        raise ValueError(
+            f"max_attempts must be at least 1 (and at most {MAX_STORED_INT}), got "
+            f"{spec.max_attempts}"
+        )
     if not (math.isfinite(spec.retry_delay) and spec.retry_delay >= 0):
         raise ValueError(f"retry_delay must be 0 or more seconds, got {spec.retry_delay}")
     if spec.timeout is not None and not (math.isfinite(spec.timeout) and spec.timeout > 0):
         raise ValueError(f"timeout must be positive seconds or None, got {spec.timeout}")
     if not spec.queue:
         raise ValueError("a task's queue is a non-empty name")
+    for what in ("queue", "tool_name", "call_key", "call_id"):
+        check_text(getattr(spec, what), f"task {what}")
+
+
+def _check_spec(spec: RunSpec) -> None:
+    """A run this engine can store: its id and agent name fit every database (a client's
+    spec, through a server, is checked as the runtime checks its own)."""
+    check_run_id(spec.run_id)
+    check_agent_name(spec.agent_name)
+    check_text(spec.input_fingerprint, "input fingerprint")
+    for what, value in (("agent reference", spec.agent_ref), ("queue", spec.queue)):
+        if value is not None:
+            check_text(value, what)
 
 
 def _check_same_run(spec: RunSpec, row: RunRecord) -> None:

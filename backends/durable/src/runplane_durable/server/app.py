@@ -24,6 +24,7 @@ from .responses import (
     error_response,
     http_exception_response,
 )
+from .routing import merge_methods
 
 __all__ = ["ServerSettings", "create_app"]
 
@@ -68,14 +69,16 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> Starle
         return http_exception_response(exc.status_code, exc.detail, exc.headers)
 
     app = Starlette(
-        routes=[
-            Route("/healthz", healthz),
-            Route("/metrics", metrics.metrics),
-            Route(openapi.PATH, openapi.document),
-            *runs_api.routes(),
-            *sessions_api.routes(),
-            *work_api.routes(),
-        ],
+        routes=merge_methods(
+            [
+                Route("/healthz", healthz),
+                Route("/metrics", metrics.metrics),
+                Route(openapi.PATH, openapi.document),
+                *runs_api.routes(),
+                *sessions_api.routes(),
+                *work_api.routes(),
+            ]
+        ),
         lifespan=lifespan,
         middleware=[
             Middleware(Guard, token=settings.token, max_body_bytes=settings.max_body_bytes)

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .. import lazy_errors as errors
+from ..names import check_text
 from ..records import RunSpec
 from ..session import SessionHost
 from ..writes import write_from_json
@@ -71,6 +72,9 @@ async def open_session(request: Request) -> Response:
             raise ValueError("'dead_holder' must be a holder's name or null")
     except ValueError as exc:
         raise _bad(exc) from exc
+    check_text(owner, "lease holder")  # an UnstorableNameError (400) names what is wrong
+    if dead is not None:
+        check_text(dead, "dead holder")
     opened = await host.open_for(spec, owner=owner, lease_seconds=float(lease), dead_holder=dead)
     return JSONResponse(opened.to_json())
 
@@ -106,9 +110,5 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/api/v1/sessions", open_session, methods=["POST"]),
         Route("/api/v1/sessions/cancel", cancel_requested, methods=["GET"]),
-        Route(
-            "/api/v1/sessions/{write:str}",
-            write,
-            methods=["POST"],
-        ),
+        Route("/api/v1/sessions/{write}", write, methods=["POST"]),
     ]

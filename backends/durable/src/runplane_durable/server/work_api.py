@@ -18,7 +18,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .. import lazy_errors as errors
-from ..records import RunRecord, RunSpec, TaskLease, TaskRecord, TaskResult, TaskSpec
+from ..names import check_text
+from ..records import (
+    MAX_STORED_INT,
+    RunRecord,
+    RunSpec,
+    TaskLease,
+    TaskRecord,
+    TaskResult,
+    TaskSpec,
+)
 from .context import engine_of
 from .query import body_object, query
 from .responses import HTTPProblem, bad_request, read_json
@@ -44,13 +53,14 @@ class ClaimCandidates(Protocol):
 def _strings(value: Any, member: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise bad_request(f"{member} must be a list of strings", member=member)
-    return list(value)
+    return [check_text(v, member) for v in value]
 
 
 def _text(value: Any, member: str) -> str:
+    """A non-empty string the database can store (else the engine's UnstorableNameError)."""
     if not isinstance(value, str) or not value:
         raise bad_request(f"{member} must be a non-empty string", member=member)
-    return value
+    return check_text(value, member)
 
 
 def _positive(value: Any, member: str) -> float:
@@ -69,24 +79,15 @@ def _record(kind: Any, data: Any, member: str) -> Any:
         raise bad_request(f"{member}: {exc}", member=member) from exc
 
 
-def _task_spec(data: Any) -> TaskSpec:
-    spec: TaskSpec = _record(TaskSpec, data, "spec")
-    for name in ("run_id", "call_key", "queue", "tool_name", "call_id", "arguments"):
-        if not isinstance(getattr(spec, name), str):
-            raise bad_request(f"spec.{name} must be a string", member=f"spec.{name}")
-    for name in ("max_attempts", "timeout", "retry_delay"):
-        value = getattr(spec, name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise bad_request(f"spec.{name} must be a number", member=f"spec.{name}")
-    return spec
-
-
 def _lease(data: Any) -> TaskLease:
     lease: TaskLease = _record(TaskLease, data, "lease")
     _text(lease.task_id, "lease.task_id")
     _text(lease.owner, "lease.owner")
-    if isinstance(lease.attempt, bool) or not isinstance(lease.attempt, int):
-        raise bad_request("lease.attempt must be a whole number", member="lease.attempt")
+    if not 0 <= lease.attempt <= MAX_STORED_INT:
+        raise bad_request(
+            f"lease.attempt must be an attempt's number, got {lease.attempt}",
+            member="lease.attempt",
+        )
     _positive(lease.lease_seconds, "lease.lease_seconds")
     return lease
 
@@ -136,7 +137,7 @@ async def claimable_runs(request: Request) -> Response:
 
 async def enqueue_task(request: Request) -> Response:
     """POST /api/v1/tasks {"spec": TaskSpec} -> the task (`Engine.enqueue_task`)."""
-    spec = _task_spec((await _body(request, ("spec",)))["spec"])
+    spec: TaskSpec = _record(TaskSpec, (await _body(request, ("spec",)))["spec"], "spec")
     try:
         task = await engine_of(request).enqueue_task(spec)
     except errors.DurableError:
