@@ -130,9 +130,12 @@ schema = schemathesis.openapi.from_dict(openapi.spec())
 _CLIENT = "|".join(re.escape(p) for p in openapi.CLIENT_PATHS)
 
 
-@schema.exclude(path_regex="/(cancel|prune)$").exclude(
-    path_regex=f"^({_CLIENT})$", method="POST"
-).exclude(path_regex="^/api/v1/tasks", method="GET").parametrize()
+@(
+    schema.exclude(path_regex="/(cancel|prune)$")
+    .exclude(path_regex=f"^({_CLIENT})$", method="POST")
+    .exclude(path_regex="^/api/v1/tasks", method="GET")
+    .parametrize()
+)
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_the_server_answers_every_generated_request_as_documented(
     case: Any, fuzzed: Fuzzed
