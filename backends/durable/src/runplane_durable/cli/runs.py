@@ -39,7 +39,7 @@ from ..events import (
 )
 from ..local.settings import ENV_DATABASE_URL
 from ..records import CancelMode, EventRecord, RunRecord, check_status
-from ..remote import ENV_SERVER_URL, ENV_TOKEN, is_server_url
+from ..remote import ENV_SERVER_URL
 from ..states import (
     STATES,
     STATUSES,
@@ -50,6 +50,7 @@ from ..states import (
     tools_cut_off,
     tools_in_flight,
 )
+from .where import ServerOption, runs_at
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -71,15 +72,6 @@ DbOption = Annotated[
         help=f"Database URL or SQLite path (default: ${ENV_SERVER_URL} if set, else "
         f"${ENV_DATABASE_URL}, else the nearest .runplane/runplane.db from the working "
         "directory up).",
-    ),
-]
-ServerOption = Annotated[
-    str | None,
-    typer.Option(
-        "--server",
-        metavar="URL",
-        help=f"Read the runs through a runplane server (http://HOST:PORT; default: "
-        f"${ENV_SERVER_URL}), sending ${ENV_TOKEN} if set.",
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -119,22 +111,6 @@ def _run_json(run: RunRecord, state: State) -> dict[str, Any]:
 def _engine(db: str | None) -> Engine:
     """Looking at runs never creates or writes anything."""
     return open_engine(db, read_only=True)
-
-
-def _where(db: str | None, server: str | None) -> str | None:
-    """The one place runs are read from: `--db`, `--server`, or (None) the settings."""
-    if db is not None and server is not None:
-        raise typer.BadParameter(
-            "give --db (a database) or --server (a runplane server), not both",
-            param_hint="--server",
-        )
-    if server is not None and not is_server_url(server):
-        raise typer.BadParameter(
-            f"{server!r} is not a server's URL; give one such as http://127.0.0.1:6767 (a "
-            "database goes with --db)",
-            param_hint="--server",
-        )
-    return server if server is not None else db
 
 
 def short_ids(ids: list[str], width: int = ID_WIDTH) -> dict[str, str]:
@@ -204,7 +180,7 @@ def list_runs(
             f"{status!r}; give one of the two.",
             param_hint="--state",
         )
-    where, rows = asyncio.run(_list(_where(db, server), limit, status, state))
+    where, rows = asyncio.run(_list(runs_at(db, server), limit, status, state))
     if as_json:
         typer.echo(json.dumps([_run_json(r, s) for r, s in rows], indent=2, default=str))
         return
@@ -276,7 +252,7 @@ def show_run(
 ) -> None:
     """Everything a run did: model calls with latency and usage, tool calls with arguments,
     outputs, errors and durations, handoffs, approvals, attempts, and its outcome."""
-    where, run, events, parsed = asyncio.run(_show(_where(db, server), run_id))
+    where, run, events, parsed = asyncio.run(_show(runs_at(db, server), run_id))
     state = run_state(run)
     flying = tools_in_flight(run.status, parsed)
     attempts = by_step(parsed)
@@ -556,6 +532,7 @@ def cancel_run(
         ),
     ] = False,
     db: DbOption = None,
+    server: ServerOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Cancel a run, wherever it executes.
@@ -565,7 +542,8 @@ def cancel_run(
     way the SDK's own cancel stops it; its caller gets RunCancelledError, or its stream ends. A
     cancelled run is final. A completed or failed run cannot be cancelled (an error, exit 2).
     """
-    where, run = asyncio.run(_cancel(db, run_id, "after_turn" if after_turn else "immediate"))
+    mode: CancelMode = "after_turn" if after_turn else "immediate"
+    where, run = asyncio.run(_cancel(runs_at(db, server), run_id, mode))
     if as_json:
         typer.echo(json.dumps(_run_json(run, run_state(run)), indent=2, default=str))
         return
@@ -639,6 +617,7 @@ def prune_runs(
         ),
     ],
     db: DbOption = None,
+    server: ServerOption = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only count the runs that would be deleted.")
     ] = False,
@@ -647,7 +626,7 @@ def prune_runs(
     tasks, to keep a long-lived database bounded. Runs still running, stopped or awaiting
     approval are never deleted. Deletes in small batches, so running programs keep writing."""
     before = time.time() - parse_duration(older_than)
-    where, count = asyncio.run(_prune(db, before, dry_run))
+    where, count = asyncio.run(_prune(runs_at(db, server), before, dry_run))
     cut = _when(before)[:19]
     runs = f"{count} run" + ("" if count == 1 else "s")
     if dry_run:
