@@ -2,7 +2,8 @@
 
     python cancel_program.py MODE RUN_ID        (MODE: run | run_sync | run_streamed)
 
-The database is CANCEL_DB (or, an http:// URL, the runplane server keeping the runs). The model asks for `work(n=0)`, then `work(n=1)`, then answers.
+The database is CANCEL_DB (an http:// URL: the runplane server keeping the runs). The model
+asks for `work(n=0)`, then `work(n=1)`, then answers.
 CANCEL_BLOCK says what is slow, each writing `started` (with the pid) when it gets there:
 `tool` (work(n=0) hangs), `model` (the second model call hangs) or `slow_tool` (work(n=0) takes
 SLOW_SECONDS, then returns: a cancel "after_turn" lands during it). model.log gets a line per
