@@ -147,7 +147,7 @@ def test_the_server_answers_every_generated_request_as_documented(
     case.call_and_validate(base_url=fuzzed.url, headers=AUTH, timeout=30)
 
 
-@schema.include(path_regex=f"^({_CLIENT})$").exclude(path_regex="/cancel$").parametrize()
+@schema.include(path_regex=f"^({_CLIENT})$").parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_the_client_routes_answer_any_request_without_a_server_error(
     case: Any, fuzzed: Fuzzed

@@ -50,3 +50,17 @@ def served_jobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Jobs
                 yield made
             finally:
                 made.cleanup()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "server"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Where a test's runs and tool tasks are: a SQLite file, a fresh PostgreSQL database, or
+    (server mode) a `runplane server` on a SQLite file, by its URL; every engine of the test,
+    in process or not, is `open_engine(store_url)`."""
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path)
+    elif request.param == "postgresql":
+        yield from fresh_pg_database()
+    else:
+        with running_server(sqlite_url(tmp_path), tmp_path / "server.log") as server:
+            yield server.url

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -70,6 +71,7 @@ DEFAULT_RETRY_SECONDS = 60.0
 # Longer than the server's own longest wait for its database (RUNPLANE_DB_TIMEOUT, 120 s), so
 # the server's answer, not the client's patience, says when a write could not be made.
 DEFAULT_TIMEOUT = 150.0
+_JSON_HEADERS = {"Content-Type": "application/json"}
 _PAGE = 500  # runs or events per request when all of them are asked for
 log = logging.getLogger("runplane_durable")
 
@@ -166,6 +168,10 @@ class RemoteEngine:
         import httpx
 
         client = self._client()
+        # As ASCII JSON: a string with a lone surrogate (a model's tool arguments) crosses as
+        # its escape; httpx's own json= writes UTF-8, which cannot hold it.
+        content = None if body is None else json.dumps(body, allow_nan=False).encode("ascii")
+        headers = None if body is None else _JSON_HEADERS
         deadline = time.monotonic() + self.retry_seconds
         delay = 0.05
         tries = 0
@@ -176,7 +182,9 @@ class RemoteEngine:
                 query["retry"] = "1"
             problem: str
             try:
-                response = await client.request(method, path, json=body, params=query or None)
+                response = await client.request(
+                    method, path, content=content, headers=headers, params=query or None
+                )
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 status = None

@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import lazy_errors as errors
@@ -21,6 +21,7 @@ from .guard import Guard
 from .responses import (
     DEFAULT_MAX_BODY_BYTES,
     HTTPProblem,
+    JSONResponse,
     error_response,
     http_exception_response,
 )

@@ -16,7 +16,7 @@ import functools
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from ..records import (
     CANCEL_MODES,
@@ -26,6 +26,7 @@ from ..records import (
     TASK_STATUSES,
 )
 from .query import EVENTS_LIMIT, MAX_SEQ, RUNS_LIMIT
+from .responses import JSONResponse
 
 __all__ = ["PATH", "document", "spec"]
 
@@ -286,7 +287,7 @@ SCHEMAS: dict[str, Schema] = {
             "task_id": {"type": "string"},
             "owner": {"type": "string"},
             "attempt": {"type": "integer"},
-            "lease_seconds": {"type": "number", "exclusiveMinimum": 0},
+            "lease_seconds": {"type": "number", "minimum": 0},
         }
     ),
     "TaskRecord": _object(

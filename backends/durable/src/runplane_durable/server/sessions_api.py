@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from .. import lazy_errors as errors
@@ -21,7 +21,7 @@ from ..names import check_text
 from ..records import RunSpec
 from ..session import SessionHost
 from ..writes import write_from_json
-from .responses import HTTPProblem, read_json
+from .responses import HTTPProblem, JSONResponse, read_json
 
 __all__ = ["routes"]
 

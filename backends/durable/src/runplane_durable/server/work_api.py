@@ -14,7 +14,7 @@ import math
 from typing import Any, Protocol, cast
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from .. import lazy_errors as errors
@@ -30,7 +30,7 @@ from ..records import (
 )
 from .context import engine_of
 from .query import body_object, query
-from .responses import HTTPProblem, bad_request, read_json
+from .responses import HTTPProblem, JSONResponse, bad_request, read_json
 from .routing import RawPathRoute, path_param
 
 __all__ = ["routes"]
@@ -88,7 +88,13 @@ def _lease(data: Any) -> TaskLease:
             f"lease.attempt must be an attempt's number, got {lease.attempt}",
             member="lease.attempt",
         )
-    _positive(lease.lease_seconds, "lease.lease_seconds")
+    # 0 is a lease too: the one ending an attempt found abandoned (`TaskRecord.held(0)`).
+    seconds = lease.lease_seconds
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise bad_request(
+            f"lease.lease_seconds must be 0 or more seconds, got {seconds}",
+            member="lease.lease_seconds",
+        )
     return lease
 
 
