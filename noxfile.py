@@ -143,16 +143,19 @@ def sdk_tests(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def server_mode(session: nox.Session) -> None:
-    """The durable backend in server mode: the conformance suite and the SDK's own runner tests
-    with RUNPLANE_SERVER_URL pointing at a `runplane server` on a fresh SQLite database (not in
-    the default list). The kill -9 tests run in both modes in `tests`. Like sdk_tests, it
+    """The durable backend in server mode: the conformance suite (with its durability profile,
+    `--runplane-durable`) and the SDK's own runner tests with RUNPLANE_SERVER_URL pointing at a
+    `runplane server` on a fresh SQLite database (not in the default list). The kill -9 tests run in both modes in `tests`. Like sdk_tests, it
     installs the SDK's test dependencies, so it marks the shared environment extended.
     `nox -s server_mode -- ARGS` passes ARGS to tests/sdk_swap/run.py.
     """
     env = _project(session, extends=True)
     serve = ["tests/support/with_server.py", "--"]
     conformance = ["pytest", "--pyargs", "runplane_conformance", "--runplane-backend", "durable"]
-    _run(session, env, "python", *serve, *conformance, "-p", "no:cacheprovider")
+    # With the durability profile: runs killed -9 at every step boundary behind the server.
+    _run(
+        session, env, "python", *serve, *conformance, "--runplane-durable", "-p", "no:cacheprovider"
+    )
     swap = ["python", "tests/sdk_swap/run.py", "--backend", "durable", *session.posargs]
     _run(session, env, "python", *serve, *swap)
 

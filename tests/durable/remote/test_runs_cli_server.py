@@ -1,4 +1,5 @@
-"""`runplane runs list|show --server URL`: the same runs, read through a server instead of the file.
+"""`runplane runs list|show|cancel|prune --server URL`: the same runs, read and changed through a
+server instead of the file; `runplane worker --server URL` takes the same option.
 
 (The listing and a run's history use the server's read routes, engineer S's part of issue #11.)
 """
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 from runplane_durable import LocalEngine
+from runplane_durable.errors import RunFinishedError
 from runplane_durable.records import JournalEntry, NewEvent, RunSpec
 from support.durable import run_async, sqlite_url
 from support.durable_server import Server, running_server
@@ -83,7 +85,66 @@ def test_the_server_setting_is_read_when_no_option_is_given(served: tuple[Server
     ],
 )
 def test_where_to_read_is_one_place(args: list[str], says: str, tmp_path: Path) -> None:
-    for command in (["runs", "list"], ["runs", "show", "x"]):
+    commands = (
+        ["runs", "list"],
+        ["runs", "show", "x"],
+        ["runs", "cancel", "x"],
+        ["runs", "prune", "--older-than", "1d"],
+        ["worker", "jobs"],
+    )
+    for command in commands:
         result = cli(*command, *args)
         assert result.exit_code == 2
         assert says in result.output
+
+
+@pytest.fixture
+def stopped_and_finished(tmp_path: Path) -> Iterator[Server]:
+    """A server on a database holding a stopped run ("stopped-1": its process gave its lease
+    back) and a finished one ("done-1")."""
+    url = sqlite_url(tmp_path)
+
+    async def write() -> None:
+        engine = LocalEngine(url)
+        try:
+            for rid in ("stopped-1", "done-1"):
+                spec = RunSpec(rid, "echo", {"text": rid}, f"fp-{rid}", {"mode": "run"})
+                session = await engine.open_run(spec, lease_seconds=30)
+                if rid == "done-1":
+                    await session.finish("completed", final_output={"json": "done"})
+                else:
+                    await session.release()
+                await session.close()
+        finally:
+            await engine.dispose()
+
+    run_async(write())
+    with running_server(url, tmp_path / "server.log") as server:
+        yield server
+
+
+def test_cancel_and_prune_change_the_runs_through_the_server(
+    stopped_and_finished: Server,
+) -> None:
+    server = stopped_and_finished
+    where = ("--server", server.url)
+    cancelled = cli("runs", "cancel", "stopped-1", *where)
+    assert cancelled.exit_code == 0, cancelled.output
+    said = " ".join(cancelled.stdout.split())
+    assert f"run stopped-1 is cancelled (in the runplane server {server.url})" in said
+    refused = cli("runs", "cancel", "done-1", *where)
+    # RunFinishedError, crossed as itself (the command's main prints it; in process, raised)
+    assert isinstance(refused.exception, RunFinishedError), refused.output
+
+    dry = cli("runs", "prune", "--older-than", "0s", "--dry-run", *where)
+    assert dry.exit_code == 0, dry.output
+    assert "would delete 2 runs" in dry.stdout
+    assert f"in the runplane server {server.url}" in dry.stdout
+    pruned = cli("runs", "prune", "--older-than", "0s", *where)
+    assert pruned.exit_code == 0, pruned.output
+    assert "deleted 2 runs" in pruned.stdout
+    listed = cli("runs", "list", "--json", *where)
+    assert json.loads(listed.stdout) == []
+    log = (Path(server.log)).read_text()
+    assert '"POST /api/v1/runs/stopped-1/cancel HTTP' in log
+    assert '"POST /api/v1/prune HTTP' in log

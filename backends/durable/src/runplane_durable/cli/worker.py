@@ -71,11 +71,12 @@ def worker(
     from ..worker.known import KnownAgents
     from ..worker.loop import Worker
 
+    where = runs_at(db, server)  # before importing anything of the program
     try:
         known = KnownAgents.load(modules)
     except AgentRefError as exc:
         raise typer.BadParameter(str(exc), param_hint="MODULE[:ATTR]") from exc
-    engine = open_engine(runs_at(db, server))
+    engine = open_engine(where)
     asyncio.run(
         _serve(
             Worker(
