@@ -145,9 +145,10 @@ def sdk_tests(session: nox.Session) -> None:
 def server_mode(session: nox.Session) -> None:
     """The durable backend in server mode: the conformance suite (with its durability profile,
     `--runplane-durable`) and the SDK's own runner tests with RUNPLANE_SERVER_URL pointing at a
-    `runplane server` on a fresh SQLite database (not in the default list). The kill -9 tests run in both modes in `tests`. Like sdk_tests, it
-    installs the SDK's test dependencies, so it marks the shared environment extended.
-    `nox -s server_mode -- ARGS` passes ARGS to tests/sdk_swap/run.py.
+    `runplane server` on a fresh SQLite database (not in the default list). The kill -9 tests
+    run in both modes in `tests`. Like sdk_tests, it installs the SDK's test dependencies, so
+    it marks the shared environment extended. `nox -s server_mode -- ARGS` passes ARGS to
+    tests/sdk_swap/run.py.
     """
     env = _project(session, extends=True)
     serve = ["tests/support/with_server.py", "--"]
