@@ -11,6 +11,7 @@ and the target of issue #11 (server mode <= 3 ms added per step at 1 concurrent 
 
     python bench/server.py                 # about 2 minutes on a busy 2-core VM
     python bench/server.py --repeats 9 --no-pg
+    python bench/server.py --httpx         # http1.py against httpx's own transport, interleaved
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 import durable as base  # bench/durable.py: the agents, the runners and the tables
 import httpx
+from runplane_durable import RemoteEngine
 from runplane_durable.engine import open_engine
 
 TARGET_MS = 3.0
@@ -70,6 +72,8 @@ async def run_bench(args: argparse.Namespace, tmp: Path) -> None:
     proc, url = start_server(f"sqlite:///{tmp / 'served.db'}", tmp / "server.log")
     servers["server"] = proc
     targets.append(base.Target("server", url))
+    if args.httpx:  # the same server, through httpx's own transport (httpcore)
+        targets.append(base.Target("srv-httpx", url, durability="httpx"))
     pg = None
     if not args.no_pg:
         pg = base.pg_database(args.pg)
@@ -77,8 +81,17 @@ async def run_bench(args: argparse.Namespace, tmp: Path) -> None:
         proc, url = start_server(pg_url, tmp / "server-pg.log")
         servers["server-pg"] = proc
         targets.append(base.Target("server-pg", url))
+        if args.httpx:
+            targets.append(base.Target("pg-httpx", url, durability="httpx"))
+
     # The one factory chooses the engine: a database path or URL, or a server's http:// URL.
-    base.make_engine = lambda url, durability: open_engine(url)  # type: ignore[assignment]
+    # (`durability` marks the targets on httpx's own transport instead of http1's.)
+    def make_engine(url: str, durability: str | None) -> Any:
+        if durability == "httpx":
+            return RemoteEngine(url, transport=httpx.AsyncHTTPTransport)
+        return open_engine(url)
+
+    base.make_engine = make_engine
     try:
         base.prepare(targets)
         await base.interleaved(targets, 3, 2)  # warm-up: imports, connections, caches
@@ -106,7 +119,7 @@ async def run_bench(args: argparse.Namespace, tmp: Path) -> None:
             print(f"  {label:>10}: {ms:.2f}")
         print(f"\ntarget (issue #11): server mode <= {TARGET_MS:g} ms added per step, 1 run")
         for row in rows:
-            if row.label.startswith("server"):
+            if row.label.startswith(("server", "srv", "pg")):
                 print(
                     f"  {row.label:>10}: {row.added:+.2f} ms (best {row.best_added:+.2f}, paired "
                     f"{row.pair_added:+.2f}) {base.verdict(row.added, TARGET_MS)}"
@@ -128,6 +141,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--pg", default=None, help=f"PostgreSQL URL (else {base.ENV_PG})")
     parser.add_argument("--no-pg", action="store_true")
+    parser.add_argument(
+        "--httpx",
+        action="store_true",
+        help="also measure each server through httpx's own transport (httpcore), not http1's",
+    )
     args: Any = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="runplane-bench-server-") as tmp:
         asyncio.run(run_bench(args, Path(tmp)))

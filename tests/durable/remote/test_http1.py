@@ -113,6 +113,13 @@ def test_an_idle_connection_the_server_closed_is_not_used_again() -> None:
         (b"", httpx.RemoteProtocolError),  # closed before answering
         (b"SSH-2.0-OpenSSH\r\n\r\n", httpx.RemoteProtocolError),  # not HTTP
         (None, httpx.ReadTimeout),  # never answers
+        (b"HTTP/1.1 200 OK\r\nContent-Length: ten\r\n\r\n", httpx.RemoteProtocolError),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", httpx.RemoteProtocolError),
+        (  # a chunk size that is no hex number
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n",
+            httpx.RemoteProtocolError,
+        ),
+        (b"HTTP/1.1 200 OK\r\n" + b"X: " + b"y" * 70_000 + b"\r\n\r\n", httpx.RemoteProtocolError),
     ],
 )
 def test_a_broken_answer_is_the_httpx_error_the_engine_retries(
@@ -151,3 +158,47 @@ def test_nobody_listening_is_a_connect_error() -> None:
 
 async def _requests_only(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     await _requests(reader)
+
+
+def test_a_server_that_takes_no_request_is_a_write_timeout() -> None:
+    """A body the server does not read (it stalled) fills the socket's buffers: the write is
+    bounded by the client's write timeout, as httpx's own transport bounds it."""
+    stalled = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await stalled.wait()  # reads nothing
+
+    async def go() -> None:
+        server, url, _ = await _serving(handler)
+        async with _client(url, write=0.3) as client:
+            with pytest.raises(httpx.WriteTimeout):
+                await client.post("/big", content=b"x" * 64_000_000)
+        stalled.set()
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(go())
+
+
+def test_concurrent_requests_each_get_their_own_answer_and_connections_are_reused() -> None:
+    """Requests at once on one transport never share a connection mid-exchange; the idle ones
+    are reused afterwards."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (request := await _requests(reader)) is not None:
+            path = request.split(b" ")[1]
+            await asyncio.sleep(0.01)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(path), path))
+            await writer.drain()
+
+    async def go() -> None:
+        server, url, connections = await _serving(handler)
+        async with _client(url) as client:
+            for _ in range(3):
+                answers = await asyncio.gather(*(client.get(f"/n{i}") for i in range(8)))
+                assert [a.text for a in answers] == [f"/n{i}" for i in range(8)]
+        assert len(connections) <= 8  # each round on the connections the first made
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(go())

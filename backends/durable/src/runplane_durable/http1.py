@@ -48,7 +48,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
         connection = idle.pop() if idle else await self._connect(key, timeouts.get("connect"))
         try:
             status, headers, content, keep = await connection.exchange(
-                data, request, timeouts.get("read")
+                data, request, timeouts.get("read"), timeouts.get("write")
             )
         except BaseException:
             connection.close()
@@ -90,11 +90,23 @@ class _Connection:
         self.writer = writer
 
     async def exchange(
-        self, data: bytes, request: httpx.Request, timeout: float | None
+        self,
+        data: bytes,
+        request: httpx.Request,
+        timeout: float | None,
+        write_timeout: float | None = None,
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes, bool]:
         try:
             self.writer.write(data)
-            await self.writer.drain()
+            await asyncio.wait_for(self.writer.drain(), write_timeout)
+        except asyncio.TimeoutError as exc:
+            raise httpx.WriteTimeout("the server did not take the request in time") from exc
+        except ConnectionError as exc:
+            raise httpx.RemoteProtocolError(
+                f"the connection ended before the request was sent ({type(exc).__name__})",
+                request=request,
+            ) from exc
+        try:
             return await asyncio.wait_for(self._response(request), timeout)
         except asyncio.TimeoutError as exc:
             raise httpx.ReadTimeout("the server did not answer in time", request=request) from exc
@@ -103,6 +115,8 @@ class _Connection:
                 f"the connection ended before the answer did ({type(exc).__name__})",
                 request=request,
             ) from exc
+        except ValueError as exc:  # a length or chunk size that is no number
+            raise httpx.RemoteProtocolError(f"a malformed answer ({exc})", request=request) from exc
 
     async def _response(
         self, request: httpx.Request
@@ -126,6 +140,8 @@ class _Connection:
             name, value = name.strip(), value.strip()
             lowered = name.lower()
             if lowered == b"content-length":
+                if not value.isdigit():
+                    raise ValueError(f"Content-Length {value!r:.40}")
                 length = int(value)
             elif lowered == b"transfer-encoding":
                 chunked = b"chunked" in value.lower()

@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
@@ -86,9 +86,10 @@ class RemoteEngine:
     `token` (default RUNPLANE_TOKEN) is sent as `Authorization: Bearer ...`. `retry_seconds`
     (default RUNPLANE_SERVER_RETRY_SECONDS, else 60) bounds how long a request whose answer was
     lost is sent again; `timeout` how long one answer may take. `read_only=True` is for looking:
-    `open_run` is refused. One HTTP client per event loop, made on first use, reused for every
-    request of that loop (`run_sync` runs each call on a new loop: a client never outlives its
-    loop's use).
+    `open_run` is refused. `transport` makes each client's httpx transport (default:
+    `http1.Http1Transport`; `httpx.AsyncHTTPTransport` is httpx's own). One HTTP client per
+    event loop, made on first use, reused for every request of that loop (`run_sync` runs each
+    call on a new loop: a client never outlives its loop's use).
     """
 
     def __init__(
@@ -99,6 +100,7 @@ class RemoteEngine:
         retry_seconds: float | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         read_only: bool = False,
+        transport: Callable[[], httpx.AsyncBaseTransport] | None = None,
     ) -> None:
         if not is_server_url(url) or not urlsplit(url).hostname:
             raise ValueError(
@@ -112,6 +114,7 @@ class RemoteEngine:
         )
         self.timeout = timeout
         self.read_only = read_only
+        self._transport = transport
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
             weakref.WeakKeyDictionary()
         )
@@ -131,8 +134,6 @@ class RemoteEngine:
     def _client(self) -> httpx.AsyncClient:
         import httpx
 
-        from .http1 import Http1Transport
-
         loop = asyncio.get_running_loop()
         with self._clients_lock:
             client = self._clients.get(loop)
@@ -143,7 +144,7 @@ class RemoteEngine:
                 client = httpx.AsyncClient(
                     base_url=self.url,
                     headers=headers,
-                    transport=Http1Transport(),
+                    transport=(self._transport or _http1)(),
                     timeout=httpx.Timeout(self.timeout, connect=min(5.0, self.timeout)),
                 )
                 self._clients[loop] = client
@@ -492,6 +493,12 @@ class _RemoteWriter:
 
     async def close(self) -> None:
         """Nothing to give back: the engine's client serves every session of its loop."""
+
+
+def _http1() -> httpx.AsyncBaseTransport:
+    from .http1 import Http1Transport
+
+    return Http1Transport()
 
 
 def _wire_error(response: httpx.Response) -> Exception | None:
