@@ -202,3 +202,22 @@ def test_concurrent_requests_each_get_their_own_answer_and_connections_are_reuse
         await server.wait_closed()
 
     asyncio.run(go())
+
+
+def test_a_cancel_that_arrives_as_the_answer_does_is_not_swallowed() -> None:
+    """`asyncio.wait_for` on 3.11 returns the result and drops such a cancel (CPython issue
+    86296): a run cancelled at its write would go on. The SDK's own tests met it (a tripwire
+    cancelling a run while it was being opened)."""
+    from runplane_durable.http1 import _within
+
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[int] = loop.create_future()
+        waiting = asyncio.ensure_future(_within(answer, 5.0))
+        await asyncio.sleep(0)  # it waits on the answer
+        answer.set_result(1)
+        waiting.cancel()  # in the same turn of the loop
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+
+    asyncio.run(go())

@@ -16,12 +16,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import sys
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import httpx
 
 __all__ = ["Http1Transport"]
 
 _MAX_HEAD = 64 * 1024
+T = TypeVar("T")
+
+
+async def _within(awaitable: Awaitable[T], seconds: float | None) -> T:
+    """`awaitable`, raising TimeoutError past `seconds` (None: no bound).
+
+    Not `asyncio.wait_for` on 3.11: it can swallow a cancellation that arrives as the awaitable
+    completes (CPython issue 86296), and a cancelled run must stop at its write, not go on.
+    """
+    if seconds is None:
+        return await awaitable
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)  # pragma: no cover - Python 3.10
 
 
 class Http1Transport(httpx.AsyncBaseTransport):
@@ -66,10 +84,10 @@ class Http1Transport(httpx.AsyncBaseTransport):
             self._ssl = self._ssl or ssl.create_default_context()
             context = self._ssl
         try:
-            reader, writer = await asyncio.wait_for(
+            reader, writer = await _within(
                 asyncio.open_connection(host, port, ssl=context), timeout
             )
-        except asyncio.TimeoutError as exc:
+        except (TimeoutError, asyncio.TimeoutError) as exc:  # one class from 3.11 on
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
         except OSError as exc:
             raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
@@ -98,8 +116,8 @@ class _Connection:
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes, bool]:
         try:
             self.writer.write(data)
-            await asyncio.wait_for(self.writer.drain(), write_timeout)
-        except asyncio.TimeoutError as exc:
+            await _within(self.writer.drain(), write_timeout)
+        except (TimeoutError, asyncio.TimeoutError) as exc:  # one class from 3.11 on
             raise httpx.WriteTimeout("the server did not take the request in time") from exc
         except ConnectionError as exc:
             raise httpx.RemoteProtocolError(
@@ -107,8 +125,8 @@ class _Connection:
                 request=request,
             ) from exc
         try:
-            return await asyncio.wait_for(self._response(request), timeout)
-        except asyncio.TimeoutError as exc:
+            return await _within(self._response(request), timeout)
+        except (TimeoutError, asyncio.TimeoutError) as exc:  # one class from 3.11 on
             raise httpx.ReadTimeout("the server did not answer in time", request=request) from exc
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             raise httpx.RemoteProtocolError(
