@@ -13,6 +13,7 @@ from agents import Agent
 from runplane_durable.errors import AgentRefError
 from runplane_durable.records import RunRecord
 from runplane_durable.runtime.agent_refs import load_agents, ref_of, refs_of, resolve
+from runplane_durable.runtime.remote_tools import remote_tools
 from runplane_durable.worker.known import KnownAgents
 from typer.testing import CliRunner
 
@@ -41,6 +42,15 @@ def app_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
         """,
         "main.py": "from .agents import triage\n",
         "empty.py": "x = 1\n",
+        "tools.py": """
+            from agents import function_tool
+            from runplane_durable import remote
+
+            @remote(queue="gpu")
+            @function_tool
+            def render(prompt: str) -> str:
+                return prompt
+        """,
         "broken.py": "raise RuntimeError('config missing')\n",
         "twins.py": """
             from agents import Agent
@@ -154,7 +164,7 @@ def test_two_agents_sharing_a_name_are_refused(app_package: str) -> None:
         (["no_such_module_here"], "no module named 'no_such_module_here'"),
         (["{pkg}.agents:not_an_agent"], "'not_an_agent' is a int, not an agents.Agent"),
         (["{pkg}.agents:nobody"], "has no attribute 'nobody'"),
-        (["{pkg}.empty"], "defines no Agent at its top level"),
+        (["{pkg}.empty"], "defines no Agent at its top level and no remote tool"),
     ],
 )
 def test_runplane_worker_refuses_what_names_no_agent(
@@ -173,3 +183,13 @@ def test_runplane_worker_needs_a_module(tmp_path: Path) -> None:
     result = CliRunner().invoke(build_app(), ["worker"])
     assert result.exit_code == 2
     assert "Missing argument 'MODULE[:ATTR]'" in " ".join(result.output.replace("│", " ").split())
+
+
+def test_a_module_of_remote_tools_alone_is_a_worker_module(app_package: str) -> None:
+    """`runplane worker tools --queue gpu`: a worker that only serves remote tool tasks."""
+    known = KnownAgents.load([f"{app_package}.tools"])
+    assert (known.by_name, known.by_ref) == ({}, {})
+    assert [m.__name__ for m in known.modules] == [f"{app_package}.tools"]
+    assert "render" in remote_tools("gpu")
+    with pytest.raises(AgentRefError, match="defines no Agent at its top level and no remote"):
+        KnownAgents.load([f"{app_package}.empty"])

@@ -4,14 +4,13 @@ task server beside them through its hook (`worker/tool_tasks.py`'s `serve_tool_t
 from __future__ import annotations
 
 import asyncio
-import sys
 import types
 from typing import Any
 
 import pytest
 from agents import Agent, function_tool
 from agents.testing import ScriptedModel, assistant_message, function_call
-from runplane_durable import DurableBackend
+from runplane_durable import DurableBackend, remote
 from runplane_durable.records import RunSpec
 from runplane_durable.worker.known import KnownAgents
 from runplane_durable.worker.loop import Worker
@@ -32,15 +31,14 @@ def local_only(n: int) -> str:
     return str(n)
 
 
-def _fake_remote_tools(monkeypatch: pytest.MonkeyPatch, serve: Any) -> None:
-    """Stand-ins for `worker.tool_tasks` and `runtime.remote_tools` (engineer T's): `stamp` is
-    the remote tool."""
-    tasks = types.ModuleType("runplane_durable.worker.tool_tasks")
-    tasks.serve_tool_tasks = serve  # type: ignore[attr-defined]
-    remote = types.ModuleType("runplane_durable.runtime.remote_tools")
-    remote.remote_spec = lambda tool: object() if tool is stamp else None  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, tasks.__name__, tasks)
-    monkeypatch.setitem(sys.modules, remote.__name__, remote)
+# `stamp` made remote on the loop tests' queues: registered when this module is imported, as
+# a program's remote tools are when a worker imports its modules.
+REMOTE_STAMPS = {queue: remote(stamp, queue=queue) for queue in ("loop", "tt")}
+
+
+def _serve_with(monkeypatch: pytest.MonkeyPatch, serve: Any) -> None:
+    """`serve` in place of `worker/tool_tasks.py`'s `serve_tool_tasks` (the loop's hook)."""
+    monkeypatch.setattr("runplane_durable.worker.loop.serve_tool_tasks", serve)
 
 
 def _known(agent: Agent[Any]) -> KnownAgents:
@@ -62,7 +60,7 @@ def test_the_loop_runs_queued_runs_and_the_tool_task_hook_beside_them(
         served.append((engine, tools, queue))
         await stop.wait()
 
-    _fake_remote_tools(monkeypatch, serve_tool_tasks)
+    _serve_with(monkeypatch, serve_tool_tasks)
     script = [[function_call("stamp", {"n": 3}, call_id="c1")], [assistant_message("ok")]]
     agent = Agent(name=f"looper-{id(served)}", model=ScriptedModel(script), tools=[stamp])
 
@@ -80,7 +78,9 @@ def test_the_loop_runs_queued_runs_and_the_tool_task_hook_beside_them(
         assert (await backend.engine.get_run(record.id)).status == "completed"
         ((engine, tools, queue),) = served
         assert (engine, queue) == (backend.engine, "loop")
-        assert tools == {"stamp": stamp}  # the remote tools of its modules and agents, by name
+        # The remote tools on the worker's queue, by name; never another queue's, never a
+        # local tool.
+        assert tools == {"stamp": REMOTE_STAMPS["loop"]}
         await backend.engine.dispose()
 
     run_async(go())
@@ -138,7 +138,7 @@ def test_a_failing_tool_task_server_stops_the_worker_with_its_error(
     async def serve_tool_tasks(engine: Any, tools: Any, *, queue: str, stop: Any) -> None:
         raise RuntimeError("tool task table unreadable")
 
-    _fake_remote_tools(monkeypatch, serve_tool_tasks)
+    _serve_with(monkeypatch, serve_tool_tasks)
     agent = Agent(name="with-tools", model=ScriptedModel([]), tools=[stamp])
 
     async def go() -> None:

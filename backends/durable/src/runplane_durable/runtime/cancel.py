@@ -111,7 +111,8 @@ async def watch(session: RunSession, stopper: Stopper, every: float) -> None:
     while not stopper.stopped:
         await asyncio.sleep(every)
         mode = session.cancel_requested  # what the run's own writes learnt meanwhile
-        if mode is None:
+        # An "after_turn" request may be made "immediate" later: keep asking until it is.
+        if mode != "immediate":
             try:
                 mode = await session.poll_cancel()
             except Exception:  # a missed look is retried at the next tick

@@ -8,11 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents import Agent, FunctionTool
+from agents import Agent
 
 from ..errors import AgentRefError
 from ..records import RunRecord
 from ..runtime.agent_refs import load_agents, parse_ref, refs_of
+from ..runtime.remote_tools import remote_spec
 
 __all__ = ["KnownAgents"]
 
@@ -35,8 +36,22 @@ class KnownAgents:
         known = cls()
         given: dict[str, Agent[Any]] = {}
         for spec in specs:
-            given.update(load_agents(spec))
-            known.modules.append(sys.modules[parse_ref(spec)[0]])
+            module_name, attr = parse_ref(spec)
+            try:
+                given.update(load_agents(spec))
+            except AgentRefError as exc:
+                module = sys.modules.get(module_name)
+                if attr is not None or module is None:
+                    raise
+                if not _defines_remote_tools(module):  # a module of remote tools alone is fine
+                    raise AgentRefError(
+                        ref=spec,
+                        problem=f"module {module_name!r} defines no Agent at its top level and "
+                        "no remote tool (runplane_durable.remote); name an agent with "
+                        f"'{module_name}:ATTR', or give the module that defines the agents or "
+                        "the remote tools",
+                    ) from exc
+            known.modules.append(sys.modules[module_name])
         for ref, agent in given.items():
             other = known.by_name.setdefault(agent.name, agent)
             if other is not agent:
@@ -61,16 +76,6 @@ class KnownAgents:
             return agent if agent is not None and agent.name == run.agent_name else None
         return self.by_name.get(run.agent_name)
 
-    def function_tools(self) -> list[FunctionTool]:
-        """The function tools of the worker's modules (at their top level) and of its agents,
-        once each: those a tool task server may find remote tools among."""
-        found: dict[int, FunctionTool] = {}
-        for module in self.modules:
-            for value in vars(module).values():
-                if isinstance(value, FunctionTool):
-                    found.setdefault(id(value), value)
-        for agent in self.by_name.values():
-            for tool in agent.tools:
-                if isinstance(tool, FunctionTool):
-                    found.setdefault(id(tool), tool)
-        return list(found.values())
+
+def _defines_remote_tools(module: types.ModuleType) -> bool:
+    return any(remote_spec(value) is not None for value in vars(module).values())

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import importlib
 import logging
 import random
 from collections.abc import Coroutine
@@ -24,8 +23,10 @@ from ..engine import Engine
 from ..errors import DatabaseError, RunCancelledError, RunLeasedError
 from ..records import DEFAULT_QUEUE, RunRecord
 from ..runtime.backend import DEFAULT_LEASE_SECONDS, DurableBackend
+from ..runtime.remote_tools import remote_tools
 from ..runtime.runner import resume_run
 from .known import KnownAgents
+from .tool_tasks import serve_tool_tasks
 
 __all__ = ["DEFAULT_POLL", "Worker", "tool_task_service"]
 
@@ -34,37 +35,17 @@ log = logging.getLogger("runplane_durable.worker")
 DEFAULT_POLL = 0.5  # seconds between two looks for work while there is none
 
 
-def _optional(module: str) -> Any | None:
-    """`runplane_durable.<module>`, or None where this installation has none."""
-    name = f"{__package__.rpartition('.')[0]}.{module}"
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name != name:
-            raise
-        return None
-
-
 def tool_task_service(
-    engine: Engine, known: KnownAgents, *, queue: str, stop: asyncio.Event
+    engine: Engine, *, queue: str, stop: asyncio.Event
 ) -> Coroutine[Any, Any, None] | None:
-    """The server of remote tool tasks (`worker.tool_tasks`) for the remote tools of the
-    worker's modules and agents (`runtime.remote_tools.remote_spec` says which), on the
-    worker's queue, beside its run loop until `stop`; None when there are none (or this
-    installation has no remote tools).
-
-    The hook is `serve_tool_tasks(engine, tools, *, queue, stop)`, `tools` by name.
-    """
-    tool_tasks, remote_tools = _optional("worker.tool_tasks"), _optional("runtime.remote_tools")
-    if tool_tasks is None or remote_tools is None:
+    """The server of remote tool tasks (`worker.tool_tasks`) for the remote tools on the
+    worker's queue that its modules defined (each `remote()` registers its tool when its module
+    is imported: `runtime.remote_tools.remote_tools`), beside its run loop until `stop`; None
+    when there are none."""
+    tools = remote_tools(queue)
+    if not tools:
         return None
-    remote = {t.name: t for t in known.function_tools() if remote_tools.remote_spec(t) is not None}
-    if not remote:
-        return None
-    coroutine: Coroutine[Any, Any, None] = tool_tasks.serve_tool_tasks(
-        engine, remote, queue=queue, stop=stop
-    )
-    return coroutine
+    return serve_tool_tasks(engine, tools, queue=queue, stop=stop)
 
 
 class Worker:
@@ -99,7 +80,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run until `stop` is set; then stop the runs in progress (each gives its
         lease back) and return once they have."""
-        service = tool_task_service(self.engine, self.known, queue=self.queue, stop=stop)
+        service = tool_task_service(self.engine, queue=self.queue, stop=stop)
         tool_tasks = asyncio.ensure_future(service) if service is not None else None
         try:
             while not stop.is_set():
