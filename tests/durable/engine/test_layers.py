@@ -44,7 +44,7 @@ SUBPACKAGES = {
 TOP = {
     "engine": "engine",
     "session": "engine",
-    "remote": "engine",
+    "remote_engine": "engine",
     "http1": "engine",  # the remote engine's HTTP/1.1 transport
     "plugin": "front",
 }

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -515,3 +517,22 @@ def test_a_write_crosses_the_wire_as_its_json_form() -> None:
         assert write_from_json(write.NAME, json.loads(json.dumps(write.to_json()))) == write
     with pytest.raises(ValueError, match="'paused' is not a run status"):
         write_from_json("finish", {**writes[3].to_json(), "status": "paused"})
+
+
+def test_the_remote_tools_decorator_stays_the_packages_remote_once_an_engine_was_chosen() -> None:
+    """`from runplane_durable import remote` is the remote tools' decorator, also in a process
+    that chose a server's engine first (a submodule named `remote` would replace it in the
+    package once imported: the engine's module is `remote_engine`)."""
+    code = (
+        "from runplane_durable.engine import open_engine\n"
+        "open_engine('http://127.0.0.1:1')\n"
+        "import runplane_durable.cli.where\n"
+        "from runplane_durable import remote, RemoteEngine\n"
+        "import inspect\n"
+        "assert inspect.isfunction(remote), remote\n"
+        "assert RemoteEngine.__module__ == 'runplane_durable.remote_engine'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr

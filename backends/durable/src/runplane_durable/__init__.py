@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from .local.database import ENV_DATABASE_URL
     from .local.engine import LocalEngine
     from .records import EventRecord, JournalEntry, JournalRecord, RunRecord
-    from .remote import ENV_SERVER_URL, RemoteEngine
+    from .remote_engine import ENV_SERVER_URL, RemoteEngine
     from .runtime.backend import DEFAULT_LEASE_SECONDS, DurableBackend
     from .runtime.handle import RunHandle
     from .runtime.identity import last_run_id, run_id
@@ -117,8 +117,8 @@ _LAZY = {
     "last_run_id": "runtime.identity",
     "run_id": "runtime.identity",
     "LocalEngine": "local.engine",
-    "RemoteEngine": "remote",
-    "ENV_SERVER_URL": "remote",
+    "RemoteEngine": "remote_engine",
+    "ENV_SERVER_URL": "remote_engine",
     "EventRecord": "records",
     "JournalEntry": "records",
     "JournalRecord": "records",

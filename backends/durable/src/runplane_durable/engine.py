@@ -338,7 +338,7 @@ def open_engine(url: str | None = None, *, read_only: bool = False, server: bool
     import os
 
     from .local.settings import ENV_DATABASE_URL
-    from .remote import ENV_SERVER_URL, RemoteEngine, is_server_url
+    from .remote_engine import ENV_SERVER_URL, RemoteEngine, is_server_url
 
     if url is None and server:
         from_env = os.environ.get(ENV_SERVER_URL, "").strip()

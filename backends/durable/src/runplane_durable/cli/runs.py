@@ -39,7 +39,7 @@ from ..events import (
 )
 from ..local.settings import ENV_DATABASE_URL
 from ..records import CancelMode, EventRecord, RunRecord, check_status
-from ..remote import ENV_SERVER_URL
+from ..remote_engine import ENV_SERVER_URL
 from ..states import (
     STATES,
     STATUSES,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..remote import ENV_SERVER_URL, ENV_TOKEN, is_server_url
+from ..remote_engine import ENV_SERVER_URL, ENV_TOKEN, is_server_url
 
 __all__ = ["ServerOption", "runs_at"]
 
