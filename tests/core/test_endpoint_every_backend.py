@@ -7,6 +7,7 @@ environment, answers the same on the direct backend, the durable one and a third
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,20 @@ async def test_run_streamed_reaches_the_configured_endpoint_on_every_backend(
     result = runner.run_streamed(agent, QUESTION)
     await consume(result)
     assert_weather_round_trip(server, api, result, calls, streamed=True)
+
+
+def test_the_sdk_client_of_a_test_keeps_no_connection_open_after_its_run(
+    runner: type[BackendRunner], server: ScriptedOpenAIServer
+) -> None:
+    """As the fixtures give it (`fresh_sdk_http_client`): a connection kept in its pool would
+    outlive this test's event loop unclosed, and its ResourceWarning land in a later test."""
+    agent, _ = weather_agent()
+    script_weather(server)
+    runner.run_sync(agent, QUESTION)
+    deadline = time.monotonic() + 2  # well within the server's own keep-alive timeout (5 s)
+    while server.open_connections and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.open_connections == 0
 
 
 def test_a_provider_the_caller_chose_is_left_alone(

@@ -9,8 +9,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from agents.models import openai_provider as sdk_openai_provider
 from runplane_localmodel import LocalModelServer
+from support.endpoint_fixtures import fresh_sdk_http_client
 
 
 @pytest.fixture(scope="session")
@@ -30,8 +30,4 @@ def local_model(request: pytest.FixtureRequest) -> Iterator[LocalModelServer]:
 
 @pytest.fixture(autouse=True)
 def _fresh_sdk_http_client(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The SDK shares one httpx client per process and its pooled keep-alive connections belong
-    to the event loop that opened them; each test runs in its own loop (`asyncio.run`, or the
-    SDK's run_sync loop), so a connection left over from an earlier test would fail with "Event
-    loop is closed" (as in tests/openai/test_openai_backend_http.py)."""
-    monkeypatch.setattr(sdk_openai_provider, "_http_client", None)
+    fresh_sdk_http_client(monkeypatch)

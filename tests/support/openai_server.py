@@ -276,6 +276,11 @@ class ScriptedOpenAIServer:
         """What an OpenAI client takes as `base_url`: the root plus /v1."""
         return f"{self.url}/v1"
 
+    @property
+    def open_connections(self) -> int:
+        """Client connections the server holds open now (a client's pooled keep-alive ones)."""
+        return 0 if self._server is None else len(self._server.server_state.connections)
+
     # -- script and record -----------------------------------------------------------------------
 
     def enqueue(self, *replies: Scripted) -> None:

@@ -157,6 +157,42 @@ def test_a_live_lease_refuses_a_second_executor(db_url: str) -> None:
     run_async(go())
 
 
+@pytest.mark.parametrize("outcome", ["completed", "failed", "cancelled"])
+def test_a_claim_that_read_the_run_before_its_holder_finished_it_takes_nothing(
+    db_url: str, outcome: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers racing for one run: the loser read it running, then its holder finished it
+    (and so gave its lease up) before the loser's claim. The claim must fail, not reopen the
+    finished run for a second attempt (which would run a failed or cancelled run again)."""
+    engine = LocalEngine(db_url)
+    spec = RunSpec(f"finished-{outcome}-{uuid.uuid4().hex[:6]}", "echo", {"text": "x"}, "fp", {})
+    real_claim = sql.claim
+
+    async def go() -> None:
+        first = await engine.open_run(spec, lease_seconds=30)
+        await first.append(journal=JournalEntry("model", "1", "fp", {"n": 1}))
+
+        def claim_after_the_holder_finished(conn: Any, run_id: str, *args: Any) -> Any:
+            # Between the claim's read of the run (running, held) and its fenced update.
+            sql.finish(conn, run_id, first.record.owner, 1, [NewEvent("end")], outcome, *[None] * 3)
+            return real_claim(conn, run_id, *args)
+
+        monkeypatch.setattr(sql, "claim", claim_after_the_holder_finished)
+        with pytest.raises(RunLeasedError):
+            await _open_as_other_process(engine, spec)
+        monkeypatch.setattr(sql, "claim", real_claim)
+        run = await engine.get_run(spec.run_id)
+        assert (run.status, run.owner) == (outcome, None)
+        assert [e.type for e in await engine.list_events(spec.run_id)] == [
+            "attempt_started",
+            "end",  # no second attempt
+        ]
+        await first.close()  # its lease went with the finish: nothing to give back
+        await engine.dispose()
+
+    run_async(go())
+
+
 def test_an_expired_lease_is_taken_over(tmp_path: Path) -> None:
     engine = LocalEngine(sqlite_url(tmp_path))
     spec = RunSpec("expired", "echo", {"text": "x"}, "fp", {})

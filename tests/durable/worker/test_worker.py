@@ -185,8 +185,14 @@ def test_two_workers_racing_execute_each_run_exactly_once(jobs: Jobs) -> None:
     pids = {w.pid for w in workers}
     by = {}
     for run_id in ids:
-        started = _steps(jobs.show(run_id), "attempt_started")
-        assert len(started) == 1, run_id  # one attempt: never claimed twice
+        show = jobs.show(run_id)
+        started = _steps(show, "attempt_started")
+        # One attempt: never claimed twice, not even once finished by the other worker.
+        assert len(started) == 1, [
+            (s["type"], s["payload"].get("pid"), s["payload"].get("reason"), s["created_at"])
+            for s in show["steps"]
+            if s["type"].startswith(("attempt_", "run_"))
+        ]
         by[run_id] = started[0]["payload"]["pid"]
     assert set(by.values()) <= pids
     print(f"\nruns per worker: {sorted(list(by.values()).count(p) for p in pids)}")

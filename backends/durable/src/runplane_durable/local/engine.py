@@ -512,7 +512,9 @@ def _claim_sync(
         started = ours.started(journal=journal, lease_seconds=lease_seconds, now=now)
         return [started] if previous is None else [previous, started]
 
-    claimed = sql.claim(conn, spec.run_id, owner, lease_seconds, dead, attempt_events)
+    # Claimed only in the status read above: a run finished since (its holder gave the lease
+    # up) is another process's to have finished, not one to run again.
+    claimed = sql.claim(conn, spec.run_id, owner, lease_seconds, dead, row.status, attempt_events)
     if claimed is None:
         expires = row.lease_expires_at or time.time()
         raise errors.RunLeasedError(

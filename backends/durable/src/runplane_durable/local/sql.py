@@ -340,15 +340,23 @@ def take_lease(
 
 
 def _take(
-    conn: Connection, run_id: str, owner: str, lease_seconds: float, dead_holder: str | None
+    conn: Connection,
+    run_id: str,
+    owner: str,
+    lease_seconds: float,
+    dead_holder: str | None,
+    status: RunStatus | None = None,
 ) -> bool:
     now = time.time()
     free = sa.or_(runs.c.owner.is_(None), runs.c.lease_expires_at < now, runs.c.owner == owner)
     if dead_holder is not None:
         free = sa.or_(free, runs.c.owner == dead_holder)
+    where = [runs.c.id == run_id, free]
+    if status is not None:
+        where.append(runs.c.status == status)
     result = conn.execute(
         runs.update()
-        .where(runs.c.id == run_id, free)
+        .where(*where)
         .values(owner=owner, lease_expires_at=now + lease_seconds, status="running")
     )
     return bool(result.rowcount == 1)
@@ -365,16 +373,20 @@ def claim(
     owner: str,
     lease_seconds: float,
     dead_holder: str | None,
+    status: RunStatus,
     new_events: ClaimEvents,
 ) -> tuple[RunRecord, list[JournalRecord], int] | None:
-    """`take_lease`, then, in the same transaction, read what a replay needs and log the events
+    """`take_lease` of a run still in `status` (the one the caller read and decided to claim it
+    in), then, in the same transaction, read what a replay needs and log the events
     `new_events(run, journal, last attempt event's type, its payload)` returns.
 
     Returns the run, its journal and the last event's seq; None (nothing written) if the lease
-    is not free. Once the fenced update has the run, no other holder can add a step, so the
+    is not free or the run's status changed since it was read: a holder that finished it
+    meanwhile gave its lease up, and a free lease alone would reopen a completed, failed or
+    cancelled run. Once the fenced update has the run, no other holder can add a step, so the
     journal read is the whole of it.
     """
-    if not _take(conn, run_id, owner, lease_seconds, dead_holder):
+    if not _take(conn, run_id, owner, lease_seconds, dead_holder, status):
         conn.rollback()
         return None
     row = get_run_row(conn, run_id)
