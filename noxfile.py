@@ -141,6 +141,26 @@ def sdk_tests(session: nox.Session) -> None:
         )
 
 
+@nox.session(venv_backend="none")
+def server_mode(session: nox.Session) -> None:
+    """The durable backend in server mode: the conformance suite (with its durability profile,
+    `--runplane-durable`) and the SDK's own runner tests with RUNPLANE_SERVER_URL pointing at a
+    `runplane server` on a fresh SQLite database (not in the default list). The kill -9 tests
+    run in both modes in `tests`. Like sdk_tests, it installs the SDK's test dependencies, so
+    it marks the shared environment extended. `nox -s server_mode -- ARGS` passes ARGS to
+    tests/sdk_swap/run.py.
+    """
+    env = _project(session, extends=True)
+    serve = ["tests/support/with_server.py", "--"]
+    conformance = ["pytest", "--pyargs", "runplane_conformance", "--runplane-backend", "durable"]
+    # With the durability profile: runs killed -9 at every step boundary behind the server.
+    _run(
+        session, env, "python", *serve, *conformance, "--runplane-durable", "-p", "no:cacheprovider"
+    )
+    swap = ["python", "tests/sdk_swap/run.py", "--backend", "durable", *session.posargs]
+    _run(session, env, "python", *serve, *swap)
+
+
 @nox.session(reuse_venv=True)
 def lint(session: nox.Session) -> None:
     """ruff alone, in its own small venv: it needs nothing of the project installed."""
@@ -175,12 +195,13 @@ def bench(session: nox.Session) -> None:
     `nox -s bench` runs bench/durable.py: the durable backend on SQLite and PostgreSQL (time and
     CPU per step, opening a run, memory at 1,000 runs); `nox -s bench -- --quick` passes options
     to it. `nox -s bench -- runner_overhead --turns 10,100` (or `instructions`, or `startup`:
-    how long `runplane` commands take to start) runs that bench instead. RUNPLANE_BENCH_PG names
+    how long `runplane` commands take to start; or `server`: the durable backend through a
+    `runplane server`) runs that bench instead. RUNPLANE_BENCH_PG names
     the PostgreSQL database (default: a fresh one on 127.0.0.1:5432, dropped after).
     """
     env = _project(session)
     args = list(session.posargs)
     script = "durable"
-    if args and args[0] in ("durable", "runner_overhead", "instructions", "startup"):
+    if args and args[0] in ("durable", "runner_overhead", "instructions", "startup", "server"):
         script = args.pop(0)
     _run(session, env, "python", f"bench/{script}.py", *args)

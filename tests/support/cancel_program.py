@@ -2,7 +2,8 @@
 
     python cancel_program.py MODE RUN_ID        (MODE: run | run_sync | run_streamed)
 
-The database is CANCEL_DB. The model asks for `work(n=0)`, then `work(n=1)`, then answers.
+The database is CANCEL_DB (an http:// URL: the runplane server keeping the runs). The model
+asks for `work(n=0)`, then `work(n=1)`, then answers.
 CANCEL_BLOCK says what is slow, each writing `started` (with the pid) when it gets there:
 `tool` (work(n=0) hangs), `model` (the second model call hangs) or `slow_tool` (work(n=0) takes
 SLOW_SECONDS, then returns: a cancel "after_turn" lands during it). model.log gets a line per
@@ -21,7 +22,8 @@ from typing import Any
 
 from agents import Agent, function_tool
 from agents.testing import ModelCall, ModelStep, ScriptedModel, assistant_message, function_call
-from runplane_durable import DurableBackend, DurableError, LocalEngine, run_id
+from runplane_durable import DurableBackend, DurableError, run_id
+from runplane_durable.engine import open_engine
 
 PROMPT = "Do the work twice, then say done."
 HANG_SECONDS = 120.0  # far beyond any test's wait: the cancel comes long before
@@ -89,7 +91,7 @@ async def streamed(backend: DurableBackend, agent: Agent[Any], rid: str) -> dict
 
 def main() -> None:
     mode, rid = sys.argv[1], sys.argv[2]
-    backend = DurableBackend(LocalEngine(os.environ["CANCEL_DB"]))
+    backend = DurableBackend(open_engine(os.environ["CANCEL_DB"]))  # a server's URL too
     agent = Agent(
         name="worker",
         instructions="Work.",

@@ -22,6 +22,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from runplane.cli import build_app
+from support.durable_server import Server
 
 __all__ = ["TIMEOUT", "CrashProgram", "final_output"]
 
@@ -31,13 +32,26 @@ _CLI_LOCK = threading.Lock()  # CliRunner swaps sys.stdout: one invocation at a 
 
 
 class CrashProgram:
-    """The program copied into `workdir`, and every process started from it (for cleanup)."""
+    """The program copied into `workdir`, and every process started from it (for cleanup).
 
-    def __init__(self, workdir: Path) -> None:
+    `served=True` runs it in server mode: a `runplane server` subprocess serves the workdir's
+    database, and the program reaches it through RUNPLANE_SERVER_URL alone.
+    """
+
+    def __init__(self, workdir: Path, *, served: bool = False) -> None:
         self.workdir = workdir
         self.script = workdir / "program.py"
         shutil.copyfile(SOURCE, self.script)
         self.procs: list[subprocess.Popen[str]] = []
+        self.server: Server | None = None
+        if served:
+            self.serve(f"sqlite:///{self.db}")
+
+    def serve(self, database: str) -> None:
+        """Start a server on `database`; the program's runs go through it from now on."""
+        self.db.parent.mkdir(parents=True, exist_ok=True)
+        self.server = Server(database, self.workdir / "server.log")
+        self.server.start()
 
     @property
     def db(self) -> Path:
@@ -47,6 +61,9 @@ class CrashProgram:
         env = {**os.environ, "OPENAI_AGENTS_DISABLE_TRACING": "1", "PYTHONUNBUFFERED": "1"}
         for name in ("RUNPLANE_DATABASE_URL", "CRASH_BLOCK", "RUNPLANE_BACKEND"):
             env.pop(name, None)  # the run must use the temp dir's own database
+        env.pop("RUNPLANE_SERVER_URL", None)
+        if self.server is not None:
+            env["RUNPLANE_SERVER_URL"] = self.server.url
         if block is not None:
             env["CRASH_BLOCK"] = block
         return env
@@ -112,6 +129,8 @@ class CrashProgram:
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate(timeout=TIMEOUT)
+        if self.server is not None:
+            self.server.stop()
 
     def lines(self, name: str) -> list[str]:
         path = self.workdir / name

@@ -27,6 +27,7 @@ from typing import Any
 from runplane_durable import LocalEngine, RunNotFoundError
 
 from support.durable_programs import TIMEOUT, CrashProgram
+from support.durable_server import Server
 
 __all__ = ["FINAL", "KillProgram", "Tally", "calibrate", "trial"]
 
@@ -37,16 +38,19 @@ TOOL_CALLS = ["call-a", "call-b"]
 
 
 class KillProgram(CrashProgram):
-    """`kill_program.py` in `workdir`, on the database `db_url`."""
+    """`kill_program.py` in `workdir`, on the database `db_url`: directly, or through `server`
+    (a running `runplane server` on that database)."""
 
-    def __init__(self, workdir: Path, db_url: str) -> None:
+    def __init__(self, workdir: Path, db_url: str, server: Server | None = None) -> None:
         super().__init__(workdir)
         shutil.copyfile(SOURCE, self.script)
         self.db_url = db_url
+        self.server = server
 
     def _env(self, block: str | None) -> dict[str, str]:
         env = super()._env(block)
-        env["RUNPLANE_DATABASE_URL"] = self.db_url
+        if self.server is None:
+            env["RUNPLANE_DATABASE_URL"] = self.db_url
         return env
 
     def launch(self, mode: str, run_id: str) -> subprocess.Popen[str]:

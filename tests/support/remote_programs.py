@@ -26,7 +26,8 @@ import pydantic
 from agents import Agent
 from agents.testing import ModelCall, ModelStep, ScriptedModel, assistant_message, function_call
 from agents.tool_context import ToolContext
-from runplane_durable import DurableBackend, LocalEngine, remote, remote_tools, run_id
+from runplane_durable import DurableBackend, remote, remote_tools, run_id
+from runplane_durable.engine import open_engine
 from runplane_durable.worker.tool_tasks import serve_tool_tasks
 
 QUEUE = "remote-tests"
@@ -114,7 +115,7 @@ async def _run(url: str, rid: str, tool: str, arguments: dict[str, Any]) -> None
         model=ScriptedModel([ModelStep.respond(_respond(tool, arguments)) for _ in range(2)]),
         tools=[TOOLS[tool]],
     )
-    backend = DurableBackend(LocalEngine(url), lease_seconds=float(os.environ.get("LEASE", "30")))
+    backend = DurableBackend(open_engine(url), lease_seconds=float(os.environ.get("LEASE", "30")))
     with run_id(rid):
         result = await backend.run(agent, "go", context=CONTEXT)
     print(json.dumps({"final_output": result.final_output, "pid": os.getpid()}), flush=True)
@@ -124,7 +125,7 @@ async def _run(url: str, rid: str, tool: str, arguments: dict[str, Any]) -> None
 async def _worker(url: str, queue: str, lease_seconds: float) -> None:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    engine = LocalEngine(url)
+    engine = open_engine(url)
     print("serving", os.getpid(), flush=True)
     await serve_tool_tasks(
         engine, remote_tools(queue), queue=queue, stop=stop, lease_seconds=lease_seconds

@@ -44,11 +44,15 @@ def wait_until(done: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> 
 
 
 class Jobs:
-    """The jobs program in `workdir`, on the database `url`."""
+    """The jobs program in `workdir`, on the database `url`; with `server` (a `runplane
+    server`'s URL, serving `url`), every process of it keeps its runs behind that server."""
 
-    def __init__(self, workdir: Path, url: str) -> None:
+    def __init__(self, workdir: Path, url: str, *, server: str | None = None) -> None:
         self.workdir = workdir
         self.url = url
+        self.server = server
+        # How the commands name where the runs are.
+        self.where = ["--db", url] if server is None else ["--server", server]
         for name in ("jobs.py", "program.py", "starter.py"):
             shutil.copyfile(FIXTURES / name, workdir / name)
         self.procs: list[subprocess.Popen[str]] = []
@@ -57,7 +61,11 @@ class Jobs:
         env = {**os.environ, "OPENAI_AGENTS_DISABLE_TRACING": "1", "PYTHONUNBUFFERED": "1"}
         for name in ("JOBS_BLOCK", "RUNPLANE_BACKEND", "RUNPLANE_SERVER_URL"):
             env.pop(name, None)
-        env["RUNPLANE_DATABASE_URL"] = self.url
+        if self.server is None:
+            env["RUNPLANE_DATABASE_URL"] = self.url
+        else:
+            env.pop("RUNPLANE_DATABASE_URL", None)
+            env["RUNPLANE_SERVER_URL"] = self.server
         env.update(extra)
         return env
 
@@ -93,10 +101,9 @@ class Jobs:
     def worker(
         self, *args: str, modules: tuple[str, ...] = ("jobs",), ready: bool = True
     ) -> subprocess.Popen[str]:
-        """`runplane worker jobs --db URL --poll 0.1 ARGS...`, once it is serving (`ready`)."""
-        proc = self._popen(
-            ["-c", CLI, "worker", *modules, "--db", self.url, "--poll", "0.1", *args]
-        )
+        """`runplane worker jobs --db URL --poll 0.1 ARGS...` (`--server URL` in server mode),
+        once it is serving (`ready`)."""
+        proc = self._popen(["-c", CLI, "worker", *modules, *self.where, "--poll", "0.1", *args])
         if ready:
             self.wait_ready(proc)
         return proc
@@ -126,6 +133,10 @@ class Jobs:
                 proc.kill()
                 proc.communicate(timeout=TIMEOUT)
 
+    def server_log(self) -> str:
+        """What the server (in server mode) logged: each request it served."""
+        return (self.workdir / "server.log").read_text(errors="replace")
+
     def lines(self, name: str) -> list[str]:
         path = self.workdir / name
         return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
@@ -137,7 +148,7 @@ class Jobs:
 
     def show(self, run_id: str, *, as_json: bool = True) -> Any:
         """`runplane runs show RUN_ID [--json] --db URL`, through the real command's app."""
-        args = ["runs", "show", run_id, "--db", self.url, *(["--json"] if as_json else [])]
+        args = ["runs", "show", run_id, *self.where, *(["--json"] if as_json else [])]
         with _CLI_LOCK:
             result = CliRunner().invoke(build_app(), args)
         assert result.exit_code == 0, result.output
@@ -147,11 +158,11 @@ class Jobs:
         return str(self.show(run_id)["run"]["status"])
 
     def engine_call(self, fn: Callable[[Any], Any]) -> Any:
-        """`await fn(engine)` on a read-only engine of the database."""
-        from runplane_durable import LocalEngine
+        """`await fn(engine)` on a read-only engine of the database (of the server)."""
+        from runplane_durable.engine import open_engine
 
         async def go() -> Any:
-            engine = LocalEngine(self.url, read_only=True)
+            engine = open_engine(self.server or self.url, read_only=True)
             try:
                 return await fn(engine)
             finally:

@@ -1,5 +1,5 @@
-"""The engine contract, run against every engine: SQLite and PostgreSQL now, the remote engine
-when it exists (add it to `ENGINES`).
+"""The engine contract, run against every engine: SQLite and PostgreSQL, and the remote engine
+against a real `runplane server` subprocess on each of them (add a new one to `ENGINES`).
 
 Each test speaks only through the `Engine` and `RunSession` protocols of `engine.py`, so it holds
 for any engine; every record the engine hands back, and every durable error it raises, must come
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runplane_durable import LocalEngine
+from runplane_durable import LocalEngine, RemoteEngine
 from runplane_durable.engine import Engine, RunSession, open_engine
 from runplane_durable.errors import (
     DatabaseError,
@@ -47,6 +47,7 @@ from runplane_durable.records import (
     run_cursor,
 )
 from support.durable import fresh_pg_database, sqlite_url
+from support.durable_server import running_server
 
 # A new client of one store per call: two clients are two processes, as far as a run can tell.
 Clients = Callable[[], Engine]
@@ -57,14 +58,43 @@ def contract_pg_url() -> Iterator[str]:
     yield from fresh_pg_database()
 
 
+@pytest.fixture(scope="module")
+def server_on_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A `runplane server` for the module, on its own SQLite file; its URL."""
+    where = tmp_path_factory.mktemp("server-sqlite")
+    with running_server(sqlite_url(where), where / "server.log") as server:
+        yield server.url
+
+
+@pytest.fixture(scope="module")
+def server_on_postgresql(
+    contract_pg_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    where = tmp_path_factory.mktemp("server-pg")
+    with running_server(contract_pg_url, where / "server.log") as server:
+        yield server.url
+
+
 def _local(url: str) -> Engine:
     return LocalEngine(url)
+
+
+def _remote(url: str) -> Engine:
+    return RemoteEngine(url)
 
 
 # name -> (how a test gets the store's location, how a client is made on it)
 ENGINES: dict[str, tuple[Callable[[pytest.FixtureRequest, Path], str], Callable[[str], Engine]]] = {
     "sqlite": (lambda request, tmp: sqlite_url(tmp), _local),
     "postgresql": (lambda request, tmp: str(request.getfixturevalue("contract_pg_url")), _local),
+    "remote-sqlite": (
+        lambda request, tmp: str(request.getfixturevalue("server_on_sqlite")),
+        _remote,
+    ),
+    "remote-postgresql": (
+        lambda request, tmp: str(request.getfixturevalue("server_on_postgresql")),
+        _remote,
+    ),
 }
 
 

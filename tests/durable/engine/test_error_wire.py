@@ -26,6 +26,7 @@ from runplane_durable.errors import (
     RunLeasedError,
     RunNotFoundError,
     SchemaVersionError,
+    ServerError,
     TaskLeaseLostError,
     TaskNotFoundError,
     UnstorableNameError,
@@ -40,6 +41,10 @@ EXAMPLES: list[tuple[DurableError, str]] = [
     (
         DatabaseError("cannot use the SQLite database at /x: disk full. Free space.", database="x"),
         "cannot use the SQLite database at /x: disk full. Free space.",
+    ),
+    (
+        ServerError("cannot reach the runplane server at http://h:1", server="http://h:1"),
+        "cannot reach the runplane server at http://h:1",
     ),
     (
         SchemaVersionError(database="SQLite database at /x", found=99, supported=1),
@@ -233,6 +238,7 @@ def test_every_durable_error_has_its_own_stable_code() -> None:
         DurableError: "durable",
         DatabaseError: "database",
         SchemaVersionError: "schema_version",
+        ServerError: "server",
         RunNotFoundError: "run_not_found",
         RunLeasedError: "run_leased",
         RunInputMismatchError: "run_input_mismatch",

@@ -28,6 +28,7 @@ DATA = {
     "events",
     "codec",
     "serde",  # the codec: the SDK's model types are imported only to (de)serialize them
+    "writes",  # a run session's writes as records, with their JSON forms
 }
 # Every other module's layer is its subpackage; the engine contract and the front's entry point
 # stay at the top.
@@ -39,7 +40,14 @@ SUBPACKAGES = {
     "cli": "front",
     "demo": "front",
 }
-TOP = {"engine": "engine", "plugin": "front"}
+# `session` is the one RunSession both engines use; `remote` the engine over HTTP.
+TOP = {
+    "engine": "engine",
+    "session": "engine",
+    "remote_engine": "engine",
+    "http1": "engine",  # the remote engine's HTTP/1.1 transport
+    "plugin": "front",
+}
 
 # What each layer may import from this package.
 ALLOWED = {

@@ -32,10 +32,12 @@ from runplane_durable import (
     Runner,
     run_id,
 )
+from runplane_durable.engine import open_engine
 from runplane_durable.errors import RunFinishedError
 from runplane_durable.runtime.cancel import ENV_CANCEL_POLL_SECONDS, cancel_poll_seconds
 from runplane_durable.server.responses import status_for
 from support.durable import run_async
+from support.durable_server import running_server
 
 PROGRAM = Path(__file__).resolve().parents[2] / "support" / "cancel_program.py"
 PROMPT = "Do the work twice, then say done."  # the program's input: the same run id, again
@@ -120,8 +122,10 @@ def cli_cancel(db: str, rid: str, *extra: str) -> subprocess.CompletedProcess[st
 
 
 def engine_call(db: str, method: str, *args: Any, **kwargs: Any) -> Any:
+    """`engine.method(...)` on an engine of its own: `db` a database, or a server's URL."""
+
     async def go() -> Any:
-        engine = LocalEngine(db)
+        engine = open_engine(db)
         try:
             return await getattr(engine, method)(*args, **kwargs)
         finally:
@@ -421,3 +425,41 @@ def test_a_resumed_run_is_cancelled_too_and_its_caller_told_who(
 
     took = asyncio.run(go())
     assert took < 2.0  # polled every 0.05 s
+
+
+def test_a_run_in_server_mode_is_cancelled_from_another_process(
+    tmp_path: Path, db_url: str
+) -> None:
+    """The program keeps its run behind a `runplane server`; `runplane runs cancel --server`,
+    a process of its own, asks the server; the program learns it through the server (its
+    writes' answers, its polls) and stops as embedded."""
+    with running_server(db_url, tmp_path / "server.log") as server:
+        program = Program(tmp_path, server.url)
+        try:
+            rid = _rid()
+            proc = program.start("run", rid, block="tool")
+            program.wait_started(proc, "tool")
+            asked = subprocess.run(
+                [sys.executable, "-m", "runplane", "runs", "cancel", rid, "--server", server.url],
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT,
+                check=False,
+            )
+            assert asked.returncode == 0, asked.stderr
+            assert f"asked run {rid} to stop at once" in asked.stdout, asked.stdout
+            took = wait_status(server.url, rid, "cancelled")
+            print(f"\nserver mode: cancelled {took:.3f} s after asked")
+            _stopped_caller(program.outcome(proc), "run", "pid ", "immediate")
+            record = engine_call(server.url, "get_run", rid)
+            assert (record.status, record.cancel_requested, record.owner) == (
+                "cancelled",
+                None,
+                None,
+            )
+            assert program.lines("calls.log") == ["start 0"]  # the tool was stopped midway
+        finally:
+            program.cleanup()
+    log = (tmp_path / "server.log").read_text()
+    assert f'"POST /api/v1/runs/{rid}/cancel HTTP' in log  # asked through the server
+    assert '"POST /api/v1/sessions HTTP' in log  # and the program's run was opened there

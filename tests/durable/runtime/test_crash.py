@@ -49,9 +49,13 @@ CRASHES = [
 ]
 
 
-@pytest.fixture
-def program(tmp_path: Path) -> Iterator[CrashProgram]:
-    prog = CrashProgram(tmp_path)
+# "server": the program reaches a `runplane server` on its database through RUNPLANE_SERVER_URL.
+TRANSPORTS = ["embedded", "server"]
+
+
+@pytest.fixture(params=TRANSPORTS)
+def program(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[CrashProgram]:
+    prog = CrashProgram(tmp_path, served=request.param == "server")
     try:
         yield prog
     finally:
@@ -73,17 +77,25 @@ def _assert_no_duplicate_steps(show: dict[str, Any], model_calls: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def crash_chains(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[None]]]:
-    """Every mode's crash chain, all started at once.
+def crash_chains(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[tuple[str, str], Future[None]]]:
+    """Every mode's crash chain, embedded and in server mode, all started at once.
 
     A chain is five processes in a row that spend most of their time importing the SDK; run
-    side by side, the three keep this file within its time budget on two cores. Each test then
+    side by side, they keep this file within its time budget on two cores. Each test then
     reports its own mode's outcome.
     """
-    programs = {mode: CrashProgram(tmp_path_factory.mktemp(mode)) for mode in MODES}
+    chains = [(transport, mode) for transport in TRANSPORTS for mode in MODES]
+    programs = {
+        (transport, mode): CrashProgram(
+            tmp_path_factory.mktemp(f"{transport}-{mode}"), served=transport == "server"
+        )
+        for transport, mode in chains
+    }
     pool = ThreadPoolExecutor(max_workers=len(MODES))
     try:
-        yield {mode: pool.submit(_crash_chain, programs[mode], mode) for mode in MODES}
+        yield {chain: pool.submit(_crash_chain, programs[chain], chain[1]) for chain in chains}
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # bounded: every wait has a timeout
         for program in programs.values():
@@ -134,10 +146,12 @@ def _crash_chain(program: CrashProgram, mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_kill_9_at_each_step_boundary_then_resume(
-    crash_chains: dict[str, Future[None]], mode: str
+    crash_chains: dict[tuple[str, str], Future[None]], transport: str, mode: str
 ) -> None:
-    crash_chains[mode].result(timeout=10 * TIMEOUT)  # re-raises the chain's failure, if any
+    # re-raises the chain's failure, if any
+    crash_chains[transport, mode].result(timeout=20 * TIMEOUT)
 
 
 def test_live_lease_refuses_a_second_process_and_passes_at_once_to_a_successor(

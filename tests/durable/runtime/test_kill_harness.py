@@ -1,4 +1,6 @@
-"""kill -9 at uniformly random moments, in every mode on both databases: nothing journaled repeats.
+"""kill -9 at uniformly random moments, in every mode on both databases, embedded and in server
+mode (the program reaching a `runplane server` on that database through RUNPLANE_SERVER_URL):
+nothing journaled repeats.
 
 A run with two tools called in parallel, a handoff and structured output is killed twice at
 random moments and resumed to its end, over and over (see support/kill_harness.py). What is
@@ -25,12 +27,14 @@ from pathlib import Path
 import pytest
 from support.durable import sqlite_url
 from support.durable_programs import TIMEOUT
+from support.durable_server import Server
 from support.kill_harness import KillProgram, Tally, calibrate, trial
 
 pytestmark = pytest.mark.slow
 
 MODES = ["run", "run_sync", "run_streamed"]
-DATABASES = ["sqlite", "postgresql"]
+# "server-X": the program runs against a `runplane server` on database X.
+DATABASES = ["sqlite", "postgresql", "server-sqlite", "server-postgresql"]
 TRIALS = int(os.environ.get("RUNPLANE_KILL_TRIALS", "1"))
 RECALIBRATE = 5  # trials between two measurements of a whole run
 MARGIN = 1.1  # kill moments run a little past the run's end
@@ -49,20 +53,35 @@ def _campaign(
     rng = random.Random(f"{SEED}:{mode}:{database}")  # the same draws whatever the threads do
     prefix = f"{SEED}-{mode}-{database}"
 
+    served = database.startswith("server-")
+    server: Server | None = None
+    if served:  # one server for the campaign, on one database, as a deployment has
+        root.mkdir(parents=True)
+        url = pg_url if database.endswith("postgresql") else sqlite_url(root)
+        server = Server(url, root / "server.log")
+        server.start()
+
     def program(name: str) -> KillProgram:
         workdir = root / name
         workdir.mkdir(parents=True)
-        made = KillProgram(workdir, pg_url if database == "postgresql" else sqlite_url(workdir))
+        if server is not None:
+            made = KillProgram(workdir, server.database, server)
+        else:
+            made = KillProgram(workdir, pg_url if database == "postgresql" else sqlite_url(workdir))
         programs.append(made)
         return made
 
     tally = Tally()
     window = 0.0
-    for n in range(TRIALS):
-        if n % RECALIBRATE == 0:
-            window = calibrate(program(f"calibrate-{n}"), mode, f"{prefix}-calibrate-{n}")
-            tally.windows.append(window)
-        tally.add(trial(program(f"trial-{n}"), mode, f"{prefix}-{n}", MARGIN * window, rng))
+    try:
+        for n in range(TRIALS):
+            if n % RECALIBRATE == 0:
+                window = calibrate(program(f"calibrate-{n}"), mode, f"{prefix}-calibrate-{n}")
+                tally.windows.append(window)
+            tally.add(trial(program(f"trial-{n}"), mode, f"{prefix}-{n}", MARGIN * window, rng))
+    finally:
+        if server is not None:
+            server.stop()
     return tally
 
 

@@ -33,6 +33,7 @@ from runplane_durable import (
     remote,
     run_id,
 )
+from runplane_durable.engine import open_engine
 from runplane_durable.events import ToolCalled, parse
 from runplane_durable.owner import current_owner
 from runplane_durable.records import TaskSpec
@@ -54,7 +55,7 @@ def queue_name() -> str:
 async def serving(url: str, *tools: FunctionTool, queue: str) -> AsyncIterator[asyncio.Event]:
     """A worker on this loop, with its own engine (another client of the database)."""
     stop = asyncio.Event()
-    engine = LocalEngine(url)
+    engine = open_engine(url)
     worker = asyncio.ensure_future(
         serve_tool_tasks(engine, {t.name: t for t in tools}, queue=queue, stop=stop)
     )
@@ -74,7 +75,7 @@ async def run_agent(
     model = ScriptedModel(
         [[function_call(tool.name, {"city": "Oslo"}, call_id="c1")], [assistant_message("ok")]]
     )
-    backend = DurableBackend(LocalEngine(url))
+    backend = DurableBackend(open_engine(url))
     rid = rid or f"serving-{uuid.uuid4().hex[:10]}"
     try:
         with run_id(rid):
@@ -88,7 +89,7 @@ async def run_agent(
 
 
 async def tool_event(url: str, rid: str) -> ToolCalled:
-    engine = LocalEngine(url)
+    engine = open_engine(url)
     try:
         [event] = [
             e for e in map(parse, await engine.list_events(rid)) if isinstance(e, ToolCalled)
@@ -111,7 +112,7 @@ def failing(queue: str, **kwargs: Any) -> tuple[FunctionTool, FunctionTool]:
 
 @pytest.mark.parametrize("formatter", ["default", "custom"])
 def test_a_remote_tool_that_raises_shows_the_model_what_a_local_one_does(
-    db_url: str, formatter: str
+    store_url: str, formatter: str
 ) -> None:
     kwargs: dict[str, Any] = {}
     if formatter == "custom":
@@ -120,16 +121,16 @@ def test_a_remote_tool_that_raises_shows_the_model_what_a_local_one_does(
     async def test() -> None:
         queue = queue_name()
         local, far = failing(queue, **kwargs)
-        _, _, shown_locally = await run_agent(db_url, local)
-        async with serving(db_url, far, queue=queue):
-            rid, _, shown = await run_agent(db_url, far)
+        _, _, shown_locally = await run_agent(store_url, local)
+        async with serving(store_url, far, queue=queue):
+            rid, _, shown = await run_agent(store_url, far)
         assert shown == shown_locally
         if formatter == "custom":
             assert shown == "failed: no such city: Oslo"
-        event = await tool_event(db_url, rid)
+        event = await tool_event(store_url, rid)
         assert event.error is not None
         assert (event.error.type, event.error.message) == ("LookupError", "no such city: Oslo")
-        engine = LocalEngine(db_url)
+        engine = open_engine(store_url)
         [task] = await engine.list_tasks(rid)
         await engine.dispose()
         assert (task.status, task.attempts) == ("completed", 1)  # a result, not retried
@@ -140,16 +141,16 @@ def test_a_remote_tool_that_raises_shows_the_model_what_a_local_one_does(
 
 
 def test_a_remote_tool_without_failure_handling_fails_the_run_as_a_local_one_does(
-    db_url: str,
+    store_url: str,
 ) -> None:
     async def test() -> None:
         queue = queue_name()
         local, far = failing(queue, failure_error_function=None)
         with pytest.raises(UserError) as here:
-            await run_agent(db_url, local)
-        async with serving(db_url, far, queue=queue):
+            await run_agent(store_url, local)
+        async with serving(store_url, far, queue=queue):
             with pytest.raises(UserError) as there:
-                await run_agent(db_url, far)
+                await run_agent(store_url, far)
         assert (
             str(there.value) == str(here.value) == "Error running tool no_city: no such city: Oslo"
         )
@@ -160,7 +161,7 @@ def test_a_remote_tool_without_failure_handling_fails_the_run_as_a_local_one_doe
     go(test)
 
 
-def test_an_attempt_over_its_timeout_is_retried_then_the_task_fails(db_url: str) -> None:
+def test_an_attempt_over_its_timeout_is_retried_then_the_task_fails(store_url: str) -> None:
     runs: list[str] = []
 
     async def hangs(city: str) -> str:
@@ -172,10 +173,10 @@ def test_an_attempt_over_its_timeout_is_retried_then_the_task_fails(db_url: str)
     async def test() -> None:
         queue = queue_name()
         tool = remote(function_tool(hangs), queue=queue, timeout=0.2, max_attempts=2, retry_delay=0)
-        async with serving(db_url, tool, queue=queue):
-            rid, _, shown = await run_agent(db_url, tool)
+        async with serving(store_url, tool, queue=queue):
+            rid, _, shown = await run_agent(store_url, tool)
         assert shown == "An error occurred while running the tool. Please try again."
-        event = await tool_event(db_url, rid)
+        event = await tool_event(store_url, rid)
         assert event.error is not None
         assert event.error.message.endswith(
             "failed after 2 attempt(s) (at most 2); the last one: attempt 2: it ran longer than "
@@ -193,7 +194,7 @@ class Holder:
 
 
 def test_a_context_that_cannot_be_sent_fails_the_run_before_anything_is_enqueued(
-    db_url: str,
+    store_url: str,
 ) -> None:
     seen: list[Any] = []
 
@@ -208,32 +209,32 @@ def test_a_context_that_cannot_be_sent_fails_the_run_before_anything_is_enqueued
         tool = remote(function_tool(uses_nothing), queue=queue)
         rid = f"serving-{uuid.uuid4().hex[:10]}"
         with pytest.raises(RemoteContextError) as info:
-            await run_agent(db_url, tool, context, rid)
+            await run_agent(store_url, tool, context, rid)
         error = info.value
         assert (error.tool, error.context_type) == ("uses_nothing", f"{__name__}.Holder")
         assert "cannot be sent" in str(error)
         assert "remote(..., send_context=False)" in str(error)
-        engine = LocalEngine(db_url)
+        engine = open_engine(store_url)
         assert (await engine.get_run(rid)).status == "failed"
         assert await engine.list_tasks(rid) == []  # nothing was enqueued
         await engine.dispose()
         # Sent without its context, the same tool runs.
         quiet = remote(function_tool(uses_nothing), queue=queue, send_context=False)
-        async with serving(db_url, quiet, queue=queue):
-            _, _, shown = await run_agent(db_url, quiet, context)
+        async with serving(store_url, quiet, queue=queue):
+            _, _, shown = await run_agent(store_url, quiet, context)
         assert (shown, seen) == ("Oslo", [None])
 
     go(test)
 
 
-def test_a_context_the_worker_cannot_rebuild_ends_the_attempt_saying_why(db_url: str) -> None:
+def test_a_context_the_worker_cannot_rebuild_ends_the_attempt_saying_why(store_url: str) -> None:
     def anything(city: str) -> str:
         """Never runs here."""
         raise AssertionError("ran without its context")
 
     async def test() -> None:
         queue = queue_name()
-        engine = LocalEngine(db_url)
+        engine = open_engine(store_url)
         task = await engine.enqueue_task(
             TaskSpec(
                 run_id=f"serving-{uuid.uuid4().hex[:8]}",
@@ -246,7 +247,7 @@ def test_a_context_the_worker_cannot_rebuild_ends_the_attempt_saying_why(db_url:
                 max_attempts=1,
             )
         )
-        async with serving(db_url, function_tool(anything), queue=queue):
+        async with serving(store_url, function_tool(anything), queue=queue):
             for _ in range(500):
                 task = await engine.get_task(task.id)
                 if task.status == "failed":
@@ -266,7 +267,7 @@ class Unprintable:
         raise RuntimeError("no text")
 
 
-def test_outputs_cross_as_the_journal_stores_them(db_url: str) -> None:
+def test_outputs_cross_as_the_journal_stores_them(store_url: str) -> None:
     """A value the journal cannot store arrives as the text the model sees; one the SDK cannot
     make an output of fails the call, as the SDK fails a local one."""
 
@@ -284,12 +285,12 @@ def test_outputs_cross_as_the_journal_stores_them(db_url: str) -> None:
             remote(function_tool(when), queue=queue),
             remote(function_tool(broken), queue=queue),
         )
-        async with serving(db_url, dated, bad, queue=queue):
-            _, _, shown = await run_agent(db_url, dated)
-            rid, _, shown_bad = await run_agent(db_url, bad)
+        async with serving(store_url, dated, bad, queue=queue):
+            _, _, shown = await run_agent(store_url, dated)
+            rid, _, shown_bad = await run_agent(store_url, bad)
         assert shown == "2026-12-01"
         assert shown_bad == "An error occurred while running the tool. Please try again."
-        event = await tool_event(db_url, rid)
+        event = await tool_event(store_url, rid)
         assert event.error is not None
         assert event.error.message == (
             f"tool 'broken' returned a {__name__}.Unprintable, which the SDK cannot make a tool "
@@ -300,7 +301,7 @@ def test_outputs_cross_as_the_journal_stores_them(db_url: str) -> None:
 
 
 def test_a_stopped_worker_finishes_its_attempts_and_a_cancelled_one_gives_them_back(
-    db_url: str,
+    store_url: str,
 ) -> None:
     async def test() -> None:
         queue = queue_name()
@@ -312,7 +313,7 @@ def test_a_stopped_worker_finishes_its_attempts_and_a_cancelled_one_gives_them_b
             return city
 
         tool = remote(function_tool(waits), queue=queue, retry_delay=0)
-        engine = LocalEngine(db_url)
+        engine = open_engine(store_url)
 
         async def enqueue(key: str) -> str:
             spec = TaskSpec(
@@ -414,10 +415,10 @@ contexts = json_data | st.builds(
 )
 @given(arguments=text, context=contexts)
 def test_a_worker_gets_the_calls_arguments_and_context_as_the_run_had_them(
-    db_url: str, arguments: str, context: Any
+    store_url: str, arguments: str, context: Any
 ) -> None:
     async def test() -> None:
-        engine = LocalEngine(db_url)
+        engine = open_engine(store_url)
         queue = queue_name()
         spec = TaskSpec(
             f"payload-{uuid.uuid4().hex[:8]}",
@@ -442,7 +443,7 @@ def test_a_worker_gets_the_calls_arguments_and_context_as_the_run_had_them(
     asyncio.run(test())
 
 
-def test_a_worker_runs_up_to_its_concurrency_and_keeps_long_attempts_leased(db_url: str) -> None:
+def test_a_worker_runs_up_to_its_concurrency_and_keeps_long_attempts_leased(store_url: str) -> None:
     async def test() -> None:
         queue = queue_name()
         live: list[int] = []
@@ -457,7 +458,7 @@ def test_a_worker_runs_up_to_its_concurrency_and_keeps_long_attempts_leased(db_u
             return city
 
         tool = remote(function_tool(long_call), queue=queue)
-        engine = LocalEngine(db_url)
+        engine = open_engine(store_url)
         ids = []
         for n in range(3):
             rid = f"serving-{uuid.uuid4().hex[:8]}"
@@ -488,7 +489,7 @@ def test_a_worker_runs_up_to_its_concurrency_and_keeps_long_attempts_leased(db_u
     go(test)
 
 
-def test_a_streamed_run_calls_a_remote_tool_as_a_run_does(db_url: str) -> None:
+def test_a_streamed_run_calls_a_remote_tool_as_a_run_does(store_url: str) -> None:
     def weather(city: str) -> str:
         """Weather for a city."""
         return f"{city}: sunny"
@@ -499,8 +500,8 @@ def test_a_streamed_run_calls_a_remote_tool_as_a_run_does(db_url: str) -> None:
         model = ScriptedModel(
             [[function_call("weather", {"city": "Oslo"}, call_id="c1")], [assistant_message("ok")]]
         )
-        backend = DurableBackend(LocalEngine(db_url))
-        async with serving(db_url, tool, queue=queue):
+        backend = DurableBackend(open_engine(store_url))
+        async with serving(store_url, tool, queue=queue):
             result = backend.run_streamed(Agent(name="s", model=model, tools=[tool]), "go")
             outputs = [
                 e.item.output
@@ -523,7 +524,7 @@ def test_a_run_that_loses_its_lease_while_it_waits_stops_waiting(tmp_path: Any) 
     async def test() -> None:
         queue = queue_name()
         tool = remote(function_tool(weather), queue=queue)
-        backend = DurableBackend(LocalEngine(url), lease_seconds=0.4)
+        backend = DurableBackend(open_engine(url), lease_seconds=0.4)
         rid = f"serving-{uuid.uuid4().hex[:8]}"
         model = ScriptedModel([[function_call("weather", {"city": "Oslo"}, call_id="c1")]])
 

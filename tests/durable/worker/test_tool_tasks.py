@@ -1,6 +1,6 @@
 """Remote tools on real worker processes: a real ToolContext, a worker killed with SIGKILL or
 paused with SIGSTOP mid-task, attempts exhausted, and the run's own process killed while it
-waits. On SQLite and PostgreSQL (`db_url`); every process is bounded in time and stopped.
+waits. On SQLite and PostgreSQL (`store_url`); every process is bounded in time and stopped.
 
 The programs are `support/remote_programs.py`: every tool execution appends to a ledger file, so
 a test counts executions (at least once) apart from results recorded (once).
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runplane_durable import LocalEngine
+from runplane_durable.engine import open_engine
 from runplane_durable.events import ToolCalled, parse
 from runplane_durable.records import JournalRecord, TaskRecord
 from runplane_durable.serde import load_value
@@ -36,9 +36,9 @@ TIMEOUT = 60.0
 class Processes:
     """The test's worker and run processes, each killed at the end whatever happened."""
 
-    def __init__(self, workdir: Path, db_url: str) -> None:
+    def __init__(self, workdir: Path, store_url: str) -> None:
         self.workdir = workdir
-        self.db_url = db_url
+        self.store_url = store_url
         self.ledger = workdir / "ledger"
         self.started: list[subprocess.Popen[str]] = []
 
@@ -59,7 +59,7 @@ class Processes:
         return proc
 
     def worker(self, name: str, *, lease: float = 30.0, **extra: str) -> subprocess.Popen[str]:
-        proc = self._start(["worker", self.db_url, QUEUE, str(lease)], name, **extra)
+        proc = self._start(["worker", self.store_url, QUEUE, str(lease)], name, **extra)
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith("serving")  # it imported the tools
         return proc
@@ -67,7 +67,7 @@ class Processes:
     def run(
         self, rid: str, tool: str, *, name: str | None = None, **extra: str
     ) -> subprocess.Popen[str]:
-        args = ["run", self.db_url, rid, tool, '{"city": "Oslo"}']
+        args = ["run", self.store_url, rid, tool, '{"city": "Oslo"}']
         return self._start(args, name or rid, **extra)
 
     def stderr(self, name: str) -> str:
@@ -97,8 +97,8 @@ class Processes:
 
 
 @pytest.fixture
-def procs(tmp_path: Path, db_url: str) -> Iterator[Processes]:
-    processes = Processes(tmp_path, db_url)
+def procs(tmp_path: Path, store_url: str) -> Iterator[Processes]:
+    processes = Processes(tmp_path, store_url)
     try:
         yield processes
     finally:
@@ -115,9 +115,9 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float = TIMEOUT) ->
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def read(db_url: str, rid: str) -> tuple[list[TaskRecord], list[JournalRecord], list[Any]]:
+def read(store_url: str, rid: str) -> tuple[list[TaskRecord], list[JournalRecord], list[Any]]:
     async def go() -> tuple[list[TaskRecord], list[JournalRecord], list[Any]]:
-        engine = LocalEngine(db_url)
+        engine = open_engine(store_url)
         try:
             tasks = await engine.list_tasks(rid)
             journal = await engine.read_journal(rid)
@@ -146,7 +146,7 @@ def test_a_remote_tool_runs_on_a_worker_with_a_real_tool_context(
     started = time.monotonic()
     result = procs.finished(procs.run(rid, "inspect_call"), rid)
     print(f"run with one remote tool call, worker idle before: {time.monotonic() - started:.2f} s")
-    tasks, journal, events = read(procs.db_url, rid)
+    tasks, journal, events = read(procs.store_url, rid)
     assert len(tasks) == 1
     task = tasks[0]
     assert (task.status, task.attempts, task.queue, task.tool_name) == (
@@ -192,7 +192,7 @@ def test_a_worker_killed_mid_task_is_replaced_and_the_run_gets_one_result(
     survivor = int(second[3])
     assert survivor != victim
     result = procs.finished(run, rid)
-    tasks, journal, events = read(procs.db_url, rid)
+    tasks, journal, events = read(procs.store_url, rid)
     [task] = tasks
     assert (task.status, task.attempts) == ("completed", 2)
     assert task.error is not None
@@ -235,7 +235,7 @@ def test_a_paused_worker_past_its_lease_has_its_late_result_refused(
     wait_until("the paused worker's tool to end", lambda: len(procs.lines()) == 4)
     wait_until("its result to be refused", lambda: "no longer holds it" in procs.stderr(name))
     assert "attempt 1 no longer holds it (the task is completed at attempt 2" in procs.stderr(name)
-    tasks, journal, _ = read(procs.db_url, rid)
+    tasks, journal, _ = read(procs.store_url, rid)
     [task] = tasks
     assert (task.status, task.attempts) == ("completed", 2)
     assert task.result is not None
@@ -260,7 +260,7 @@ def test_a_task_whose_attempts_are_exhausted_fails_the_call_saying_why(
     assert result["final_output"] == (
         "result: An error occurred while running the tool. Please try again."
     )
-    tasks, journal, events = read(procs.db_url, rid)
+    tasks, journal, events = read(procs.store_url, rid)
     [task] = tasks
     assert (task.status, task.attempts, task.max_attempts, task.result) == ("failed", 2, 2, None)
     assert task.error is not None
@@ -281,7 +281,7 @@ def test_a_run_killed_while_it_waits_resumes_onto_the_same_task(
 ) -> None:
     rid = rid_for(request)
     first = procs.run(rid, "slow", SLOW_SECONDS="0.2")  # no worker yet: it waits
-    [task] = wait_until("the call's task", lambda: read(procs.db_url, rid)[0])
+    [task] = wait_until("the call's task", lambda: read(procs.store_url, rid)[0])
     os.kill(first.pid, signal.SIGKILL)
     first.wait(timeout=TIMEOUT)
     again = procs.run(rid, "slow", SLOW_SECONDS="0.2")  # resumes: re-attaches to the task
@@ -289,7 +289,7 @@ def test_a_run_killed_while_it_waits_resumes_onto_the_same_task(
     assert again.poll() is None  # waiting for a worker
     worker = procs.worker("w")
     result = procs.finished(again, rid)
-    tasks, journal, _ = read(procs.db_url, rid)
+    tasks, journal, _ = read(procs.store_url, rid)
     assert [t.id for t in tasks] == [task.id]  # one call, one task, never enqueued twice
     assert tasks[0].attempts == 1
     assert len(tool_entries(journal)) == 1
@@ -297,6 +297,6 @@ def test_a_run_killed_while_it_waits_resumes_onto_the_same_task(
     # The finished run replays from its journal: no task, no execution.
     replayed = procs.finished(procs.run(rid, "slow", name="replay"), "replay")
     assert replayed["final_output"] == result["final_output"]
-    assert [t.id for t in read(procs.db_url, rid)[0]] == [task.id]
+    assert [t.id for t in read(procs.store_url, rid)[0]] == [task.id]
     assert len(procs.lines()) == 2
     procs.stop(worker)

@@ -34,6 +34,21 @@ def _completed(jobs: Jobs, run_id: str) -> bool:
 
 
 def test_a_worker_finishes_the_run_of_a_killed_program(jobs: Jobs) -> None:
+    _a_worker_finishes_the_run_of_a_killed_program(jobs)
+
+
+def test_in_server_mode_a_worker_finishes_the_run_of_a_killed_program(
+    served_jobs: Jobs,
+) -> None:
+    """The same, every process (the program, the worker, `runs show`) on one `runplane
+    server`: the worker claims the killed program's run through the server and finishes it."""
+    _a_worker_finishes_the_run_of_a_killed_program(served_jobs)
+    log = served_jobs.server_log()
+    assert '"POST /api/v1/claimable-runs HTTP' in log  # the worker looked through the server
+    assert log.count('"POST /api/v1/sessions HTTP') >= 2  # the program's opening, the worker's
+
+
+def _a_worker_finishes_the_run_of_a_killed_program(jobs: Jobs) -> None:
     worker = jobs.worker()
     program = jobs.program("killed-1", "k1", JOBS_BLOCK="step_b")
     wait_until(lambda: jobs.marker("started"), "the program blocking in step_b")

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         RunLeasedError,
         RunNotFoundError,
         SchemaVersionError,
+        ServerError,
         TaskLeaseLostError,
         TaskNotFoundError,
         UnstorableNameError,
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from .local.database import ENV_DATABASE_URL
     from .local.engine import LocalEngine
     from .records import EventRecord, JournalEntry, JournalRecord, RunRecord
+    from .remote_engine import ENV_SERVER_URL, RemoteEngine
     from .runtime.backend import DEFAULT_LEASE_SECONDS, DurableBackend
     from .runtime.handle import RunHandle
     from .runtime.identity import last_run_id, run_id
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
     "ENV_DATABASE_URL",
+    "ENV_SERVER_URL",
     "AgentRefError",
     "DatabaseError",
     "DurableBackend",
@@ -59,6 +62,7 @@ __all__ = [
     "JournalSerializationError",
     "LocalEngine",
     "RemoteContextError",
+    "RemoteEngine",
     "RemoteToolError",
     "ReplayDivergenceError",
     "RunCancelledError",
@@ -72,6 +76,7 @@ __all__ = [
     "RunSession",
     "Runner",
     "SchemaVersionError",
+    "ServerError",
     "TaskLeaseLostError",
     "TaskNotFoundError",
     "UnstorableNameError",
@@ -100,6 +105,7 @@ _LAZY = {
     "RunLeasedError": "errors",
     "RunNotFoundError": "errors",
     "SchemaVersionError": "errors",
+    "ServerError": "errors",
     "UnstorableNameError": "errors",
     "error_from_wire": "errors",
     "RemoteContextError": "errors",
@@ -111,6 +117,8 @@ _LAZY = {
     "last_run_id": "runtime.identity",
     "run_id": "runtime.identity",
     "LocalEngine": "local.engine",
+    "RemoteEngine": "remote_engine",
+    "ENV_SERVER_URL": "remote_engine",
     "EventRecord": "records",
     "JournalEntry": "records",
     "JournalRecord": "records",

@@ -8,7 +8,7 @@ expired with its process not known dead), in the same transaction as the claim.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .events import AttemptEnded, AttemptStarted, EndReason, Event, UnknownEvent
@@ -75,9 +75,16 @@ def next_number(last: Event | UnknownEvent | None) -> int:
     return number + 1 if number is not None else 1
 
 
-def unended(last: Event | UnknownEvent | None, holder: RunRecord, now: float) -> NewEvent | None:
+def unended(
+    last: Event | UnknownEvent | None,
+    holder: RunRecord,
+    now: float,
+    *,
+    is_dead: Callable[[str], bool] = owner_is_dead,
+) -> NewEvent | None:
     """The end of the previous attempt, if it never said it ended; `holder` is the run as read
-    just before the claim, `last` its last attempt event."""
+    just before the claim, `last` its last attempt event, `is_dead` how its holder is known dead
+    (a server is also told by its client, for a holder on the client's host)."""
     if not isinstance(last, AttemptStarted) or last.owner is None:
         return None
     attempt = Attempt(last.attempt if last.attempt is not None else 0, last.owner)
@@ -89,7 +96,7 @@ def unended(last: Event | UnknownEvent | None, holder: RunRecord, now: float) ->
         lease = last.lease_seconds
         if holder.lease_expires_at is not None and lease is not None:
             ended_at = max(ended_at, holder.lease_expires_at - lease)  # its last heartbeat
-    reason: EndReason = "killed" if owner_is_dead(last.owner) else "lease_lost"
+    reason: EndReason = "killed" if is_dead(last.owner) else "lease_lost"
     return attempt.ended(reason, ended_at=ended_at, detected_at=now)
 
 

@@ -325,11 +325,41 @@ class Measured(Protocol):
         """The store's `Measures` now, the latencies in `buckets` (upper bounds, ascending)."""
 
 
-def open_engine(url: str | None = None, *, read_only: bool = False) -> Engine:
-    """The engine for `url` (a database URL or path; by default RUNPLANE_DATABASE_URL, else the
-    nearest `.runplane/`): the one place that chooses one, so the runtime and the CLI never
+def open_engine(url: str | None = None, *, read_only: bool = False, server: bool = True) -> Engine:
+    """The engine for `url`: the one place that chooses one, so the runtime and the CLI never
     name it. `read_only` engines never create or write anything (for commands that look).
+
+    An `http://` or `https://` URL is a runplane server (`RemoteEngine`); any other is a
+    database URL or path (`LocalEngine`). Without one: RUNPLANE_SERVER_URL if set, else
+    RUNPLANE_DATABASE_URL, else the nearest `.runplane/`. Both variables set at once is an error
+    (which one was meant cannot be told); a URL given here wins over both. `server=False` never
+    chooses a server (what `runplane server` itself opens).
     """
+    import os
+
+    from .local.settings import ENV_DATABASE_URL
+    from .remote_engine import ENV_SERVER_URL, RemoteEngine, is_server_url
+
+    if url is None and server:
+        from_env = os.environ.get(ENV_SERVER_URL, "").strip()
+        if from_env:
+            if os.environ.get(ENV_DATABASE_URL, "").strip():
+                from . import lazy_errors as errors
+
+                raise errors.DatabaseError(
+                    f"both {ENV_SERVER_URL} ({from_env}) and {ENV_DATABASE_URL} are set, so "
+                    "where runs go is ambiguous: a program keeps its runs either behind a server "
+                    f"or in a database. Unset one ({ENV_DATABASE_URL} belongs to the server's "
+                    "environment, `runplane server` reads it)."
+                )
+            url = from_env
+    if url is not None and is_server_url(url):
+        if not server:
+            raise ValueError(
+                f"{url} is a server's URL; `runplane server` serves a database: give its URL or "
+                "path with --database"
+            )
+        return RemoteEngine(url, read_only=read_only)
     from .local.engine import LocalEngine
 
     return LocalEngine(url, read_only=read_only)

@@ -33,6 +33,7 @@ __all__ = [
     "RunLeasedError",
     "RunNotFoundError",
     "SchemaVersionError",
+    "ServerError",
     "TaskLeaseLostError",
     "TaskNotFoundError",
     "UnstorableNameError",
@@ -141,6 +142,27 @@ class SchemaVersionError(DatabaseError):
             database=database,
             found=found,
             supported=supported,
+        )
+
+
+class ServerError(DatabaseError):
+    """The runplane server a program runs on (RUNPLANE_SERVER_URL) stayed unreachable past the
+    retry bound, or answered with something that is not the API's.
+
+    A `DatabaseError`: to a run it is the same thing, its runs cannot be kept. Fields: `server`
+    (the URL), `problem` (what went wrong, as the client saw it), `status` (the HTTP status, when
+    there was an answer).
+    """
+
+    code = "server"
+    server: str
+    status: int | None
+
+    def __init__(
+        self, message: str, *, server: str, problem: str | None = None, status: int | None = None
+    ) -> None:
+        DurableError.__init__(
+            self, message, database=server, server=server, problem=problem, status=status
         )
 
 

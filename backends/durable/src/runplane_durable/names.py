@@ -19,6 +19,7 @@ __all__ = [
     "MAX_RUN_ID",
     "check_agent_name",
     "check_run_id",
+    "check_text",
     "fitted",
     "new_run_id",
     "tool_key",
@@ -56,6 +57,16 @@ def check_run_id(value: object) -> str:
         why = f"this run id cannot be stored: {reason}"
     if why is not None:
         raise errors.UnstorableNameError(what="run id", value=_shown(value), reason=why)
+    assert isinstance(value, str)
+    return value
+
+
+def check_text(value: object, what: str) -> str:
+    """`value` if it is a string every database can store in a column (a task's queue, tool,
+    holder); else `UnstorableNameError` naming `what`."""
+    why = "it is not a string" if not isinstance(value, str) else _unstorable(value)
+    if why is not None:
+        raise errors.UnstorableNameError(what=what, value=_shown(value), reason=why)
     assert isinstance(value, str)
     return value
 

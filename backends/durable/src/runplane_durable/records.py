@@ -44,6 +44,7 @@ __all__ = [
     "TaskSpec",
     "TaskStatus",
     "UsageDelta",
+    "check_listing",
     "check_status",
     "read_run_cursor",
     "retry_delay",
@@ -101,6 +102,29 @@ def _members(cls: type[R], data: Any) -> dict[str, Any]:
     return dict(data)
 
 
+_TEXT = (str,)
+_MAYBE_TEXT = (str, type(None))
+_NUMBER = (int, float)
+_MAYBE_NUMBER = (int, float, type(None))
+
+
+def _typed(cls: type, members: dict[str, Any], types: dict[str, tuple[type, ...]]) -> None:
+    """Each of `members` named in `types` is of one of its types (a bool is no number); else a
+    ValueError naming it: a record read from a client's JSON never reaches a database with a
+    member it cannot store."""
+    for name, allowed in types.items():
+        if name not in members:
+            continue
+        value = members[name]
+        if isinstance(value, bool) and bool not in allowed:
+            ok = False
+        else:
+            ok = isinstance(value, allowed)
+        if not ok:
+            kinds = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+            raise ValueError(f"{cls.__name__}.{name} must be {kinds}, got {type(value).__name__}")
+
+
 def _one_of(value: Any, allowed: tuple[str, ...], what: str) -> None:
     if value not in allowed:
         raise ValueError(f"{value!r} is not a {what}; use one of: {', '.join(allowed)}")
@@ -111,6 +135,46 @@ def check_status(value: Any) -> RunStatus:
     _one_of(value, RUN_STATUSES, "run status")
     status: RunStatus = value
     return status
+
+
+def check_listing(
+    *, limit: int | None, created_after: float | None, created_before: float | None
+) -> None:
+    """Refuse `Engine.list_runs` arguments no listing can mean, with a ValueError saying why:
+    every engine checks them alike (a remote one before asking its server)."""
+    if limit is not None and (isinstance(limit, bool) or limit < 0):
+        raise ValueError(f"limit must be a count of runs (0 or more) or None, got {limit!r}")
+    for name, value in (("created_after", created_after), ("created_before", created_before)):
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite time in seconds, got {value!r}")
+
+
+# The largest count or number a store keeps in an integer column (PostgreSQL's integer).
+MAX_STORED_INT = 2**31 - 1
+
+
+def check_claim_limit(limit: int) -> None:
+    """`Engine.claimable_runs`' limit: a positive count (checked alike by every engine)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_STORED_INT:
+        raise ValueError(f"limit must be at least 1 (and at most {MAX_STORED_INT}), got {limit!r}")
+
+
+def choose_claimable(
+    free: list[RunRecord],
+    held_on_host: list[RunRecord],
+    *,
+    limit: int,
+    is_dead: Callable[[str], bool],
+) -> list[RunRecord]:
+    """`Engine.claimable_runs` from its candidates: the orphans (the `running` runs of `free`,
+    and those of `held_on_host` whose holder `is_dead` knows dead), oldest first, then the
+    `queued` runs of `free`; at most `limit`. Decided where `is_dead` can know the holders: a
+    local engine's process, or a server's client, for its own host."""
+    dead = [r for r in held_on_host if r.owner is not None and is_dead(r.owner)]
+    orphans = sorted(
+        [r for r in free if r.status == "running"] + dead, key=lambda r: (r.created_at, r.id)
+    )
+    return [*orphans, *(r for r in free if r.status == "queued")][:limit]
 
 
 @dataclass(frozen=True)
@@ -140,7 +204,21 @@ class RunSpec:
 
     @classmethod
     def from_json(cls, data: Any) -> RunSpec:
-        return cls(**_members(cls, data))
+        members = _members(cls, data)
+        _typed(
+            cls,
+            members,
+            {
+                "run_id": _TEXT,
+                "agent_name": _TEXT,
+                "input_fingerprint": _TEXT,
+                "options": (dict,),
+                "named": (bool,),
+                "agent_ref": _MAYBE_TEXT,
+                "queue": _MAYBE_TEXT,
+            },
+        )
+        return cls(**members)
 
 
 @dataclass(frozen=True)
@@ -363,7 +441,15 @@ class TaskSpec:
 
     @classmethod
     def from_json(cls, data: Any) -> TaskSpec:
-        return cls(**_members(cls, data))
+        members = _members(cls, data)
+        texts = ("run_id", "call_key", "queue", "tool_name", "call_id", "arguments")
+        _typed(cls, members, dict.fromkeys(texts, _TEXT))
+        _typed(
+            cls,
+            members,
+            {"max_attempts": (int,), "timeout": _MAYBE_NUMBER, "retry_delay": _NUMBER},
+        )
+        return cls(**members)
 
 
 @dataclass(frozen=True)
@@ -388,6 +474,7 @@ class TaskResult:
     def from_json(cls, data: Any) -> TaskResult:
         members = _members(cls, data)
         _one_of(members["kind"], TASK_OUTCOMES, "task outcome")
+        _typed(cls, members, {"error_type": _MAYBE_TEXT, "error": _MAYBE_TEXT})
         return cls(**members)
 
 
@@ -409,7 +496,13 @@ class TaskLease:
 
     @classmethod
     def from_json(cls, data: Any) -> TaskLease:
-        return cls(**_members(cls, data))
+        members = _members(cls, data)
+        _typed(
+            cls,
+            members,
+            {"task_id": _TEXT, "owner": _TEXT, "attempt": (int,), "lease_seconds": _NUMBER},
+        )
+        return cls(**members)
 
 
 @dataclass(frozen=True)

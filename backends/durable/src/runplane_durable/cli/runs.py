@@ -39,6 +39,7 @@ from ..events import (
 )
 from ..local.settings import ENV_DATABASE_URL
 from ..records import CancelMode, EventRecord, RunRecord, check_status
+from ..remote_engine import ENV_SERVER_URL
 from ..states import (
     STATES,
     STATUSES,
@@ -49,6 +50,7 @@ from ..states import (
     tools_cut_off,
     tools_in_flight,
 )
+from .where import ServerOption, runs_at
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -67,8 +69,9 @@ DbOption = Annotated[
     str | None,
     typer.Option(
         "--db",
-        help=f"Database URL or SQLite path (default: ${ENV_DATABASE_URL}, else the nearest "
-        ".runplane/runplane.db from the working directory up).",
+        help=f"Database URL or SQLite path (default: ${ENV_SERVER_URL} if set, else "
+        f"${ENV_DATABASE_URL}, else the nearest .runplane/runplane.db from the working "
+        "directory up).",
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -151,6 +154,7 @@ def _state_option(value: str | None) -> str | None:
 @runs_app.command("list")
 def list_runs(
     db: DbOption = None,
+    server: ServerOption = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
     status: Annotated[
         str | None,
@@ -176,7 +180,7 @@ def list_runs(
             f"{status!r}; give one of the two.",
             param_hint="--state",
         )
-    where, rows = asyncio.run(_list(db, limit, status, state))
+    where, rows = asyncio.run(_list(runs_at(db, server), limit, status, state))
     if as_json:
         typer.echo(json.dumps([_run_json(r, s) for r, s in rows], indent=2, default=str))
         return
@@ -243,10 +247,12 @@ async def _list(
 
 
 @runs_app.command("show")
-def show_run(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> None:
+def show_run(
+    run_id: str, db: DbOption = None, server: ServerOption = None, as_json: JsonOption = False
+) -> None:
     """Everything a run did: model calls with latency and usage, tool calls with arguments,
     outputs, errors and durations, handoffs, approvals, attempts, and its outcome."""
-    where, run, events, parsed = asyncio.run(_show(db, run_id))
+    where, run, events, parsed = asyncio.run(_show(runs_at(db, server), run_id))
     state = run_state(run)
     flying = tools_in_flight(run.status, parsed)
     attempts = by_step(parsed)
@@ -526,6 +532,7 @@ def cancel_run(
         ),
     ] = False,
     db: DbOption = None,
+    server: ServerOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Cancel a run, wherever it executes.
@@ -535,7 +542,8 @@ def cancel_run(
     way the SDK's own cancel stops it; its caller gets RunCancelledError, or its stream ends. A
     cancelled run is final. A completed or failed run cannot be cancelled (an error, exit 2).
     """
-    where, run = asyncio.run(_cancel(db, run_id, "after_turn" if after_turn else "immediate"))
+    mode: CancelMode = "after_turn" if after_turn else "immediate"
+    where, run = asyncio.run(_cancel(runs_at(db, server), run_id, mode))
     if as_json:
         typer.echo(json.dumps(_run_json(run, run_state(run)), indent=2, default=str))
         return
@@ -609,6 +617,7 @@ def prune_runs(
         ),
     ],
     db: DbOption = None,
+    server: ServerOption = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only count the runs that would be deleted.")
     ] = False,
@@ -617,7 +626,7 @@ def prune_runs(
     tasks, to keep a long-lived database bounded. Runs still running, stopped or awaiting
     approval are never deleted. Deletes in small batches, so running programs keep writing."""
     before = time.time() - parse_duration(older_than)
-    where, count = asyncio.run(_prune(db, before, dry_run))
+    where, count = asyncio.run(_prune(runs_at(db, server), before, dry_run))
     cut = _when(before)[:19]
     runs = f"{count} run" + ("" if count == 1 else "s")
     if dry_run:

@@ -68,7 +68,7 @@ def server(
     settings = ServerSettings(token=token)
     if max_body_bytes is not None:
         settings = dataclasses.replace(settings, max_body_bytes=max_body_bytes)
-    app = create_app(open_engine(database), settings)
+    app = create_app(open_engine(database, server=False), settings)
     config = uvicorn.Config(
         app, host=host, port=port, log_level="info", lifespan="on", timeout_graceful_shutdown=5
     )

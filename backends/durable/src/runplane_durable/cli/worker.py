@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..local.settings import ENV_DATABASE_URL
+from .where import ServerOption, runs_at
 
 if TYPE_CHECKING:
     from ..worker.loop import Worker
@@ -41,6 +42,7 @@ def worker(
             ".runplane/runplane.db from the working directory up).",
         ),
     ] = None,
+    server: ServerOption = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Runs executed at once.")] = 4,
     poll: Annotated[
         float, typer.Option(min=0.01, help="Seconds between two looks for work when idle.")
@@ -69,11 +71,12 @@ def worker(
     from ..worker.known import KnownAgents
     from ..worker.loop import Worker
 
+    where = runs_at(db, server)  # before importing anything of the program
     try:
         known = KnownAgents.load(modules)
     except AgentRefError as exc:
         raise typer.BadParameter(str(exc), param_hint="MODULE[:ATTR]") from exc
-    engine = open_engine(db)
+    engine = open_engine(where)
     asyncio.run(
         _serve(
             Worker(

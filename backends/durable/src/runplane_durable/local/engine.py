@@ -10,23 +10,23 @@ import math
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
 from .. import lazy_errors as errors
-from ..attempts import REASONS, Attempt, next_number, unended
+from ..attempts import Attempt, next_number, unended
 from ..engine import LATENCY_BUCKETS, Measures
-from ..events import CancelRequested, EndReason, PendingCall, RunQueued, outcome, parse
-from ..names import check_agent_name, check_run_id
+from ..events import AttemptStarted, CancelRequested, RunQueued, parse
+from ..names import check_agent_name, check_run_id, check_text
 from ..owner import current_owner, owner_is_dead, requester, retire
 from ..records import (
     CANCEL_MODES,
     DEFAULT_QUEUE,
+    MAX_STORED_INT,
     CancelMode,
     EventRecord,
-    JournalEntry,
     JournalRecord,
     NewEvent,
     RunRecord,
@@ -36,11 +36,15 @@ from ..records import (
     TaskRecord,
     TaskResult,
     TaskSpec,
-    UsageDelta,
+    check_claim_limit,
+    check_listing,
     check_status,
+    choose_claimable,
     read_run_cursor,
 )
 from ..serde import storable_text
+from ..session import Fenced, JournaledSession, MustWait, say_opened
+from ..writes import Opened, Release, Write
 from . import sql
 from .database import (
     DEFAULT_DIR,
@@ -53,11 +57,9 @@ from .database import (
 )
 from .location import passed_over
 from .settings import Durability, StoreSettings
-from .transactions import MustWait
 
-__all__ = ["LocalEngine", "LocalRunSession"]
+__all__ = ["LocalEngine", "LocalRunSession", "LocalWriter"]
 
-T = TypeVar("T")
 log = logging.getLogger("runplane_durable")
 
 
@@ -86,9 +88,9 @@ class LocalEngine:
             pool_size=pool_size, timeout=timeout, durability=durability
         )
         self._db: Database | None = None
-        # Runs whose lease this process could not give back (the database failed), with the
-        # owner and its attempt's end; given back by the next transaction that works.
-        self._unreleased: dict[str, tuple[str, NewEvent | None]] = {}
+        # Leases this process could not give back (the database failed), by run; given back by
+        # the next transaction that works.
+        self._unreleased: dict[str, Release] = {}
 
     def __repr__(self) -> str:
         return f"LocalEngine({describe(self.url)})"
@@ -127,7 +129,19 @@ class LocalEngine:
                 "(without one, the nearest .runplane/runplane.db is used)."
             )
 
-    def _refuse_read_only(self, what: str) -> None:
+    async def open_run(self, spec: RunSpec, *, lease_seconds: float) -> LocalRunSession:
+        self._refuse_read_only()
+        owner = current_owner()
+        try:
+            opened = await self.open_for(spec, owner=owner, lease_seconds=lease_seconds)
+        except BaseException:
+            retire(owner)
+            raise
+        say_opened(spec, opened, describe(self.url))
+        writer = LocalWriter(await self.database.transactions(), self._unreleased, self.database)
+        return JournaledSession(writer, opened, owner=owner, lease_seconds=lease_seconds)
+
+    def _refuse_read_only(self, what: str = "runs execute") -> None:
         if self.read_only:
             raise errors.DatabaseError(
                 f"this LocalEngine opened the {describe(self.url)} read-only (read_only=True); "
@@ -135,106 +149,72 @@ class LocalEngine:
                 database=describe(self.url),
             )
 
-    async def open_run(self, spec: RunSpec, *, lease_seconds: float) -> LocalRunSession:
-        self._refuse_read_only("runs execute")
-        tx = await self.database.transactions()
-        try:
-            await self._release_left_over(tx)
-            return await self._open(tx, spec, lease_seconds)
-        except BaseException:
-            await tx.close()
-            raise
-
-    def _left_unreleased(self, run_id: str, owner: str, ended: NewEvent | None) -> None:
-        self._unreleased[run_id] = (owner, ended)
-
     async def _release_left_over(self, tx: Transactions) -> None:
-        for run_id, (owner, ended) in list(self._unreleased.items()):
+        for run_id, release in list(self._unreleased.items()):
             try:
-                await tx.call(sql.release, run_id, owner, ended)
+                fn, args = sql.write_call(release)
+                await tx.call(fn, *args)
             except errors.DatabaseError:
                 log.warning("run %s still holds a lease this process could not give back", run_id)
                 return
             self._unreleased.pop(run_id, None)
             log.info("gave back the lease of run %s after the database recovered", run_id)
 
-    async def _open(self, tx: Transactions, spec: RunSpec, lease_seconds: float) -> LocalRunSession:
-        owner = current_owner()
+    # -- serving sessions (`session.SessionHost`): this process's own, and a server's clients' --
+
+    async def open_for(
+        self,
+        spec: RunSpec,
+        *,
+        owner: str,
+        lease_seconds: float,
+        dead_holder: str | None = None,
+    ) -> Opened:
+        """Create or claim the run for lease holder `owner` (see `SessionHost.open_for`)."""
+        self._refuse_read_only()
+        _check_spec(spec)
+        tx = await self.database.transactions()
         try:
+            await self._release_left_over(tx)
             # A new run is one insert, with its first attempt's event (on SQLite, on the loop's
             # thread when the file is free).
             first = Attempt(1, owner)
             started = first.started(journal=[], lease_seconds=lease_seconds, now=time.time())
             new = await tx.call(sql.create_run, spec, owner, lease_seconds, started)
-            entries: list[JournalRecord]
-            attempt: Attempt | None
             if new is not None:
-                created, row, entries, last_event, attempt = True, new, [], 1, first
-            else:  # one hop to the database for the whole claim, not one per statement
-                created = False
-                claimed = await tx.call(_claim_sync, spec, owner, lease_seconds)
-                if isinstance(claimed, RunRecord):  # a pending cancel, carried out now
-                    raise errors.RunCancelledError(run_id=spec.run_id)
-                row, entries, last_event, attempt = claimed
-        except BaseException:
-            retire(owner)
+                return Opened(new, [], 1, 1, 2, created=True)
+            # one hop to the database for the whole claim, not one per statement
+            claimed = await tx.call(_claim_sync, spec, owner, lease_seconds, dead_holder)
+            if isinstance(claimed, RunRecord):  # a pending cancel, carried out now
+                raise errors.RunCancelledError(run_id=spec.run_id)
+            return claimed
+        finally:
+            await tx.close()
+
+    async def apply(self, write: Write, *, retried: bool = False) -> Fenced:
+        """Apply one session write for a client (see `SessionHost.apply`). A retried one is
+        first looked for: if it committed already it is not applied again, and if applying it
+        fails it is looked for once more (the first request may have committed meanwhile)."""
+        self._refuse_read_only()
+        if retried and (found := await self.database.call(sql.committed, write)) is not None:
+            return found
+        tx = await self.database.transactions()
+        try:
+            return await LocalWriter(tx, self._unreleased, self.database).write(write)
+        except errors.DatabaseError:
+            if retried and (found := await self.database.call(sql.committed, write)) is not None:
+                return found
             raise
-        self._say_opened(spec, row, entries, created, attempt)
-        database = self.database
-        run_id = spec.run_id
+        finally:
+            await tx.close()
 
-        async def read_cancel() -> CancelMode | None:
-            return await database.call(sql.cancel_requested, run_id)
-
-        return LocalRunSession(
-            tx,
-            on_unreleased=self._left_unreleased,
-            read_cancel=read_cancel,
-            record=row,
-            journal=entries,
-            read_only=row.status == "completed",
-            owner=owner,
-            attempt=attempt,
-            lease_seconds=lease_seconds,
-            next_journal_seq=(entries[-1].seq + 1) if entries else 1,
-            next_event_seq=last_event + 1,
-        )
-
-    def _say_opened(
-        self,
-        spec: RunSpec,
-        row: RunRecord,
-        entries: list[JournalRecord],
-        created: bool,
-        attempt: Attempt | None,
-    ) -> None:
-        """Tell the user at once what opening the run did, when it may not be what they meant.
-
-        WARNING, the level a program shows without any logging set up: resuming skips calls
-        (and runs the tool in flight at a crash again), and a new run under a name the user
-        chose may be one they meant to resume from another database. Once per opening.
-        """
-        if created:
-            if spec.named:
-                log.warning("started new run %s in the %s", spec.run_id, describe(self.url))
-            return
-        where = describe(self.url)
-        models = sum(1 for e in entries if e.kind == "model")
-        counts = (
-            f"{_count(models, 'model call')} and {_count(len(entries) - models, 'tool output')} "
-            "from the journal"
-        )
-        if attempt is None:  # finished: its stored result, by replay alone
-            log.info("replaying finished run %s: %s (%s)", spec.run_id, counts, where)
-        elif attempt.number == 1 and not entries:  # queued by Runner.start: its first start
-            log.info("started queued run %s (%s)", spec.run_id, where)
-        else:
-            log.warning(
-                "resumed run %s: %s (attempt %d, %s)", spec.run_id, counts, attempt.number, where
-            )
+    async def cancel_requested(self, run_id: str) -> CancelMode | None:
+        """The run's pending stop request: one primary-key read, beside any session's writes."""
+        return await self.database.call(sql.cancel_requested, check_run_id(run_id))
 
     async def enqueue_run(self, spec: RunSpec) -> RunRecord:
         self._refuse_read_only("runs are started")
+        _check_spec(spec)
         queue = spec.queue if spec.queue is not None else DEFAULT_QUEUE
         spec = dataclasses.replace(spec, queue=queue)
         queued = RunQueued(queue, spec.agent_ref)
@@ -253,22 +233,32 @@ class LocalEngine:
         queue: str,
         limit: int,
     ) -> list[RunRecord]:
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, got {limit}")
-        free, held_here = await self.database.call(
-            sql.claimable_runs,
-            list(agent_refs),
-            list(agent_names),
-            queue,
-            limit,
-            f"{socket.gethostname()}:",
+        free, held_here = await self.claim_candidates(
+            agent_refs=agent_refs,
+            agent_names=agent_names,
+            queue=queue,
+            limit=limit,
+            host=socket.gethostname(),
         )
-        # Held by a process of this host: claimable once that process is gone.
-        dead = [r for r in held_here if r.owner is not None and owner_is_dead(r.owner)]
-        orphans = sorted(
-            [r for r in free if r.status == "running"] + dead, key=lambda r: (r.created_at, r.id)
+        return choose_claimable(free, held_here, limit=limit, is_dead=owner_is_dead)
+
+    async def claim_candidates(
+        self,
+        *,
+        agent_refs: Sequence[str],
+        agent_names: Sequence[str],
+        queue: str,
+        limit: int,
+        host: str,
+    ) -> tuple[list[RunRecord], list[RunRecord]]:
+        """What `claimable_runs` chooses from: the runs free to claim (orphaned `running`
+        ones, then `queued` ones), and the `running` ones held under a live lease by a process
+        of `host`, which only that host can tell dead (`records.choose_claimable`). A server
+        answers it for a client's host (`RemoteEngine.claimable_runs`)."""
+        check_claim_limit(limit)
+        return await self.database.call(
+            sql.claimable_runs, list(agent_refs), list(agent_names), queue, limit, f"{host}:"
         )
-        return [*orphans, *(r for r in free if r.status == "queued")][:limit]
 
     async def get_run(self, run_id: str) -> RunRecord:
         record = await self.database.call(sql.get_run, check_run_id(run_id))
@@ -289,11 +279,7 @@ class LocalEngine:
         """Runs, newest first, filtered and paged as `Engine.list_runs` says."""
         if status is not None:
             check_status(status)  # a caller's string (the CLI's --status): say what is allowed
-        if limit is not None and (isinstance(limit, bool) or limit < 0):
-            raise ValueError(f"limit must be a count of runs (0 or more) or None, got {limit!r}")
-        for name, value in (("created_after", created_after), ("created_before", created_before)):
-            if value is not None and not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite time in seconds, got {value!r}")
+        check_listing(limit=limit, created_after=created_after, created_before=created_before)
         older_than = None
         if cursor is not None:
             created_at, last_id = read_run_cursor(cursor)
@@ -418,18 +404,30 @@ def _check_task_spec(spec: TaskSpec) -> None:
     """A task the engine can retry as its spec says; else a ValueError saying what to change."""
     if isinstance(spec.max_attempts, bool) or not isinstance(spec.max_attempts, int):
         raise ValueError(f"max_attempts is a whole number, got {spec.max_attempts!r}")
-    if spec.max_attempts < 1:
-        raise ValueError(f"max_attempts must be at least 1, got {spec.max_attempts}")
+    if not 1 <= spec.max_attempts <= MAX_STORED_INT:
+        raise ValueError(
+            f"max_attempts must be at least 1 (and at most {MAX_STORED_INT}), got "
+            f"{spec.max_attempts}"
+        )
     if not (math.isfinite(spec.retry_delay) and spec.retry_delay >= 0):
         raise ValueError(f"retry_delay must be 0 or more seconds, got {spec.retry_delay}")
     if spec.timeout is not None and not (math.isfinite(spec.timeout) and spec.timeout > 0):
         raise ValueError(f"timeout must be positive seconds or None, got {spec.timeout}")
     if not spec.queue:
         raise ValueError("a task's queue is a non-empty name")
+    for what in ("queue", "tool_name", "call_key", "call_id"):
+        check_text(getattr(spec, what), f"task {what}")
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+def _check_spec(spec: RunSpec) -> None:
+    """A run this engine can store: its id and agent name fit every database (a client's
+    spec, through a server, is checked as the runtime checks its own)."""
+    check_run_id(spec.run_id)
+    check_agent_name(spec.agent_name)
+    check_text(spec.input_fingerprint, "input fingerprint")
+    for what, value in (("agent reference", spec.agent_ref), ("queue", spec.queue)):
+        if value is not None:
+            check_text(value, what)
 
 
 def _check_same_run(spec: RunSpec, row: RunRecord) -> None:
@@ -460,15 +458,17 @@ def _attempt_end(
 
 
 def _claim_sync(
-    conn: Connection, spec: RunSpec, owner: str, lease_seconds: float
-) -> tuple[RunRecord, list[JournalRecord], int, Attempt | None] | RunRecord:
+    conn: Connection, spec: RunSpec, owner: str, lease_seconds: float, dead_holder: str | None
+) -> Opened | RunRecord:
     """Claim an existing run, and read what a replay needs, in one transaction function; or,
     for a run asked to stop that no process executes any more, record it cancelled and return
     it.
 
     The claim logs the new attempt's start, after the end of the previous attempt if that one
     never wrote it (its process was killed, or stalled past its lease), in the claim's own
-    transaction. A finished run is only read: replaying it is no attempt.
+    transaction. A finished run is only read: replaying it is no attempt. A run `owner` holds
+    already was claimed by this very opening (a request retried after its answer was lost):
+    it is read, not claimed twice. `dead_holder` is a holder the caller knows is dead.
     """
     row = sql.get_run(conn, spec.run_id)
     if row is None:  # deleted between the insert that found it and now: a new run after all
@@ -478,16 +478,24 @@ def _claim_sync(
         raise errors.RunCancelledError(run_id=spec.run_id)
     if row.status == "completed":
         entries = sql.read_journal(conn, spec.run_id)
-        return row, entries, sql.max_event_seq(conn, spec.run_id), None
-    if row.cancel_requested is not None and not sql.executing(row, time.time(), owner_is_dead):
+        last = sql.max_event_seq(conn, spec.run_id)
+        return Opened(row, entries, None, _next(entries), last + 1, created=False)
+    if row.owner == owner:
+        return _opened_already(conn, row, owner)
+
+    def is_dead(name: str) -> bool:
+        return name == dead_holder or owner_is_dead(name)
+
+    if row.cancel_requested is not None and not sql.executing(row, time.time(), is_dead):
         # Asked to stop while its holder ran it, and the holder stopped without carrying it
         # out (killed, or interrupted): carried out now, instead of running it again.
-        cancelled = sql.cancel_run(conn, spec.run_id, None, None, owner_is_dead, _attempt_end)
+        cancelled = sql.cancel_run(conn, spec.run_id, None, None, is_dead, _attempt_end)
         if cancelled is not None and cancelled.status == "cancelled":
             return cancelled
         row = sql.record(sql.get_run_row(conn, spec.run_id))
     holder = row.owner
-    dead = holder if holder is not None and owner_is_dead(holder) else None
+
+    dead = holder if holder is not None and is_dead(holder) else None
     attempt: list[Attempt] = []
 
     def attempt_events(
@@ -500,7 +508,7 @@ def _claim_sync(
         last = None if last_type is None else parse(NewEvent(last_type, last_payload or {}))
         ours = Attempt(next_number(last), owner)
         attempt.append(ours)
-        previous = unended(last, row, now)
+        previous = unended(last, row, now, is_dead=is_dead)
         started = ours.started(journal=journal, lease_seconds=lease_seconds, now=now)
         return [started] if previous is None else [previous, started]
 
@@ -513,266 +521,60 @@ def _claim_sync(
             run_id=spec.run_id, holder=holder, lease_expires_in=max(0.0, expires - time.time())
         )
     run, entries, last_event = claimed
-    return run, entries, last_event, attempt[-1]
+    return Opened(run, entries, attempt[-1].number, _next(entries), last_event + 1, created=False)
 
 
-class LocalRunSession:
-    """A run's connection: every write is one committed transaction, one at a time."""
+def _next(entries: list[JournalRecord]) -> int:
+    return (entries[-1].seq + 1) if entries else 1
+
+
+def _opened_already(conn: Connection, row: RunRecord, owner: str) -> Opened:
+    """The opening `owner` made, read back: its attempt is the last one started."""
+    entries = sql.read_journal(conn, row.id)
+    last = sql.max_event_seq(conn, row.id)
+    started = sql.last_attempt_started(conn, row.id)
+    parsed = None if started is None else parse(NewEvent(AttemptStarted.TYPE, started))
+    number = parsed.attempt if isinstance(parsed, AttemptStarted) else None
+    first = number in (None, 1) and not entries
+    return Opened(row, entries, number or 1, _next(entries), last + 1, created=first)
+
+
+class LocalWriter:
+    """A session's writes on this process's database: each one transaction (see `sql.py`)."""
 
     def __init__(
-        self,
-        tx: Transactions,
-        *,
-        on_unreleased: Callable[[str, str, NewEvent | None], None],
-        read_cancel: Callable[[], Awaitable[CancelMode | None]],
-        record: RunRecord,
-        journal: list[JournalRecord],
-        read_only: bool,
-        owner: str,
-        attempt: Attempt | None,
-        lease_seconds: float,
-        next_journal_seq: int,
-        next_event_seq: int,
+        self, tx: Transactions, unreleased: dict[str, Release], database: Database
     ) -> None:
         self._tx = tx
-        self._on_unreleased = on_unreleased
-        self._read_cancel = read_cancel
-        self.cancel_requested: CancelMode | None = record.cancel_requested
-        self._settled = read_only  # the outcome is committed, or the lease given back
-        self.record = record
-        self.journal = journal
-        self.read_only = read_only
-        self._owner = owner
-        self._attempt = attempt  # None for a finished run: read only, no attempt
-        self._lease_seconds = lease_seconds
-        self._journal_seq = next_journal_seq
-        self._event_seq = next_event_seq
-        self._lock = asyncio.Lock()
-        self._closed = False
-        self._background: set[asyncio.Future[Any]] = set()
-        self._failure: BaseException | None = None
-        self._lost = False
-        # When the lease was last extended, by this process's clock (the lease runs from then).
-        self._renewed = time.monotonic()
+        self._unreleased = unreleased
+        self._database = database
 
-    @property
-    def run_id(self) -> str:
-        return self.record.id
+    def write_now(self, write: Write) -> Fenced | MustWait:
+        fn, args = sql.write_call(write)
+        outcome = self._tx.call_now(fn, *args)
+        return outcome if isinstance(outcome, MustWait) else _found(write, outcome)
 
-    async def _locked(self, write: Callable[[], Awaitable[T]], *, queued: bool = False) -> T:
-        async with self._lock:
-            if self._failure is not None:  # a queued write failed: no step may follow it
-                raise self._failure
-            try:
-                return await write()
-            except BaseException as exc:
-                if queued:  # recorded before the lock passes on to the next write
-                    self._failure = exc
-                raise
+    async def write(self, write: Write) -> Fenced:
+        fn, args = sql.write_call(write)
+        return _found(write, await self._tx.call(fn, *args))
 
-    async def _shielded(self, write: Callable[[], Awaitable[T]]) -> T:
-        """Run one write to completion even if the caller is cancelled meanwhile.
+    async def cancel_requested(self, run_id: str) -> CancelMode | None:
+        # On the database's pool, beside the session's own connection: never queued behind its
+        # writes.
+        return await self._database.call(sql.cancel_requested, run_id)
 
-        The SDK cancels sibling tool tasks when one fails; a write cut off mid-transaction would
-        leave the connection broken and lose the step. Shielded, a step is either committed
-        whole or not begun, and the next write waits for it on the lock.
-        """
-        return await asyncio.shield(asyncio.ensure_future(self._locked(write)))
-
-    def _in_background(self, write: Callable[[], Awaitable[None]]) -> None:
-        """Queue a write behind the ones before it; a failure surfaces at the next write."""
-        task = asyncio.ensure_future(self._locked(write, queued=True))
-        self._background.add(task)
-        task.add_done_callback(self._background_done)
-
-    def _background_done(self, task: asyncio.Future[Any]) -> None:
-        self._background.discard(task)
-        if not task.cancelled():
-            task.exception()  # kept in self._failure; retrieved here so asyncio does not log it
-
-    def _lost_lease(self) -> errors.RunLeasedError:
-        return errors.RunLeasedError(run_id=self.run_id, taken_over=True)
-
-    async def _commit(
-        self,
-        fn: Callable[..., T],
-        args: Callable[[], tuple[Any, ...]],
-        done: Callable[[T], None],
-        *,
-        wait: bool = True,
-    ) -> None:
-        """One write transaction, after every write before it.
-
-        `args` is read when the write runs (the sequence numbers are the session's at that
-        moment). When nothing is ahead of it and the database can take it without blocking, it
-        runs at once: no task, no lock, and nothing that could interrupt it.
-        """
-        if not self._lock.locked() and not self._background and self._failure is None:
-            outcome = self._tx.call_now(fn, *args())
-            if not isinstance(outcome, MustWait):
-                done(outcome)
-                return
-
-        async def write() -> None:
-            done(await self._tx.call(fn, *args()))
-
-        if wait:
-            await self._shielded(write)
-        else:
-            self._in_background(write)
-
-    def _fenced(self, fenced: sql.Fenced) -> tuple[CancelMode | None, int]:
-        """What a fenced write found (the cancel request, the seq of its first event); raise
-        RunLeasedError if the run was no longer ours."""
-        if fenced is None:
-            self._lost = True
-            raise self._lost_lease()
-        self.cancel_requested = fenced[0]
-        return fenced
-
-    def _renewed_at(self, started: float) -> Callable[[sql.Fenced], None]:
-        def done(fenced: sql.Fenced) -> None:
-            self._fenced(fenced)
-            self._renewed = max(self._renewed, started)
-
-        return done
-
-    async def check_lease(self) -> None:
-        """Raise RunLeasedError if this process may no longer hold the run.
-
-        Free while the lease is fresh (every step and heartbeat renews it); once half of it has
-        passed since the last renewal (the process was stalled), one heartbeat asks the
-        database, so a holder that lost its run finds out before calling out again.
-        """
-        if self._lost:
-            raise self._lost_lease()
-        if time.monotonic() - self._renewed > self._lease_seconds / 2:
-            await self.heartbeat()
-
-    async def append(
-        self,
-        *,
-        journal: JournalEntry | None = None,
-        events: list[NewEvent] | None = None,
-        usage: UsageDelta | None = None,
-        wait: bool = True,
-    ) -> None:
-        new_events = events or []
-
-        def args() -> tuple[Any, ...]:
-            return (
-                self.run_id,
-                self._owner,
-                self._lease_seconds,
-                self._journal_seq,
-                journal,
-                self._event_seq,
-                new_events,
-                usage,
-            )
-
-        started = time.monotonic()
-
-        def done(fenced: sql.Fenced) -> None:
-            _, first = self._fenced(fenced)
-            self._renewed = max(self._renewed, started)
-            if journal is not None:
-                self._journal_seq += 1
-            self._event_seq = first + len(new_events)
-
-        await self._commit(sql.append, args, done, wait=wait)
-
-    async def heartbeat(self) -> None:
-        await self._commit(
-            sql.heartbeat,
-            lambda: (self.run_id, self._owner, self._lease_seconds),
-            self._renewed_at(time.monotonic()),
-        )
-
-    async def poll_cancel(self) -> CancelMode | None:
-        """One primary-key read, beside the session's writes (never queued behind them)."""
-        if not self.read_only and not self._settled:
-            self.cancel_requested = await self._read_cancel()
-        return self.cancel_requested
-
-    async def finish(
-        self,
-        status: RunStatus,
-        *,
-        final_output: Any | None = None,
-        error: BaseException | None = None,
-        calls: Sequence[PendingCall] | None = None,
-    ) -> None:
-        if check_status(status) == "running":
-            raise ValueError(
-                "finish records a run's outcome: 'completed', 'failed', 'cancelled' or "
-                "'awaiting_approval', not 'running'"
-            )
-        error_type = (
-            None if error is None else f"{type(error).__module__}.{type(error).__qualname__}"
-        )
-        # An error's message may quote what broke the run (a NUL, a lone surrogate): stored as
-        # escapes, so recording the failure cannot fail the same way.
-        message = None if error is None else storable_text(str(error))
-        ended = outcome(
-            status, final_output=final_output, error_type=error_type, error=message, calls=calls
-        )
-        event = NewEvent(ended.TYPE, ended.to_payload())
-        new_events = [self._ended(REASONS[ended.STATUS]), event]
-
-        def args() -> tuple[Any, ...]:
-            return (
-                self.run_id,
-                self._owner,
-                self._event_seq,
-                new_events,
-                status,
-                final_output,
-                error_type,
-                message,
-            )
-
-        def done(fenced: sql.Fenced) -> None:
-            _, first = self._fenced(fenced)
-            self._event_seq = first + len(new_events)
-            self._settled = True
-
-        await self._commit(sql.finish, args, done)
-
-    def _ended(self, reason: EndReason) -> NewEvent:
-        assert self._attempt is not None, "a finished run's session writes nothing"
-        return self._attempt.ended(reason, ended_at=time.time())
-
-    async def release(self) -> None:
-        """Give the lease up: the attempt ends "interrupted" (Ctrl-C, a cancelled task or
-        stream), and the run is resumable at once."""
-        ended = self._ended("interrupted")
-
-        def done(_: None) -> None:
-            self._settled = True
-            self._event_seq += 1
-
-        await self._commit(sql.release, lambda: (self.run_id, self._owner, ended), done)
+    def unreleased(self, release: Release) -> None:
+        self._unreleased[release.run_id] = release
 
     async def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            # The session ends only once every queued write is done.
-            while self._background:
-                await asyncio.gather(*self._background, return_exceptions=True)
-            if not self._settled and not self._lost:
-                await self._give_back_lease()
-            retire(self._owner)  # from now on this process knows the execution is over
-            await self._tx.close()
+        await self._tx.close()
 
-    async def _give_back_lease(self) -> None:
-        """The outcome could not be recorded (a failed write): leave the run resumable by giving
-        its lease back now, or, if the database still fails, as soon as it works again."""
-        ended = self._ended("interrupted")
-        try:
-            await self._tx.call(sql.release, self.run_id, self._owner, ended)
-        except Exception:
-            self._on_unreleased(self.run_id, self._owner, ended)
-            log.warning(
-                "run %s keeps its lease until the database works again", self.run_id, exc_info=True
-            )
+
+def _found(write: Write, found: Fenced) -> Fenced:
+    """What a write's transaction found, as a session reads it: the fenced writes say it
+    themselves (`sql.Fenced`); a release is never refused, and reads no stop request."""
+    return (None, 0) if isinstance(write, Release) else found
+
+
+# The session LocalEngine.open_run gives: the one implementation, writing through LocalWriter.
+LocalRunSession = JournaledSession

@@ -43,6 +43,8 @@ from ..records import (
     retry_delay,
 )
 from ..serde import dump_json, load_json
+from ..session import Fenced
+from ..writes import Append, Finish, Heartbeat, Write
 from .prepared import Prepared
 from .schema import (
     MIGRATIONS,
@@ -68,6 +70,7 @@ __all__ = [
     "claim",
     "claim_task",
     "claimable_runs",
+    "committed",
     "complete_task",
     "create_run",
     "create_schema",
@@ -79,6 +82,7 @@ __all__ = [
     "get_task",
     "heartbeat",
     "heartbeat_task",
+    "last_attempt_started",
     "list_events",
     "list_runs",
     "list_tasks",
@@ -89,6 +93,7 @@ __all__ = [
     "release",
     "schema_version",
     "take_lease",
+    "write_call",
 ]
 
 USAGE_COLUMNS = (
@@ -486,11 +491,6 @@ def _fenced(
     ).scalar_one()
 
 
-# What a fenced write returns when the run is still ours: the run's `cancel_requested`, and the
-# seq its first event got (None: the run is no longer ours, and nothing was written).
-Fenced = tuple[CancelMode | None, int] | None
-
-
 def append(
     conn: Connection,
     run_id: str,
@@ -664,6 +664,97 @@ def list_events(conn: Connection, run_id: str, after: int, limit: int | None) ->
     rows = conn.execute(query).all()
     conn.commit()
     return [EventRecord(r.run_id, r.seq, r.type, load_json(r.payload), r.created_at) for r in rows]
+
+
+def write_call(write: Write) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """The transaction applying a session's write, and its arguments (`tx.call(fn, *args)`):
+    the functions themselves, so PostgreSQL runs its one-statement forms of them."""
+    if isinstance(write, Append):
+        return append, (
+            write.run_id,
+            write.owner,
+            write.lease_seconds,
+            write.journal_seq,
+            write.journal,
+            write.event_seq,
+            write.events,
+            write.usage,
+        )
+    if isinstance(write, Heartbeat):
+        return heartbeat, (write.run_id, write.owner, write.lease_seconds)
+    if isinstance(write, Finish):
+        return finish, (
+            write.run_id,
+            write.owner,
+            write.event_seq,
+            write.events,
+            write.status,
+            write.final_output,
+            write.error_type,
+            write.error,
+        )
+    return release, (write.run_id, write.owner, write.event)
+
+
+def committed(conn: Connection, write: Write) -> tuple[CancelMode | None, int] | None:
+    """What `write` found when it was applied already (a retried request whose first answer was
+    lost), as a write answers (the run's stop request, its first event's seq); None if it was
+    not.
+
+    A step with a journal entry committed iff, under a lease its holder still has, the journal
+    has a row at its seq (only the holder writes journal seqs past those its claim read). A step
+    with events only, iff its first event is in the log, as written, at or after its seq. An
+    outcome iff its attempt's end is in the log as written (the holder and the moment make it
+    unique). Event seqs are only compared as a lower bound, so this holds where the database
+    numbers events itself. A heartbeat or a release is harmless twice, and a step with neither
+    entry nor events cannot be told apart: False.
+    """
+    first: int | None = None
+    row = get_run_row(conn, write.run_id)
+    if isinstance(write, Append) and write.detectable:
+        ours = row is not None and row.owner == write.owner
+        if ours and (
+            write.journal is None or _has_journal_row(conn, write.run_id, write.journal_seq)
+        ):
+            first = _has_event(conn, write.run_id, write.events, write.event_seq)
+            if first is None and not write.events:
+                first = write.event_seq  # a journal entry alone: it takes no event seq
+    elif isinstance(write, Finish):
+        first = _has_event(conn, write.run_id, write.events, write.event_seq)
+    conn.commit()
+    if first is None or row is None:
+        return None
+    return row._mapping.get("cancel_requested"), first
+
+
+def _has_journal_row(conn: Connection, run_id: str, seq: int) -> bool:
+    query = sa.select(journal.c.seq).where(journal.c.run_id == run_id, journal.c.seq == seq)
+    return conn.execute(query).first() is not None
+
+
+def _has_event(conn: Connection, run_id: str, new: list[NewEvent], from_seq: int) -> int | None:
+    """The seq of the first of `new` as written, at or after `from_seq`; None if not there."""
+    if not new:
+        return None
+    query = sa.select(events.c.seq).where(
+        events.c.run_id == run_id,
+        events.c.seq >= from_seq,
+        events.c.type == new[0].type,
+        events.c.payload == dump_json(new[0].payload),
+    )
+    seq = conn.execute(query.order_by(events.c.seq).limit(1)).scalar_one_or_none()
+    return None if seq is None else int(seq)
+
+
+def last_attempt_started(conn: Connection, run_id: str) -> dict[str, Any] | None:
+    """The payload of the run's last `attempt_started` event (inside a transaction)."""
+    payload = conn.execute(
+        sa.select(events.c.payload)
+        .where(events.c.run_id == run_id, events.c.type == AttemptStarted.TYPE)
+        .order_by(events.c.seq.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    return None if payload is None else dict(load_json(payload))
 
 
 def _step_latencies(conn: Connection) -> tuple[sa.CTE, sa.ColumnElement[Any]]:
@@ -1119,5 +1210,6 @@ READS: frozenset[Callable[..., Any]] = frozenset(
         list_tasks,
         claimable_runs,
         cancel_requested,
+        committed,
     }
 )

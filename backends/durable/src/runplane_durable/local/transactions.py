@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
+
+from ..session import MUST_WAIT, MustWait  # one sentinel for the session and its writers
 
 __all__ = ["MUST_WAIT", "MustWait", "Transactions"]
 
 T = TypeVar("T")
-
-
-class MustWait:
-    """`call_now` could not run the transaction without waiting: use `call`."""
-
-    def __repr__(self) -> str:
-        return "MUST_WAIT"
-
-
-MUST_WAIT: Final = MustWait()
 
 
 class Transactions(Protocol):

@@ -11,19 +11,21 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import lazy_errors as errors
 from ..engine import Engine
-from . import metrics, openapi, runs_api, sessions_api
+from . import metrics, openapi, runs_api, sessions_api, work_api
 from .guard import Guard
 from .responses import (
     DEFAULT_MAX_BODY_BYTES,
     HTTPProblem,
+    JSONResponse,
     error_response,
     http_exception_response,
 )
+from .routing import merge_methods
 
 __all__ = ["ServerSettings", "create_app"]
 
@@ -68,13 +70,16 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> Starle
         return http_exception_response(exc.status_code, exc.detail, exc.headers)
 
     app = Starlette(
-        routes=[
-            Route("/healthz", healthz),
-            Route("/metrics", metrics.metrics),
-            Route(openapi.PATH, openapi.document),
-            *runs_api.routes(),
-            *sessions_api.routes(),
-        ],
+        routes=merge_methods(
+            [
+                Route("/healthz", healthz),
+                Route("/metrics", metrics.metrics),
+                Route(openapi.PATH, openapi.document),
+                *runs_api.routes(),
+                *sessions_api.routes(),
+                *work_api.routes(),
+            ]
+        ),
         lifespan=lifespan,
         middleware=[
             Middleware(Guard, token=settings.token, max_body_bytes=settings.max_body_bytes)

@@ -5,7 +5,8 @@ Written out here rather than derived from the handlers: the handlers read their 
 (strictly, see `query.py`), and the document is the contract clients are generated from.
 tests/durable/server/test_openapi.py holds it to the app (every route is in it, every record
 schema has exactly the record's members) and fuzzes the running server from it (schemathesis).
-The write side's routes (`sessions_api`) add theirs through `sessions_api.OPENAPI_PATHS`.
+The write side's routes (`sessions_api`: a `RemoteEngine`'s run sessions) and the workers'
+(`work_api`: queued runs, tool tasks) are in `CLIENT_PATHS`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,17 @@ import functools
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
-from ..records import CANCEL_MODES, JOURNAL_KINDS, RUN_STATUSES
-from . import sessions_api
+from ..records import (
+    CANCEL_MODES,
+    JOURNAL_KINDS,
+    RUN_STATUSES,
+    TASK_OUTCOMES,
+    TASK_STATUSES,
+)
 from .query import EVENTS_LIMIT, MAX_SEQ, RUNS_LIMIT
+from .responses import JSONResponse
 
 __all__ = ["PATH", "document", "spec"]
 
@@ -130,6 +137,198 @@ SCHEMAS: dict[str, Schema] = {
         },
         "required": ["id", "event", "data"],
     },
+    "RunSpec": _object(
+        {
+            "run_id": {"type": "string"},
+            "agent_name": {"type": "string"},
+            "input": _ANY,
+            "input_fingerprint": {"type": "string"},
+            "options": {"type": "object"},
+            "named": {"type": "boolean"},
+            "agent_ref": _nullable({"type": "string"}),
+            "queue": _nullable({"type": "string"}),
+        },
+        optional=("named", "agent_ref", "queue"),
+    ),
+    "JournalEntry": _object(
+        {
+            "kind": {"enum": list(JOURNAL_KINDS)},
+            "key": {"type": "string"},
+            "fingerprint": _nullable({"type": "string"}),
+            "payload": _ANY,
+        }
+    ),
+    "NewEvent": _object({"type": {"type": "string"}, "payload": {"type": "object"}}),
+    "UsageDelta": _object(
+        {
+            name: _COUNT
+            for name in (
+                "model_calls",
+                "tool_calls",
+                "requests",
+                "input_tokens",
+                "output_tokens",
+                "total_tokens",
+            )
+        }
+    ),
+    "OpenRequest": _object(
+        {
+            "spec": _ref("RunSpec"),
+            "owner": {"type": "string", "minLength": 1, "description": "the lease holder"},
+            "lease_seconds": {"type": "number", "exclusiveMinimum": 0},
+            "dead_holder": _nullable(
+                {"type": "string", "description": "a holder the client knows is dead"}
+            ),
+        },
+        optional=("dead_holder",),
+    ),
+    "Opened": _object(
+        {
+            "record": _ref("RunRecord"),
+            "journal": {"type": "array", "items": _ref("JournalRecord")},
+            "attempt": _nullable({"type": "integer", "description": "null: finished, read only"}),
+            "next_journal_seq": {"type": "integer", "minimum": 1},
+            "next_event_seq": {"type": "integer", "minimum": 1},
+            "created": {"type": "boolean"},
+        }
+    ),
+    "Append": _object(
+        {
+            "run_id": {"type": "string"},
+            "owner": {"type": "string"},
+            "lease_seconds": {"type": "number", "exclusiveMinimum": 0},
+            "journal_seq": {"type": "integer", "minimum": 1},
+            "event_seq": {"type": "integer", "minimum": 1},
+            "journal": _nullable(_ref("JournalEntry")),
+            "events": {"type": "array", "items": _ref("NewEvent")},
+            "usage": _nullable(_ref("UsageDelta")),
+        },
+        optional=("journal", "events", "usage"),
+    ),
+    "Heartbeat": _object(
+        {
+            "run_id": {"type": "string"},
+            "owner": {"type": "string"},
+            "lease_seconds": {"type": "number", "exclusiveMinimum": 0},
+        }
+    ),
+    "Finish": _object(
+        {
+            "run_id": {"type": "string"},
+            "owner": {"type": "string"},
+            "event_seq": {"type": "integer", "minimum": 1},
+            "events": {"type": "array", "items": _ref("NewEvent")},
+            "status": {"enum": list(RUN_STATUSES)},
+            "final_output": _ANY,
+            "error_type": _nullable({"type": "string"}),
+            "error": _nullable({"type": "string"}),
+        },
+        optional=("final_output", "error_type", "error"),
+    ),
+    "Release": _object(
+        {
+            "run_id": {"type": "string"},
+            "owner": {"type": "string"},
+            "event": _nullable(_ref("NewEvent")),
+        },
+        optional=("event",),
+    ),
+    "Fenced": _object(
+        {
+            "ours": {"const": True},
+            "cancel_requested": _nullable({"enum": list(CANCEL_MODES)}),
+            "first_event_seq": {"type": "integer", "minimum": 0},
+        }
+    ),
+    "CancelState": _object({"cancel_requested": _nullable({"enum": list(CANCEL_MODES)})}),
+    "EnqueueRun": _object({"spec": _ref("RunSpec")}),
+    "ClaimableRequest": _object(
+        {
+            "agent_refs": {"type": "array", "items": {"type": "string"}},
+            "agent_names": {"type": "array", "items": {"type": "string"}},
+            "queue": {"type": "string", "minLength": 1},
+            "limit": {"type": "integer", "minimum": 1},
+            "host": {"type": "string", "minLength": 1, "description": "the client's hostname"},
+        }
+    ),
+    "ClaimCandidates": _object(
+        {
+            "free": {"type": "array", "items": _ref("RunRecord")},
+            "held_on_host": {"type": "array", "items": _ref("RunRecord")},
+        }
+    ),
+    "TaskSpec": _object(
+        {
+            "run_id": {"type": "string"},
+            "call_key": {"type": "string"},
+            "queue": {"type": "string"},
+            "tool_name": {"type": "string"},
+            "call_id": {"type": "string"},
+            "arguments": {"type": "string"},
+            "context": _ANY,
+            "max_attempts": {"type": "integer", "minimum": 1},
+            "timeout": _nullable({"type": "number", "exclusiveMinimum": 0}),
+            "retry_delay": {"type": "number", "minimum": 0},
+        },
+        optional=("context", "max_attempts", "timeout", "retry_delay"),
+    ),
+    "TaskResult": _object(
+        {
+            "kind": {"enum": list(TASK_OUTCOMES)},
+            "output": _ANY,
+            "error_type": _nullable({"type": "string"}),
+            "error": _nullable({"type": "string"}),
+        },
+        optional=("output", "error_type", "error"),
+    ),
+    "TaskLease": _object(
+        {
+            "task_id": {"type": "string"},
+            "owner": {"type": "string"},
+            "attempt": {"type": "integer"},
+            "lease_seconds": {"type": "number", "minimum": 0},
+        }
+    ),
+    "TaskRecord": _object(
+        {
+            "id": {"type": "string"},
+            "run_id": {"type": "string"},
+            "call_key": {"type": "string"},
+            "queue": {"type": "string"},
+            "tool_name": {"type": "string"},
+            "call_id": {"type": "string"},
+            "arguments": {"type": "string"},
+            "context": _ANY,
+            "status": {"enum": list(TASK_STATUSES)},
+            "attempts": _COUNT,
+            "max_attempts": {"type": "integer", "minimum": 1},
+            "timeout": _nullable({"type": "number"}),
+            "retry_delay": {"type": "number"},
+            "owner": _nullable({"type": "string"}),
+            "lease_expires_at": _nullable(_TIME),
+            "available_at": _TIME,
+            "result": _nullable(_ref("TaskResult")),
+            "error": _nullable({"type": "string"}),
+            "created_at": _TIME,
+            "updated_at": _TIME,
+        }
+    ),
+    "Tasks": _object({"tasks": {"type": "array", "items": _ref("TaskRecord")}}),
+    "EnqueueTask": _object({"spec": _ref("TaskSpec")}),
+    "ClaimTask": _object(
+        {
+            "queue": {"type": "string", "minLength": 1},
+            "tools": {"type": "array", "items": {"type": "string"}},
+            "owner": {"type": "string", "minLength": 1},
+            "lease_seconds": {"type": "number", "exclusiveMinimum": 0},
+        }
+    ),
+    "Claimed": _object({"task": _nullable(_ref("TaskRecord"))}),
+    "LeaseOnly": _object({"lease": _ref("TaskLease")}),
+    "CompleteTask": _object({"lease": _ref("TaskLease"), "result": _ref("TaskResult")}),
+    "FailTask": _object({"lease": _ref("TaskLease"), "error": {"type": "string"}}),
+    "Ours": _object({"ours": {"const": True}}),
     "CancelRequest": _object({"mode": {"enum": list(CANCEL_MODES)}}, optional=("mode",)),
     "PruneRequest": _object({"finished_before": _TIME}),
     "Pruned": _object({"deleted": _COUNT}),
@@ -172,7 +371,8 @@ RUN_ID: Schema = {
         "type": "string",
         "minLength": 1,
         "maxLength": 200,
-        "pattern": "^[^\\x00]*[^\\x00\\s][^\\x00]*$",
+        # (and Python's own whitespace beyond JSON Schema's \s: \x1c-\x1f, \x85)
+        "pattern": "^[^\\x00]*[^\\x00\\s\\x1c-\\x1f\\x85][^\\x00]*$",
     },
     "example": "order-42",
 }
@@ -317,10 +517,166 @@ PATHS: dict[str, Schema] = {
 }
 
 
+def _body(schema: str) -> Schema:
+    return {"required": True, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+_RETRY = _param(
+    "retry", {"enum": ["1", "true"]},
+    "this write is sent again after its answer was lost: one that committed is recognised",
+)  # fmt: skip
+_LEASED = {"409": _json("Error", "the run's lease is another holder's (run_leased, taken_over)")}
+_NO_SESSIONS = {"501": _json("Error", "the engine served cannot serve clients (no_sessions)")}
+_TASK_LOST = {"409": _json("Error", "the attempt no longer holds the task (task_lease_lost)")}
+_NO_TASK = {"404": _json("Error", "no task with this id (task_not_found)")}
+
+
+def _write(summary: str, schema: str) -> Schema:
+    return _op(
+        summary,
+        {"200": _json("Fenced", "written (or found written)"), **_LEASED, **_NO_SESSIONS},
+        parameters=[_RETRY],
+        requestBody=_body(schema),
+    )
+
+
+# What a `RemoteEngine` asks for: its run sessions' writes (`sessions_api`) and the workers'
+# calls (`work_api`).
+CLIENT_PATHS: dict[str, Schema] = {
+    "/api/v1/sessions": {
+        "post": _op(
+            "Open a run for a lease holder (create it, claim it, or read a finished one)",
+            {
+                "200": _json("Opened", "the opening the session is built from"),
+                **_CONFLICT,
+                **_NO_SESSIONS,
+            },
+            requestBody=_body("OpenRequest"),
+        )
+    },
+    "/api/v1/sessions/cancel": {
+        "get": _op(
+            "The run's pending stop request (what a running session polls)",
+            {"200": _json("CancelState", "the request, or null"), **_NO_SESSIONS},
+            parameters=[{**_param("run_id", {"type": "string"}, "the run"), "required": True}],
+        )
+    },
+    "/api/v1/sessions/{write}": {
+        "post": {
+            **_write(
+                "One session write (append: a step; heartbeat; finish: the outcome; release: "
+                "give the lease back), fenced by its holder",
+                "Append",
+            ),
+            "parameters": [
+                {
+                    "name": "write",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"enum": ["append", "heartbeat", "finish", "release"]},
+                    "description": "which write; the body is its JSON (Append, Heartbeat, "
+                    "Finish, Release)",
+                },
+                _RETRY,
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "anyOf": [
+                                _ref("Append"),
+                                _ref("Heartbeat"),
+                                _ref("Finish"),
+                                _ref("Release"),
+                            ]
+                        }
+                    }
+                },
+            },
+        }
+    },
+    "/api/v1/runs": {
+        "post": _op(
+            "Queue a run for a worker (Runner.start): the run, or the one its id names already",
+            {"200": _json("RunRecord", "the queued run"), **_CONFLICT},
+            requestBody=_body("EnqueueRun"),
+        )
+    },
+    "/api/v1/claimable-runs": {
+        "post": _op(
+            "What a worker of a queue may claim: runs free now, and those held on its host "
+            "(the worker tells which of their holders are dead)",
+            {"200": _json("ClaimCandidates", "the candidates"), **_NO_SESSIONS},
+            requestBody=_body("ClaimableRequest"),
+        )
+    },
+    "/api/v1/tasks": {
+        "post": _op(
+            "Enqueue a remote tool call (one task per run and call key)",
+            {"200": _json("TaskRecord", "the task, new or as it is")},
+            requestBody=_body("EnqueueTask"),
+        ),
+        "get": _op(
+            "A run's tool tasks, oldest first",
+            {"200": _json("Tasks", "its tasks (none for an unknown run)")},
+            parameters=[{**_param("run_id", {"type": "string"}, "the run"), "required": True}],
+        ),
+    },
+    "/api/v1/tasks/claim": {
+        "post": _op(
+            "Claim the next available task of a queue for one of the tools, under a lease",
+            {"200": _json("Claimed", "the task claimed, or null")},
+            requestBody=_body("ClaimTask"),
+        )
+    },
+    "/api/v1/tasks/heartbeat": {
+        "post": _op(
+            "Renew an attempt's lease on its task",
+            {"200": _json("Ours", "renewed"), **_TASK_LOST, **_NO_TASK},
+            requestBody=_body("LeaseOnly"),
+        )
+    },
+    "/api/v1/tasks/complete": {
+        "post": _op(
+            "Record an attempt's result, once",
+            {"200": _json("TaskRecord", "the task, completed"), **_TASK_LOST, **_NO_TASK},
+            parameters=[_RETRY],
+            requestBody=_body("CompleteTask"),
+        )
+    },
+    "/api/v1/tasks/fail": {
+        "post": _op(
+            "End an attempt without a result: retried after its backoff, or failed",
+            {"200": _json("TaskRecord", "the task, pending or failed"), **_TASK_LOST, **_NO_TASK},
+            parameters=[_RETRY],
+            requestBody=_body("FailTask"),
+        )
+    },
+    "/api/v1/tasks/{task_id}": {
+        "get": _op(
+            "A tool task",
+            {"200": _json("TaskRecord", "the task, as stored"), **_NO_TASK},
+            parameters=[
+                {
+                    "name": "task_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "minLength": 1},
+                    "description": "the task's id, percent-encoded as one segment",
+                }
+            ],
+        )
+    },
+}
+
+
 @functools.cache
 def spec() -> dict[str, Any]:
-    """The whole document (the write side's paths included)."""
-    paths = {**PATHS, **getattr(sessions_api, "OPENAPI_PATHS", {})}
+    """The whole document: the read and admin side, and what clients of the server ask."""
+    paths = {path: dict(item) for path, item in PATHS.items()}
+    for path, item in CLIENT_PATHS.items():
+        paths.setdefault(path, {}).update(item)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -12,7 +12,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse as _StarletteJSON
 
 if TYPE_CHECKING:
     from ..errors import DurableError
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "HTTPProblem",
+    "JSONResponse",
     "bad_request",
     "error_response",
     "http_exception_response",
@@ -27,6 +28,16 @@ __all__ = [
     "status_for",
     "too_large",
 ]
+
+
+class JSONResponse(_StarletteJSON):
+    """A JSON answer as ASCII: text with a lone surrogate (a model's tool arguments may hold
+    one, and a local store keeps it) crosses as its escape instead of failing to encode, and
+    the client reads back the very string (Starlette's own writes UTF-8, which cannot)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+
 
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 
@@ -37,6 +48,8 @@ _STATUS = {
     "run_input_mismatch": 409,
     "run_cancelled": 409,
     "run_finished": 409,
+    "task_not_found": 404,
+    "task_lease_lost": 409,
     "replay_divergence": 409,
     "unstorable_name": 400,
     "journal_serialization": 400,

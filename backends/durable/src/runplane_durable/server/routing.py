@@ -1,4 +1,5 @@
-"""Routes matched on the path as the client sent it, so a run id may hold any character.
+"""Routes matched on the path as the client sent it, so a run id may hold any character; and
+routes of several modules on one path, merged.
 
 Clients percent-encode a run id into one path segment (`urllib.parse.quote(run_id, safe="")`).
 Starlette matches routes against `scope["path"]`, which the server has already decoded: the run
@@ -13,12 +14,14 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
-from starlette.routing import Match, Route
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Scope
 
 from .responses import HTTPProblem
 
-__all__ = ["RawPathRoute", "path_param"]
+__all__ = ["RawPathRoute", "merge_methods", "path_param"]
 
 
 class RawPathRoute(Route):
@@ -68,3 +71,30 @@ def path_param(request_params: dict[str, Any], name: str) -> str:
             parameter=name,
         )
     return value
+
+
+def merge_methods(routes: list[BaseRoute]) -> list[BaseRoute]:
+    """`routes` with the plain `Route`s of one path (one per method, from different modules:
+    GET /api/v1/runs lists, POST queues) made one route that dispatches on the method, so a
+    405 answers with every method of the path in its `Allow`, as the document lists them."""
+    by_path: dict[str, list[Route]] = {}
+    for route in routes:
+        if type(route) is Route:
+            by_path.setdefault(route.path, []).append(route)
+    merged: list[BaseRoute] = []
+    for route in routes:
+        if type(route) is not Route or len(by_path[route.path]) == 1:
+            merged.append(route)
+        elif by_path[route.path][0] is route:
+            merged.append(_dispatching(route.path, by_path[route.path]))
+    return merged
+
+
+def _dispatching(path: str, routes: list[Route]) -> Route:
+    endpoints = {m: r.endpoint for r in routes for m in r.methods or () if m != "HEAD"}
+
+    async def endpoint(request: Request) -> Response:
+        response: Response = await endpoints[request.method](request)
+        return response
+
+    return Route(path, endpoint, methods=sorted(endpoints))

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from .. import lazy_errors as errors
@@ -31,7 +31,7 @@ from .query import (
     time_param,
     time_value,
 )
-from .responses import bad_request, read_json
+from .responses import JSONResponse, bad_request, read_json
 from .routing import RawPathRoute
 
 __all__ = ["LIST_RUNS_PARAMETERS", "attempts_of", "routes"]
