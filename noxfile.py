@@ -14,8 +14,17 @@ sys.path.insert(0, str(Path(__file__).parent / ".ci"))
 from shared_env import SharedEnv, fingerprint  # the .ci directory, just above
 
 nox.options.default_venv_backend = "venv"
-# sdk_tests last: it adds the SDK's test dependencies to the shared environment (see below).
-nox.options.sessions = ["lint", "types", "tests", "conformance", "realmodel", "sdk_tests"]
+# sdk_tests and server_mode last: they add the SDK's test dependencies to the shared environment
+# (see below). CI runs every one of these: .ci/run is `nox` with no arguments.
+nox.options.sessions = [
+    "lint",
+    "types",
+    "tests",
+    "conformance",
+    "realmodel",
+    "sdk_tests",
+    "server_mode",
+]
 nox.options.error_on_missing_interpreters = True
 
 ROOT = Path(__file__).parent
@@ -145,7 +154,7 @@ def sdk_tests(session: nox.Session) -> None:
 def server_mode(session: nox.Session) -> None:
     """The durable backend in server mode: the conformance suite (with its durability profile,
     `--runplane-durable`) and the SDK's own runner tests with RUNPLANE_SERVER_URL pointing at a
-    `runplane server` on a fresh SQLite database (not in the default list). The kill -9 tests
+    `runplane server` on a fresh SQLite database. The kill -9 tests
     run in both modes in `tests`. Like sdk_tests, it installs the SDK's test dependencies, so
     it marks the shared environment extended. `nox -s server_mode -- ARGS` passes ARGS to
     tests/sdk_swap/run.py.
