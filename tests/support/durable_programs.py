@@ -13,22 +13,17 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from typer.testing import CliRunner
-
-from runplane.cli import build_app
 from support.durable_server import Server
 
 __all__ = ["TIMEOUT", "CrashProgram", "final_output"]
 
 SOURCE = Path(__file__).with_name("crash_program.py")
 TIMEOUT = 60.0  # for any one process or wait: bounded even when something hangs
-_CLI_LOCK = threading.Lock()  # CliRunner swaps sys.stdout: one invocation at a time
 
 
 class CrashProgram:
@@ -145,13 +140,28 @@ class CrashProgram:
         return [" ".join(line.split()[:2]) for line in self.lines("calls.log")]
 
     def show(self, run_id: str) -> dict[str, Any]:
-        """`runplane runs show RUN_ID --json --db ...`, through the real command's app."""
-        with _CLI_LOCK:
-            result = CliRunner().invoke(
-                build_app(), ["runs", "show", run_id, "--json", "--db", str(self.db)]
-            )
-        assert result.exit_code == 0, result.output
-        data: dict[str, Any] = json.loads(result.stdout)
+        """`runplane runs show RUN_ID --json --db ...`, as a process of its own: crash chains
+        run in background threads while other tests go on, and typer's CliRunner swaps the
+        process's sys.stdout, which no lock of one module can make safe for all of them."""
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "runplane",
+                "runs",
+                "show",
+                run_id,
+                "--json",
+                "--db",
+                str(self.db),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        data: dict[str, Any] = json.loads(proc.stdout)
         return data
 
 

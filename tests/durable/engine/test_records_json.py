@@ -83,14 +83,16 @@ new_events = st.builds(NewEvent, type=text, payload=json_object)
 event_records = st.builds(
     EventRecord, run_id=text, seq=counts, type=text, payload=json_object, created_at=floats
 )
+# What a usage delta may add: a count an integer column holds.
+usage_counts = st.integers(0, 2**31 - 1)
 usages = st.builds(
     UsageDelta,
-    model_calls=counts,
-    tool_calls=counts,
-    requests=counts,
-    input_tokens=counts,
-    output_tokens=counts,
-    total_tokens=counts,
+    model_calls=usage_counts,
+    tool_calls=usage_counts,
+    requests=usage_counts,
+    input_tokens=usage_counts,
+    output_tokens=usage_counts,
+    total_tokens=usage_counts,
 )
 # A remote tool call's payloads: the model's arguments (any text) and the run's context, as
 # the codec encodes it (plain JSON data, or a model or dataclass by its import path).
@@ -204,6 +206,10 @@ def test_the_json_form_names_each_field() -> None:
         (UsageDelta, [1, 2], "a UsageDelta in JSON is an object, got list"),
         (NewEvent, {"payload": {}}, "missing type"),
         (UsageDelta, {"tool_calls": 1, "tools": 2}, "unknown tools"),
+        (UsageDelta, {"tool_calls": 2**31}, "usage 'tool_calls' must be from 0 to 2147483647"),
+        (UsageDelta, {"requests": -1}, "usage 'requests' must be from 0 to"),
+        (UsageDelta, {"requests": True}, "usage 'requests' must be an integer, got bool"),
+        (UsageDelta, {"requests": 1.5}, "usage 'requests' must be an integer, got float"),
         (JournalEntry, {"kind": "llm", "key": "1", "fingerprint": None, "payload": {}}, "'llm'"),
         (
             JournalRecord,

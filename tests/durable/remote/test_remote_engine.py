@@ -356,7 +356,18 @@ def _ask_to_stop(database: str, run_id: str) -> None:
         (
             "/api/v1/sessions/heartbeat",
             b'{"run_id": "r", "owner": "o", "lease_seconds": -1}',
-            "'lease_seconds' of a Heartbeat must be a positive number",
+            "'lease_seconds' of a Heartbeat must be a number above 0 and at most 604800",
+        ),
+        (
+            "/api/v1/sessions/heartbeat",
+            b'{"run_id": "r", "owner": "o", "lease_seconds": 1e308}',
+            "'lease_seconds' of a Heartbeat must be a number above 0 and at most 604800",
+        ),
+        (  # found by schemathesis: a usage count no database column holds was a 500
+            "/api/v1/sessions/append",
+            b'{"run_id": "r", "owner": "o", "lease_seconds": 1, "journal_seq": 1, '
+            b'"event_seq": 1, "usage": {"tool_calls": 121952961862329994437459968}}',
+            "usage 'tool_calls' must be from 0 to 2147483647",
         ),
         (
             "/api/v1/sessions/append",

@@ -410,7 +410,13 @@ class UsageDelta:
 
     @classmethod
     def from_json(cls, data: Any) -> UsageDelta:
-        return cls(**_members(cls, data))
+        members = _members(cls, data)
+        for name, value in members.items():  # each is added to a stored integer column
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"usage {name!r} must be an integer, got {type(value).__name__}")
+            if not 0 <= value <= MAX_STORED_INT:
+                raise ValueError(f"usage {name!r} must be from 0 to {MAX_STORED_INT}, got {value}")
+        return cls(**members)
 
 
 @dataclass(frozen=True)

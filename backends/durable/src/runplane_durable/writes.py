@@ -188,6 +188,9 @@ class Opened:
 # What fences a write, checked before it reaches a database (SQLite would store a seq of "x").
 _NAMES = ("run_id", "owner")
 _SEQS = ("journal_seq", "event_seq")
+# A lease longer than this is a mistake (a silent holder would keep its run for longer); it also
+# keeps `now + lease` a finite time.
+MAX_LEASE_SECONDS = 7 * 86_400.0
 
 
 def _checked(cls: type[Any], data: Any) -> dict[str, Any]:
@@ -204,8 +207,15 @@ def _checked(cls: type[Any], data: Any) -> dict[str, Any]:
                 f"{name!r} of a {cls.__name__} must be an integer from 1 to {MAX_STORED_INT}"
             )
     lease = m.get("lease_seconds", 1.0)
-    if isinstance(lease, bool) or not isinstance(lease, (int, float)) or lease <= 0:
-        raise ValueError(f"'lease_seconds' of a {cls.__name__} must be a positive number")
+    if (
+        isinstance(lease, bool)
+        or not isinstance(lease, (int, float))
+        or not 0 < lease <= MAX_LEASE_SECONDS
+    ):
+        raise ValueError(
+            f"'lease_seconds' of a {cls.__name__} must be a number above 0 and at most "
+            f"{MAX_LEASE_SECONDS:.0f} (a week)"
+        )
     return m
 
 
