@@ -5,14 +5,18 @@ command itself (`--port 0` announcing its URL, `--max-body-bytes`, the default d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -20,8 +24,11 @@ from runplane_durable import LocalEngine
 from runplane_durable.cli.server import loopback
 from runplane_durable.records import RunSpec
 from runplane_durable.server.app import ServerSettings, create_app
+from starlette.applications import Starlette
+from starlette.routing import Mount
 from support.served_app import served
 
+Writer = Any
 TOKEN = "s3cret-tøken"
 
 
@@ -182,3 +189,23 @@ def test_the_command_serves_the_embedded_default_database_on_any_free_port(
     # re-raises the signal, so the exit status is SIGTERM's.
     assert process.returncode == -signal.SIGTERM
     assert "Application shutdown complete" in rest
+
+
+def test_mounted_under_a_prefix_the_token_and_raw_paths_still_hold(
+    store: str, writer: Writer
+) -> None:
+    made = writer.run(f"mounted/{uuid.uuid4().hex[:6]}")
+    inner = create_app(LocalEngine(store), ServerSettings(token=TOKEN))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with inner.router.lifespan_context(inner):
+            yield
+
+    outer = Starlette(routes=[Mount("/runplane", app=inner)], lifespan=lifespan)
+    with served(outer) as url, httpx.Client(base_url=f"{url}/runplane", timeout=30) as client:
+        path = f"/api/v1/runs/{quote(made.id, safe='')}"
+        assert _code(client.get(path), 401) == "unauthorized"
+        assert client.get(path, headers=bearer(TOKEN)).json()["id"] == made.id
+        assert _code(client.get(path + "%2Fx", headers=bearer(TOKEN)), 404) == "run_not_found"
+        assert client.get("/healthz").status_code == 200

@@ -29,6 +29,13 @@ def protected(path: str) -> bool:
     return any(path == p or (p.endswith("/") and path.startswith(p)) for p in PROTECTED)
 
 
+def _route_path(scope: Scope) -> str:
+    """The path the app routes on: without the prefix it is mounted under (`root_path`)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
 class Guard:
     """Pure ASGI middleware (a streamed response, SSE, passes through untouched)."""
 
@@ -62,7 +69,7 @@ class Guard:
 
     def _refusal(self, scope: Scope) -> HTTPProblem | None:
         headers = Headers(scope=scope)
-        if self.token is not None and protected(scope["path"]):
+        if self.token is not None and protected(_route_path(scope)):
             scheme, _, given = headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not given.strip():
                 return HTTPProblem(

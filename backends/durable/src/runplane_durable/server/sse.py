@@ -42,8 +42,7 @@ async def stream_events(request: Request) -> Response:
     settings = request.app.state.settings
     return EventSourceResponse(
         _events(engine_of(request), run.id, after, settings.poll_seconds),
-        ping=settings.keepalive_seconds,
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        ping=settings.keepalive_seconds,  # sse-starlette also sets no-store, no proxy buffering
     )
 
 
