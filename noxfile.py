@@ -205,12 +205,14 @@ def bench(session: nox.Session) -> None:
     CPU per step, opening a run, memory at 1,000 runs); `nox -s bench -- --quick` passes options
     to it. `nox -s bench -- runner_overhead --turns 10,100` (or `instructions`, or `startup`:
     how long `runplane` commands take to start; or `server`: the durable backend through a
-    `runplane server`) runs that bench instead. RUNPLANE_BENCH_PG names
+    `runplane server`, one run at a time; or `server_load`: concurrent runs through one and two
+    servers) runs that bench instead. RUNPLANE_BENCH_PG names
     the PostgreSQL database (default: a fresh one on 127.0.0.1:5432, dropped after).
     """
     env = _project(session)
     args = list(session.posargs)
     script = "durable"
-    if args and args[0] in ("durable", "runner_overhead", "instructions", "startup", "server"):
+    benches = ("durable", "runner_overhead", "instructions", "startup", "server", "server_load")
+    if args and args[0] in benches:
         script = args.pop(0)
     _run(session, env, "python", f"bench/{script}.py", *args)
