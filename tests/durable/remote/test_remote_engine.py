@@ -547,3 +547,32 @@ def test_the_remote_tools_decorator_stays_the_packages_remote_once_an_engine_was
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("run_id", [".", "..", "a/..", "./b", "%2E", "100%"])
+def test_run_ids_that_look_like_path_segments_name_their_run(
+    served: tuple[Server, str], run_id: str
+) -> None:
+    """httpx drops `.` and `..` segments from a URL's path: percent-encoded as they are, the
+    run `..` was asked for at /api/v1/events. Every reading of a run names the run itself."""
+    server, _ = served
+    engine = RemoteEngine(server.url)
+    spec = RunSpec(run_id, "echo", {"text": "go"}, "fp-echo-go", {"mode": "run"})
+
+    async def go() -> tuple[str, list[str], int]:
+        try:
+            session = await engine.open_run(spec, lease_seconds=30)
+            await session.append(events=[NewEvent("progress", {})])
+            await session.finish("completed", final_output={"json": 1})
+            await session.close()
+            record = await engine.get_run(run_id)
+            events = await engine.list_events(run_id)
+            journal = await engine.read_journal(run_id)
+            return record.id, [e.run_id for e in events], len(journal)
+        finally:
+            await engine.dispose()
+
+    found, event_runs, journal = asyncio.run(go())
+    assert found == run_id
+    assert set(event_runs) == {run_id}
+    assert journal == 0

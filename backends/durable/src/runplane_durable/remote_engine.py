@@ -303,7 +303,7 @@ class RemoteEngine:
     # -- reads and admin (the routes of the server's read side) ------------------------------------
 
     def _run_path(self, run_id: str, tail: str = "") -> str:
-        return f"/api/v1/runs/{quote(run_id, safe='')}{tail}"
+        return f"/api/v1/runs/{_segment(run_id)}{tail}"
 
     async def get_run(self, run_id: str) -> RunRecord:
         return RunRecord.from_json(await self._request("GET", self._run_path(run_id)))
@@ -420,7 +420,7 @@ class RemoteEngine:
         return TaskRecord.from_json(answer)
 
     async def get_task(self, task_id: str) -> TaskRecord:
-        path = f"/api/v1/tasks/{quote(task_id, safe='')}"
+        path = f"/api/v1/tasks/{_segment(task_id)}"
         return TaskRecord.from_json(await self._request("GET", path))
 
     async def list_tasks(self, run_id: str) -> list[TaskRecord]:
@@ -532,3 +532,9 @@ def _env_seconds(name: str) -> float:
             f"{name}={raw!r} is not a number of seconds; unset it for {DEFAULT_RETRY_SECONDS:g}"
         )
     return value
+
+
+def _segment(value: str) -> str:
+    """`value` as one path segment: every reserved character percent-encoded, dots too, since
+    httpx (as RFC 3986 asks) drops the segments `.` and `..` from a path before sending it."""
+    return quote(value, safe="").replace(".", "%2E")

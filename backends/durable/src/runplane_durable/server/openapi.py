@@ -365,7 +365,10 @@ RUN_ID: Schema = {
     "name": "run_id",
     "in": "path",
     "required": True,
-    "description": "the run's id, percent-encoded as one segment (quote(run_id, safe=''))",
+    "description": (
+        "the run's id, percent-encoded as one segment, dots too "
+        "(quote(run_id, safe='').replace('.', '%2E'))"
+    ),
     # What `names.check_run_id` takes: not blank, no NUL, at most 200 characters.
     "schema": {
         "type": "string",

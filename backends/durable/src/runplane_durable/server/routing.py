@@ -1,7 +1,8 @@
 """Routes matched on the path as the client sent it, so a run id may hold any character; and
 routes of several modules on one path, merged.
 
-Clients percent-encode a run id into one path segment (`urllib.parse.quote(run_id, safe="")`).
+Clients percent-encode a run id into one path segment (`urllib.parse.quote(run_id, safe="")`,
+and its dots as `%2E`: HTTP clients drop the segments `.` and `..` from a path).
 Starlette matches routes against `scope["path"]`, which the server has already decoded: the run
 `a/events` arrives as `/api/v1/runs/a%2Fevents`, decodes to `/api/v1/runs/a/events`, and would
 match the events of run `a`. A `RawPathRoute` matches against `scope["raw_path"]` instead, where
