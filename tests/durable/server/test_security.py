@@ -209,3 +209,11 @@ def test_mounted_under_a_prefix_the_token_and_raw_paths_still_hold(
         assert client.get(path, headers=bearer(TOKEN)).json()["id"] == made.id
         assert _code(client.get(path + "%2Fx", headers=bearer(TOKEN)), 404) == "run_not_found"
         assert client.get("/healthz").status_code == 200
+
+
+def test_every_durable_error_code_has_an_http_status() -> None:
+    """A new error code must say what HTTP status it answers with, not fall back to a 500."""
+    from runplane_durable import errors
+    from runplane_durable.server.responses import _STATUS
+
+    assert set(errors._BY_CODE) - set(_STATUS) == set()

@@ -41,7 +41,8 @@ class JSONResponse(_StarletteJSON):
 
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 
-# A durable error's HTTP status, by its code; any other code is a 500.
+# A durable error's HTTP status, by its code (every code has one; tests/durable/server/
+# test_security.py checks); a code unknown here is a 500.
 _STATUS = {
     "run_not_found": 404,
     "run_leased": 409,
@@ -51,8 +52,12 @@ _STATUS = {
     "task_not_found": 404,
     "task_lease_lost": 409,
     "replay_divergence": 409,
+    "run_failed": 409,
     "unstorable_name": 400,
     "journal_serialization": 400,
+    "agent_ref": 400,
+    "remote_context": 400,
+    "server": 502,
     "database": 503,
     "schema_version": 503,
 }
