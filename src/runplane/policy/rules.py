@@ -16,7 +16,7 @@ import fnmatch
 import inspect
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, get_args
 
@@ -203,8 +203,8 @@ class Rule:
     """
 
     name: str
-    tools: tuple[str, ...]
-    when: tuple[Condition, ...] = ()
+    tools: Sequence[str]  # kept as a tuple
+    when: Sequence[Condition] = ()  # kept as a tuple
     check: Check | None = field(default=None, compare=False)
     action: Action = "require"
 
@@ -296,7 +296,7 @@ class ApprovalPolicy:
     write it with `to_toml()`; apply it with `runplane.policy.apply(agent, policy)`.
     """
 
-    rules: tuple[Rule, ...] = ()
+    rules: Sequence[Rule] = ()  # kept as a tuple
     default: Action = "allow"
 
     def __post_init__(self) -> None:
