@@ -129,6 +129,25 @@ def test_an_unmatched_call_runs_without_asking(runner: type[BackendRunner]) -> N
     assert rule_for_call("small") is None
 
 
+def test_a_call_id_the_policy_let_run_forgets_who_asked_before(
+    runner: type[BackendRunner],
+) -> None:
+    """Call ids come from the model and may repeat across runs: the record is the last run's."""
+    ran: list[Any] = []
+    asked = desk(
+        [function_call("refund", {"order_id": "1", "amount": 500}, call_id="same")], ran=ran
+    )
+    assert runner.run_sync(apply(asked, REFUNDS), "refund 500").interruptions
+    assert rule_for_call("same") == "refunds over 100"
+    allowed = desk(
+        [function_call("refund", {"order_id": "1", "amount": 5}, call_id="same")],
+        [assistant_message("ok")],
+        ran=ran,
+    )
+    assert runner.run_sync(apply(allowed, REFUNDS), "refund 5").final_output == "ok"
+    assert rule_for_call("same") is None
+
+
 def test_a_streamed_run_pauses_too(runner: type[BackendRunner]) -> None:
     ran: list[Any] = []
     agent = desk([function_call("refund", {"order_id": "1", "amount": 101}, call_id="s1")], ran=ran)

@@ -55,8 +55,11 @@ def rule_for_call(call_id: str) -> str | None:
         return _rules.get(call_id)
 
 
-def _record(call_id: str, rule: str) -> None:
+def _record(call_id: str, rule: str | None) -> None:
     with _rules_lock:
+        if rule is None:
+            _rules.pop(call_id, None)
+            return
         _rules[call_id] = rule
         _rules.move_to_end(call_id)
         while len(_rules) > RECORDED_CALLS:
@@ -245,6 +248,7 @@ def _needs_approval(
         if decision.require:
             _record(call_id, decision.rule)
             return True
+        _record(call_id, None)  # a call id seen before (another run's) no longer says who asked
         if isinstance(own, bool):
             return own
         result = own(run_context, params, call_id)
