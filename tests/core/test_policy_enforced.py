@@ -1,9 +1,10 @@
-"""A policy applied to an agent pauses its runs with the SDK's own interruptions, on both backends.
+"""A policy applied to an agent pauses its runs with the SDK's own interruptions, on every backend.
 
-Each test runs on the direct backend (`openai`) and the durable one, through `runplane.runner`,
-with `agents.testing.ScriptedModel` playing the model: a call a rule matches stops the run with
-`result.interruptions`, an unmatched one runs, `state.approve(item)` lets the run finish, and the
-rule that asked is known by `rule_for_call`.
+Each test runs on the direct backend (`openai`), the durable one and a third party's (`deadline`,
+tests/third_party_backend), through `runplane.runner`, with `agents.testing.ScriptedModel`
+playing the model: a call a rule matches stops the run with `result.interruptions`, an unmatched
+one runs, `state.approve(item)` lets the run finish, and `rule_for_call` names the rule that
+asked.
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ from runplane import BackendRunner
 from runplane.policy import ApprovalPolicy, Condition, PolicyError, Rule, apply, rule_for_call
 from runplane.policy import guard as policy_guard
 
-BACKENDS = ("openai", "durable")
+BACKENDS = (
+    "openai",
+    "durable",
+    "deadline",
+)  # deadline: a third party's (tests/third_party_backend)
+THIRD_PARTY_SRC = Path(__file__).parents[1] / "third_party_backend" / "src"
 
 REFUNDS = ApprovalPolicy(
     (Rule("refunds over 100", tools=["refund"], when=(Condition("amount", "gt", 100),)),)
@@ -41,7 +47,12 @@ def runner(
     """`runplane.runner(name)` on a fresh registry, durable runs in this test's own database."""
     monkeypatch.setenv("RUNPLANE_DATABASE_URL", sqlite_url(tmp_path))
     monkeypatch.delenv("RUNPLANE_SERVER_URL", raising=False)
-    return runplane.runner(request.param, registry=runplane.Registry())
+    monkeypatch.syspath_prepend(str(THIRD_PARTY_SRC))
+    import runplane_deadline.plugin  # type: ignore[import-not-found]
+
+    registry = runplane.Registry()
+    registry.register(runplane_deadline.plugin, name="runplane-deadline")
+    return runplane.runner(request.param, registry=registry)
 
 
 @pytest.fixture(autouse=True)
