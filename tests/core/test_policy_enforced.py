@@ -249,7 +249,7 @@ def test_a_nested_as_tool_agents_tool_is_covered(runner: type[BackendRunner]) ->
     assert inner.tools[0].needs_approval is False  # the original agent is untouched
 
 
-def test_the_nested_call_runs_once_approved_on_the_direct_backend() -> None:
+def test_the_nested_call_runs_once_approved(runner: type[BackendRunner]) -> None:
     deleted: list[str] = []
 
     @function_tool
@@ -278,11 +278,10 @@ def test_the_nested_call_runs_once_approved_on_the_direct_backend() -> None:
         ),
     )
     guarded = apply(outer, ApprovalPolicy((Rule("deletions", tools=["delete_*"]),)))
-    direct = runplane.runner("openai", registry=runplane.Registry())
-    result = direct.run_sync(guarded, "tidy up")
+    result = runner.run_sync(guarded, "tidy up")
     state = result.to_state()
     state.approve(result.interruptions[0])
-    finished = direct.run_sync(guarded, state)
+    finished = runner.run_sync(guarded, state)
     assert finished.final_output == "all clean"
     assert deleted == ["/tmp/x"]
     assert outputs(finished) == ["cleaned"]
@@ -548,3 +547,41 @@ def test_an_mcp_servers_tools_are_covered(runner: type[BackendRunner]) -> None:
     state.approve(result.interruptions[0])
     assert runner.run_sync(guarded, state).final_output == "removed it"
     assert files.calls == [{"path": "/etc/passwd"}]
+
+
+def test_unchanged_agents_runner_calls_are_guarded_under_runplane_install(
+    runner: type[BackendRunner],
+) -> None:
+    """`runplane.install(name)` routes `agents.Runner` through the runner classes, which apply
+    the process-wide policy: a program that never names runplane's Runner is guarded too."""
+    import agents
+
+    ran: list[Any] = []
+    agent = desk([function_call("refund", {"order_id": "9", "amount": 999}, call_id="ar")], ran=ran)
+    name = runner.selected_backend()
+    with runplane.install(name, registry=runner.registry), runplane.policy.install(REFUNDS):
+        result = agents.Runner.run_sync(agent, "refund 999")
+    assert [i.tool_name for i in result.interruptions] == ["refund"]
+    assert rule_for_call("ar") == "refunds over 100"
+    assert ran == []
+
+
+def test_threads_applying_one_policy_to_one_agent_get_one_clone() -> None:
+    import threading
+
+    agent = desk(ran=[])
+    policy = ApprovalPolicy((Rule("all", tools=["*"]),))
+    clones: list[Agent[Any]] = []
+    start = threading.Barrier(8)
+
+    def work() -> None:
+        start.wait()
+        clones.append(apply(agent, policy))
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(clones) == 8
+    assert all(c is clones[0] for c in clones)
