@@ -585,3 +585,53 @@ def test_threads_applying_one_policy_to_one_agent_get_one_clone() -> None:
         t.join()
     assert len(clones) == 8
     assert all(c is clones[0] for c in clones)
+
+
+def _agent_tool_around(impl: Any, agent: Agent[Any]) -> FunctionTool:
+    from agents.tool import _FailureHandlingFunctionToolInvoker
+
+    return FunctionTool(
+        name="ask",
+        description="",
+        params_json_schema={"type": "object", "properties": {}},
+        on_invoke_tool=_FailureHandlingFunctionToolInvoker(impl, lambda *a: None),
+        strict_json_schema=False,
+        _is_agent_tool=True,
+        _agent_instance=agent,
+    )
+
+
+def _shapes(agent: Agent[Any]) -> dict[str, Any]:
+    other = Agent(name="other")
+
+    class Invoke:
+        async def __call__(self, ctx: Any, arguments: str) -> str:
+            return "x"
+
+    async def no_agent(ctx: Any, arguments: str) -> str:
+        return "x"
+
+    def closing_over(value: Any) -> Any:
+        self = value
+
+        async def impl(ctx: Any, arguments: str) -> str:
+            return str(self)
+
+        return impl
+
+    return {
+        "not a function": Invoke(),
+        "closes over no agent": no_agent,
+        "closes over another agent": closing_over(other),
+    }
+
+
+@pytest.mark.parametrize(
+    "shape", ["not a function", "closes over no agent", "closes over another agent"]
+)
+def test_an_agent_tool_of_any_other_shape_is_refused(shape: str) -> None:
+    inner = Agent(name="inner")
+    tool = _agent_tool_around(_shapes(inner)[shape], inner)
+    assert runplane._sdk.rebind_agent_tool(tool, inner.clone()) is None
+    with pytest.raises(PolicyError, match="would go unguarded"):
+        apply(Agent(name="outer", tools=[tool]), REFUNDS)
