@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runplane.policy import ApprovalPolicy, Condition, PolicyError, Rule
@@ -220,19 +220,26 @@ def _policies(draw: st.DrawFn) -> ApprovalPolicy:
     return ApprovalPolicy(rules, default=draw(st.sampled_from(["allow", "require"])))
 
 
+# deadline=None: the machine is shared and loaded; a slow example is not a wrong one.
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(policy=_policies())
 def test_to_toml_reads_back_as_the_same_policy(policy: ApprovalPolicy) -> None:
     assert ApprovalPolicy.from_toml(policy.to_toml()) == policy
     assert ApprovalPolicy.from_data(policy.to_data()) == policy
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(policy=_policies(), arguments=st.dictionaries(_text, _value, max_size=4))
 def test_a_policy_read_back_decides_every_call_alike(
     policy: ApprovalPolicy, arguments: dict[str, Any]
 ) -> None:
     again = ApprovalPolicy.from_toml(policy.to_toml())
-    for rule in policy.rules:
-        for tool in rule.tools:
-            assert asyncio.run(again.decide(tool, arguments)) == asyncio.run(
-                policy.decide(tool, arguments)
-            )
+    tools = [tool for rule in policy.rules for tool in rule.tools]
+
+    async def both() -> list[tuple[Any, Any]]:
+        return [
+            (await again.decide(t, arguments), await policy.decide(t, arguments)) for t in tools
+        ]
+
+    for read_back, original in asyncio.run(both()):
+        assert read_back == original

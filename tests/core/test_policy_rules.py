@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runplane.policy import DEFAULT_RULE, ApprovalPolicy, Condition, PolicyError, Rule
@@ -72,6 +72,7 @@ _numbers = st.one_of(
 )
 
 
+@settings(deadline=None)  # the machine is shared: a slow example is not a wrong one
 @given(value=_numbers, threshold=_numbers)
 def test_numeric_comparisons_agree_with_arithmetic(value: float, threshold: float) -> None:
     args = {"n": value}
@@ -88,6 +89,7 @@ _json = st.recursive(
 )
 
 
+@settings(deadline=None)
 @given(a=_json, b=_json)
 def test_json_equality_never_confuses_booleans_and_numbers(a: Any, b: Any) -> None:
     assert json_equal(a, a)
