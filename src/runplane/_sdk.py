@@ -2,10 +2,22 @@
 
 `agents.Runner.run`/`run_sync` never let an error marked "data redacted" carry the run's input in
 its traceback; runner classes that stand in for `agents.Runner` must do the same.
+
+`runplane.policy` clones an agent graph: a copy of an `Agent.as_tool` tool must run the clone of
+its agent, and a copy of a `handoff()` must name the clone as its target (the SDK rebuilds a
+resumed `RunState`'s agents from those references). The SDK keeps both in private fields, and
+`as_tool` closes over its agent: `rebind_agent_tool` checks the shape it relies on and returns
+None for any other, so a changed SDK is refused, never silently left uncovered.
 """
 
 from __future__ import annotations
 
+import copy
+import types
+import weakref
+from typing import Any
+
+from agents import Agent, FunctionTool, Handoff
 from agents.exceptions import (
     _detach_data_redacted_error_traceback as detach_redacted_traceback,
 )
@@ -15,5 +27,66 @@ from agents.exceptions import (
 from agents.exceptions import (
     _raise_data_redacted_error as raise_redacted,
 )
+from agents.tool import _FailureHandlingFunctionToolInvoker
 
-__all__ = ["detach_redacted_traceback", "is_data_redacted", "raise_redacted"]
+__all__ = [
+    "agent_of_tool",
+    "detach_redacted_traceback",
+    "handoff_target",
+    "is_data_redacted",
+    "raise_redacted",
+    "rebind_agent_tool",
+    "retarget_handoff",
+]
+
+
+def agent_of_tool(tool: FunctionTool) -> Agent[Any] | None:
+    """The agent an `Agent.as_tool` tool runs; None for any other tool."""
+    agent = tool._agent_instance if tool._is_agent_tool else None
+    return agent if isinstance(agent, Agent) else None
+
+
+def rebind_agent_tool(tool: FunctionTool, agent: Agent[Any]) -> FunctionTool | None:
+    """A copy of an `Agent.as_tool` tool that runs `agent` instead, or None if `tool` is not
+    built as `Agent.as_tool` builds its tools in this SDK (its invoker's implementation closes
+    over the agent as `self`)."""
+    invoker = tool.on_invoke_tool
+    if not isinstance(invoker, _FailureHandlingFunctionToolInvoker):
+        return None
+    impl = invoker._invoke_tool_impl
+    if not isinstance(impl, types.FunctionType) or impl.__closure__ is None:
+        return None
+    names = impl.__code__.co_freevars
+    if names.count("self") != 1:
+        return None
+    index = names.index("self")
+    cells = impl.__closure__
+    if cells[index].cell_contents is not tool._agent_instance:
+        return None
+    rebound = types.FunctionType(
+        impl.__code__,
+        impl.__globals__,
+        impl.__name__,
+        impl.__defaults__,
+        (*cells[:index], types.CellType(agent), *cells[index + 1 :]),
+    )
+    rebound.__kwdefaults__ = impl.__kwdefaults__
+    rebound.__qualname__ = impl.__qualname__
+    rebound.__dict__.update(impl.__dict__)
+    copied = copy.copy(tool)
+    fresh = _FailureHandlingFunctionToolInvoker(rebound, invoker._on_handled_error)
+    copied.on_invoke_tool = fresh.__agents_bind_function_tool__(copied)
+    copied._agent_instance = agent
+    return copied
+
+
+def handoff_target(item: Handoff[Any, Any]) -> Agent[Any] | None:
+    """The agent a `handoff(agent)` hands off to, when the SDK recorded it."""
+    ref = item._agent_ref
+    target = ref() if ref is not None else None
+    return target if isinstance(target, Agent) else None
+
+
+def retarget_handoff(item: Handoff[Any, Any], agent: Agent[Any]) -> None:
+    """Make a (copied) handoff name `agent` as its target."""
+    item._agent_ref = weakref.ref(agent)

@@ -5,8 +5,10 @@
 (`from runplane import Runner` reads RUNPLANE_BACKEND at call time) and `runplane.install`.
 
 It is also where what holds for every backend is applied, so that no backend has to: the endpoint
-settings (`runplane.endpoint`, read per call), and the observers (`runplane.observe`), which get
-the run id the backend reserves for the run when it can name one (`RunnerBackend` text).
+settings (`runplane.endpoint`, read per call), the process-wide approval policy
+(`runplane.policy.install`: the starting agent is replaced by its guarded clone), and the
+observers (`runplane.observe`), which get the run id the backend reserves for the run when it can
+name one (`RunnerBackend` text).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .base import RunMode, RunnerBackendBase
 from .endpoint import OpenAISettings, apply_endpoint
 from .observe import RunObservation
 from .options import RunInput, RunOptions
+from .policy.process import enforced
 from .protocol import RunnerBackend, reserved_run_id
 from .registry import Registry, default_registry
 
@@ -98,6 +101,7 @@ class BackendRunner:
         """
         settings = OpenAISettings.from_env()  # a bad setting is a SettingsError on any backend
         name, backend, registry = cls._resolve()
+        starting_agent = enforced(starting_agent)
         with reserved_run_id(backend) as run_id:
             observation = RunObservation(registry.hook, name, starting_agent, mode, run_id)
             observation.start()
@@ -137,6 +141,7 @@ class BackendRunner:
     ) -> RunResultStreaming:
         settings = OpenAISettings.from_env()  # a bad setting is a SettingsError on any backend
         name, backend, registry = cls._resolve()
+        starting_agent = enforced(starting_agent)
         with reserved_run_id(backend) as run_id:
             observation = RunObservation(
                 registry.hook, name, starting_agent, "run_streamed", run_id
