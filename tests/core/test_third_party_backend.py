@@ -93,7 +93,7 @@ def test_selectable_by_name_import_line_and_environment(site: Path) -> None:
 
         @function_tool
         async def slow() -> str:
-            await asyncio.sleep(5)
+            await asyncio.sleep(120)
             return "late"
 
         slow_agent = Agent(
@@ -107,14 +107,15 @@ def test_selectable_by_name_import_line_and_environment(site: Path) -> None:
         try:
             Runner.run_sync(slow_agent, "x")
         except DeadlineExceeded as exc:
-            assert "0.5 s deadline" in str(exc), exc
+            assert "5 s deadline" in str(exc), exc
         else:
             raise AssertionError("no deadline")
-        assert time.monotonic() - started < 4
+        assert time.monotonic() - started < 60  # cut off, long before the tool's 120 s
         print("ok")
         """,
         RUNPLANE_BACKEND="deadline",
-        RUNPLANE_DEADLINE_SECONDS="0.5",
+        # Every run here is under the deadline: 5 s leaves the quick ones room on a loaded machine.
+        RUNPLANE_DEADLINE_SECONDS="5",
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
