@@ -54,8 +54,8 @@ def _a_worker_finishes_the_run_of_a_killed_program(jobs: Jobs) -> None:
     wait_until(lambda: jobs.marker("started"), "the program blocking in step_b")
     time.sleep(0.5)  # the worker looks several times meanwhile: a live program's run is not its
     assert jobs.show("killed-1")["run"]["owner"].split(":")[1] == str(program.pid)
+    killed_at = time.time()  # before the kill: reaping it may take longer than the takeover
     jobs.kill9(program)
-    killed_at = time.time()
 
     wait_until(lambda: _completed(jobs, "killed-1"), "the worker finishing the run")
     show = jobs.show("killed-1")
@@ -69,7 +69,7 @@ def _a_worker_finishes_the_run_of_a_killed_program(jobs: Jobs) -> None:
     (ended_1, ended_2) = _steps(show, "attempt_ended")
     assert (ended_1["payload"]["reason"], ended_2["payload"]["reason"]) == ("killed", "finished")
     resumed_in = started[1]["payload"]["started_at"] - killed_at
-    assert 0 <= resumed_in < 5, resumed_in  # found at its next look: its pid is gone
+    assert 0 <= resumed_in < 30, resumed_in  # found at one of its next looks: its pid is gone
 
     # Which process did which step: each step says its attempt, and the attempt its pid.
     by_step = [
