@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,139 +21,43 @@ from runplane_durable import DatabaseError, DurableBackend, LocalEngine, run_id
 from support.durable import run_async
 from support.durable_server import Server, server_env
 from support.private_pg import PrivatePostgres
+from support.steady_runs import check_runs, finish, journal_counts, start, wait_for
 
 RUNS, TURNS = 4, 12
 OUTAGE = 1.5  # seconds the database is down
-DEADLINE = 180.0
-
-# RUNS runs at once, each TURNS turns of one tool call; every tool call logged, to count them.
-PROGRAM = """
-import asyncio, sys
-from agents import Agent, function_tool
-from agents.testing import ScriptedModel, assistant_message, function_call
-from runplane_durable import Runner, run_id
-
-runs, turns, prefix = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-calls = open("calls.log", "a", buffering=1)
-
-def agent(i):
-    @function_tool
-    async def step(n: int) -> str:
-        calls.write(f"{i} {n}\\n")
-        await asyncio.sleep(0.02)
-        return f"{i}-{n}"
-
-    script = [[function_call("step", {"n": n}, call_id=f"c{n}")] for n in range(turns)]
-    script.append([assistant_message(f"done {i}")])
-    return Agent(name="steady", tools=[step], model=ScriptedModel(script))
-
-async def one(i):
-    with run_id(f"{prefix}-{i}"):
-        return (await Runner.run(agent(i), "go", max_turns=turns + 5)).final_output
-
-async def main():
-    results = await asyncio.gather(*(one(i) for i in range(runs)), return_exceptions=True)
-    for r in results:
-        print(r if isinstance(r, str) else f"FAILED {type(r).__name__}: {r}")
-
-asyncio.run(main())
-"""
 
 
-async def _journal_rows(url: str) -> int:
-    import asyncpg
-
-    conn = await asyncpg.connect(url, timeout=5)
-    try:
-        return int(await conn.fetchval("SELECT count(*) FROM runplane_journal"))
-    except asyncpg.UndefinedTableError:
-        return 0
-    finally:
-        await conn.close()
-
-
-def _wait_rows(url: str, at_least: int, proc: subprocess.Popen[str]) -> int:
-    deadline = time.monotonic() + DEADLINE
-    while True:
-        rows = run_async(_journal_rows(url))
-        if rows >= at_least:
-            return rows
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, f"only {rows} journal rows, waited for {at_least}"
-        time.sleep(0.01)
-
-
-def _check_runs(url: str, prefix: str) -> None:
-    """Each run completed in one attempt, its journal and events each step exactly once."""
-
-    async def read() -> list[tuple[Any, ...]]:
-        engine = LocalEngine(url)
-        try:
-            found = []
-            for i in range(RUNS):
-                rid = f"{prefix}-{i}"
-                run = await engine.get_run(rid)
-                journal = await engine.read_journal(rid)
-                events = await engine.list_events(rid)
-                found.append((run, journal, events))
-            return found
-        finally:
-            await engine.dispose()
-
-    expected = []
-    for n in range(TURNS):
-        expected += [("model", str(n)), ("tool", f"{n + 1}:c{n}")]
-    expected.append(("model", str(TURNS)))
-    types = ["attempt_started", *["model_call", "tool_call"] * TURNS, "model_call"]
-    types += ["attempt_ended", "run_completed"]
-    for run, journal, events in run_async(read()):
-        assert (run.status, run.owner) == ("completed", None), run
-        assert (run.model_calls, run.tool_calls) == (TURNS + 1, TURNS)
-        assert [(r.kind, r.key) for r in journal] == expected, run.id
-        assert [r.seq for r in journal] == list(range(1, len(expected) + 1))
-        assert [e.type for e in events] == types, run.id
-        assert [e.seq for e in events] == list(range(1, len(types) + 1))
+def _rows(url: str) -> int:
+    return sum(journal_counts(url).values())
 
 
 def _crash_mid_runs(
     private_pg: PrivatePostgres, tmp_path: Path, env: dict[str, str], prefix: str
-) -> tuple[str, str]:
+) -> str:
     """Start the program, crash the database once runs are well under way, start it again
-    OUTAGE seconds later; the program's output and stderr."""
-    (tmp_path / "program.py").write_text(PROGRAM)
-    proc = subprocess.Popen(
-        [sys.executable, "program.py", str(RUNS), str(TURNS), prefix],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    OUTAGE seconds later; the program's stderr."""
+    proc = start(tmp_path, env, runs=RUNS, turns=TURNS, prefix=prefix)
     try:
-        _wait_rows(private_pg.url, RUNS * 6, proc)  # each run a few turns in, writing
+        url = private_pg.url
+        wait_for("runs under way", lambda: _rows(url) >= RUNS * 6, [proc])
         private_pg.crash()
         crashed = time.monotonic()
         time.sleep(OUTAGE)
         assert proc.poll() is None, proc.communicate()  # it waits, it does not fail
         private_pg.start()
         started = time.monotonic()
-        before = run_async(_journal_rows(private_pg.url))
+        before = _rows(url)
         if proc.poll() is None:
-            _wait_rows(private_pg.url, before + 1, proc)
+            wait_for("a step after the restart", lambda: _rows(url) > before, [proc])
             print(
                 f"\nfigure: database down {started - crashed:.2f} s; the runs' next step "
                 f"committed {time.monotonic() - started:.2f} s after it was back"
             )
-        out, err = proc.communicate(timeout=DEADLINE)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
-    assert out.split("\n")[:-1] == [f"done {i}" for i in range(RUNS)], (out, err)
-    calls = (tmp_path / "calls.log").read_text().split("\n")[:-1]
-    assert sorted(calls) == sorted(f"{i} {n}" for i in range(RUNS) for n in range(TURNS))
-    return out, err
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    return finish(proc, tmp_path, runs=RUNS, turns=TURNS, prefix=prefix)
 
 
 def _embedded_env(url: str) -> dict[str, str]:
@@ -168,11 +70,11 @@ def _embedded_env(url: str) -> dict[str, str]:
 def test_runs_wait_for_a_crashed_database_and_go_on_embedded(
     private_pg: PrivatePostgres, tmp_path: Path
 ) -> None:
-    _, err = _crash_mid_runs(private_pg, tmp_path, _embedded_env(private_pg.url), "embedded")
+    err = _crash_mid_runs(private_pg, tmp_path, _embedded_env(private_pg.url), "embedded")
     assert "cannot be reached" in err  # it said it waits, and for how long
     assert "RUNPLANE_DATABASE_RETRY_SECONDS" in err
     assert "answers again" in err
-    _check_runs(private_pg.url, "embedded")
+    check_runs(private_pg.url, "embedded", runs=RUNS, turns=TURNS)
 
 
 def test_runs_wait_for_a_crashed_database_and_go_on_behind_a_server(
@@ -184,11 +86,11 @@ def test_runs_wait_for_a_crashed_database_and_go_on_behind_a_server(
     server = Server(private_pg.url, tmp_path / "server.log")
     server.start()
     try:
-        _, err = _crash_mid_runs(private_pg, tmp_path, server_env(server.url), "served")
+        err = _crash_mid_runs(private_pg, tmp_path, server_env(server.url), "served")
     finally:
         server.stop()
     assert "did not answer (HTTP 503" in err, err  # the program saw the 503s and asked again
-    _check_runs(private_pg.url, "served")
+    check_runs(private_pg.url, "served", runs=RUNS, turns=TURNS)
 
 
 def _two_turns(calls: list[int], crash: PrivatePostgres | None) -> Agent[Any]:
