@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
@@ -63,6 +63,9 @@ class PostgresDatabase:
         self._engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncEngine] = (
             weakref.WeakKeyDictionary()
         )
+        self._closers: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, AsyncGenerator[None, None]
+        ] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self._unreachable = False  # said so; said again once it answers
 
@@ -90,7 +93,33 @@ class PostgresDatabase:
             if engine is None:
                 self._forget_closed_loops()
                 engine = self._engines[loop] = self._create_engine()
+                self._close_with_loop(loop, engine)
             return engine
+
+    def _close_with_loop(self, loop: asyncio.AbstractEventLoop, engine: AsyncEngine) -> None:
+        """Close the engine's connections when its loop shuts down, while it still runs.
+
+        A loop's connections can only be closed on that loop; one closed with them open (each
+        `asyncio.run` of a program or a test, an engine disposed from another loop afterwards)
+        leaves them to the garbage collector, which warns of each ("unclosed connection").
+        `asyncio.run` and every loop runner close their loop's async generators before closing
+        it (`shutdown_asyncgens`): this one, started here so that the loop tracks it, is one.
+        """
+
+        async def closer() -> AsyncGenerator[None, None]:
+            try:
+                yield
+            finally:
+                with self._lock:
+                    if self._engines.get(loop) is engine:
+                        del self._engines[loop]
+                    self._closers.pop(loop, None)
+                await engine.dispose()
+
+        generator = closer()
+        with contextlib.suppress(StopIteration):  # runs to its `yield`, tracked by the loop
+            generator.__anext__().send(None)
+        self._closers[loop] = generator
 
     def _create_engine(self) -> AsyncEngine:
         settings = self.settings
@@ -116,6 +145,7 @@ class PostgresDatabase:
         the loop. (Its values hold their loop alive, so the weak keys alone never let go.)"""
         for loop in [loop for loop in self._engines if loop.is_closed()]:
             del self._engines[loop]
+            self._closers.pop(loop, None)
 
     def transactions(self) -> PostgresTransactions:
         return PostgresTransactions(self)
@@ -125,10 +155,12 @@ class PostgresDatabase:
         loop = asyncio.get_running_loop()
         with self._lock:
             engines, self._engines = dict(self._engines), weakref.WeakKeyDictionary()
+            self._closers = weakref.WeakKeyDictionary()
         for owner, engine in engines.items():
             if owner is loop:
                 await engine.dispose()
-            # another loop's connections can only be closed on that loop: they go with it
+            # another loop's connections can only be closed on that loop: they are when it
+            # shuts down (`_close_with_loop`), or, if it closed already, they were then
 
 
 class PostgresTransactions:
