@@ -5,8 +5,10 @@ loop that made them: shared across loops (two threads each calling `run_sync`), 
 loop is never woken by the other and hangs. So each loop gets its own engine and pool, made on
 first use and dropped when the loop closes. A run borrows a connection for one transaction, so a
 thousand concurrent runs share `pool_size` connections and wait their turn for one, instead of
-each opening its own until the server refuses more clients. Every wait has a bound (`timeout`):
-for a connection, for the server to accept one, and for each statement.
+each opening its own until the server refuses more clients. Every wait has a bound: `timeout`
+for a connection and for each statement, `retry_seconds` for a server that cannot be reached
+(restarting, refusing clients for now), whose transactions are made again meanwhile (see
+`PostgresTransactions`). A loop's connections are closed when the loop shuts down.
 """
 
 from __future__ import annotations
