@@ -5,12 +5,16 @@ twice; the run goes on. A proxy between the engine and the server cuts the answe
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import struct
 from typing import Any
 
 import pytest
 from agents import Agent, function_tool
 from agents.testing import ScriptedModel, assistant_message, function_call
-from runplane_durable import DurableBackend, LocalEngine, run_id
+from runplane_durable import DatabaseError, DurableBackend, LocalEngine, run_id
+from runplane_durable.local import sql
 from sqlalchemy.engine import make_url
 from support.cutting_proxy import CuttingProxy
 from support.durable import run_async
@@ -75,3 +79,39 @@ def test_a_step_whose_commit_answer_was_lost_is_written_once(
         "run_completed",
     ]
     assert [e.seq for e in events] == list(range(1, 7))
+
+
+def test_a_connection_cut_while_it_is_made_is_retried_then_reported(tmp_path: Any) -> None:
+    """A listener that hangs up in the middle of each handshake (a server dying as it accepts): the
+    driver's own error, which SQLAlchemy lets through unwrapped from a pool checkout, is a link
+    failure like a refused connection: tried again within the bound, then a DatabaseError that
+    says what to do (it was an HTTP 500 behind a server)."""
+
+    async def go() -> None:
+        async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            """Past SSL negotiation and authentication, then gone: asyncpg's
+            ConnectionDoesNotExistError, from inside the handshake."""
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                await reader.readexactly(8)  # SSLRequest: refused, go on in the clear
+                writer.write(b"N")
+                await reader.read(65536)  # the startup message
+                writer.write(b"R" + struct.pack("!ii", 8, 0))  # AuthenticationOk
+                await writer.drain()
+            writer.transport.abort()
+
+        listener = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        engine = LocalEngine(f"postgresql://postgres@127.0.0.1:{port}/x", retry_seconds=0.5)
+        try:
+            with pytest.raises(DatabaseError) as info:  # a step: it checks out a raw connection
+                await engine.database._transactions().call(sql.heartbeat, "r", "nobody", 30.0)
+        finally:
+            await engine.dispose()
+            listener.close()
+        message = str(info.value)
+        assert "cannot reach the database" in message
+        assert "RUNPLANE_DATABASE_RETRY_SECONDS" in message
+        tries = int(message.split("tried ")[1].split(" ")[0])
+        assert tries > 1
+
+    run_async(go())

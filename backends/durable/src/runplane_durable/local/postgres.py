@@ -264,11 +264,20 @@ class PostgresTransactions:
         """A pooled connection, or a DatabaseError; one the server refused or that could not
         be made (it is restarting, at its connection limit, or not there) is marked
         `Link.NOT_SENT`: nothing was sent, so the call may be made again."""
+        import asyncpg
+
         try:
             return await (engine.raw_connection() if raw else engine.connect())
         except PoolTimeout as exc:
             raise self._starved() from exc
-        except (DBAPIError, OSError, TimeoutError) as exc:
+        except (
+            DBAPIError,
+            OSError,
+            TimeoutError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            *_driver_errors(engine),
+        ) as exc:  # `raw_connection` lets the driver's own errors through, unwrapped
             error = database_error(exc, self._db.url)
             if _link_lost(exc):
                 mark_link(error, Link.NOT_SENT)
@@ -317,15 +326,31 @@ _NOT_TWICE: frozenset[Callable[..., Any]] = frozenset(
 
 def _link_lost(exc: BaseException) -> bool:
     """Whether `exc` says the link to the server failed (not what a statement did): no route
-    or connection, the server shutting down or starting up, or at its client limit."""
-    orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    if isinstance(orig, (OSError, TimeoutError)):
-        return True
-    state = getattr(orig, "sqlstate", None)
-    if isinstance(state, str):
-        return state in _TRY_AGAIN or state.startswith("08")
-    name = type(orig).__name__
-    return name in ("InterfaceError", "ConnectionDoesNotExistError") and "closed" in str(orig)
+    or connection, the server shutting down or starting up, or at its client limit. Read on
+    the error, SQLAlchemy's wrapped driver error, and what they were raised from."""
+    seen: list[BaseException] = []
+    for error in (exc, getattr(exc, "orig", None), exc.__cause__):
+        if isinstance(error, BaseException) and error not in seen:
+            seen += [error, *([error.__cause__] if error.__cause__ is not None else [])]
+    for error in seen:
+        if isinstance(error, (OSError, TimeoutError)):
+            return True
+        state = getattr(error, "sqlstate", None)
+        if isinstance(state, str) and (state in _TRY_AGAIN or state.startswith("08")):
+            return True
+        text = str(error)
+        if type(error).__name__ == "InterfaceError" and "connection is closed" in text:
+            return True
+        if "connection was closed in the middle of operation" in text:
+            return True
+    return False
+
+
+def _driver_errors(engine: AsyncEngine) -> tuple[type[BaseException], ...]:
+    """The dialect's DB-API base error (SQLAlchemy's asyncpg adapter raises it unwrapped from
+    `raw_connection` when connecting fails)."""
+    error = getattr(engine.dialect.dbapi, "Error", None)
+    return (error,) if isinstance(error, type) and issubclass(error, BaseException) else ()
 
 
 class _Invalidated(Exception):
