@@ -67,6 +67,7 @@ def _embedded_env(url: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_runs_wait_for_a_crashed_database_and_go_on_embedded(
     private_pg: PrivatePostgres, tmp_path: Path
 ) -> None:
@@ -77,6 +78,7 @@ def test_runs_wait_for_a_crashed_database_and_go_on_embedded(
     check_runs(private_pg.url, "embedded", runs=RUNS, turns=TURNS)
 
 
+@pytest.mark.slow
 def test_runs_wait_for_a_crashed_database_and_go_on_behind_a_server(
     private_pg: PrivatePostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

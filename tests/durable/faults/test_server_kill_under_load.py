@@ -20,6 +20,7 @@ CLIENTS, RUNS, TURNS = 3, 8, 8  # 24 runs at once, 8 tool calls each
 DOWN = 1.0  # seconds the server stays dead
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_a_server_killed_under_load_and_restarted_loses_nothing(
     tmp_path: Path, database: str, request: pytest.FixtureRequest
