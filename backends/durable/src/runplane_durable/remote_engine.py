@@ -162,7 +162,8 @@ class RemoteEngine:
         """The answer's JSON; a durable error the server sent, raised as itself.
 
         An answer lost on the way (no connection, a reset, a server killed mid-answer, a proxy's
-        502/503/504 without the API's error) is asked for again with backoff within
+        502/503/504 without the API's error), and a 503 with `Retry-After` (the server's
+        database cannot be reached for now), is asked for again with backoff within
         `retry_seconds`; a `write` asked again says so, so the server recognises it if the first
         one committed.
         """
@@ -196,12 +197,17 @@ class RemoteEngine:
                     except ValueError:
                         raise self._unexpected(method, path, response) from None
                 error = _wire_error(response)
-                if error is not None:
+                # 503 with Retry-After: the server is up, its database cannot be reached for
+                # now (restarting): asked again, as for a lost answer.
+                unavailable = response.status_code == 503 and "retry-after" in response.headers
+                if error is not None and not unavailable:
                     raise error
                 if response.status_code not in (502, 503, 504):
                     raise self._unexpected(method, path, response)
                 problem = f"HTTP {response.status_code}: {response.text[:200]}"
                 status = response.status_code
+                if error is not None and time.monotonic() + delay > deadline:
+                    raise error  # the server's own word on its database, past the bound
             if time.monotonic() + delay > deadline:
                 raise errors.ServerError(
                     f"cannot reach the runplane server at {self.url} ({problem}); tried {tries} "

@@ -55,6 +55,7 @@ from .database import (
     describe,
     locate,
 )
+from .failures import Link, link_failure
 from .location import passed_over
 from .settings import Durability, StoreSettings
 
@@ -67,8 +68,9 @@ class LocalEngine:
     """Engine on a database URL (default: the nearest `.runplane/runplane.db` from the working
     directory up, else a new one under `.runplane/` in it; see `location.py`).
 
-    `pool_size`, `timeout` and `durability` default to RUNPLANE_DB_POOL_SIZE, RUNPLANE_DB_TIMEOUT
-    and RUNPLANE_DURABILITY (see `StoreSettings`). `read_only=True` is for looking at runs: the
+    `pool_size`, `timeout`, `durability` and `retry_seconds` default to RUNPLANE_DB_POOL_SIZE,
+    RUNPLANE_DB_TIMEOUT, RUNPLANE_DURABILITY and RUNPLANE_DATABASE_RETRY_SECONDS (see
+    `StoreSettings`). `read_only=True` is for looking at runs: the
     database must exist, and nothing is created or written (no file, directory or schema).
     """
 
@@ -79,13 +81,14 @@ class LocalEngine:
         pool_size: int | None = None,
         timeout: float | None = None,
         durability: Durability | None = None,
+        retry_seconds: float | None = None,
         read_only: bool = False,
     ) -> None:
         self.location = locate(url)
         self.url = self.location.url
         self.read_only = read_only
         self.settings = StoreSettings.from_env(
-            pool_size=pool_size, timeout=timeout, durability=durability
+            pool_size=pool_size, timeout=timeout, durability=durability, retry_seconds=retry_seconds
         )
         self._db: Database | None = None
         # Leases this process could not give back (the database failed), by run; given back by
@@ -196,15 +199,10 @@ class LocalEngine:
         first looked for: if it committed already it is not applied again, and if applying it
         fails it is looked for once more (the first request may have committed meanwhile)."""
         self._refuse_read_only()
-        if retried and (found := await self.database.call(sql.committed, write)) is not None:
-            return found
         tx = await self.database.transactions()
         try:
-            return await LocalWriter(tx, self._unreleased, self.database).write(write)
-        except errors.DatabaseError:
-            if retried and (found := await self.database.call(sql.committed, write)) is not None:
-                return found
-            raise
+            writer = LocalWriter(tx, self._unreleased, self.database)
+            return await (writer.write_again(write) if retried else writer.write(write))
         finally:
             await tx.close()
 
@@ -556,7 +554,34 @@ class LocalWriter:
 
     async def write(self, write: Write) -> Fenced:
         fn, args = sql.write_call(write)
-        return _found(write, await self._tx.call(fn, *args))
+        try:
+            return _found(write, await self._tx.call(fn, *args))
+        except errors.DatabaseError as exc:
+            if link_failure(exc) is not Link.UNKNOWN:
+                raise
+        # The link died mid-write (the database restarted): it may have committed. Made again
+        # as a server makes a client's retried write: recognised if it did, else written.
+        return await self.write_again(write)
+
+    async def write_again(self, write: Write) -> Fenced:
+        """A write that may have committed already (its answer was lost): looked for first,
+        by its holder and seqs (`sql.committed`), and applied only if it is not there; looked
+        for once more if applying it fails (the first one may have committed meanwhile). Each
+        lookup and write waits for a database that cannot be reached, within its bound."""
+        deadline = time.monotonic() + self._database.settings.retry_seconds
+        fn, args = sql.write_call(write)
+        while True:
+            if (found := await self._database.call(sql.committed, write)) is not None:
+                return found
+            try:
+                return _found(write, await self._tx.call(fn, *args))
+            except errors.DatabaseError as exc:
+                link = link_failure(exc)
+                if link is Link.UNKNOWN and time.monotonic() < deadline:
+                    continue
+                if link is None and (found := await self._database.call(sql.committed, write)):
+                    return found
+                raise
 
     async def cancel_requested(self, run_id: str) -> CancelMode | None:
         # On the database's pool, beside the session's own connection: never queued behind its

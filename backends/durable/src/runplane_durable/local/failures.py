@@ -1,7 +1,10 @@
-"""Driver errors turned into errors that say which database and what to do."""
+"""Driver errors turned into errors that say which database and what to do, and how a failure
+left the link to the database (`Link`): whether what failed may be tried again, and whether it
+may have committed."""
 
 from __future__ import annotations
 
+import enum
 import os
 from pathlib import Path
 
@@ -9,9 +12,57 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from .. import lazy_errors as errors
-from .settings import ENV_DATABASE_URL
+from .settings import ENV_DATABASE_RETRY_SECONDS, ENV_DATABASE_URL
 
-__all__ = ["ENV_DATABASE_URL", "database_error", "describe"]
+__all__ = [
+    "ENV_DATABASE_URL",
+    "Link",
+    "database_error",
+    "describe",
+    "link_failure",
+    "mark_link",
+    "unreachable",
+]
+
+# Seconds a client is told to wait before asking again (a server's `Retry-After`) when the
+# database cannot be reached for now.
+RETRY_AFTER = 1.0
+
+
+class Link(enum.Enum):
+    """What a failure of the database's link says about the transaction that met it."""
+
+    NOT_SENT = "not_sent"  # nothing reached the server (it refused, or was not there): redo it
+    UNKNOWN = "unknown"  # the link died mid-transaction: it may have committed
+
+
+def mark_link(error: errors.DatabaseError, link: Link) -> errors.DatabaseError:
+    """`error` met a link failure (`link_failure` reads it back). A server answers such an error
+    503 with `Retry-After`, as the database may be back in a moment (`retry_after`)."""
+    error.link = link  # type: ignore[attr-defined]
+    error.retry_after = RETRY_AFTER  # type: ignore[attr-defined]
+    return error
+
+
+def link_failure(error: BaseException) -> Link | None:
+    """How `error` left the link to the database; None if it is no link failure."""
+    link = getattr(error, "link", None)
+    return link if isinstance(link, Link) else None
+
+
+def unreachable(url: str, problem: str, seconds: float, tries: int) -> errors.DatabaseError:
+    """The database stayed unreachable past the retry bound: what to do, and that the run
+    resumes by its id."""
+    where = describe(url)
+    error = errors.DatabaseError(
+        f"cannot reach the {where} ({problem}); tried {tries} times over {seconds:g} s "
+        f"({ENV_DATABASE_RETRY_SECONDS}). Start it or check that it is reachable, or raise "
+        f"{ENV_DATABASE_RETRY_SECONDS} to wait longer. Every step committed before this one is "
+        "kept: run the same run id again to resume.",
+        database=where,
+        problem=problem,
+    )
+    return mark_link(error, Link.NOT_SENT)
 
 
 def describe(url: str) -> str:

@@ -5,18 +5,21 @@ loop that made them: shared across loops (two threads each calling `run_sync`), 
 loop is never woken by the other and hangs. So each loop gets its own engine and pool, made on
 first use and dropped when the loop closes. A run borrows a connection for one transaction, so a
 thousand concurrent runs share `pool_size` connections and wait their turn for one, instead of
-each opening its own until the server refuses more clients. Every wait has a bound (`timeout`):
-for a connection, for the server to accept one, and for each statement.
+each opening its own until the server refuses more clients. Every wait has a bound: `timeout`
+for a connection and for each statement, `retry_seconds` for a server that cannot be reached
+(restarting, refusing clients for now), whose transactions are made again meanwhile (see
+`PostgresTransactions`). A loop's connections are closed when the loop shuts down.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
@@ -27,21 +30,24 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.util import greenlet_spawn
 
 from .. import lazy_errors as errors
-from .failures import database_error, describe
+from . import sql
+from .failures import Link, database_error, describe, link_failure, mark_link, unreachable
 from .pg_steps import STEPS
-from .settings import ENV_DB_POOL_SIZE, StoreSettings
+from .settings import ENV_DATABASE_RETRY_SECONDS, ENV_DB_POOL_SIZE, StoreSettings
 from .transactions import MUST_WAIT, MustWait
 
 __all__ = ["PostgresDatabase", "PostgresTransactions", "schema_lock"]
 
 T = TypeVar("T")
+log = logging.getLogger("runplane_durable")
 
 # Any constant shared by every runplane process: the key of the advisory lock that makes
 # concurrent schema creators take turns.
 _SCHEMA_LOCK_KEY = 0x72756E706C616E65  # "runplane"
 _CONNECT_TIMEOUT = 30.0  # seconds for the server to accept a connection (at most `timeout`)
-# The server refuses a connection for now: too many clients, starting up, shutting down.
-_TRY_AGAIN = frozenset({"53300", "57P03", "57P01"})
+# The server refuses a connection for now, or ended it: too many clients, starting up, shutting
+# down (fast or immediate: a restart), crashed.
+_TRY_AGAIN = frozenset({"53300", "57P03", "57P01", "57P02"})
 
 
 def schema_lock(conn: Connection) -> None:
@@ -59,7 +65,28 @@ class PostgresDatabase:
         self._engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncEngine] = (
             weakref.WeakKeyDictionary()
         )
+        self._closers: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, AsyncGenerator[None, None]
+        ] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
+        self._unreachable = False  # said so; said again once it answers
+
+    def waiting(self, problem: str) -> None:
+        """Say once, until it answers again, that the database is being waited for."""
+        if not self._unreachable:
+            self._unreachable = True
+            log.warning(
+                "the %s cannot be reached (%s); retrying for up to %g s (%s)",
+                describe(self.url),
+                problem,
+                self.settings.retry_seconds,
+                ENV_DATABASE_RETRY_SECONDS,
+            )
+
+    def answered(self) -> None:
+        if self._unreachable:
+            self._unreachable = False
+            log.warning("the %s answers again; runs go on", describe(self.url))
 
     def engine(self) -> AsyncEngine:
         loop = asyncio.get_running_loop()
@@ -68,7 +95,33 @@ class PostgresDatabase:
             if engine is None:
                 self._forget_closed_loops()
                 engine = self._engines[loop] = self._create_engine()
+                self._close_with_loop(loop, engine)
             return engine
+
+    def _close_with_loop(self, loop: asyncio.AbstractEventLoop, engine: AsyncEngine) -> None:
+        """Close the engine's connections when its loop shuts down, while it still runs.
+
+        A loop's connections can only be closed on that loop; one closed with them open (each
+        `asyncio.run` of a program or a test, an engine disposed from another loop afterwards)
+        leaves them to the garbage collector, which warns of each ("unclosed connection").
+        `asyncio.run` and every loop runner close their loop's async generators before closing
+        it (`shutdown_asyncgens`): this one, started here so that the loop tracks it, is one.
+        """
+
+        async def closer() -> AsyncGenerator[None, None]:
+            try:
+                yield
+            finally:
+                with self._lock:
+                    if self._engines.get(loop) is engine:
+                        del self._engines[loop]
+                    self._closers.pop(loop, None)
+                await engine.dispose()
+
+        generator = closer()
+        with contextlib.suppress(StopIteration):  # runs to its `yield`, tracked by the loop
+            generator.__anext__().send(None)
+        self._closers[loop] = generator
 
     def _create_engine(self) -> AsyncEngine:
         settings = self.settings
@@ -94,6 +147,7 @@ class PostgresDatabase:
         the loop. (Its values hold their loop alive, so the weak keys alone never let go.)"""
         for loop in [loop for loop in self._engines if loop.is_closed()]:
             del self._engines[loop]
+            self._closers.pop(loop, None)
 
     def transactions(self) -> PostgresTransactions:
         return PostgresTransactions(self)
@@ -103,14 +157,25 @@ class PostgresDatabase:
         loop = asyncio.get_running_loop()
         with self._lock:
             engines, self._engines = dict(self._engines), weakref.WeakKeyDictionary()
+            self._closers = weakref.WeakKeyDictionary()
         for owner, engine in engines.items():
             if owner is loop:
                 await engine.dispose()
-            # another loop's connections can only be closed on that loop: they go with it
+            # another loop's connections can only be closed on that loop: they are when it
+            # shuts down (`_close_with_loop`), or, if it closed already, they were then
 
 
 class PostgresTransactions:
-    """A run session's way to the database: each call borrows a pooled connection."""
+    """A run session's way to the database: each call borrows a pooled connection.
+
+    A call that meets a link failure (the server restarting, refusing clients for now, or not
+    there) is made again, with backoff (0.05 s doubling to 1 s), for up to `retry_seconds`,
+    then fails with a DatabaseError saying what to do. A connection found dead in the pool
+    (the server restarted while it sat there) is replaced at once, never reported. A write
+    whose link died mid-statement may have committed: one of `_NOT_TWICE` is not made again
+    here but raised marked `Link.UNKNOWN`, for a caller that can tell (a session's write:
+    `LocalWriter` looks it up with `sql.committed`, as a server does for a retried request).
+    """
 
     def __init__(self, db: PostgresDatabase) -> None:
         self._db = db
@@ -119,19 +184,31 @@ class PostgresTransactions:
         return MUST_WAIT  # every transaction is a network round trip
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        try:
-            return await self._call_once(fn, args)
-        except errors.DatabaseError as exc:
-            cause = exc.__cause__
-            died = isinstance(cause, _Invalidated) or (
-                isinstance(cause, DBAPIError) and cause.connection_invalidated
-            )
-            if not died:
-                raise
-        # The connection had died while idle in the pool (a server restart, an idle timeout):
-        # once, on a new one. Safe for every transaction here: a write whose commit did reach
-        # the server before the link died is refused the second time by the journal's keys.
-        return await self._call_once(fn, args)
+        settings = self._db.settings
+        deadline = time.monotonic() + settings.retry_seconds
+        delay = 0.05
+        tries = replaced = 0
+        while True:
+            tries += 1
+            try:
+                result = await self._call_once(fn, args)
+            except errors.DatabaseError as exc:
+                link = link_failure(exc)
+                if link is None or (link is Link.UNKNOWN and fn in _NOT_TWICE):
+                    raise
+                if isinstance(exc.__cause__, _Invalidated) and replaced <= settings.pool_size:
+                    replaced += 1  # died idle in the pool; the next one may be alive
+                    continue
+                problem = exc.problem or str(exc)
+                if time.monotonic() + delay > deadline:
+                    raise unreachable(self._db.url, problem, settings.retry_seconds, tries) from exc
+                self._db.waiting(problem)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            if tries > 1:
+                self._db.answered()
+            return result
 
     async def _step(
         self, engine: AsyncEngine, step: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
@@ -139,14 +216,13 @@ class PostgresTransactions:
         """A one-statement step on the pooled connection's asyncpg driver (see pg_steps.py)."""
         import asyncpg  # type: ignore[import-untyped]
 
+        pooled = await self._connect(engine, raw=True)
+        driver = pooled.driver_connection
+        if driver.is_closed():
+            await _discard_raw(pooled)
+            raise self._died_idle()
         try:
-            pooled = await self._connect(engine, raw=True)
-        except PoolTimeout as exc:
-            raise self._starved() from exc
-        except (DBAPIError, OSError, TimeoutError) as exc:
-            raise database_error(exc, self._db.url) from exc
-        try:
-            result = await step(pooled.driver_connection, *args)
+            result = await step(driver, *args)
         except (
             asyncpg.PostgresError,
             asyncpg.InterfaceError,
@@ -156,21 +232,24 @@ class PostgresTransactions:
         ) as exc:
             await _discard_raw(pooled)
             error = database_error(exc, self._db.url)
-            # The link is gone or in a state no statement can use (the server ended it while
-            # it sat in the pool): the step never ran, so it may run again on a new one.
-            dead = (
-                asyncpg.InterfaceError,
-                asyncpg.InternalClientError,
-                asyncpg.ConnectionDoesNotExistError,
-            )
-            if isinstance(exc, dead):
-                raise error from _Invalidated(exc)
+            if _link_lost(exc) or driver.is_closed():  # it may have committed
+                mark_link(error, Link.UNKNOWN)
             raise error from exc
         except BaseException:  # cut off mid-statement (cancelled): do not reuse it
             await _discard_raw(pooled)
             raise
         await greenlet_spawn(pooled.close)
         return result
+
+    def _died_idle(self) -> errors.DatabaseError:
+        """A pooled connection the server had ended while it sat idle: nothing was sent."""
+        error = errors.DatabaseError(
+            f"a pooled connection to the {describe(self._db.url)} had been closed by the server",
+            database=describe(self._db.url),
+            problem="connection closed while idle",
+        )
+        mark_link(error, Link.NOT_SENT).__cause__ = _Invalidated()
+        return error
 
     def _starved(self) -> errors.DatabaseError:
         return errors.DatabaseError(
@@ -182,36 +261,45 @@ class PostgresTransactions:
         )
 
     async def _connect(self, engine: AsyncEngine, *, raw: bool = False) -> Any:
-        """A pooled connection; while the server refuses new clients for now (its connection
-        limit, or it is starting up after a restart), wait for it within the timeout."""
-        deadline = time.monotonic() + self._db.settings.timeout
-        delay = 0.01
-        while True:
-            try:
-                return await (engine.raw_connection() if raw else engine.connect())
-            except DBAPIError as exc:
-                state = getattr(exc.orig, "sqlstate", None)
-                if state not in _TRY_AGAIN or time.monotonic() + delay > deadline:
-                    raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+        """A pooled connection, or a DatabaseError; one the server refused or that could not
+        be made (it is restarting, at its connection limit, or not there) is marked
+        `Link.NOT_SENT`: nothing was sent, so the call may be made again."""
+        import asyncpg
+
+        try:
+            return await (engine.raw_connection() if raw else engine.connect())
+        except PoolTimeout as exc:
+            raise self._starved() from exc
+        except (
+            DBAPIError,
+            OSError,
+            TimeoutError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            *_driver_errors(engine),
+        ) as exc:  # `raw_connection` lets the driver's own errors through, unwrapped
+            error = database_error(exc, self._db.url)
+            if _link_lost(exc):
+                mark_link(error, Link.NOT_SENT)
+            raise error from exc
 
     async def _call_once(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         engine = self._db.engine()
         step = STEPS.get(fn)
         if step is not None:
             return cast(T, await self._step(engine, step, args))
-        try:
-            conn = await self._connect(engine)
-        except PoolTimeout as exc:
-            raise self._starved() from exc
-        except (DBAPIError, OSError, TimeoutError) as exc:
-            raise database_error(exc, self._db.url) from exc
+        conn = await self._connect(engine)
+        if (await conn.get_raw_connection()).driver_connection.is_closed():
+            await _discard(conn)
+            raise self._died_idle()
         try:
             result = cast(T, await conn.run_sync(fn, *args))
         except (DBAPIError, OSError, TimeoutError) as exc:
             await _discard(conn)
-            raise database_error(exc, self._db.url) from exc
+            error = database_error(exc, self._db.url)
+            if _link_lost(exc) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+                mark_link(error, Link.UNKNOWN)
+            raise error from exc
         except (
             errors.DurableError
         ):  # the transaction refused (RunLeasedError, ...): the link is fine
@@ -225,6 +313,44 @@ class PostgresTransactions:
 
     async def close(self) -> None:
         """Nothing to give back: connections return to the pool after each transaction."""
+
+
+# Writes whose second application would not answer as the first did (a step's journal entry
+# or events would collide with their own; an outcome's fence finds the lease given up; a task
+# settled finds its attempt over; a cancel would log its request twice): made again only by a
+# caller that first looks whether they committed.
+_NOT_TWICE: frozenset[Callable[..., Any]] = frozenset(
+    {sql.append, sql.finish, sql.complete_task, sql.fail_task, sql.cancel_run}
+)
+
+
+def _link_lost(exc: BaseException) -> bool:
+    """Whether `exc` says the link to the server failed (not what a statement did): no route
+    or connection, the server shutting down or starting up, or at its client limit. Read on
+    the error, SQLAlchemy's wrapped driver error, and what they were raised from."""
+    seen: list[BaseException] = []
+    for error in (exc, getattr(exc, "orig", None), exc.__cause__):
+        if isinstance(error, BaseException) and error not in seen:
+            seen += [error, *([error.__cause__] if error.__cause__ is not None else [])]
+    for error in seen:
+        if isinstance(error, (OSError, TimeoutError)):
+            return True
+        state = getattr(error, "sqlstate", None)
+        if isinstance(state, str) and (state in _TRY_AGAIN or state.startswith("08")):
+            return True
+        text = str(error)
+        if type(error).__name__ == "InterfaceError" and "connection is closed" in text:
+            return True
+        if "connection was closed in the middle of operation" in text:
+            return True
+    return False
+
+
+def _driver_errors(engine: AsyncEngine) -> tuple[type[BaseException], ...]:
+    """The dialect's DB-API base error (SQLAlchemy's asyncpg adapter raises it unwrapped from
+    `raw_connection` when connecting fails)."""
+    error = getattr(engine.dialect.dbapi, "Error", None)
+    return (error,) if isinstance(error, type) and issubclass(error, BaseException) else ()
 
 
 class _Invalidated(Exception):

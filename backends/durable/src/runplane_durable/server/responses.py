@@ -9,6 +9,7 @@ itself (bad JSON, too large, unauthorized) use the same shape with codes of thei
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -113,7 +114,14 @@ def status_for(error: DurableError) -> int:
 
 
 def error_response(error: DurableError) -> JSONResponse:
-    return JSONResponse({"error": error.to_wire()}, status_code=status_for(error))
+    """The error's answer; one that says to try again later (a database that cannot be
+    reached for now: `local.failures.mark_link`) carries `Retry-After`, which clients honour."""
+    retry_after = getattr(error, "retry_after", None)
+    status = status_for(error)
+    headers = None
+    if status == 503 and isinstance(retry_after, (int, float)):
+        headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
+    return JSONResponse({"error": error.to_wire()}, status_code=status, headers=headers)
 
 
 _REQUIRED: Any = object()

@@ -1,0 +1,117 @@
+"""A step that PostgreSQL committed, whose answer the link lost (the connection cut right after
+the commit): the engine cannot know whether it committed, looks it up by its lease holder and
+seqs (`sql.committed`, as a server does for a client's retried write), and never writes it
+twice; the run goes on. A proxy between the engine and the server cuts the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+from typing import Any
+
+import pytest
+from agents import Agent, function_tool
+from agents.testing import ScriptedModel, assistant_message, function_call
+from runplane_durable import DatabaseError, DurableBackend, LocalEngine, run_id
+from runplane_durable.local import sql
+from sqlalchemy.engine import make_url
+from support.cutting_proxy import CuttingProxy
+from support.durable import run_async
+
+MARK = "LOSE-THIS-ANSWER"
+
+
+@pytest.mark.parametrize(
+    ("where", "occurrence", "tool_output", "answer"),
+    [
+        ("a tool output's step", 1, MARK, "done"),  # queued (wait=False)
+        ("a model response's step", 1, "plain", MARK),  # the model_call append
+        ("the outcome", 2, "plain", MARK),  # the final output again: the finish
+    ],
+)
+def test_a_step_whose_commit_answer_was_lost_is_written_once(
+    pg_url: str, where: str, occurrence: int, tool_output: str, answer: str
+) -> None:
+    calls: list[int] = []
+
+    @function_tool
+    def look(n: int) -> str:
+        calls.append(n)
+        return tool_output
+
+    script = [[function_call("look", {"n": 1}, call_id="c1")], [assistant_message(answer)]]
+    agent = Agent(name="lost", tools=[look], model=ScriptedModel(script))
+    parsed = make_url(pg_url)
+    rid = f"lost-{occurrence}-{len(tool_output)}-{len(answer)}"
+
+    async def go() -> tuple[Any, ...]:
+        proxy = CuttingProxy(parsed.port or 5432, MARK.encode(), occurrence=occurrence)
+        await proxy.start()
+        engine = LocalEngine(parsed.set(port=proxy.port).render_as_string(hide_password=False))
+        try:
+            with run_id(rid):
+                result = await DurableBackend(engine).run(agent, "x")
+            run = await engine.get_run(rid)
+            journal = await engine.read_journal(rid)
+            events = await engine.list_events(rid)
+        finally:
+            await engine.dispose()
+            await proxy.close()
+        return proxy.cut, result.final_output, run, journal, events
+
+    cut, output, run, journal, events = run_async(go())
+    assert cut == 1, f"the proxy never cut {where}'s answer"
+    assert output == answer
+    assert calls == [1]
+    assert (run.status, run.owner, run.model_calls, run.tool_calls) == ("completed", None, 2, 1)
+    assert [(r.kind, r.key, r.seq) for r in journal] == [
+        ("model", "0", 1),
+        ("tool", "1:c1", 2),
+        ("model", "1", 3),
+    ]
+    assert [e.type for e in events] == [
+        "attempt_started",
+        "model_call",
+        "tool_call",
+        "model_call",
+        "attempt_ended",
+        "run_completed",
+    ]
+    assert [e.seq for e in events] == list(range(1, 7))
+
+
+def test_a_connection_cut_while_it_is_made_is_retried_then_reported(tmp_path: Any) -> None:
+    """A listener that hangs up in the middle of each handshake (a server dying as it accepts): the
+    driver's own error, which SQLAlchemy lets through unwrapped from a pool checkout, is a link
+    failure like a refused connection: tried again within the bound, then a DatabaseError that
+    says what to do (it was an HTTP 500 behind a server)."""
+
+    async def go() -> None:
+        async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            """Past SSL negotiation and authentication, then gone: asyncpg's
+            ConnectionDoesNotExistError, from inside the handshake."""
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                await reader.readexactly(8)  # SSLRequest: refused, go on in the clear
+                writer.write(b"N")
+                await reader.read(65536)  # the startup message
+                writer.write(b"R" + struct.pack("!ii", 8, 0))  # AuthenticationOk
+                await writer.drain()
+            writer.transport.abort()
+
+        listener = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        engine = LocalEngine(f"postgresql://postgres@127.0.0.1:{port}/x", retry_seconds=0.5)
+        try:
+            with pytest.raises(DatabaseError) as info:  # a step: it checks out a raw connection
+                await engine.database._transactions().call(sql.heartbeat, "r", "nobody", 30.0)
+        finally:
+            await engine.dispose()
+            listener.close()
+        message = str(info.value)
+        assert "cannot reach the database" in message
+        assert "RUNPLANE_DATABASE_RETRY_SECONDS" in message
+        tries = int(message.split("tried ")[1].split(" ")[0])
+        assert tries > 1
+
+    run_async(go())
