@@ -35,7 +35,7 @@ from runplane_durable.records import JournalRecord, TaskRecord
 from support.durable import fresh_pg_database, sqlite_url
 from support.durable_server import Server, running_server
 from support.netns import Netns, network_namespace, remove_leftovers, unavailable
-from support.workers import TIMEOUT, wait_until
+from support.workers import TIMEOUT, Jobs, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -43,6 +43,7 @@ TESTS = Path(__file__).resolve().parents[2]
 LAUNCH = "from support.partition_programs import main; main()"
 LEASE = "1.5"  # seconds: the cut-off worker's leases, far shorter than the cut
 TOKEN = secrets.token_urlsafe(16)
+FINAL = "done {key}: STEP_A-0, STEP_B-1"
 
 
 @pytest.fixture
@@ -381,4 +382,114 @@ def test_a_cut_off_workers_late_result_is_refused_and_the_task_runs_once_more_el
         f"\nfigure: link cut to the task's next attempt on the other worker: {elsewhere:.2f} s "
         f"(task lease {LEASE} s); to the run's end: {finished:.2f} s; link back to the late "
         f"result refused: {refused:.2f} s"
+    )
+
+
+# -- B: a run executed by a worker ----------------------------------------------------------------
+
+
+def _steps(show: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [s for s in show["steps"] if s["type"] == kind]
+
+
+def test_a_cut_off_workers_run_is_taken_over_and_its_late_steps_refused(
+    procs: Processes,
+    netns: Netns,
+    server: Server,
+    database: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RUNPLANE_TOKEN", TOKEN)  # every process of the test, `runs show` too
+    jobs = Jobs(tmp_path, database, server=server.url)
+    try:
+        _run_taken_over(jobs, procs, netns, server)
+    finally:
+        jobs.cleanup()
+
+
+def _run_taken_over(jobs: Jobs, procs: Processes, netns: Netns, server: Server) -> None:
+    (jobs.workdir / "hold").write_text("")  # every tool waits while it exists
+    url = server.url
+    worker = ["cli", "worker", "jobs", "--server", server.url, "--poll", "0.1"]
+    worker += ["--lease-seconds", LEASE]
+    w1 = procs.start("w1", *worker, inside=True, held=False, RUNPLANE_SERVER_URL=url)
+    w2 = procs.start("w2", *worker, RUNPLANE_SERVER_URL=url)
+    first = procs.start("p1", "start", "p1", held=False, RUNPLANE_SERVER_URL=url)
+    second = procs.start("p2", "start", "p2", RUNPLANE_SERVER_URL=url)
+    for proc, name in ((w1, "w1"), (w2, "w2"), (first, "p1"), (second, "p2")):
+        procs.ready(proc, name)
+    rid = procs.output(first, "p1")  # a started run: the only worker serving claims it
+    wait_until(lambda: f" {w1.pid}" in str(jobs.marker("holding")), "W1 in the run's step_a")
+    procs.go("w2")
+    wait_until(lambda: "runplane worker (pid" in procs.stderr("w2"), "W2 serving")
+    netns.cut()
+    cut_at = time.time()
+    wait_until(lambda: f" {w2.pid}" in str(jobs.marker("holding")), "W2 taking the run over")
+    show = jobs.show(rid)
+    started = _steps(show, "attempt_started")
+    assert [s["payload"]["pid"] for s in started] == [w1.pid, w2.pid]
+    [ended] = _steps(show, "attempt_ended")
+    assert ended["payload"]["reason"] == "lease_lost"  # alive, but silent past its lease
+    took_over = started[1]["payload"]["started_at"] - cut_at
+    (jobs.workdir / "hold").unlink()
+    wait_until(lambda: jobs.status(rid) == "completed", "W2 finishing the run")
+    finished = time.time() - cut_at
+    # W1's step_a ends too, while it is cut off: its output and its next step wait for the link.
+    wait_until(
+        lambda: any(line.endswith(f" {w1.pid}") for line in jobs.lines("calls.log")),
+        "W1's step_a ending",
+    )
+    journal = jobs.engine_call(lambda engine: engine.read_journal(rid))
+    time.sleep(1.0)  # its writes are on their way, through the cut
+    assert w1.poll() is None
+    netns.restore()
+    restored_at = time.time()
+    wait_until(lambda: f"gave up run {rid}" in procs.stderr("w1"), "W1 giving the run up")
+    gave_up = time.time() - restored_at
+    log = procs.stderr("w1")
+    assert "taken over by another process" in log, log
+    # Nothing W1 sent late was written: every step once, W2's; W1 asked no model again.
+    assert jobs.engine_call(lambda engine: engine.read_journal(rid)) == journal
+    assert [(e.kind, e.key) for e in journal] == [
+        ("model", "0"),
+        ("tool", "1:p1-0"),
+        ("model", "1"),
+        ("tool", "2:p1-1"),
+        ("model", "2"),
+    ]
+    show = jobs.show(rid)
+    assert show["run"]["final_output"] == FINAL.format(key="p1")
+    tools = [(s["payload"]["name"], s["attempt"]) for s in _steps(show, "tool_call")]
+    assert tools == [("step_a", 2), ("step_b", 2)]
+    assert [s["payload"]["reason"] for s in _steps(show, "attempt_ended")] == [
+        "lease_lost",
+        "finished",
+    ]
+    ran = sorted(" ".join(line.split()[::2]) for line in jobs.lines("calls.log"))
+    assert ran == sorted([f"step_a {w1.pid}", f"step_a {w2.pid}", f"step_b {w2.pid}"])
+    models = [line.split() for line in jobs.lines("model.log")]
+    assert [(o, int(p)) for _, o, p in models] == [("0", w1.pid), ("1", w2.pid), ("2", w2.pid)]
+    attempts = httpx.get(
+        f"{server.url}/api/v1/runs/{rid}/attempts", headers={"Authorization": f"Bearer {TOKEN}"}
+    ).json()["attempts"]
+    assert [(a["started"]["pid"], a["ended"]["reason"]) for a in attempts] == [
+        (w1.pid, "lease_lost"),
+        (w2.pid, "finished"),
+    ]
+    # W1 serves on: with W2 gone, the next run is its own.
+    assert procs.stop(w2) == 0
+    procs.go("p2")
+    again = procs.output(second, "p2")
+    wait_until(lambda: jobs.status(again) == "completed", "W1 running the next run")
+    assert [s["payload"]["pid"] for s in _steps(jobs.show(again), "attempt_started")] == [w1.pid]
+    assert w1.poll() is None
+    # Given up for good: a list of runs it asked for before the cut, arriving late, never made
+    # it open the run again (`worker: starting run ...` once).
+    assert procs.stderr("w1").count(f"run {rid} (agent") == 1, procs.stderr("w1")
+    assert procs.stop(w1) == 0, procs.stderr("w1")
+    print(
+        f"\nfigure: link cut to the run's takeover by the other worker: {took_over:.2f} s "
+        f"(run lease {LEASE} s); to the run's end: {finished:.2f} s; link back to the cut-off "
+        f"worker giving the run up: {gave_up:.2f} s"
     )

@@ -155,8 +155,11 @@ class Worker:
         log.info("worker: %s run %s (agent %s)", what, record.id, record.agent_name)
         try:
             await resume_run(self.backend, record, agent)
-        except RunLeasedError:
-            log.debug("worker: run %s was claimed by another process first", record.id)
+        except RunLeasedError as exc:
+            if exc.taken_over:  # it ran here, silent past its lease: its late steps refused
+                log.warning("worker: gave up run %s: %s", record.id, exc)
+            else:
+                log.debug("worker: run %s was claimed by another process first", record.id)
             return
         except RunCancelledError:
             return
