@@ -12,8 +12,9 @@ run over and finishes it; the cut-off worker, back, has its late steps refused, 
 up and serves on: every journal step exactly once, both attempts named.
 
 Needs root and `ip netns` (skipped, saying so, without them). Every wait is on a condition,
-bounded; leases are short (1.5 s), so each test takes a few seconds beyond its processes'
-start.
+bounded; leases are short (1.5 s), and a test's processes all start at once (each waits for its
+turn once imported: an import takes seconds on a loaded machine), so each test takes a few
+seconds beyond that start.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def _text(path: Path) -> str:
 
 
 def _refused_completions(server: Server) -> int:
-    """How many results the server refused (409) from the namespace's worker."""
+    """How many task results the server refused (409), by its access log."""
     return sum(
         1
         for line in _text(server.log).splitlines()
