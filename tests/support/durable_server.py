@@ -24,9 +24,9 @@ __all__ = ["STARTUP_SECONDS", "Server", "running_server", "server_env"]
 STARTUP_SECONDS = 60.0  # importing the server on a busy 2-core machine
 
 
-def _free_port() -> int:
+def _free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         port: int = s.getsockname()[1]
         return port
 
@@ -39,14 +39,18 @@ def server_env(url: str) -> dict[str, str]:
 
 
 class Server:
-    """One `runplane server --database DATABASE`, its log in `log`."""
+    """One `runplane server --database DATABASE`, its log in `log`; bound to `host` (a
+    non-loopback address needs a `token`, as the server itself says)."""
 
-    def __init__(self, database: str, log: Path, *, token: str | None = None) -> None:
+    def __init__(
+        self, database: str, log: Path, *, token: str | None = None, host: str = "127.0.0.1"
+    ) -> None:
         self.database = database
         self.log = log
         self.token = token
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.host = host
+        self.port = _free_port(host)
+        self.url = f"http://{host}:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> str:
@@ -57,6 +61,7 @@ class Server:
         if self.token is not None:
             env["RUNPLANE_TOKEN"] = self.token
         command = [sys.executable, "-m", "runplane", "server", "--port", str(self.port)]
+        command += ["--host", self.host]
         command += ["--database", self.database]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(command, stdout=log, stderr=log, env=env)
@@ -96,8 +101,10 @@ class Server:
 
 
 @contextlib.contextmanager
-def running_server(database: str, log: Path, *, token: str | None = None) -> Iterator[Server]:
-    server = Server(database, log, token=token)
+def running_server(
+    database: str, log: Path, *, token: str | None = None, host: str = "127.0.0.1"
+) -> Iterator[Server]:
+    server = Server(database, log, token=token, host=host)
     server.start()
     try:
         yield server

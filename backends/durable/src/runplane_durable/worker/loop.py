@@ -16,6 +16,7 @@ import contextlib
 import functools
 import logging
 import random
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -75,6 +76,9 @@ class Worker:
         # Runs that raised here before their outcome could be recorded (an input or context
         # this process cannot rebuild): tried once, not at every look.
         self._given_up: set[str] = set()
+        # When each run's execution here last ended (time.monotonic()), kept until no list of
+        # claimable runs asked for before then can still arrive.
+        self._ended: dict[str, float] = {}
         self._wake = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -109,6 +113,7 @@ class Worker:
         free = self.concurrency - len(self._running)
         if free <= 0:
             return
+        asked = time.monotonic()
         try:
             found = await self.engine.claimable_runs(
                 agent_refs=sorted(self.known.by_ref),
@@ -119,7 +124,17 @@ class Worker:
         except DatabaseError as exc:  # the database is away for a moment: look again later
             log.warning("worker: could not look for runs: %s", exc)
             return
-        candidates = [r for r in found if r.id not in self._running and r.id not in self._given_up]
+        # A list asked for before one of our executions ended (its answer came late: a link
+        # that dropped it) shows that run held by that execution, which counts as dead once
+        # ended: the run would look orphaned. It is not that list's to claim.
+        candidates = [
+            r
+            for r in found
+            if r.id not in self._running
+            and r.id not in self._given_up
+            and self._ended.get(r.id, asked - 1) < asked
+        ]
+        self._ended = {run_id: t for run_id, t in self._ended.items() if t >= asked}
         # Workers that look at once would all try the same runs first: shuffled, they spread.
         random.shuffle(candidates)
         for record in candidates[:free]:
@@ -132,6 +147,7 @@ class Worker:
 
     def _done(self, run_id: str, _: object) -> None:
         self._running.pop(run_id, None)
+        self._ended[run_id] = time.monotonic()
         self._wake.set()
 
     async def _execute(self, record: RunRecord, agent: Any) -> None:
@@ -139,8 +155,11 @@ class Worker:
         log.info("worker: %s run %s (agent %s)", what, record.id, record.agent_name)
         try:
             await resume_run(self.backend, record, agent)
-        except RunLeasedError:
-            log.debug("worker: run %s was claimed by another process first", record.id)
+        except RunLeasedError as exc:
+            if exc.taken_over:  # it ran here, silent past its lease: its late steps refused
+                log.warning("worker: gave up run %s: %s", record.id, exc)
+            else:
+                log.debug("worker: run %s was claimed by another process first", record.id)
             return
         except RunCancelledError:
             return
