@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -33,7 +32,6 @@ from runplane_durable import (
 from runplane_durable.records import RunSpec
 from support.durable import (
     PG_ADMIN_URL,
-    ensure_postgres,
     fresh_pg_database,
     run_async,
     sqlite_url,
@@ -364,55 +362,6 @@ def test_a_dropped_postgresql_connection_fails_one_step_and_the_next_run_works(
         await backend.engine.dispose()
 
     run_async(go())
-
-
-def _restart_postgres() -> None:
-    versions = sorted(os.listdir("/etc/postgresql"))
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "restart"],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-
-
-@pytest.mark.slow
-def test_a_restarted_postgresql_server_is_waited_for_and_the_run_goes_on(pg_url: str) -> None:
-    """The server restarts in the middle of a run: every pooled connection dies, and for a
-    moment the server refuses new ones. The run's next step waits for it and the run finishes;
-    nothing is lost or written twice."""
-    if not (os.path.isdir("/etc/postgresql") and shutil.which("pg_ctlcluster")):
-        pytest.skip("needs the machine's PostgreSQL cluster (pg_ctlcluster) to restart it")
-    backend = DurableBackend(LocalEngine(pg_url))
-    ran: list[str] = []
-
-    @function_tool
-    async def restart(n: int) -> str:
-        ran.append("restart")
-        await asyncio.to_thread(_restart_postgres)
-        return "restarted"
-
-    script = [
-        [function_call("restart", {"n": 1}, call_id="c1")],
-        [assistant_message("done")],
-    ]
-    agent = Agent(name="restart", tools=[restart], model=ScriptedModel(script))
-
-    async def go() -> None:
-        with run_id("restarted"):
-            assert (await backend.run(agent, "x")).final_output == "done"
-        run = await backend.get_run("restarted")
-        assert (run.status, run.model_calls, run.tool_calls) == ("completed", 2, 1)
-        journal = await backend.engine.read_journal("restarted")
-        assert [e.kind for e in journal] == ["model", "tool", "model"]
-        assert journal[1].key.endswith(":c1")
-        await backend.engine.dispose()
-
-    try:
-        run_async(go())
-    finally:
-        ensure_postgres()  # whatever happened, the next test finds the server up
-    assert ran == ["restart"]
 
 
 # -- load beyond the pool ----------------------------------------------------------------------
