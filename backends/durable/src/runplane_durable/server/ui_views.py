@@ -148,7 +148,7 @@ async def list_rows(
     `agent`, as `runplane runs list --state` finds them: by their stored status, then by their
     state."""
     now = time.time() if now is None else now
-    if state is None or status_of(state) == state:
+    if state is None or status_of(state) != "running":  # a state that is its stored status
         status = None if state is None else status_of(state)
         runs = await engine.list_runs(limit=limit, status=status, agent=agent)
         return [Row.of(r, run_state(r, now=now), now) for r in runs]
