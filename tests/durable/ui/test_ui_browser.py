@@ -267,3 +267,56 @@ def test_with_a_token_the_browser_signs_in_once_and_everything_works(
     assert httpx.get(f"{server.url}/api/v1/runs", timeout=30).status_code == 401
     browser.open(server.url + "/")
     browser.until(lambda: browser.css("#token"), "the list needs signing in again")
+
+
+def test_a_resumed_run_shows_each_attempt_and_the_process_of_each_step(
+    server: Server, programs: Programs, browser: Browser, tmp_path: Path
+) -> None:
+    """A program killed mid-tool, its run finished by a worker: the page names each attempt's
+    process and, beside each step, the attempt that did it. Its screenshots, with a list of
+    runs in several states, are the ones docs/ui.md shows (docs/images/)."""
+    never = str(tmp_path / "never")
+    programs.run("steps", "order-41")
+    programs.run("approval", "order-43")
+    killed = programs.start("steps", "refund-7", UI_AGENT="refunds", UI_GATE=never)
+    programs.wait_for("refund-7", "model_call")
+    killed.kill()  # no worker knows `refunds`: it stays orphaned
+    killed.communicate(timeout=WAIT)
+    first = programs.start("steps", "order-42", UI_GATE=never)
+    programs.wait_for("order-42", "model_call")
+    first.kill()
+    first.communicate(timeout=WAIT)
+    programs.worker("ui_program:support")  # resumes order-42 from its journal
+    programs.start("steps", "order-44", UI_GATE=never)  # runs on, waiting on its tool
+    programs.wait_for("order-44", "model_call")
+
+    browser.open(page_of(server, "order-42"))
+    browser.until(lambda: browser.text("#run-state") == "completed", "the worker finished it")
+    shown = titles(browser)
+    ended = [t for t in shown if t.startswith("attempt 1 on ")]
+    assert len(ended) == 1
+    assert ended[0].endswith(" ended: killed")
+    assert any(t.startswith("attempt 2 started on ") for t in shown)
+    by = browser.script(
+        "return [...document.querySelectorAll('#timeline li')].filter(li =>"
+        " li.querySelector('.by')).map(li => [li.querySelector('.title').textContent,"
+        " li.querySelector('.by').textContent])"
+    )
+    first_pid = f"pid {first.pid}"
+    assert by[0][0] == "model call #1 · agent support"
+    assert by[0][1].startswith("attempt 1 · ")
+    assert by[0][1].endswith(first_pid)
+    assert all(b.startswith("attempt 2 · ") and not b.endswith(first_pid) for _, b in by[1:])
+    resumed = browser.script(
+        "return [...document.querySelectorAll('#timeline li.attempt .chip')]"
+        ".map(c => c.textContent)"
+    )
+    assert "resumed: 1 model calls, 0 tool outputs replayed" in resumed
+    browser.driver.set_window_size(1280, 1500)
+    browser.shot("docs-run")
+    browser.driver.set_window_size(1280, 560)
+    browser.open(server.url + "/")
+    browser.until(lambda: row_state(browser, "refund-7") == "orphaned", "the orphaned run")
+    assert row_state(browser, "order-44") == "running"
+    assert row_state(browser, "order-43") == "awaiting approval"
+    browser.shot("docs-runs")

@@ -81,8 +81,10 @@ def _agent(name: str, payload: str = "", *, needs_approval: bool = False) -> Age
     )
 
 
-# The agent a worker imports to finish an approved run (`runplane worker ui_program:approver`).
+# The agents a worker imports to finish runs: an approved one (`runplane worker
+# ui_program:approver`), or a killed program's (`ui_program:support`).
 approver = _agent("approver", needs_approval=True)
+support = _agent("support")
 
 
 def main() -> None:
