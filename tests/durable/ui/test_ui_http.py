@@ -352,3 +352,15 @@ def test_the_templates_and_static_files_are_package_data() -> None:
         "run.html",
     }
     assert {p.name for p in (here / "static").iterdir()} == {"ui.js", "ui.css"}
+
+
+def test_the_ui_leaves_every_other_path_to_the_api(open_ui: str) -> None:
+    """Mounted at the root, the UI matches only its own paths: a method the API's route does
+    not take is still its 405 (with Allow), an unknown path its 404."""
+    wrong = httpx.put(open_ui + "/api/v1/runs", timeout=30)
+    assert wrong.status_code == 405
+    assert "GET" in wrong.headers["allow"]
+    for path in ("/nope", "/runsx", "/ui/nope"):
+        missing = httpx.get(open_ui + path, timeout=30)
+        assert missing.status_code == 404, path
+        assert missing.json()["error"]["code"] == "not_found"

@@ -25,9 +25,10 @@ import jinja2
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
+from starlette.types import Scope
 
 from .. import lazy_errors as errors
 from ..events import EVENT_TYPES
@@ -257,11 +258,27 @@ async def logout(request: Request) -> Response:
     return response
 
 
+class _Pages(Mount):
+    """The UI's routes, mounted at the root but matching only the UI's own paths (`/`,
+    `/runs/...`, `/ui/...`): every other path stays the API's, with its own 404s and 405s."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http":
+            return Match.NONE, {}
+        path: str = scope["path"]
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        if path == "/" or path.startswith(("/runs/", "/ui/")):
+            return super().matches(scope)
+        return Match.NONE, {}
+
+
 def routes() -> list[BaseRoute]:
-    """The UI's routes, as one mount at the root, after the API's: pages, not API (the OpenAPI
-    document lists the API's routes alone)."""
+    """The UI's routes, as one mount: pages, not API (the OpenAPI document lists the API's
+    routes alone)."""
     return [
-        Mount(
+        _Pages(
             "",
             routes=[
                 Route("/", runs_page, methods=["GET"]),
