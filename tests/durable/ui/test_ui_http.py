@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 import json
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -364,3 +366,45 @@ def test_the_ui_leaves_every_other_path_to_the_api(open_ui: str) -> None:
         missing = httpx.get(open_ui + path, timeout=30)
         assert missing.status_code == 404, path
         assert missing.json()["error"]["code"] == "not_found"
+
+
+ORPHAN = """
+import asyncio, os, sys
+from runplane_durable import LocalEngine
+from runplane_durable.records import RunSpec
+
+async def main():
+    engine = LocalEngine(sys.argv[1])
+    spec = RunSpec(sys.argv[2], "support", {"text": "go"}, "fp", {})
+    await engine.open_run(spec, lease_seconds=600)
+    os._exit(0)  # dies holding the lease, as a program killed with kill -9 does
+
+asyncio.run(main())
+"""
+
+
+def test_a_run_whose_process_died_is_listed_orphaned_and_only_there(
+    tmp_path: Path, store: str
+) -> None:
+    """Its stored status is running: the state filter reads it as `runplane runs list --state`
+    does (regression: `?state=running` listed every run stored running, orphaned ones too)."""
+    url = sqlite_url(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", ORPHAN, url, "dead-1"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    with served(create_app(LocalEngine(url), ServerSettings())) as ui:
+
+        def ids(query: str) -> list[str]:
+            html = httpx.get(ui + "/" + query, timeout=30).text
+            return re.findall(r'<tr data-id="([^"]*)">', html)
+
+        assert ids("?state=orphaned") == ["dead-1"]
+        assert ids("?state=running") == []
+        assert ids("?state=stopped") == []
+        html = httpx.get(ui + "/", timeout=30).text
+        assert re.search(
+            r'<span class="state orphaned" title="its process \(\S+ pid \d+\) is gone', html
+        )
+        page = httpx.get(ui + "/runs/dead-1", timeout=30).text
+        assert 'id="run-state" data-field="label" title="its process' in page
