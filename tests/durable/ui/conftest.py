@@ -13,10 +13,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.durable_server import Server
 from support.ui_browser import CHROMEDRIVER, CHROMIUM, TOKEN, Browser, Programs, require_chromium
+
+WINDOW = (1280, 1000)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -69,8 +72,10 @@ def token_programs(token_server: Server, tmp_path: Path) -> Iterator[Programs]:
 # -- the browser ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def browser(request: pytest.FixtureRequest) -> Iterator[Browser]:
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """One headless Chromium for the session (starting one takes seconds on a busy machine);
+    each test gets it back with no cookie and no page open."""
     require_chromium()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -83,7 +88,7 @@ def browser(request: pytest.FixtureRequest) -> Iterator[Browser]:
         "--disable-gpu",
         "--disable-background-networking",
         "--disable-dev-shm-usage",
-        "--window-size=1280,1000",
+        f"--window-size={WINDOW[0]},{WINDOW[1]}",
     ):
         options.add_argument(argument)
     # An alert stays open for the test to see, instead of being dismissed by the next command.
@@ -91,7 +96,17 @@ def browser(request: pytest.FixtureRequest) -> Iterator[Browser]:
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     try:
-        yield Browser(driver, request.node.name.replace("[", "-").replace("]", ""))
+        yield driver
     finally:
         with contextlib.suppress(Exception):
             driver.quit()
+
+
+@pytest.fixture
+def browser(chromium: Any, request: pytest.FixtureRequest) -> Iterator[Browser]:
+    yield Browser(chromium, request.node.name.replace("[", "-").replace("]", ""))
+    with contextlib.suppress(Exception):
+        chromium.get("about:blank")  # closes the page's event streams
+        chromium.delete_all_cookies()
+        chromium.set_window_size(*WINDOW)
+        chromium.get_log("browser")  # the next test starts with an empty console
