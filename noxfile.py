@@ -22,6 +22,7 @@ nox.options.sessions = [
     "tests",
     "conformance",
     "realmodel",
+    "ui",
     "sdk_tests",
     "server_mode",
 ]
@@ -37,7 +38,7 @@ PROJECT = [
     "-e",
     "backends/openai",
     "-e",
-    "backends/durable[postgres,demo]",
+    "backends/durable[postgres,demo,test]",
     "-e",
     "localmodel",
     "-e",
@@ -102,7 +103,8 @@ def _run(
 def tests(session: nox.Session) -> None:
     """The project's own tests (core, backends, conformance meta-tests, third-party example)."""
     env = _project(session)
-    _run(session, env, "pytest", "-m", "not realmodel", *session.posargs)
+    # The web UI's browser tests run in `ui`, which installs Chromium first.
+    _run(session, env, "pytest", "-m", "not realmodel and not browser", *session.posargs)
 
 
 @nox.session(venv_backend="none")
@@ -168,6 +170,62 @@ def server_mode(session: nox.Session) -> None:
     )
     swap = ["python", "tests/sdk_swap/run.py", "--backend", "durable", *session.posargs]
     _run(session, env, "python", *serve, *swap)
+
+
+# What the web UI's browser tests drive (tests/durable/ui): Debian's packages.
+CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromedriver")
+CHROMIUM_PACKAGES = ["chromium", "chromium-driver"]
+
+
+def _install_chromium(session: nox.Session) -> None:
+    """Debian's chromium and chromium-driver, when either is missing (as root, with apt)."""
+    missing = [path for path in CHROMIUM if not Path(path).exists()]
+    if not missing:
+        session.log(f"found {' and '.join(CHROMIUM)}")
+        return
+    apt = shutil.which("apt-get")
+    if apt is None or os.geteuid() != 0:
+        session.error(
+            f"{', '.join(missing)} missing, and they cannot be installed here "
+            f"({'apt-get is not available' if apt is None else 'not running as root'}): "
+            f"install Debian's {' and '.join(CHROMIUM_PACKAGES)} "
+            "(apt-get install -y chromium chromium-driver), then run `nox -s ui` again"
+        )
+    session.log(
+        f"{', '.join(missing)} missing: installing {' '.join(CHROMIUM_PACKAGES)} with apt-get "
+        "(about 1 to 3 minutes, once per machine)"
+    )
+    started = time.monotonic()
+    quiet = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run(apt, "update", "-q", external=True, env=quiet)
+    session.run(apt, "install", "-y", "-q", *CHROMIUM_PACKAGES, external=True, env=quiet)
+    session.log(f"installed in {time.monotonic() - started:.0f} s")
+
+
+@nox.session(venv_backend="none")
+def ui(session: nox.Session) -> None:
+    """The web UI in a real headless Chromium (the `browser` tests of tests/durable/ui; its
+    other tests run in `tests`): Debian's chromium and chromium-driver are installed first when
+    missing. Screenshots land in .ci/artifacts/ui/ (CI keeps them)."""
+    _install_chromium(session)
+    env = _project(session)
+    artifacts = ROOT / ".ci" / "artifacts" / "ui"
+    shutil.rmtree(artifacts, ignore_errors=True)
+    session.run(
+        env.executable("pytest"),
+        "-m",
+        "browser",
+        "tests/durable/ui",
+        *session.posargs,
+        env={
+            **TEST_ENV,
+            **env.activation(),
+            "RUNPLANE_UI_REQUIRE_BROWSER": "1",  # a missing browser fails, never skips
+            "RUNPLANE_UI_ARTIFACTS": str(artifacts),
+        },
+        external=True,
+    )
+    session.log(f"screenshots in {artifacts.relative_to(ROOT)}/")
 
 
 @nox.session(reuse_venv=True)

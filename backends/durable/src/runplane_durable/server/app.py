@@ -1,5 +1,5 @@
-"""The server's Starlette app: the routes of the JSON API over one engine, what guards them
-(token, body size), how errors are answered, and its lifespan."""
+"""The server's Starlette app: the routes of the JSON API over one engine and the web UI's, what
+guards them (token, body size, cross-site requests), how errors are answered, and its lifespan."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from .. import lazy_errors as errors
 from ..engine import Engine
-from . import metrics, openapi, runs_api, sessions_api, work_api
+from . import metrics, openapi, runs_api, sessions_api, ui, work_api
 from .guard import Guard
 from .responses import (
     DEFAULT_MAX_BODY_BYTES,
@@ -26,6 +26,7 @@ from .responses import (
     http_exception_response,
 )
 from .routing import merge_methods
+from .ui_auth import BrowserGuard
 
 __all__ = ["ServerSettings", "create_app"]
 
@@ -78,11 +79,15 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> Starle
                 *runs_api.routes(),
                 *sessions_api.routes(),
                 *work_api.routes(),
+                *ui.routes(),  # the web UI: / and /runs/{run_id}, the rest under /ui/
             ]
         ),
         lifespan=lifespan,
         middleware=[
-            Middleware(Guard, token=settings.token, max_body_bytes=settings.max_body_bytes)
+            # Outermost: refuses cross-site writes, and lets the UI's sign-in cookie stand for
+            # the token (ui_auth.py).
+            Middleware(BrowserGuard, token=settings.token),
+            Middleware(Guard, token=settings.token, max_body_bytes=settings.max_body_bytes),
         ],
         exception_handlers={
             HTTPProblem: problem,
