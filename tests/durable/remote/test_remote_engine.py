@@ -489,6 +489,13 @@ def test_open_engine_chooses_a_server_by_url_or_environment(
         open_engine()
     with pytest.raises(ValueError, match="not a runplane server's URL"):
         RemoteEngine("ftp://x")
+    for token in ("caf\u00e9", "two words", "tab\there"):  # a header cannot carry them
+        with pytest.raises(ValueError, match="only printable ASCII without spaces"):
+            RemoteEngine("http://127.0.0.1:1", token=token)
+    monkeypatch.setenv("RUNPLANE_TOKEN", "s\u00e9cret")
+    with pytest.raises(ValueError, match=r"RUNPLANE_TOKEN .* it has 'é'"):
+        RemoteEngine("http://127.0.0.1:1")
+    monkeypatch.delenv("RUNPLANE_TOKEN")
     monkeypatch.setenv("RUNPLANE_SERVER_RETRY_SECONDS", "soon")
     with pytest.raises(ValueError, match="RUNPLANE_SERVER_RETRY_SECONDS='soon'"):
         RemoteEngine("http://127.0.0.1:1")

@@ -136,6 +136,20 @@ def test_a_non_loopback_bind_without_a_token_is_refused(host: str, tmp_path: Pat
     assert list(tmp_path.iterdir()) == []  # nothing was opened or created
 
 
+def test_a_token_no_client_could_send_is_refused_at_start(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "runplane", "server", "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=_env(RUNPLANE_TOKEN="sécret", COLUMNS="400"),  # the message on one line
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "only printable ASCII without spaces" in " ".join(done.stderr.split())
+    assert list(tmp_path.iterdir()) == []  # nothing was opened or created
+
+
 def _listening(process: subprocess.Popen[str], deadline: float) -> str:
     assert process.stderr is not None
     seen = []

@@ -61,6 +61,7 @@ __all__ = [
     "ENV_SERVER_URL",
     "ENV_TOKEN",
     "RemoteEngine",
+    "check_token",
     "is_server_url",
 ]
 
@@ -78,6 +79,23 @@ log = logging.getLogger("runplane_durable")
 
 def is_server_url(url: str) -> bool:
     return urlsplit(url).scheme in ("http", "https")
+
+
+def check_token(token: str) -> str:
+    """`token` if it can travel in an `Authorization: Bearer` header; else ValueError.
+
+    HTTP sends header values as ASCII: a token with other characters (or spaces, which end the
+    header's token part) could be set on a server but never sent by a client, so both refuse it.
+    """
+    bad = sorted({c for c in token if not "!" <= c <= "~"})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad[:5])
+        raise ValueError(
+            f"{ENV_TOKEN} may hold only printable ASCII without spaces (it is sent as "
+            f"'Authorization: Bearer TOKEN'), but it has {shown}; choose another secret, for "
+            "example: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return token
 
 
 class RemoteEngine:
@@ -109,6 +127,8 @@ class RemoteEngine:
             )
         self.url = url.rstrip("/")
         self.token = token if token is not None else (os.environ.get(ENV_TOKEN) or None)
+        if self.token is not None:
+            check_token(self.token)
         self.retry_seconds = (
             retry_seconds if retry_seconds is not None else _env_seconds(ENV_SERVER_RETRY_SECONDS)
         )

@@ -53,6 +53,13 @@ def server(
     """Serve durable runs over HTTP: the JSON API under /api/v1, for programs started with
     RUNPLANE_SERVER_URL, workers, `runplane runs --server` and anyone watching."""
     token = os.environ.get(ENV_TOKEN) or None
+    if token is not None:
+        from ..remote_engine import check_token
+
+        try:
+            check_token(token)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint=ENV_TOKEN) from None
     if not loopback(host) and token is None:
         raise typer.BadParameter(
             f"{host} is reachable from other machines, and without a token anyone there could "
