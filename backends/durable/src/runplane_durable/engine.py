@@ -159,7 +159,8 @@ class Engine(Protocol):
     ) -> list[RunRecord]:
         """Runs a worker serving `queue` may claim now (with `open_run`), at most `limit`:
         `running` ones on the queue whose lease is free, expired or held by a process known
-        dead, oldest first, then `queued` ones on it, oldest first.
+        dead, and `awaiting_approval` ones whose every call is decided, oldest first, then
+        `queued` ones on it, oldest first.
 
         Only runs whose agent the worker knows: an `agent_ref` in `agent_refs`, or no
         `agent_ref` and an `agent_name` in `agent_names`. A run listed here may be claimed by

@@ -173,10 +173,12 @@ def choose_claimable(
     """`Engine.claimable_runs` from its candidates: the orphans (the `running` runs of `free`,
     and those of `held_on_host` whose holder `is_dead` knows dead), oldest first, then the
     `queued` runs of `free`; at most `limit`. Decided where `is_dead` can know the holders: a
-    local engine's process, or a server's client, for its own host."""
+    local engine's process, or a server's client, for its own host. The `awaiting_approval`
+    runs of `free` (every call of theirs decided) come with the orphans: continuing them."""
     dead = [r for r in held_on_host if r.owner is not None and is_dead(r.owner)]
     orphans = sorted(
-        [r for r in free if r.status == "running"] + dead, key=lambda r: (r.created_at, r.id)
+        [r for r in free if r.status in ("running", "awaiting_approval")] + dead,
+        key=lambda r: (r.created_at, r.id),
     )
     return [*orphans, *(r for r in free if r.status == "queued")][:limit]
 

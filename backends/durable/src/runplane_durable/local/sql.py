@@ -309,6 +309,15 @@ def claimable_runs(
     oldest = _select_runs().order_by(runs.c.created_at, runs.c.id).limit(limit)
     orphans = conn.execute(oldest.where(runs.c.status == "running", mine, free)).all()
     queued = conn.execute(oldest.where(runs.c.status == "queued", mine)).all()
+    # v3: runs awaiting approval whose every call is decided: a worker continues them.
+    undecided = (
+        sa.select(approvals.c.call_id)
+        .where(approvals.c.run_id == runs.c.id, approvals.c.status == "pending")
+        .exists()
+    )
+    decided = conn.execute(
+        oldest.where(runs.c.status == "awaiting_approval", mine, ~undecided)
+    ).all()
     # A dead holder renews its lease no more: its lease is among the first to run out.
     held_here = conn.execute(
         _select_runs()
@@ -322,7 +331,7 @@ def claimable_runs(
         .limit(limit)
     ).all()
     conn.commit()
-    return [record(r) for r in [*orphans, *queued]], [record(r) for r in held_here]
+    return [record(r) for r in [*orphans, *decided, *queued]], [record(r) for r in held_here]
 
 
 def get_run_row(conn: Connection, run_id: str) -> Any:
