@@ -147,6 +147,7 @@ class DurableBackend(RunnerBackendBase):
         """Open the run `spec` names and run the SDK's loop on `input` in it; `model_calls`:
         where the journal's model cursor starts (a resume from a snapshot starts past the
         calls the snapshot holds)."""
+        intercept.install()  # a resume from a snapshot may be this process's first durable run
         session = await self.engine.open_run(spec, lease_seconds=self.lease_seconds)
         active = ActiveRun(
             opening=_ready(session),
