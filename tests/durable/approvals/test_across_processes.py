@@ -10,7 +10,7 @@ import sys
 
 from support.workers import TIMEOUT, wait_until
 
-from .conftest import Payments
+from .conftest import CLI, Payments
 
 
 def _stop_and_approve(payments: Payments, rid: str) -> None:
@@ -46,8 +46,7 @@ def test_approved_from_the_cli_and_finished_by_a_worker(payments: Payments) -> N
     rid = "approve-worker"
     _stop_and_approve(payments, rid)
     worker = payments.popen(
-        [sys.executable, "-c", "import sys; from runplane.cli import main; sys.exit(main())"]
-        + ["worker", "payments", *payments.where, "--poll", "0.1"]
+        [sys.executable, "-c", CLI, "worker", "payments", *payments.where, "--poll", "0.1"]
     )
     try:
         wait_until(
