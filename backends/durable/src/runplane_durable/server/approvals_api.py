@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from ..names import check_text
+from ..serde import storable_text
 from .context import engine_of, run_id_of
 from .query import body_object, query
 from .responses import JSONResponse, bad_request, read_json
@@ -27,6 +27,8 @@ async def list_approvals(request: Request) -> Response:
 
 
 def _text(body: dict[str, object], name: str) -> str | None:
+    """A member holding text or null; text any database stores (a NUL or a lone surrogate
+    kept as its escape, so it names nothing stored rather than failing)."""
     value = body.get(name)
     if value is None:
         return None
@@ -34,11 +36,7 @@ def _text(body: dict[str, object], name: str) -> str | None:
         raise bad_request(
             f"{name} must be a non-empty string or null, got {value!r:.80}", member=name
         )
-    try:
-        check_text(value, name)
-    except ValueError as exc:
-        raise bad_request(str(exc), member=name) from None
-    return value
+    return storable_text(value)
 
 
 async def decide(request: Request) -> Response:
@@ -54,8 +52,8 @@ async def decide(request: Request) -> Response:
     if not isinstance(always, bool):
         raise bad_request(f"always must be true or false, got {always!r:.80}", member="always")
     call_id, message = _text(body, "call_id"), _text(body, "message")
-    if message is not None and decision == "approve":
-        raise bad_request("message goes with a rejection (it is what the model is told)")
+    if decision == "approve":
+        message = None  # a message is a rejection's: what the model is told instead
     # Who decided: the identity the CLI or Runner says it is, and the client it came from.
     client = request.client.host if request.client is not None else "unknown client"
     said = _text(body, "decided_by")
@@ -78,9 +76,15 @@ async def snapshot(request: Request) -> Response:
     return JSONResponse({"snapshot": None if found is None else found.to_json()})
 
 
+async def approvals(request: Request) -> Response:
+    """One route for both methods, so a 405 lists both in its `Allow`."""
+    if request.method == "POST":
+        return await decide(request)
+    return await list_approvals(request)
+
+
 def routes() -> list[BaseRoute]:
     return [
-        RawPathRoute("/api/v1/runs/{run_id}/approvals", list_approvals, methods=["GET"]),
-        RawPathRoute("/api/v1/runs/{run_id}/approvals", decide, methods=["POST"]),
+        RawPathRoute("/api/v1/runs/{run_id}/approvals", approvals, methods=["GET", "POST"]),
         RawPathRoute("/api/v1/runs/{run_id}/snapshot", snapshot, methods=["GET"]),
     ]
