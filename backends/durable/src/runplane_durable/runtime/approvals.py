@@ -11,12 +11,13 @@ refused before the run is opened, so no tool runs on an ambiguous or unverifiabl
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import logging
 import weakref
 from typing import Any
 
-from agents import Agent, RunResult, RunResultStreaming, RunState
+from agents import Agent, RunContextWrapper, RunResult, RunResultStreaming, RunState
 
 from ..errors import JournalSerializationError, RunStateInvalidError
 from ..names import tool_key
@@ -24,6 +25,7 @@ from ..records import Approval, Snapshot
 from .sdk_internals import decision_in, state_context
 
 __all__ = [
+    "STOPPED_NESTED",
     "caller_context",
     "caller_decisions",
     "issued_by",
@@ -34,6 +36,13 @@ __all__ = [
 ]
 
 log = logging.getLogger("runplane_durable")
+
+# Set by a durable run's tool call while it runs (`intercept`): a run that tool started
+# (`Agent.as_tool`) and that stopped for approval adds its id, so the call's output (the SDK's
+# pending nested state) is not journaled: on resume the call runs again, and resumes that run.
+STOPPED_NESTED: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "runplane_durable_stopped_nested", default=None
+)
 
 # RunStates handed out by a durable run's result (`result.to_state()`), by id: passing one back
 # in (`Runner.run(agent, state)`) continues that run, under its id. A RunState is a dataclass
@@ -155,6 +164,10 @@ async def restored_state(
     given), each stored decision applied to the one waiting call it names. A decision that
     names no waiting call, or one of several alike, or one whose tool, agent or arguments
     differ from the call's, is refused (RunStateInvalidError): it never runs the tool."""
+    # A run an `Agent.as_tool` call started is given the tool's context (a `ToolContext`, which
+    # the SDK does not restore into): its value is the context the resumed run gets.
+    while isinstance(context, RunContextWrapper):
+        context = context.context
     state: RunState[Any] = await RunState.from_json(
         agent, copy.deepcopy(snapshot.state), context_override=context
     )

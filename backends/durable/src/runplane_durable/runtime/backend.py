@@ -36,6 +36,7 @@ from . import intercept
 from .active import ACTIVE, NAMED_RUN_ID, REQUESTED_RUN_ID, ActiveRun
 from .agent_refs import ref_of
 from .approvals import (
+    STOPPED_NESTED,
     caller_context,
     caller_decisions,
     issued_by,
@@ -122,7 +123,12 @@ class DurableBackend(RunnerBackendBase):
                 record, snapshot = stopped
                 if isinstance(input, RunState):
                     return await self.resume_stopped(
-                        record, snapshot, starting_agent, options, caller_state=input
+                        record,
+                        snapshot,
+                        starting_agent,
+                        options,
+                        caller_state=input,
+                        nested=isinstance(chosen, NestedRunId),
                     )
                 spec = self._spec(starting_agent, input, options, mode=mode, chosen=chosen)
                 if (spec.agent_name, spec.input_fingerprint) == (
@@ -324,6 +330,9 @@ class DurableBackend(RunnerBackendBase):
                     snapshot=snapshot_of(result, active.model_ordinal),
                 )
                 remember_states(result, session.record.id)
+                stopped = STOPPED_NESTED.get()
+                if stopped is not None:  # a run a durable run's tool started (as_tool)
+                    stopped.append(session.record.id)
                 return
             await session.finish("completed", final_output=dump_display(result.final_output))
         finally:
@@ -402,11 +411,17 @@ class DurableBackend(RunnerBackendBase):
         options: RunOptions[Any],
         *,
         caller_state: RunState[Any] | None = None,
+        nested: bool = False,
     ) -> RunResult:
         """Continue `record` from `snapshot` with its stored decisions applied (first recording
         those `caller_state` holds: the SDK's pattern of approving on the state and passing it
         back in), under its own id; the run replays its journal past the snapshot and goes on.
-        The context is `options.context`, else the caller's state's, else the stored one."""
+        The context is `options.context`, else the caller's state's, else the stored one.
+
+        A `nested` run (one an `Agent.as_tool` call of a resumed durable run starts again) runs
+        on the state the SDK hands it, which holds the parent's decisions and which the SDK
+        keeps track of, once the stored snapshot and decisions verified and those decisions
+        were recorded."""
         context = options.context
         if caller_state is not None:
             if context is None:
@@ -423,6 +438,8 @@ class DurableBackend(RunnerBackendBase):
             if any(not a.decided for a, _, _ in decided):
                 snapshot = await self.engine.load_snapshot(record.id) or snapshot
         state = await restored_state(record.id, starting_agent, snapshot, context)
+        if nested and caller_state is not None:
+            state = caller_state
         spec = RunSpec(
             run_id=record.id,
             agent_name=record.agent_name,
