@@ -62,7 +62,6 @@ from ..serde import (
     load_stream_events,
     load_value,
 )
-from .approvals import STOPPED_NESTED
 from . import sdk_internals as sdk
 from . import tool_outputs, tool_usage
 from .active import (
@@ -74,6 +73,7 @@ from .active import (
     ActiveRun,
     ModelRequest,
 )
+from .approvals import STOPPED_NESTED
 from .identity import nested_run_id
 
 __all__ = ["INLINE_CHARS", "JournalingModel", "install", "installed", "tool_digest", "uninstall"]
