@@ -40,7 +40,7 @@ class Payments:
     def where(self) -> list[str]:
         return ["--db", self.url] if self.server is None else ["--server", self.server]
 
-    def env(self) -> dict[str, str]:
+    def env(self, **extra: str) -> dict[str, str]:
         env = {**os.environ, "OPENAI_AGENTS_DISABLE_TRACING": "1", "PYTHONUNBUFFERED": "1"}
         for name in ("RUNPLANE_BACKEND", "RUNPLANE_SERVER_URL", "RUNPLANE_DATABASE_URL"):
             env.pop(name, None)
@@ -48,6 +48,7 @@ class Payments:
             env["RUNPLANE_DATABASE_URL"] = self.url
         else:
             env["RUNPLANE_SERVER_URL"] = self.server
+        env.update(extra)
         return env
 
     def program(self, run_id: str, mode: str) -> dict[str, Any]:
@@ -71,11 +72,11 @@ class Payments:
             assert done.returncode == 0, done.stdout + done.stderr
         return done
 
-    def popen(self, command: list[str]) -> subprocess.Popen[str]:
+    def popen(self, command: list[str], **env: str) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
             command,
             cwd=self.workdir,
-            env=self.env(),
+            env=self.env(**env),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -89,6 +90,9 @@ class Payments:
 
     def show(self, run_id: str) -> dict[str, Any]:
         return dict(json.loads(self.cli("runs", "show", run_id, "--json").stdout))
+
+    def show_approvals(self, run_id: str) -> list[dict[str, Any]]:
+        return list(json.loads(self.cli("runs", "approvals", run_id, "--json").stdout)["approvals"])
 
     def event_types(self, run_id: str) -> list[str]:
         """The run's event types, read by an engine of this process (read-only)."""

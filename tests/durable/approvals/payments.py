@@ -5,10 +5,12 @@ Its model asks for `pay` (which needs approval) and, once the call's output is i
 answers with that output; it derives each step from its input, never from how often it was
 called, so a first run and every resume share it. Each real model call appends `model PID` to
 model.log, each real payment `pay CALL_ID PID` to paid.log: a side effect that must not repeat.
+PAY_BLOCK=1 makes `pay` write `started` and hang before paying (the test kills it there).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -38,8 +40,11 @@ def respond(call: ModelCall) -> list[Any]:
 
 
 @function_tool(needs_approval=True)
-def pay(ctx: ToolContext[Any], amount: int) -> str:
+async def pay(ctx: ToolContext[Any], amount: int) -> str:
     """Pay an amount (needs a person's approval)."""
+    if os.environ.get("PAY_BLOCK"):  # the test kills the process here: the payment never ran
+        await asyncio.to_thread(log, "started", f"{os.getpid()}")
+        await asyncio.sleep(120)
     log("paid.log", f"pay {ctx.tool_call_id} {os.getpid()}")
     return f"paid {amount}"
 

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 
+import pytest
 from support.workers import TIMEOUT, wait_until
 
 from .conftest import CLI, Payments
@@ -77,3 +78,22 @@ def test_reject_from_the_cli_tells_the_model(payments: Payments) -> None:
     done = payments.program(rid, "resume")
     assert done["final_output"] == "done: over budget"
     assert payments.lines("paid.log") == []
+
+
+@pytest.mark.parametrize("payments", ["sqlite", "postgresql", "server-sqlite"], indirect=True)
+def test_an_approval_given_before_a_crash_is_honoured_after_it(payments: Payments) -> None:
+    rid = "approve-crash"
+    _stop_and_approve(payments, rid)
+    resuming = payments.popen([sys.executable, "program.py", rid, "resume"], PAY_BLOCK="1")
+    wait_until(lambda: (payments.workdir / "started").exists(), "the resumed run paying")
+    os.kill(resuming.pid, signal.SIGKILL)  # kill -9 inside the approved tool
+    resuming.communicate(timeout=TIMEOUT)
+    assert payments.show(rid)["run"]["status"] == "running"  # orphaned, not finished
+    done = payments.program(rid, "resume")
+    assert done == {"final_output": "done: paid 5", "waiting": []}
+    assert len(payments.lines("paid.log")) == 1
+    (approval,) = payments.show_approvals(rid)
+    assert approval["status"] == "approved"
+    types = payments.event_types(rid)
+    assert types.count("run_completed") == 1
+    assert types.count("approval_decided") == 1
