@@ -23,6 +23,8 @@ from ..attempts import by_step
 from ..codec import plain_value
 from ..engine import open_engine
 from ..events import (
+    ApprovalDecided,
+    ApprovalRequested,
     AttemptEnded,
     AttemptStarted,
     CancelRequested,
@@ -358,6 +360,17 @@ def _describe(
     if isinstance(e, RunAwaitingApproval):
         asked = ", ".join(f"{c.name} ({c.call_id})" for c in e.calls or ())
         return f"{head} [yellow]awaiting approval[/]" + (f" of {escape(asked)}" if asked else "")
+    if isinstance(e, ApprovalRequested):
+        given = f"({_short(e.arguments, 200)})" if e.arguments is not None else "(...)"
+        return f"{head} [yellow]asks approval[/] of {escape(e.name + given)} ({escape(e.call_id)})"
+    if isinstance(e, ApprovalDecided):
+        decided = "approved" if e.approved else "rejected"
+        return (
+            f"{head} [yellow]{decided}[/] {escape(e.call_id)}"
+            + (" (always)" if e.always else "")
+            + (f" by {escape(e.by)}" if e.by else "")
+            + (f": {escape(_short(e.message, 200))}" if e.message else "")
+        )
     if isinstance(e, RunQueued):
         ref = f" (agent {e.agent_ref})" if e.agent_ref else ""
         return f"{head} [yellow]queued[/] on {escape(e.queue)}{escape(ref)}, for a worker"
