@@ -5,6 +5,8 @@ replaying its journal (no model call and no completed tool repeated)."""
 
 from __future__ import annotations
 
+import sys
+import types
 import uuid
 from typing import Any
 
@@ -12,7 +14,11 @@ import pytest
 from agents import Agent, RunState, function_tool
 from agents.testing import ScriptedModel, assistant_message, function_call
 from runplane_durable import DurableBackend, LocalEngine, Runner, RunNotFoundError, run_id
-from runplane_durable.errors import ApprovalConflictError, ApprovalNotFoundError
+from runplane_durable.errors import (
+    ApprovalConflictError,
+    ApprovalNotFoundError,
+    JournalSerializationError,
+)
 from runplane_durable.events import ApprovalDecided, ApprovalRequested, parse
 from runplane_durable.runtime.runner import resume_run
 from support.durable import run_async
@@ -204,4 +210,34 @@ def test_decisions_that_cannot_be_made(backend: DurableBackend) -> None:
         run_async(backend.engine.list_approvals(_unique("never")))
     with pytest.raises(RunNotFoundError):
         run_async(backend.engine.decide(_unique("never"), None, approve=True))
+    run_async(backend.engine.dispose())
+
+
+def test_the_policy_rule_that_asked_is_recorded(
+    backend: DurableBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import runplane
+
+    policy = types.ModuleType("runplane.policy")
+    policy.rule_for_call = lambda call_id: f"payments-over-1 ({call_id})"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "runplane.policy", policy)
+    monkeypatch.setattr(runplane, "policy", policy, raising=False)
+    rid = _unique("policy")
+    _stop(backend, rid, Payer())
+    (approval,) = run_async(backend.engine.list_approvals(rid))
+    assert approval.policy == "payments-over-1 (p1)"
+    run_async(backend.engine.dispose())
+
+
+def test_a_state_the_sdk_cannot_serialize_fails_the_run_saying_why(
+    backend: DurableBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(self: RunState[Any], **_: Any) -> dict[str, Any]:
+        raise TypeError("cannot serialize this context")
+
+    monkeypatch.setattr(RunState, "to_json", refuse)
+    rid = _unique("unserializable")
+    with run_id(rid), pytest.raises(JournalSerializationError, match="cannot be serialized"):
+        run_async(backend.run(Payer().first(), "pay five"))
+    assert run_async(backend.get_run(rid)).status == "failed"
     run_async(backend.engine.dispose())

@@ -324,10 +324,15 @@ class DurableBackend(RunnerBackendBase):
             if session.read_only:
                 return
             if result.interruptions:
+                try:
+                    snapshot = snapshot_of(result, active.model_ordinal)
+                except JournalSerializationError as exc:  # it could never be resumed
+                    await session.finish("failed", error=exc)
+                    raise
                 await session.finish(
                     "awaiting_approval",
                     calls=_waiting(result, active.model_ordinal),
-                    snapshot=snapshot_of(result, active.model_ordinal),
+                    snapshot=snapshot,
                 )
                 remember_states(result, session.record.id)
                 stopped = STOPPED_NESTED.get()
