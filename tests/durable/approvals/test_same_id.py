@@ -6,6 +6,7 @@ replaying its journal (no model call and no completed tool repeated)."""
 from __future__ import annotations
 
 import sys
+import time
 import types
 import uuid
 from typing import Any
@@ -240,4 +241,19 @@ def test_a_state_the_sdk_cannot_serialize_fails_the_run_saying_why(
     with run_id(rid), pytest.raises(JournalSerializationError, match="cannot be serialized"):
         run_async(backend.run(Payer().first(), "pay five"))
     assert run_async(backend.get_run(rid)).status == "failed"
+    run_async(backend.engine.dispose())
+
+
+def test_pruning_a_finished_run_deletes_its_snapshot_and_approvals(
+    backend: DurableBackend,
+) -> None:
+    rid, payer = _unique("prune"), Payer()
+    _stop(backend, rid, payer)
+    assert run_async(backend.engine.prune(finished_before=time.time() + 60)) == 0  # waiting
+    run_async(backend.engine.decide(rid, "p1", approve=True))
+    run_async(resume_run(backend, run_async(backend.get_run(rid)), payer.rest()))
+    assert run_async(backend.engine.prune(finished_before=time.time() + 60)) >= 1
+    assert run_async(backend.engine.load_snapshot(rid)) is None
+    with pytest.raises(RunNotFoundError):
+        run_async(backend.engine.list_approvals(rid))
     run_async(backend.engine.dispose())
