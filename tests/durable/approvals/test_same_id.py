@@ -257,3 +257,35 @@ def test_pruning_a_finished_run_deletes_its_snapshot_and_approvals(
     with pytest.raises(RunNotFoundError):
         run_async(backend.engine.list_approvals(rid))
     run_async(backend.engine.dispose())
+
+
+def test_the_sdk_pattern_streamed_continues_the_same_run(backend: DurableBackend) -> None:
+    rid, payer = _unique("streamed"), Payer()
+
+    # one agent both times, as a program has: a state holds the agent objects it ran with
+    agent = payer.agent(
+        [function_call("pay", {"amount": 5}, call_id="p1")], [assistant_message("done paying")]
+    )
+
+    async def go() -> Any:
+        with run_id(rid):
+            first = backend.run_streamed(agent, "pay five")
+            async for _ in first.stream_events():
+                pass
+        assert [i.call_id for i in first.interruptions] == ["p1"]
+        state = first.to_state()
+        state.approve(first.interruptions[0])
+        again = backend.run_streamed(agent, state)
+        async for _ in again.stream_events():
+            pass
+        return again.final_output
+
+    assert run_async(go()) == "done paying"
+    assert payer.paid == [5]
+    assert payer.model_calls() == 2
+    record = run_async(backend.get_run(rid))
+    assert record.status == "completed"
+    (approval,) = run_async(backend.engine.list_approvals(rid))
+    assert approval.status == "approved"
+    assert [r.id for r in run_async(backend.list_runs(limit=500))].count(rid) == 1
+    run_async(backend.engine.dispose())

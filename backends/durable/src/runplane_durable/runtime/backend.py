@@ -220,16 +220,24 @@ class DurableBackend(RunnerBackendBase):
         self, starting_agent: Agent[Any], input: RunInput[Any], options: RunOptions[Any]
     ) -> RunResultStreaming:
         intercept.install()
-        spec = self._spec(starting_agent, input, options, mode="run_streamed")
+        stopped = issued_by(input) if isinstance(input, RunState) else None
         # The run is opened lazily, by the first step that needs it, inside the SDK's run task:
         # so the SDK validates its arguments (and requires a running loop) exactly as it would
         # without runplane, before anything is written.
-        active = ActiveRun(
-            opening=_Lazy(lambda: self.engine.open_run(spec, lease_seconds=self.lease_seconds)),
-            streamed=True,
-            backend=self,
-            engine=self.engine,
-        )
+        if stopped is not None and isinstance(input, RunState):
+            # A state a stopped durable run of this process gave out: that run continues, under
+            # its id, on the state (its snapshot verified, the caller's decisions recorded).
+            caller: RunState[Any] = input
+            take_requested_run_id()  # the run has its id already
+
+            async def reopen() -> RunSession:
+                return await self._reopen_stopped(stopped, caller, active)
+
+            opening: _Lazy = _Lazy(reopen)
+        else:
+            spec = self._spec(starting_agent, input, options, mode="run_streamed")
+            opening = _Lazy(lambda: self.engine.open_run(spec, lease_seconds=self.lease_seconds))
+        active = ActiveRun(opening=opening, streamed=True, backend=self, engine=self.engine)
         token = ACTIVE.set(active)
         try:
             result = sdk_runner().run_streamed(starting_agent, input, **options.as_kwargs())
@@ -431,35 +439,50 @@ class DurableBackend(RunnerBackendBase):
         if caller_state is not None:
             if context is None:
                 context = caller_context(caller_state)
-            decided = caller_decisions(record.id, caller_state, snapshot.approvals)
-            host, pid, user = requester()
-            by = f"{user or '?'}@{host} (Runner.run, pid {pid})"
-            for approval, approved, message in decided:
-                if approval.decided:
-                    continue  # recorded already; a decision the other way raises in decide
-                await self.engine.decide(
-                    record.id, approval.call_id, approve=approved, message=message, by=by
-                )
-            if any(not a.decided for a, _, _ in decided):
+            if await self._record_decisions(record, snapshot, caller_state):
                 snapshot = await self.engine.load_snapshot(record.id) or snapshot
         state = await restored_state(record.id, starting_agent, snapshot, context)
         if nested and caller_state is not None:
             state = caller_state
-        spec = RunSpec(
-            run_id=record.id,
-            agent_name=record.agent_name,
-            input=record.input,
-            input_fingerprint=record.input_fingerprint,
-            options=record.options,
-            agent_ref=record.agent_ref,
-            queue=record.queue,
-        )
+        spec = _spec_of(record)
         # The context is in the restored state; passing it to the SDK again would make it
         # build a fresh one and drop the decisions (openai-agents issue 4244).
         plain = dataclasses.replace(options, context=None)
         return await self._execute(
             starting_agent, state, plain, spec, model_calls=snapshot.model_calls
         )
+
+    async def _reopen_stopped(
+        self, run_id: str, caller: RunState[Any], active: ActiveRun
+    ) -> RunSession:
+        """Open stopped run `run_id` for a streamed continuation on the caller's state: its
+        snapshot verified, the caller's decisions recorded, the journal cursor past the
+        snapshot's model calls."""
+        stopped = await self._stopped(run_id)
+        if stopped is None:  # pragma: no cover - a state is given out only with its snapshot
+            raise RunNotFoundError(run_id=run_id)
+        record, snapshot = stopped
+        await self._record_decisions(record, snapshot, caller)
+        active.model_ordinal = snapshot.model_calls
+        return await self.engine.open_run(_spec_of(record), lease_seconds=self.lease_seconds)
+
+    async def _record_decisions(
+        self, record: RunRecord, snapshot: Snapshot, caller: RunState[Any]
+    ) -> bool:
+        """Record the decisions `caller` holds on the calls the run waits on; whether any was
+        new."""
+        decided = caller_decisions(record.id, caller, snapshot.approvals)
+        host, pid, user = requester()
+        by = f"{user or '?'}@{host} (Runner.run, pid {pid})"
+        new = False
+        for approval, approved, message in decided:
+            if approval.decided:
+                continue  # recorded already; a decision the other way raises in decide
+            await self.engine.decide(
+                record.id, approval.call_id, approve=approved, message=message, by=by
+            )
+            new = True
+        return new
 
     # -- durable extras -------------------------------------------------------------------------
 
@@ -518,6 +541,19 @@ class DurableBackend(RunnerBackendBase):
     async def cancel(self, run_id: str, *, mode: CancelMode = "immediate") -> RunRecord:
         """Cancel run `run_id`, wherever it executes (`Engine.cancel_run`)."""
         return await self.engine.cancel_run(run_id, mode=mode)
+
+
+def _spec_of(record: RunRecord) -> RunSpec:
+    """The spec that opens `record` again (its own agent, input and options)."""
+    return RunSpec(
+        run_id=record.id,
+        agent_name=record.agent_name,
+        input=record.input,
+        input_fingerprint=record.input_fingerprint,
+        options=record.options,
+        agent_ref=record.agent_ref,
+        queue=record.queue,
+    )
 
 
 def _waiting(result: RunResult | RunResultStreaming, ordinal: int) -> list[PendingCall]:
