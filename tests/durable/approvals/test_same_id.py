@@ -19,6 +19,7 @@ from runplane_durable.errors import (
     ApprovalConflictError,
     ApprovalNotFoundError,
     JournalSerializationError,
+    UnstorableNameError,
 )
 from runplane_durable.events import ApprovalDecided, ApprovalRequested, parse
 from runplane_durable.runtime.runner import resume_run
@@ -288,4 +289,13 @@ def test_the_sdk_pattern_streamed_continues_the_same_run(backend: DurableBackend
     (approval,) = run_async(backend.engine.list_approvals(rid))
     assert approval.status == "approved"
     assert [r.id for r in run_async(backend.list_runs(limit=500))].count(rid) == 1
+    run_async(backend.engine.dispose())
+
+
+def test_a_call_id_no_database_can_store_is_refused(backend: DurableBackend) -> None:
+    rid = _unique("nul")
+    _stop(backend, rid, Payer())
+    with pytest.raises(UnstorableNameError, match="NUL") as info:
+        run_async(backend.engine.decide(rid, "p\x001", approve=True))
+    assert info.value.what == "a call id"
     run_async(backend.engine.dispose())

@@ -404,6 +404,8 @@ class LocalEngine:
     ) -> tuple[RunRecord, list[Approval]]:
         """See `Engine.decide`; `by` defaults to this process's user and host."""
         self._refuse_read_only("approvals are decided")
+        if call_id is not None:
+            check_text(call_id, "a call id")  # no NUL, no lone surrogate: no call has one
         if by is None:
             host, _, user = requester()
             by = f"{user}@{host}" if user else host
