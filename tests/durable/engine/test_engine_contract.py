@@ -22,6 +22,8 @@ import pytest
 from runplane_durable import LocalEngine, RemoteEngine
 from runplane_durable.engine import Engine, RunSession, open_engine
 from runplane_durable.errors import (
+    ApprovalConflictError,
+    ApprovalNotFoundError,
     DatabaseError,
     DurableError,
     RunCancelledError,
@@ -35,12 +37,14 @@ from runplane_durable.errors import (
 )
 from runplane_durable.events import PendingCall
 from runplane_durable.records import (
+    Approval,
     EventRecord,
     JournalEntry,
     JournalRecord,
     NewEvent,
     RunRecord,
     RunSpec,
+    Snapshot,
     TaskResult,
     TaskSpec,
     UsageDelta,
@@ -1273,5 +1277,141 @@ def test_prune_goes_past_one_batch(clients: Clients) -> None:
             await session.close()
         assert await engine.prune(finished_before=time.time() + 1) == 130
         assert not [r for r in await engine.list_runs(limit=None) if r.id.startswith(prefix)]
+
+    run(go)
+
+
+# -- approvals: a run stopped for approval, its sealed snapshot, decisions from any process ------
+
+
+def _snapshot(*calls: str, model_calls: int = 1) -> Snapshot:
+    return Snapshot(
+        state={"any": "state", "calls": list(calls)},
+        model_calls=model_calls,
+        approvals=[
+            Approval(c, "pay", '{"amount":5}', "payer", f"{model_calls}:{c}") for c in calls
+        ],
+    )
+
+
+async def _stopped(engine: Engine, rid: str, *calls: str) -> None:
+    session = await _open(engine, _spec(rid))
+    pending = [PendingCall(c, "pay", f"1:{c}") for c in calls]
+    await session.finish("awaiting_approval", calls=pending, snapshot=_snapshot(*calls))
+    await session.close()
+
+
+def test_a_run_stopped_with_a_snapshot_waits_unfinished_with_its_calls(clients: Clients) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        await _stopped(engine, rid, "p1", "p2")
+        record = wire(await clients().get_run(rid))
+        assert (record.status, record.finished_at, record.owner) == (
+            "awaiting_approval",
+            None,
+            None,
+        )
+        approvals = wire(await clients().list_approvals(rid))
+        assert [(a.call_id, a.status, a.decided_by) for a in approvals] == [
+            ("p1", "pending", None),
+            ("p2", "pending", None),
+        ]
+        types = await _types(engine, rid)
+        assert types[-4:] == [
+            "attempt_ended",
+            "approval_requested",
+            "approval_requested",
+            "run_awaiting_approval",
+        ]
+        snapshot = wire(await clients().load_snapshot(rid))
+        expected = _snapshot("p1", "p2")
+        assert (snapshot.state, snapshot.model_calls) == (expected.state, expected.model_calls)
+        assert [replace(a, requested_at=0.0) for a in snapshot.approvals] == expected.approvals
+        assert all(a.requested_at > 0 for a in snapshot.approvals)
+        with pytest.raises(RunNotFoundError):
+            await engine.list_approvals(_rid())
+        assert await engine.load_snapshot(_rid()) is None
+
+    run(go)
+
+
+def test_decisions_are_recorded_once_with_who_decided(clients: Clients) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        await _stopped(engine, rid, "p1", "p2")
+        record, approvals = await clients().decide(rid, "p1", approve=True, by="alice")
+        wire(record)
+        wire(approvals)
+        assert [a.status for a in approvals] == ["approved", "pending"]
+        # who decided; a server adds the client the decision came from ("alice via 127.0.0.1")
+        assert approvals[0].decided_by is not None
+        assert approvals[0].decided_by.split(" via ")[0] == "alice"
+        assert approvals[1].decided_by is None
+        before = await _types(engine, rid)
+        _, again = await clients().decide(rid, "p1", approve=True, by="bob")
+        assert again == approvals  # idempotent: nothing new written
+        assert await _types(engine, rid) == before
+        _, both = await clients().decide(rid, None, approve=False, message="no", by="carol")
+        assert [(a.status, a.message) for a in both] == [("approved", None), ("rejected", "no")]
+        decided = [e for e in wire(await engine.list_events(rid)) if e.type == "approval_decided"]
+        assert [(e.payload["call_id"], e.payload["approved"]) for e in decided] == [
+            ("p1", True),
+            ("p2", False),
+        ]
+        snapshot = wire(await clients().load_snapshot(rid))
+        assert snapshot is not None
+        assert [a.status for a in snapshot.approvals] == ["approved", "rejected"]
+
+    run(go)
+
+
+def test_decisions_that_cannot_be_made_are_refused_with_their_reason(clients: Clients) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        await _stopped(engine, rid, "p1")
+        with pytest.raises(ApprovalNotFoundError) as unknown:
+            await clients().decide(rid, "nope", approve=True)
+        assert wired(unknown.value).fields == {"run_id": rid, "call_id": "nope", "pending": ["p1"]}
+        await clients().decide(rid, "p1", approve=False)
+        with pytest.raises(ApprovalConflictError) as other_way:
+            await clients().decide(rid, "p1", approve=True)
+        assert wired(other_way.value).fields["status"] == "rejected"
+        with pytest.raises(ApprovalNotFoundError):
+            await clients().decide(rid, None, approve=True)  # none pending
+        with pytest.raises(RunNotFoundError):
+            await clients().decide(_rid(), None, approve=True)
+        never = _rid()
+        session = await _open(engine, _spec(never))
+        await session.finish("completed", final_output={"json": "done"})
+        await session.close()
+        with pytest.raises(ApprovalConflictError) as finished:
+            await clients().decide(never, None, approve=True)
+        assert wired(finished.value).fields["status"] == "completed"
+
+    run(go)
+
+
+def test_a_decided_run_is_claimable_and_an_undecided_one_is_not(clients: Clients) -> None:
+    async def go() -> None:
+        engine = clients()
+        rid = _rid()
+        spec = replace(_spec(rid, agent="approver"), agent_ref=f"mod:{rid}", queue="default")
+        session = await _open(engine, spec)
+        calls = [PendingCall("p1", "pay", "1:p1")]
+        await session.finish("awaiting_approval", calls=calls, snapshot=_snapshot("p1"))
+        await session.close()
+
+        async def claimable() -> list[str]:
+            found = await clients().claimable_runs(
+                agent_refs=[f"mod:{rid}"], agent_names=[], queue="default", limit=10
+            )
+            return [r.id for r in wire(found)]
+
+        assert await claimable() == []
+        await clients().decide(rid, "p1", approve=True)
+        assert await claimable() == [rid]
+        again = await _open(clients(), spec)
+        assert again.record.status == "running"
+        await again.close()
 
     run(go)

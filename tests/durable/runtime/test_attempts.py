@@ -339,8 +339,12 @@ def test_a_run_awaiting_approval_ends_its_attempt_and_lists_the_waiting_calls(
     assert [item.call_id for item in result.interruptions] == ["p1"]
     events = _events(db_url, rid)
     run_async(backend.engine.dispose())
-    assert [e.type for e in events][-2:] == ["attempt_ended", "run_awaiting_approval"]
-    assert events[-2].payload["reason"] == "awaiting_approval"
+    assert [e.type for e in events][-3:] == [
+        "attempt_ended",
+        "approval_requested",
+        "run_awaiting_approval",
+    ]
+    assert events[-3].payload["reason"] == "awaiting_approval"
     # the key a tool call of the first model response gets (see the tool_call events)
     (looked,) = [e.payload for e in events if e.type == "tool_call"]
     assert looked["key"] == "1:l1"

@@ -19,12 +19,14 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from runplane_durable import LocalEngine
 from runplane_durable.records import (
+    Approval,
     EventRecord,
     JournalEntry,
     JournalRecord,
     NewEvent,
     RunRecord,
     RunSpec,
+    Snapshot,
     TaskLease,
     TaskRecord,
     TaskResult,
@@ -34,7 +36,7 @@ from runplane_durable.records import (
 )
 from runplane_durable.server import openapi
 from runplane_durable.server.app import ServerSettings, create_app
-from runplane_durable.writes import Append, Finish, Heartbeat, Opened, Release
+from runplane_durable.writes import Append, Finish, Heartbeat, Interrupt, Opened, Release
 from schemathesis import GenerationMode
 from starlette.routing import Route
 from support.served_app import served
@@ -75,6 +77,9 @@ def test_every_route_of_the_app_is_in_the_document() -> None:
         ("Heartbeat", Heartbeat),
         ("Finish", Finish),
         ("Release", Release),
+        ("Interrupt", Interrupt),
+        ("Approval", Approval),
+        ("Snapshot", Snapshot),
         ("JournalEntry", JournalEntry),
         ("NewEvent", NewEvent),
         ("UsageDelta", UsageDelta),

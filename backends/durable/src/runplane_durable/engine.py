@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from .events import PendingCall
 from .records import (
+    Approval,
     CancelMode,
     EventRecord,
     JournalEntry,
@@ -23,6 +24,7 @@ from .records import (
     RunRecord,
     RunSpec,
     RunStatus,
+    Snapshot,
     TaskLease,
     TaskRecord,
     TaskResult,
@@ -101,13 +103,17 @@ class RunSession(Protocol):
         final_output: Any | None = None,
         error: BaseException | None = None,
         calls: Sequence[PendingCall] | None = None,
+        snapshot: Snapshot | None = None,
     ) -> None:
         """Record the run's outcome and give up the lease; the attempt ends with it.
 
         `status` is "completed" (with `final_output`, JSON data), "failed" (with `error`,
         recorded as its qualified type name and message), "cancelled", or "awaiting_approval"
         (with `calls`, the tool calls awaiting approval). "running" is refused (ValueError).
-        Logs the attempt's end and the outcome's event (`events.outcome`).
+        Logs the attempt's end and the outcome's event (`events.outcome`). A run awaiting
+        approval may be stored with `snapshot` (the state it resumes from and the calls it
+        waits on): the engine seals it, the run keeps no finished time, and one
+        `approval_requested` event per call comes between the attempt's end and the outcome.
         """
 
     async def release(self) -> None:
@@ -153,7 +159,8 @@ class Engine(Protocol):
     ) -> list[RunRecord]:
         """Runs a worker serving `queue` may claim now (with `open_run`), at most `limit`:
         `running` ones on the queue whose lease is free, expired or held by a process known
-        dead, oldest first, then `queued` ones on it, oldest first.
+        dead, and `awaiting_approval` ones whose every call is decided, oldest first, then
+        `queued` ones on it, oldest first.
 
         Only runs whose agent the worker knows: an `agent_ref` in `agent_refs`, or no
         `agent_ref` and an `agent_name` in `agent_names`. A run listed here may be claimed by
@@ -258,6 +265,34 @@ class Engine(Protocol):
         returns how many runs. Deletes in batches of bounded size, each its own transaction, so
         a large prune never holds the database for long; runs still running are never touched.
         """
+
+    # -- approvals: the calls a run waits on, decided from any process ---------------------------
+
+    async def list_approvals(self, run_id: str) -> list[Approval]:
+        """The calls run `run_id` stopped for, with their decisions, in the order requested;
+        empty for a run that never waited. RunNotFoundError for an unknown run."""
+
+    async def decide(
+        self,
+        run_id: str,
+        call_id: str | None,
+        *,
+        approve: bool,
+        always: bool = False,
+        message: str | None = None,
+        by: str | None = None,
+    ) -> tuple[RunRecord, list[Approval]]:
+        """Decide call `call_id` of run `run_id` (None: every pending call), recording who
+        decided (`by`) and an `approval_decided` event per call decided; the run and all its
+        approvals after. Deciding a call the same way again writes nothing (idempotent).
+        ApprovalNotFoundError for a call the run never waited for (or None with none pending),
+        ApprovalConflictError for a call decided the other way or a run no longer awaiting
+        approval (RunFinishedError for a completed or failed one), RunNotFoundError."""
+
+    async def load_snapshot(self, run_id: str) -> Snapshot | None:
+        """The state run `run_id` last stopped in for approval, its seal verified by the engine
+        (None: it never stopped so); RunStateInvalidError if the seal or a decision's seal does
+        not verify. The approvals are those stored now, with their decisions."""
 
     def describe(self) -> str:
         """Where the runs are kept, for people: a database and its path or host, a server's

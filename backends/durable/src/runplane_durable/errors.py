@@ -530,3 +530,88 @@ class AgentRefError(DurableError, ValueError):
 
     def __init__(self, *, ref: str, problem: str) -> None:
         super().__init__(f"agent reference {ref!r}: {problem}", ref=ref, problem=problem)
+
+
+class RunStateInvalidError(DurableError):
+    """A run's stored approval snapshot (its `RunState`) or a stored decision failed its
+    integrity check: it was changed outside runplane, or it was sealed by another database
+    (copied from elsewhere). Nothing of it is used, so no tool runs on its word.
+
+    Fields: `run_id`, `problem` (what failed: the snapshot's seal, a decision's seal, a
+    snapshot that names other calls than the run waits for).
+    """
+
+    code = "run_state_invalid"
+    run_id: str
+    problem: str
+
+    def __init__(self, *, run_id: str, problem: str) -> None:
+        super().__init__(
+            f"run {run_id!r} cannot resume: {problem}. The stored state was not written by "
+            "this database's runplane (changed by hand, or copied from another database), so "
+            "it is refused and no tool runs on it. Start a new run, or "
+            f"`runplane runs cancel {run_id}`.",
+            run_id=run_id,
+            problem=problem,
+        )
+
+
+class ApprovalNotFoundError(DurableError):
+    """A decision named a call the run never waited for (or a run that never waited).
+
+    Fields: `run_id`, `call_id` (None: the run has no pending call at all), `pending` (the call
+    ids waiting now).
+    """
+
+    code = "approval_not_found"
+    run_id: str
+    call_id: str | None
+    pending: list[str]
+
+    def __init__(self, *, run_id: str, call_id: str | None, pending: list[str]) -> None:
+        waiting = ", ".join(pending) if pending else "none"
+        what = (
+            f"run {run_id!r} has no call waiting for approval"
+            if call_id is None
+            else f"run {run_id!r} never waited for call {call_id!r}"
+        )
+        super().__init__(
+            f"{what}; calls waiting now: {waiting}. `runplane runs approvals {run_id}` lists them.",
+            run_id=run_id,
+            call_id=call_id,
+            pending=pending,
+        )
+
+
+class ApprovalConflictError(DurableError):
+    """A decision on a call that was decided the other way already, or on a run that is no
+    longer waiting (finished, cancelled, running on its decisions).
+
+    Fields: `run_id`, `call_id`, `status` (the call's decision, or the run's status), `decision`
+    (the one asked for now: "approve" or "reject").
+    """
+
+    code = "approval_conflict"
+    run_id: str
+    call_id: str | None
+    status: str
+    decision: str
+
+    def __init__(self, *, run_id: str, call_id: str | None, status: str, decision: str) -> None:
+        if call_id is None:
+            message = (
+                f"run {run_id!r} is {status}, not awaiting approval: a decision ({decision}) "
+                "can no longer change it"
+            )
+        else:
+            message = (
+                f"call {call_id!r} of run {run_id!r} was {status} already; it cannot be "
+                f"decided again the other way ({decision}). A decision is final"
+            )
+        super().__init__(
+            message + f". `runplane runs show {run_id}` shows the run.",
+            run_id=run_id,
+            call_id=call_id,
+            status=status,
+            decision=decision,
+        )

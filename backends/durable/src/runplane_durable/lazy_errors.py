@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .errors import (
         AgentRefError,
+        ApprovalConflictError,
+        ApprovalNotFoundError,
         DatabaseError,
         DurableError,
         JournalSerializationError,
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
         RunInputMismatchError,
         RunLeasedError,
         RunNotFoundError,
+        RunStateInvalidError,
         SchemaVersionError,
         ServerError,
         TaskLeaseLostError,
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AgentRefError",
+    "ApprovalConflictError",
+    "ApprovalNotFoundError",
     "DatabaseError",
     "DurableError",
     "JournalSerializationError",
@@ -44,6 +49,7 @@ __all__ = [
     "RunInputMismatchError",
     "RunLeasedError",
     "RunNotFoundError",
+    "RunStateInvalidError",
     "SchemaVersionError",
     "ServerError",
     "TaskLeaseLostError",

@@ -22,12 +22,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, get_args
 
 __all__ = [
+    "APPROVAL_STATUSES",
     "CANCEL_MODES",
     "DEFAULT_QUEUE",
     "JOURNAL_KINDS",
     "MAX_RETRY_DELAY",
     "RUN_STATUSES",
     "TASK_STATUSES",
+    "Approval",
+    "ApprovalStatus",
     "CancelMode",
     "EventRecord",
     "JournalEntry",
@@ -37,6 +40,7 @@ __all__ = [
     "RunRecord",
     "RunSpec",
     "RunStatus",
+    "Snapshot",
     "TaskLease",
     "TaskOutcome",
     "TaskRecord",
@@ -169,10 +173,12 @@ def choose_claimable(
     """`Engine.claimable_runs` from its candidates: the orphans (the `running` runs of `free`,
     and those of `held_on_host` whose holder `is_dead` knows dead), oldest first, then the
     `queued` runs of `free`; at most `limit`. Decided where `is_dead` can know the holders: a
-    local engine's process, or a server's client, for its own host."""
+    local engine's process, or a server's client, for its own host. The `awaiting_approval`
+    runs of `free` (every call of theirs decided) come with the orphans: continuing them."""
     dead = [r for r in held_on_host if r.owner is not None and is_dead(r.owner)]
     orphans = sorted(
-        [r for r in free if r.status == "running"] + dead, key=lambda r: (r.created_at, r.id)
+        [r for r in free if r.status in ("running", "awaiting_approval")] + dead,
+        key=lambda r: (r.created_at, r.id),
     )
     return [*orphans, *(r for r in free if r.status == "queued")][:limit]
 
@@ -588,3 +594,84 @@ def _plain(record: Any) -> dict[str, Any]:
     # Shallow on purpose: the values are JSON data already (dataclasses.asdict would deep-copy
     # every payload).
     return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+
+
+# -- approvals (issue #12): the calls a run waits on, and the state it resumes from ---------------
+
+ApprovalStatus = Literal["pending", "approved", "rejected"]
+APPROVAL_STATUSES: tuple[str, ...] = get_args(ApprovalStatus)
+
+
+@dataclass(frozen=True)
+class Approval:
+    """One tool call a run stopped for, and its decision once made (`status` "approved" or
+    "rejected", with who decided, when, and `always`: the tool's later calls too). `arguments`
+    is the raw JSON arguments string the model wrote; `policy` the rule that asked, when a
+    `runplane.policy` rule did. The API's Approval JSON is exactly `to_json()`."""
+
+    call_id: str
+    tool_name: str
+    arguments: str
+    agent_name: str
+    key: str
+    status: ApprovalStatus = "pending"
+    always: bool = False
+    message: str | None = None
+    requested_at: float = 0.0
+    decided_at: float | None = None
+    decided_by: str | None = None
+    policy: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Approval:
+        m = _members(cls, data)
+        for name in ("call_id", "tool_name", "arguments", "agent_name", "key"):
+            if not isinstance(m[name], str):
+                raise ValueError(f"an Approval's {name!r} is a string, got {m[name]!r:.80}")
+        if m.get("status", "pending") not in APPROVAL_STATUSES:
+            raise ValueError(
+                f"an Approval's status is one of {', '.join(APPROVAL_STATUSES)}, "
+                f"got {m.get('status')!r:.80}"
+            )
+        if not isinstance(m.get("always", False), bool):
+            raise ValueError("an Approval's 'always' is true or false")
+        return cls(**m)
+
+    @property
+    def decided(self) -> bool:
+        return self.status != "pending"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a run that stopped for approval resumes from: the SDK's `RunState.to_json()`, the
+    model calls made before it (`model_calls`: where the resumed run's journal cursor starts)
+    and the calls it waits on. An engine seals it when storing it and verifies the seal when
+    reading it back (`Engine.load_snapshot`); the seal's key never leaves the engine."""
+
+    state: dict[str, Any]
+    model_calls: int
+    approvals: list[Approval]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "model_calls": self.model_calls,
+            "approvals": [a.to_json() for a in self.approvals],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Snapshot:
+        m = _members(cls, data)
+        if not isinstance(m["state"], dict):
+            raise ValueError("a Snapshot's 'state' is an object (RunState.to_json())")
+        calls = m["model_calls"]
+        if isinstance(calls, bool) or not isinstance(calls, int) or calls < 0:
+            raise ValueError("a Snapshot's 'model_calls' is a count (an integer from 0)")
+        if not isinstance(m["approvals"], list):
+            raise ValueError("a Snapshot's 'approvals' is a list")
+        m["approvals"] = [Approval.from_json(a) for a in m["approvals"]]
+        return cls(**m)

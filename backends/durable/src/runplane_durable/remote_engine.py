@@ -30,15 +30,17 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from . import lazy_errors as errors
-from .owner import current_owner, owner_is_dead, retire
+from .owner import current_owner, owner_is_dead, requester, retire
 from .records import (
     CANCEL_MODES,
+    Approval,
     CancelMode,
     EventRecord,
     JournalRecord,
     RunRecord,
     RunSpec,
     RunStatus,
+    Snapshot,
     TaskLease,
     TaskRecord,
     TaskResult,
@@ -401,6 +403,45 @@ class RemoteEngine:
         self._refuse_read_only("runs are cancelled")
         answer = await self._request("POST", self._run_path(run_id, "/cancel"), body={"mode": mode})
         return RunRecord.from_json(answer)
+
+    # -- approvals: decided and verified by the server's engine (its key stays there) ----------
+
+    async def list_approvals(self, run_id: str) -> list[Approval]:
+        answer = await self._request("GET", self._run_path(run_id, "/approvals"))
+        return [Approval.from_json(a) for a in answer["approvals"]]
+
+    async def decide(
+        self,
+        run_id: str,
+        call_id: str | None,
+        *,
+        approve: bool,
+        always: bool = False,
+        message: str | None = None,
+        by: str | None = None,
+    ) -> tuple[RunRecord, list[Approval]]:
+        """Asked of the server (POST /runs/{id}/approvals), which records `by` (else this
+        process's user and host) with the client it came from."""
+        self._refuse_read_only("approvals are decided")
+        if by is None:
+            host, _, user = requester()
+            by = f"{user}@{host}" if user else host
+        body = {
+            "call_id": call_id,
+            "decision": "approve" if approve else "reject",
+            "always": bool(always),
+            "message": message,
+            "decided_by": by,
+        }
+        answer = await self._request("POST", self._run_path(run_id, "/approvals"), body=body)
+        return RunRecord.from_json(answer["run"]), [
+            Approval.from_json(a) for a in answer["approvals"]
+        ]
+
+    async def load_snapshot(self, run_id: str) -> Snapshot | None:
+        answer = await self._request("GET", self._run_path(run_id, "/snapshot"))
+        found = answer["snapshot"]
+        return None if found is None else Snapshot.from_json(found)
 
     async def prune(self, *, finished_before: float) -> int:
         self._refuse_read_only("runs are pruned")

@@ -18,7 +18,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 from . import lazy_errors as errors
 from .attempts import REASONS, Attempt
-from .events import EndReason, PendingCall, outcome
+from .events import ApprovalRequested, EndReason, PendingCall, outcome
 from .owner import retire
 from .records import (
     CancelMode,
@@ -26,10 +26,11 @@ from .records import (
     NewEvent,
     RunSpec,
     RunStatus,
+    Snapshot,
     UsageDelta,
     check_status,
 )
-from .writes import Append, Finish, Heartbeat, Opened, Release, Write
+from .writes import Append, Finish, Heartbeat, Interrupt, Opened, Release, Write
 
 __all__ = [
     "MUST_WAIT",
@@ -274,6 +275,7 @@ class JournaledSession:
         final_output: Any | None = None,
         error: BaseException | None = None,
         calls: Sequence[PendingCall] | None = None,
+        snapshot: Snapshot | None = None,
     ) -> None:
         if check_status(status) == "running":
             raise ValueError(
@@ -294,8 +296,22 @@ class JournaledSession:
         )
         event = NewEvent(ended.TYPE, ended.to_payload())
         new_events = [self._ended(REASONS[ended.STATUS]), event]
+        if snapshot is not None:
+            if status != "awaiting_approval":
+                raise ValueError("only a run awaiting approval is stored with a snapshot")
+            # The calls asked for before the outcome, so the outcome stays the run's last
+            # event; the attempt's end first, which makes a retried write recognisable.
+            new_events[1:1] = [
+                NewEvent(ApprovalRequested.TYPE, requested.to_payload())
+                for requested in (
+                    ApprovalRequested(a.call_id, a.tool_name, a.key, _shown(a.arguments))
+                    for a in snapshot.approvals
+                )
+            ]
 
         def make() -> Write:
+            if snapshot is not None:
+                return Interrupt(self.run_id, self._owner, self._event_seq, new_events, snapshot)
             return Finish(
                 self.run_id,
                 self._owner,
@@ -383,3 +399,12 @@ def say_opened(spec: RunSpec, opened: Opened, where: str) -> None:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+# Arguments longer than this are kept with the approval only (`Engine.list_approvals`), not in
+# the event log, as the events keep long values out of their payloads.
+_SHOWN_ARGUMENTS = 4096
+
+
+def _shown(arguments: str) -> str | None:
+    return arguments if len(arguments) <= _SHOWN_ARGUMENTS else None

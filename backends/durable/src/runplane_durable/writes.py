@@ -23,6 +23,7 @@ from .records import (
     NewEvent,
     RunRecord,
     RunStatus,
+    Snapshot,
     UsageDelta,
     check_status,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "Append",
     "Finish",
     "Heartbeat",
+    "Interrupt",
     "Opened",
     "Release",
     "Write",
@@ -143,15 +145,44 @@ class Release:
         return cls(**m)
 
 
-Write = Append | Heartbeat | Finish | Release
-WriteName = Literal["append", "heartbeat", "finish", "release"]
-_WRITES: dict[str, type[Append] | type[Heartbeat] | type[Finish] | type[Release]] = {
-    w.NAME: w for w in (Append, Heartbeat, Finish, Release)
-}
+@dataclass(frozen=True)
+class Interrupt:
+    """The run stops to wait for approval: `snapshot` (the state it resumes from, sealed by the
+    engine that stores it, and the calls it waits on), its events from `event_seq` on (the
+    attempt's end, `run_awaiting_approval`, one `approval_requested` per call), and the lease
+    given up. The run is `awaiting_approval`, not finished: no finished time."""
+
+    NAME = "interrupt"
+    run_id: str
+    owner: str
+    event_seq: int
+    events: list[NewEvent]
+    snapshot: Snapshot
+
+    def to_json(self) -> dict[str, Any]:
+        data = _plain(self)
+        data["events"] = [e.to_json() for e in self.events]
+        data["snapshot"] = self.snapshot.to_json()
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> Interrupt:
+        m = _checked(cls, data)
+        m["events"] = [_event(e) for e in _list(m["events"], "events")]
+        m["snapshot"] = Snapshot.from_json(m["snapshot"])
+        return cls(**m)
+
+
+Write = Append | Heartbeat | Finish | Release | Interrupt
+WriteName = Literal["append", "heartbeat", "finish", "release", "interrupt"]
+_WRITES: dict[
+    str, type[Append] | type[Heartbeat] | type[Finish] | type[Release] | type[Interrupt]
+] = {w.NAME: w for w in (Append, Heartbeat, Finish, Release, Interrupt)}
 
 
 def write_from_json(name: str, data: Any) -> Write:
-    """The write called `name` ("append", "heartbeat", "finish", "release") from its JSON form;
+    """The write called `name` ("append", "heartbeat", "finish", "release", "interrupt") from
+    its JSON form;
     ValueError for another name or a malformed one."""
     kind = _WRITES.get(name)
     if kind is None:

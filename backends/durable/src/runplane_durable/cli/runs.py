@@ -23,6 +23,8 @@ from ..attempts import by_step
 from ..codec import plain_value
 from ..engine import open_engine
 from ..events import (
+    ApprovalDecided,
+    ApprovalRequested,
     AttemptEnded,
     AttemptStarted,
     CancelRequested,
@@ -38,7 +40,7 @@ from ..events import (
     parse,
 )
 from ..local.settings import ENV_DATABASE_URL
-from ..records import CancelMode, EventRecord, RunRecord, check_status
+from ..records import Approval, CancelMode, EventRecord, RunRecord, check_status
 from ..remote_engine import ENV_SERVER_URL
 from ..states import (
     STATES,
@@ -358,6 +360,17 @@ def _describe(
     if isinstance(e, RunAwaitingApproval):
         asked = ", ".join(f"{c.name} ({c.call_id})" for c in e.calls or ())
         return f"{head} [yellow]awaiting approval[/]" + (f" of {escape(asked)}" if asked else "")
+    if isinstance(e, ApprovalRequested):
+        given = f"({_short(e.arguments, 200)})" if e.arguments is not None else "(...)"
+        return f"{head} [yellow]asks approval[/] of {escape(e.name + given)} ({escape(e.call_id)})"
+    if isinstance(e, ApprovalDecided):
+        decided = "approved" if e.approved else "rejected"
+        return (
+            f"{head} [yellow]{decided}[/] {escape(e.call_id)}"
+            + (" (always)" if e.always else "")
+            + (f" by {escape(e.by)}" if e.by else "")
+            + (f": {escape(_short(e.message, 200))}" if e.message else "")
+        )
     if isinstance(e, RunQueued):
         ref = f" (agent {e.agent_ref})" if e.agent_ref else ""
         return f"{head} [yellow]queued[/] on {escape(e.queue)}{escape(ref)}, for a worker"
@@ -674,3 +687,135 @@ def demo(
     from ..demo import run_demo
 
     run_demo(scripted=scripted, run_id=run_id)
+
+
+# -- runs approvals / approve / reject -----------------------------------------------------------
+
+CallOption = Annotated[
+    str | None,
+    typer.Option(
+        "--call", help="The tool call's id (`runplane runs approvals RUN_ID` lists them)."
+    ),
+]
+
+
+def _print_approvals(approvals: list[Approval], run: RunRecord | None, as_json: bool) -> None:
+    if as_json:
+        data: dict[str, Any] = {"approvals": [a.to_json() for a in approvals]}
+        if run is not None:
+            data["run"] = _run_json(run, run_state(run))
+        typer.echo(json.dumps(data, indent=2, default=str))
+        return
+    console = Console(highlight=False)
+    if not approvals:
+        console.print("no call of this run ever waited for approval")
+        return
+    for a in approvals:
+        who = f" by {a.decided_by}" if a.decided_by else ""
+        always = " (always)" if a.always else ""
+        said = f": {a.message}" if a.message else ""
+        rule = f" [policy {a.policy}]" if a.policy else ""
+        console.print(
+            escape(
+                f"{a.call_id}  {a.status}{always}{who}{said}  {a.agent_name}: "
+                f"{a.tool_name}({a.arguments}){rule}"
+            ),
+            soft_wrap=True,
+        )
+    if run is not None:
+        pending = [a for a in approvals if a.status == "pending"]
+        if run.status == "awaiting_approval" and not pending:
+            console.print(
+                escape(
+                    f"every call of run {run.id} is decided: it continues when its program "
+                    f"resumes it (Runner.resume), or in a `runplane worker` of queue "
+                    f"{run.queue or 'none'} that knows agent {run.agent_name}"
+                ),
+                soft_wrap=True,
+            )
+
+
+@runs_app.command("approvals")
+def list_approvals(
+    run_id: str, db: DbOption = None, server: ServerOption = None, as_json: JsonOption = False
+) -> None:
+    """The tool calls a run waited on for approval, with their decisions and who made them."""
+    where = runs_at(db, server)
+
+    async def go() -> list[Approval]:
+        engine = _engine(where)
+        try:
+            return await engine.list_approvals(run_id)
+        finally:
+            await engine.dispose()
+
+    _print_approvals(asyncio.run(go()), None, as_json)
+
+
+async def _decide(
+    where: str | None,
+    run_id: str,
+    call_id: str | None,
+    *,
+    approve: bool,
+    always: bool,
+    message: str | None,
+) -> tuple[RunRecord, list[Approval]]:
+    reader = _engine(where)  # found first by a reader: never a new empty database
+    try:
+        await reader.get_run(run_id)
+    finally:
+        await reader.dispose()
+    engine = open_engine(where)
+    try:
+        return await engine.decide(run_id, call_id, approve=approve, always=always, message=message)
+    finally:
+        await engine.dispose()
+
+
+@runs_app.command("approve")
+def approve_run(
+    run_id: str,
+    call: CallOption = None,
+    always: Annotated[
+        bool, typer.Option("--always", help="Approve this tool's later calls in the run too.")
+    ] = False,
+    db: DbOption = None,
+    server: ServerOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Approve a waiting tool call (without --call: every pending call of the run).
+
+    Recorded with who approved (this user and host); approving again changes nothing. The run
+    then continues under its id: in its program (Runner.resume, or passing its state back in),
+    or in a `runplane worker` that knows its agent once every call is decided.
+    """
+    run, approvals = asyncio.run(
+        _decide(runs_at(db, server), run_id, call, approve=True, always=always, message=None)
+    )
+    _print_approvals(approvals, run, as_json)
+
+
+@runs_app.command("reject")
+def reject_run(
+    run_id: str,
+    call: Annotated[
+        str,
+        typer.Option(
+            "--call", help="The tool call's id (`runplane runs approvals RUN_ID` lists them)."
+        ),
+    ],
+    message: Annotated[
+        str | None,
+        typer.Option("--message", help="What the model is told instead of the tool's output."),
+    ] = None,
+    db: DbOption = None,
+    server: ServerOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Reject a waiting tool call: it never runs, and the model is told `--message` (else the
+    SDK's rejection text) when the run continues. A decision is final."""
+    run, approvals = asyncio.run(
+        _decide(runs_at(db, server), run_id, call, approve=False, always=False, message=message)
+    )
+    _print_approvals(approvals, run, as_json)

@@ -25,6 +25,7 @@ from ..records import (
     CANCEL_MODES,
     DEFAULT_QUEUE,
     MAX_STORED_INT,
+    Approval,
     CancelMode,
     EventRecord,
     JournalRecord,
@@ -32,6 +33,7 @@ from ..records import (
     RunRecord,
     RunSpec,
     RunStatus,
+    Snapshot,
     TaskLease,
     TaskRecord,
     TaskResult,
@@ -45,6 +47,7 @@ from ..records import (
 from ..serde import storable_text
 from ..session import Fenced, JournaledSession, MustWait, say_opened
 from ..writes import Opened, Release, Write
+from . import approvals as approvals_sql
 from . import sql
 from .database import (
     DEFAULT_DIR,
@@ -378,6 +381,47 @@ class LocalEngine:
         if found.status in ("completed", "failed"):
             raise errors.RunFinishedError(run_id=run_id, status=found.status)
         return found
+
+    # -- approvals (local/approvals.py: the SQL and the seals) ---------------------------------
+
+    async def list_approvals(self, run_id: str) -> list[Approval]:
+        found = await self.database.call(approvals_sql.list_approvals, check_run_id(run_id))
+        if found is None:
+            raise errors.RunNotFoundError(run_id=run_id, database=describe(self.url))
+        return found
+
+    async def decide(
+        self,
+        run_id: str,
+        call_id: str | None,
+        *,
+        approve: bool,
+        always: bool = False,
+        message: str | None = None,
+        by: str | None = None,
+    ) -> tuple[RunRecord, list[Approval]]:
+        """See `Engine.decide`; `by` defaults to this process's user and host."""
+        self._refuse_read_only("approvals are decided")
+        if call_id is not None:
+            check_text(call_id, "a call id")  # no NUL, no lone surrogate: no call has one
+        if by is None:
+            host, _, user = requester()
+            by = f"{user}@{host}" if user else host
+        try:
+            return await self.database.call(
+                approvals_sql.decide,
+                check_run_id(run_id),
+                call_id,
+                bool(approve),
+                bool(always),
+                message,
+                by,
+            )
+        except errors.RunNotFoundError:
+            raise errors.RunNotFoundError(run_id=run_id, database=describe(self.url)) from None
+
+    async def load_snapshot(self, run_id: str) -> Snapshot | None:
+        return await self.database.call(approvals_sql.load_snapshot, check_run_id(run_id))
 
     async def prune(self, *, finished_before: float) -> int:
         """See `Engine.prune`: `PRUNE_BATCH` runs per transaction, until none is left."""

@@ -4,6 +4,7 @@ MIGRATIONS (run by `sql.create_schema`, in order, under the schema lock)."""
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Float,
     Index,
@@ -16,7 +17,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -112,6 +113,52 @@ tasks = Table(
     Column("updated_at", Float, nullable=False),
     UniqueConstraint("run_id", "call_key"),
     Index("ix_runplane_tasks_claim", "queue", "status", "available_at"),
+)
+
+# v3: the secrets of this database, created once with its schema (`sql.create_schema`): "seal"
+# is the HMAC key sealing the approval snapshots and decisions. It never leaves the engine.
+keys = Table(
+    "runplane_keys",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("secret", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+# v3: the state a run stopped in to wait for approval (the SDK's RunState JSON), its last one:
+# what it resumes from. `seal` is the HMAC of the run id, `model_calls`, the state and the calls
+# it waits on, under the "seal" key.
+run_states = Table(
+    "runplane_run_states",
+    metadata,
+    Column("run_id", String(200), primary_key=True),
+    Column("state", Text, nullable=False),
+    Column("model_calls", Integer, nullable=False),
+    Column("calls", Text, nullable=False),  # the call ids it waits on, a JSON list
+    Column("seal", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+# v3: the calls a run waited on, and their decisions (each sealed as it is written).
+approvals = Table(
+    "runplane_approvals",
+    metadata,
+    Column("run_id", String(200), nullable=False),
+    Column("call_id", String(300), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("tool_name", String(500), nullable=False),
+    Column("arguments", Text, nullable=False),
+    Column("agent_name", String(500), nullable=False),
+    Column("key", String(300), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("always", Boolean, nullable=False, default=False),
+    Column("message", Text),
+    Column("requested_at", Float, nullable=False),
+    Column("decided_at", Float),
+    Column("decided_by", String(300)),
+    Column("policy", String(300)),
+    Column("seal", String(64)),
+    PrimaryKeyConstraint("run_id", "call_id"),
 )
 
 # The statements that bring a database of version N - 1 to version N; tables new in N are made

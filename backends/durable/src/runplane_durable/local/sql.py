@@ -44,14 +44,16 @@ from ..records import (
 )
 from ..serde import dump_json, load_json
 from ..session import Fenced
-from ..writes import Append, Finish, Heartbeat, Write
+from ..writes import Append, Finish, Heartbeat, Interrupt, Write
 from .prepared import Prepared
 from .schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
+    approvals,
     events,
     journal,
     metadata,
+    run_states,
     runs,
     schema_info,
     tasks,
@@ -151,6 +153,9 @@ def create_schema(conn: Connection, lock: Callable[[Connection], None]) -> int |
             for statement in MIGRATIONS.get(step, ()):
                 conn.execute(sa.text(statement))
     metadata.create_all(conn, checkfirst=True)
+    from .approvals import ensure_key  # v3: the sealing key, made once with the schema
+
+    ensure_key(conn)
     if version is None:
         conn.execute(schema_info.insert().values(id=1, version=SCHEMA_VERSION))
     elif version < SCHEMA_VERSION:
@@ -304,6 +309,15 @@ def claimable_runs(
     oldest = _select_runs().order_by(runs.c.created_at, runs.c.id).limit(limit)
     orphans = conn.execute(oldest.where(runs.c.status == "running", mine, free)).all()
     queued = conn.execute(oldest.where(runs.c.status == "queued", mine)).all()
+    # v3: runs awaiting approval whose every call is decided: a worker continues them.
+    undecided = (
+        sa.select(approvals.c.call_id)
+        .where(approvals.c.run_id == runs.c.id, approvals.c.status == "pending")
+        .exists()
+    )
+    decided = conn.execute(
+        oldest.where(runs.c.status == "awaiting_approval", mine, ~undecided)
+    ).all()
     # A dead holder renews its lease no more: its lease is among the first to run out.
     held_here = conn.execute(
         _select_runs()
@@ -317,7 +331,7 @@ def claimable_runs(
         .limit(limit)
     ).all()
     conn.commit()
-    return [record(r) for r in [*orphans, *queued]], [record(r) for r in held_here]
+    return [record(r) for r in [*orphans, *decided, *queued]], [record(r) for r in held_here]
 
 
 def get_run_row(conn: Connection, run_id: str) -> Any:
@@ -693,6 +707,10 @@ def write_call(write: Write) -> tuple[Callable[..., Any], tuple[Any, ...]]:
             write.error_type,
             write.error,
         )
+    if isinstance(write, Interrupt):
+        from .approvals import interrupt
+
+        return interrupt, (write.run_id, write.owner, write.event_seq, write.events, write.snapshot)
     return release, (write.run_id, write.owner, write.event)
 
 
@@ -719,7 +737,7 @@ def committed(conn: Connection, write: Write) -> tuple[CancelMode | None, int] |
             first = _has_event(conn, write.run_id, write.events, write.event_seq)
             if first is None and not write.events:
                 first = write.event_seq  # a journal entry alone: it takes no event seq
-    elif isinstance(write, Finish):
+    elif isinstance(write, (Finish, Interrupt)):
         first = _has_event(conn, write.run_id, write.events, write.event_seq)
     conn.commit()
     if first is None or row is None:
@@ -1189,7 +1207,7 @@ def prune(conn: Connection, finished_before: float, batch: int) -> int:
         chosen = chosen.with_for_update(skip_locked=True)
     ids = list(conn.execute(chosen).scalars())
     if ids:
-        for table in (events, journal, tasks, runs):
+        for table in (events, journal, tasks, approvals, run_states, runs):
             column = table.c.id if table is runs else table.c.run_id
             conn.execute(table.delete().where(column.in_(ids)))
     conn.commit()
@@ -1213,3 +1231,19 @@ READS: frozenset[Callable[..., Any]] = frozenset(
         committed,
     }
 )
+
+
+# -- for the approvals' transactions (local/approvals.py) ----------------------------------------
+
+
+def max_event_seq_in(conn: Connection, run_id: str) -> int:
+    """The run's last event seq, inside the caller's transaction."""
+    return _max_event_seq(conn, run_id)
+
+
+def insert_events(
+    conn: Connection, run_id: str, first: int, new: list[NewEvent], now: float
+) -> None:
+    """Log `new` from seq `first` on, inside the caller's transaction."""
+    if new:
+        _INSERT_EVENTS.executemany(conn, _event_rows(run_id, first, new, now))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
 from typing import Any, Literal, TypeVar, cast
@@ -20,14 +21,29 @@ from runplane import RunInput, RunnerBackendBase, RunOptions, sdk_runner
 from runplane.base import RunMode
 
 from ..engine import Engine, RunSession, open_engine
-from ..errors import JournalSerializationError, RunCancelledError, RunLeasedError
+from ..errors import (
+    JournalSerializationError,
+    RunCancelledError,
+    RunLeasedError,
+    RunNotFoundError,
+)
 from ..events import PendingCall, parse
 from ..names import check_agent_name, check_run_id, new_run_id, tool_key
-from ..records import DEFAULT_QUEUE, CancelMode, RunRecord, RunSpec, RunStatus
+from ..owner import requester
+from ..records import DEFAULT_QUEUE, CancelMode, RunRecord, RunSpec, RunStatus, Snapshot
 from ..serde import dump_display, dump_value, fingerprint
 from . import intercept
 from .active import ACTIVE, NAMED_RUN_ID, REQUESTED_RUN_ID, ActiveRun
 from .agent_refs import ref_of
+from .approvals import (
+    STOPPED_NESTED,
+    caller_context,
+    caller_decisions,
+    issued_by,
+    remember_states,
+    restored_state,
+    snapshot_of,
+)
 from .cancel import Stopper, requested_by, watch
 from .cancel import cancel_poll_seconds as poll_setting
 from .durability import Durability
@@ -95,10 +111,56 @@ class DurableBackend(RunnerBackendBase):
         mode: RunMode,
     ) -> RunResult:
         intercept.install()  # the SDK's seams are wrapped by the first durable run
-        spec = self._spec(starting_agent, input, options, mode=mode)
+        chosen = take_requested_run_id()
+        spec: RunSpec | None = None
+        named = isinstance(chosen, NestedRunId) or chosen == NAMED_RUN_ID.get()
+        if isinstance(input, RunState) or named:
+            # A state a stopped durable run gave out (or any input under a stopped run's id):
+            # that run continues, under its own id, from its stored snapshot.
+            issued = issued_by(input) if isinstance(input, RunState) else None
+            stopped = await self._stopped(issued or str(chosen))
+            if stopped is not None:
+                record, snapshot = stopped
+                if isinstance(input, RunState):
+                    return await self.resume_stopped(
+                        record,
+                        snapshot,
+                        starting_agent,
+                        options,
+                        caller_state=input,
+                        nested=isinstance(chosen, NestedRunId),
+                    )
+                spec = self._spec(starting_agent, input, options, mode=mode, chosen=chosen)
+                if (spec.agent_name, spec.input_fingerprint) == (
+                    record.agent_name,
+                    record.input_fingerprint,
+                ):
+                    return await self.resume_stopped(record, snapshot, starting_agent, options)
+                # another agent or input: opening the run says which
+        if spec is None:
+            spec = self._spec(starting_agent, input, options, mode=mode, chosen=chosen)
+        return await self._execute(starting_agent, input, options, spec)
+
+    async def _execute(
+        self,
+        starting_agent: Agent[Any],
+        input: RunInput[Any],
+        options: RunOptions[Any],
+        spec: RunSpec,
+        *,
+        model_calls: int = 0,
+    ) -> RunResult:
+        """Open the run `spec` names and run the SDK's loop on `input` in it; `model_calls`:
+        where the journal's model cursor starts (a resume from a snapshot starts past the
+        calls the snapshot holds)."""
+        intercept.install()  # a resume from a snapshot may be this process's first durable run
         session = await self.engine.open_run(spec, lease_seconds=self.lease_seconds)
         active = ActiveRun(
-            opening=_ready(session), streamed=False, backend=self, engine=self.engine
+            opening=_ready(session),
+            streamed=False,
+            backend=self,
+            engine=self.engine,
+            model_ordinal=model_calls,
         )
         await active.session()
         token = ACTIVE.set(active)
@@ -158,16 +220,24 @@ class DurableBackend(RunnerBackendBase):
         self, starting_agent: Agent[Any], input: RunInput[Any], options: RunOptions[Any]
     ) -> RunResultStreaming:
         intercept.install()
-        spec = self._spec(starting_agent, input, options, mode="run_streamed")
+        stopped = issued_by(input) if isinstance(input, RunState) else None
         # The run is opened lazily, by the first step that needs it, inside the SDK's run task:
         # so the SDK validates its arguments (and requires a running loop) exactly as it would
         # without runplane, before anything is written.
-        active = ActiveRun(
-            opening=_Lazy(lambda: self.engine.open_run(spec, lease_seconds=self.lease_seconds)),
-            streamed=True,
-            backend=self,
-            engine=self.engine,
-        )
+        if stopped is not None and isinstance(input, RunState):
+            # A state a stopped durable run of this process gave out: that run continues, under
+            # its id, on the state (its snapshot verified, the caller's decisions recorded).
+            caller: RunState[Any] = input
+            take_requested_run_id()  # the run has its id already
+
+            async def reopen() -> RunSession:
+                return await self._reopen_stopped(stopped, caller, active)
+
+            opening: _Lazy = _Lazy(reopen)
+        else:
+            spec = self._spec(starting_agent, input, options, mode="run_streamed")
+            opening = _Lazy(lambda: self.engine.open_run(spec, lease_seconds=self.lease_seconds))
+        active = ActiveRun(opening=opening, streamed=True, backend=self, engine=self.engine)
         token = ACTIVE.set(active)
         try:
             result = sdk_runner().run_streamed(starting_agent, input, **options.as_kwargs())
@@ -262,9 +332,20 @@ class DurableBackend(RunnerBackendBase):
             if session.read_only:
                 return
             if result.interruptions:
+                try:
+                    snapshot = snapshot_of(result, active.model_ordinal)
+                except JournalSerializationError as exc:  # it could never be resumed
+                    await session.finish("failed", error=exc)
+                    raise
                 await session.finish(
-                    "awaiting_approval", calls=_waiting(result, active.model_ordinal)
+                    "awaiting_approval",
+                    calls=_waiting(result, active.model_ordinal),
+                    snapshot=snapshot,
                 )
+                remember_states(result, session.record.id)
+                stopped = STOPPED_NESTED.get()
+                if stopped is not None:  # a run a durable run's tool started (as_tool)
+                    stopped.append(session.record.id)
                 return
             await session.finish("completed", final_output=dump_display(result.final_output))
         finally:
@@ -323,6 +404,86 @@ class DurableBackend(RunnerBackendBase):
         finally:
             await session.close()
 
+    # -- approvals: a stopped run resumes under its own id, from its stored snapshot -----------
+
+    async def _stopped(self, run_id: str) -> tuple[RunRecord, Snapshot] | None:
+        """Run `run_id` and its verified snapshot, if it exists and ever stopped for approval."""
+        snapshot = await self.engine.load_snapshot(run_id)
+        if snapshot is None:
+            return None
+        try:
+            return await self.engine.get_run(run_id), snapshot
+        except RunNotFoundError:  # pruned meanwhile
+            return None
+
+    async def resume_stopped(
+        self,
+        record: RunRecord,
+        snapshot: Snapshot,
+        starting_agent: Agent[Any],
+        options: RunOptions[Any],
+        *,
+        caller_state: RunState[Any] | None = None,
+        nested: bool = False,
+    ) -> RunResult:
+        """Continue `record` from `snapshot` with its stored decisions applied (first recording
+        those `caller_state` holds: the SDK's pattern of approving on the state and passing it
+        back in), under its own id; the run replays its journal past the snapshot and goes on.
+        The context is `options.context`, else the caller's state's, else the stored one.
+
+        A `nested` run (one an `Agent.as_tool` call of a resumed durable run starts again) runs
+        on the state the SDK hands it, which holds the parent's decisions and which the SDK
+        keeps track of, once the stored snapshot and decisions verified and those decisions
+        were recorded."""
+        context = options.context
+        if caller_state is not None:
+            if context is None:
+                context = caller_context(caller_state)
+            if await self._record_decisions(record, snapshot, caller_state):
+                snapshot = await self.engine.load_snapshot(record.id) or snapshot
+        state = await restored_state(record.id, starting_agent, snapshot, context)
+        if nested and caller_state is not None:
+            state = caller_state
+        spec = _spec_of(record)
+        # The context is in the restored state; passing it to the SDK again would make it
+        # build a fresh one and drop the decisions (openai-agents issue 4244).
+        plain = dataclasses.replace(options, context=None)
+        return await self._execute(
+            starting_agent, state, plain, spec, model_calls=snapshot.model_calls
+        )
+
+    async def _reopen_stopped(
+        self, run_id: str, caller: RunState[Any], active: ActiveRun
+    ) -> RunSession:
+        """Open stopped run `run_id` for a streamed continuation on the caller's state: its
+        snapshot verified, the caller's decisions recorded, the journal cursor past the
+        snapshot's model calls."""
+        stopped = await self._stopped(run_id)
+        if stopped is None:  # pragma: no cover - a state is given out only with its snapshot
+            raise RunNotFoundError(run_id=run_id)
+        record, snapshot = stopped
+        await self._record_decisions(record, snapshot, caller)
+        active.model_ordinal = snapshot.model_calls
+        return await self.engine.open_run(_spec_of(record), lease_seconds=self.lease_seconds)
+
+    async def _record_decisions(
+        self, record: RunRecord, snapshot: Snapshot, caller: RunState[Any]
+    ) -> bool:
+        """Record the decisions `caller` holds on the calls the run waits on; whether any was
+        new."""
+        decided = caller_decisions(record.id, caller, snapshot.approvals)
+        host, pid, user = requester()
+        by = f"{user or '?'}@{host} (Runner.run, pid {pid})"
+        new = False
+        for approval, approved, message in decided:
+            if approval.decided:
+                continue  # recorded already; a decision the other way raises in decide
+            await self.engine.decide(
+                record.id, approval.call_id, approve=approved, message=message, by=by
+            )
+            new = True
+        return new
+
     # -- durable extras -------------------------------------------------------------------------
 
     async def start(
@@ -380,6 +541,19 @@ class DurableBackend(RunnerBackendBase):
     async def cancel(self, run_id: str, *, mode: CancelMode = "immediate") -> RunRecord:
         """Cancel run `run_id`, wherever it executes (`Engine.cancel_run`)."""
         return await self.engine.cancel_run(run_id, mode=mode)
+
+
+def _spec_of(record: RunRecord) -> RunSpec:
+    """The spec that opens `record` again (its own agent, input and options)."""
+    return RunSpec(
+        run_id=record.id,
+        agent_name=record.agent_name,
+        input=record.input,
+        input_fingerprint=record.input_fingerprint,
+        options=record.options,
+        agent_ref=record.agent_ref,
+        queue=record.queue,
+    )
 
 
 def _waiting(result: RunResult | RunResultStreaming, ordinal: int) -> list[PendingCall]:

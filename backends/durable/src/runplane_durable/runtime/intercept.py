@@ -73,6 +73,7 @@ from .active import (
     ActiveRun,
     ModelRequest,
 )
+from .approvals import STOPPED_NESTED
 from .identity import nested_run_id
 
 __all__ = ["INLINE_CHARS", "JournalingModel", "install", "installed", "tool_digest", "uninstall"]
@@ -643,6 +644,8 @@ async def _invoke_function_tool(
     id_token = REQUESTED_RUN_ID.set(nested_run_id(session.record.id, key))
     errors: list[BaseException] = []
     errors_token = tool_outputs.ERRORS.set(errors)
+    stopped: list[str] = []  # a run this tool started that stopped for approval (approvals.py)
+    stopped_token = STOPPED_NESTED.set(stopped)
     started = time.monotonic()
     try:
         with tool_usage.counting() as used:
@@ -655,6 +658,9 @@ async def _invoke_function_tool(
         TOOL_CALL_KEY.reset(key_token)
         REQUESTED_RUN_ID.reset(id_token)
         tool_outputs.ERRORS.reset(errors_token)
+        STOPPED_NESTED.reset(stopped_token)
+    if stopped:  # no output yet: the call runs again when the run resumes, and its run resumes
+        return result
     seconds = round(time.monotonic() - started, 6)
     encoded = tool_outputs.encode(function_tool, context, result.output)
     if encoded is None:  # the SDK refuses this output itself, and fails the run next

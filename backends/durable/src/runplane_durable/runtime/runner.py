@@ -13,7 +13,7 @@ from agents.run_error_handlers import RunErrorHandlers
 from runplane import BackendRunner, RunOptions
 
 from ..errors import DurableError
-from ..records import DEFAULT_QUEUE, CancelMode, EventRecord, RunRecord, RunStatus
+from ..records import DEFAULT_QUEUE, Approval, CancelMode, EventRecord, RunRecord, RunStatus
 from ..serde import load_value
 from .agent_refs import resolve
 from .backend import DurableBackend
@@ -54,8 +54,24 @@ async def resume_run(
 ) -> RunResult:
     """Run `record` on `backend` under its own id, with its stored input and options (and its
     stored context, unless one is given): a queued run starts, an unfinished one resumes from
-    its journal, a finished one replays its result."""
+    its journal, a finished one replays its result. A run that stopped for approval resumes
+    from its stored snapshot, with the decisions stored for it applied."""
     options = record.options
+    snapshot = await backend.engine.load_snapshot(record.id)
+    if snapshot is not None:
+        given: RunOptions[Any] = RunOptions(
+            context=context if context is not None else stored_context(record),
+            max_turns=options.get("max_turns"),
+            hooks=hooks,
+            run_config=run_config,
+            error_handlers=error_handlers,
+            previous_response_id=options.get("previous_response_id"),
+            auto_previous_response_id=bool(options.get("auto_previous_response_id")),
+            conversation_id=options.get("conversation_id"),
+            session=session,
+        )
+        with named_run(record.id):
+            return await backend.resume_stopped(record, snapshot, starting_agent, given)
     with named_run(record.id):
         return await backend.run(
             starting_agent,
@@ -185,6 +201,44 @@ class Runner(BackendRunner):
         A completed or failed run raises `RunFinishedError`; a cancelled one is returned as it is.
         """
         return await cls.durable().cancel(run_id, mode=mode)
+
+    # -- approvals: decided from any process; the run resumes under its own id ----------------
+
+    @classmethod
+    async def approvals(cls, run_id: str) -> list[Approval]:
+        """The calls run `run_id` stopped for, with their decisions (`Engine.list_approvals`)."""
+        return await cls.durable().engine.list_approvals(run_id)
+
+    @classmethod
+    async def approve(
+        cls, run_id: str, call_id: str | None = None, *, always: bool = False, by: str | None = None
+    ) -> list[Approval]:
+        """Approve call `call_id` of run `run_id` (None: every pending call), from any process;
+        `always` approves the tool's later calls in the run too. Recorded with who decided
+        (`by`, else this process's user and host); approving again changes nothing. Then the
+        run continues under its id: `Runner.resume(run_id, agent)`, the program passing its
+        state back in, or a worker once every call is decided. Returns the run's approvals."""
+        _, approvals = await cls.durable().engine.decide(
+            run_id, call_id, approve=True, always=always, by=by
+        )
+        return approvals
+
+    @classmethod
+    async def reject(
+        cls,
+        run_id: str,
+        call_id: str | None = None,
+        *,
+        message: str | None = None,
+        always: bool = False,
+        by: str | None = None,
+    ) -> list[Approval]:
+        """Reject call `call_id` of run `run_id` (None: every pending call): the tool does not
+        run, and the model is told `message` (else the SDK's rejection text). As `approve`."""
+        _, approvals = await cls.durable().engine.decide(
+            run_id, call_id, approve=False, always=always, message=message, by=by
+        )
+        return approvals
 
     @classmethod
     async def events(cls, run_id: str, *, after: int = 0) -> list[EventRecord]:

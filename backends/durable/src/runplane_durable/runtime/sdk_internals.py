@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents import RunResultStreaming
+from agents import RunResultStreaming, RunState
 from agents import tool as tool_module
 from agents import usage as _usage
 from agents.exceptions import MaxTurnsExceeded
@@ -33,12 +33,14 @@ __all__ = [
     "Seam",
     "attach_normalized_usage",
     "cleanup_on_run_end",
+    "decision_in",
     "failure_handled",
     "missing",
     "output_type_adapter",
     "raising_implementation",
     "request_id",
     "response_usage_to_usage",
+    "state_context",
     "stream_error",
 ]
 
@@ -73,6 +75,12 @@ REQUIRED: tuple[tuple[Any, str, str], ...] = (
         "worker runs the implementation it wraps, which raises",
     ),
     (AgentRunner, "run", "the SDK's runner: nested runs are routed to the durable backend"),
+    (RunState, "_context", "the decisions a caller made on a RunState it passes back in"),
+    (
+        RunState,
+        "_find_nested_approval_state",
+        "where the SDK keeps a decision on a nested `Agent.as_tool` run's call",
+    ),
     (AgentRunner, "run_sync", "the same"),
     (AgentRunner, "run_streamed", "the same"),
 )
@@ -207,3 +215,26 @@ def failure_handled(
         impl, invoker._on_handled_error
     )
     return wrapped
+
+
+def state_context(state: RunState[Any]) -> Any:
+    """The `RunContextWrapper` of a RunState (the SDK keeps it private): its context value is
+    the caller's own object, which a resumed run keeps."""
+    return state._context
+
+
+def decision_in(state: RunState[Any], item: Any) -> tuple[bool | None, str | None]:
+    """What `state` says of waiting call `item` (a `ToolApprovalItem` of its interruptions):
+    approved (True), rejected (False) or undecided (None), and a rejection's message. A nested
+    `Agent.as_tool` run's call is decided in that run's own state, as `RunState.approve` put it."""
+    nested = state._find_nested_approval_state(item)
+    if nested is not None:
+        state, item = nested
+    context = state._context
+    if context is None or not isinstance(item.call_id, str) or not item.tool_name:
+        return None, None
+    status = context.get_approval_status(item.tool_name, item.call_id, existing_pending=item)
+    message = None
+    if status is False:
+        message = context.get_rejection_message(item.tool_name, item.call_id, existing_pending=item)
+    return status, message

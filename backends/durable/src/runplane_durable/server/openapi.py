@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..records import (
+    APPROVAL_STATUSES,
     CANCEL_MODES,
     JOURNAL_KINDS,
     RUN_STATUSES,
@@ -233,6 +234,66 @@ SCHEMAS: dict[str, Schema] = {
             "event": _nullable(_ref("NewEvent")),
         },
         optional=("event",),
+    ),
+    "Approval": _object(
+        {
+            "call_id": {"type": "string"},
+            "tool_name": {"type": "string"},
+            "arguments": {"type": "string", "description": "the raw JSON arguments string"},
+            "agent_name": {"type": "string"},
+            "key": {"type": "string", "description": "the call's journal key"},
+            "status": {"enum": list(APPROVAL_STATUSES)},
+            "always": {"type": "boolean"},
+            "message": _nullable({"type": "string"}),
+            "requested_at": _TIME,
+            "decided_at": _nullable(_TIME),
+            "decided_by": _nullable({"type": "string"}),
+            "policy": _nullable(
+                {"type": "string", "description": "the policy rule that asked, when one did"}
+            ),
+        },
+        optional=(
+            "status",
+            "always",
+            "message",
+            "requested_at",
+            "decided_at",
+            "decided_by",
+            "policy",
+        ),
+    ),
+    "Approvals": _object({"approvals": {"type": "array", "items": _ref("Approval")}}),
+    "Decision": _object(
+        {
+            "call_id": _nullable({"type": "string", "minLength": 1}),
+            "decision": {"enum": ["approve", "reject"]},
+            "always": {"type": "boolean", "default": False},
+            "message": _nullable({"type": "string", "minLength": 1}),
+            "decided_by": _nullable(
+                {"type": "string", "minLength": 1, "description": "who decides (a CLI user)"}
+            ),
+        },
+        optional=("call_id", "always", "message", "decided_by"),
+    ),
+    "Decided": _object(
+        {"run": _ref("RunRecord"), "approvals": {"type": "array", "items": _ref("Approval")}}
+    ),
+    "Snapshot": _object(
+        {
+            "state": {"type": "object", "description": "the SDK's RunState.to_json()"},
+            "model_calls": _COUNT,
+            "approvals": {"type": "array", "items": _ref("Approval")},
+        }
+    ),
+    "SnapshotAnswer": _object({"snapshot": _nullable(_ref("Snapshot"))}),
+    "Interrupt": _object(
+        {
+            "run_id": {"type": "string"},
+            "owner": {"type": "string"},
+            "event_seq": {"type": "integer", "minimum": 1},
+            "events": {"type": "array", "items": _ref("NewEvent")},
+            "snapshot": _ref("Snapshot"),
+        }
     ),
     "Fenced": _object(
         {
@@ -507,6 +568,37 @@ PATHS: dict[str, Schema] = {
             },
         )
     },
+    "/api/v1/runs/{run_id}/approvals": {
+        "get": _run_op(
+            "The calls the run stopped for approval, with their decisions",
+            _json("Approvals", "each, in the order requested (none for a run that never waited)"),
+        ),
+        "post": _run_op(
+            "Approve or reject a waiting call (call_id null: every pending call)",
+            _json("Decided", "the run and its approvals after the decision"),
+            more_responses={
+                "404": _json("Error", "no such run (run_not_found) or call (approval_not_found)"),
+                "409": _json(
+                    "Error",
+                    "the run is not awaiting approval, or the call was decided the other way "
+                    "(approval_conflict)",
+                ),
+            },
+            requestBody={
+                "required": True,
+                "content": {"application/json": {"schema": _ref("Decision")}},
+            },
+        ),
+    },
+    "/api/v1/runs/{run_id}/snapshot": {
+        "get": _run_op(
+            "The state the run stopped in for approval, its seal verified by the server",
+            _json("SnapshotAnswer", "the snapshot, or null if the run never stopped so"),
+            more_responses={
+                "422": _json("Error", "the stored snapshot does not verify (run_state_invalid)")
+            },
+        )
+    },
     "/api/v1/prune": {
         "post": _op(
             "Delete finished runs (and their journals, events) finished before a time",
@@ -576,9 +668,9 @@ CLIENT_PATHS: dict[str, Schema] = {
                     "name": "write",
                     "in": "path",
                     "required": True,
-                    "schema": {"enum": ["append", "heartbeat", "finish", "release"]},
+                    "schema": {"enum": ["append", "heartbeat", "finish", "release", "interrupt"]},
                     "description": "which write; the body is its JSON (Append, Heartbeat, "
-                    "Finish, Release)",
+                    "Finish, Release, Interrupt)",
                 },
                 _RETRY,
             ],
@@ -592,6 +684,7 @@ CLIENT_PATHS: dict[str, Schema] = {
                                 _ref("Heartbeat"),
                                 _ref("Finish"),
                                 _ref("Release"),
+                                _ref("Interrupt"),
                             ]
                         }
                     }
