@@ -7,6 +7,7 @@ run, which the page follows live to its completion. Needs the approvals API
 
 from __future__ import annotations
 
+import json
 from urllib.parse import quote
 
 import httpx
@@ -68,7 +69,7 @@ def test_approve_from_the_ui_and_watch_the_run_finish(
     )
     assert row["tool"] == "lookup"
     assert row["status"] == "pending"
-    assert '"order": "42"' in row["arguments"]
+    assert json.loads(row["arguments"]) == {"order": "42"}  # the call's arguments, as sent
     assert row["buttons"] == 2  # Approve, Reject
     assert browser.text("#run-state") == "awaiting approval"
     browser.shot("awaiting")
