@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -41,10 +41,13 @@ def server_env(url: str) -> dict[str, str]:
 class Server:
     """One `runplane server --database DATABASE`, its log in `log`."""
 
-    def __init__(self, database: str, log: Path, *, token: str | None = None) -> None:
+    def __init__(
+        self, database: str, log: Path, *, token: str | None = None, args: Sequence[str] = ()
+    ) -> None:
         self.database = database
         self.log = log
         self.token = token
+        self.args = list(args)  # more options of `runplane server`
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -57,7 +60,7 @@ class Server:
         if self.token is not None:
             env["RUNPLANE_TOKEN"] = self.token
         command = [sys.executable, "-m", "runplane", "server", "--port", str(self.port)]
-        command += ["--database", self.database]
+        command += ["--database", self.database, *self.args]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(command, stdout=log, stderr=log, env=env)
         self._wait_healthy()
@@ -96,8 +99,10 @@ class Server:
 
 
 @contextlib.contextmanager
-def running_server(database: str, log: Path, *, token: str | None = None) -> Iterator[Server]:
-    server = Server(database, log, token=token)
+def running_server(
+    database: str, log: Path, *, token: str | None = None, args: Sequence[str] = ()
+) -> Iterator[Server]:
+    server = Server(database, log, token=token, args=args)
     server.start()
     try:
         yield server

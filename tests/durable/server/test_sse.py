@@ -24,8 +24,9 @@ from runplane_durable.server.app import ServerSettings, create_app
 from sqlalchemy.engine import Connection
 from support.served_app import served
 
-# Short, so the tests wait little; the defaults are 0.2 s and 15 s.
-SETTINGS = ServerSettings(poll_seconds=0.05, keepalive_seconds=0.5)
+# Short, so the tests wait little; the defaults are 0.2 s, 2 s and 15 s (test_live_fanout.py
+# waits for notifications alone).
+SETTINGS = ServerSettings(poll_seconds=0.05, fallback_poll_seconds=0.05, keepalive_seconds=0.5)
 
 
 class Counting:

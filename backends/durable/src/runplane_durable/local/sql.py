@@ -61,6 +61,7 @@ from .schema import (
 STEP_EVENTS = {"model": ModelCalled.TYPE, "tool": ToolCalled.TYPE}
 
 __all__ = [
+    "EVENTS_CHANNEL",
     "READS",
     "USAGE_COLUMNS",
     "RunFilter",
@@ -86,6 +87,7 @@ __all__ = [
     "list_events",
     "list_runs",
     "list_tasks",
+    "log_events",
     "max_event_seq",
     "measure",
     "prune",
@@ -254,7 +256,7 @@ def create_run(
     record = new_record(spec, owner, time.time(), lease_seconds)
     try:
         _INSERT_RUN.execute(conn, new_row(record))
-        _INSERT_EVENTS.execute(conn, _event_rows(spec.run_id, 1, [started], record.created_at)[0])
+        log_events(conn, _event_rows(spec.run_id, 1, [started], record.created_at))
         conn.commit()
     except IntegrityError:
         conn.rollback()
@@ -268,7 +270,7 @@ def enqueue_run(conn: Connection, spec: RunSpec, queued: NewEvent) -> tuple[bool
     new = new_record(spec, None, time.time(), None)
     try:
         _INSERT_RUN.execute(conn, new_row(new))
-        _INSERT_EVENTS.execute(conn, _event_rows(spec.run_id, 1, [queued], new.created_at)[0])
+        log_events(conn, _event_rows(spec.run_id, 1, [queued], new.created_at))
         conn.commit()
     except IntegrityError:
         conn.rollback()
@@ -401,7 +403,7 @@ def claim(
         None if attempt is None else load_json(attempt.payload),
     )
     if logged:
-        _INSERT_EVENTS.executemany(conn, _event_rows(run_id, last_seq + 1, logged, time.time()))
+        log_events(conn, _event_rows(run_id, last_seq + 1, logged, time.time()))
     conn.commit()
     return run, entries, last_seq + len(logged)
 
@@ -468,6 +470,27 @@ _INSERT_JOURNAL = Prepared(
     journal.insert().values({c.name: sa.bindparam(c.name) for c in journal.c})
 )
 _INSERT_EVENTS = Prepared(events.insert().values({c.name: sa.bindparam(c.name) for c in events.c}))
+
+# The channel every transaction that adds events to a run NOTIFYs on PostgreSQL, the run's id as
+# payload: a server's listener (`pg_listen.py`) wakes the event streams of that run. NOTIFY is
+# transactional (sent at commit, dropped on rollback) and de-duplicated per transaction.
+EVENTS_CHANNEL = "runplane_events"
+_NOTIFY = sa.select(sa.func.pg_notify(EVENTS_CHANNEL, sa.bindparam("rid")))
+
+
+def log_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert event rows (`_event_rows`) of one run, and on PostgreSQL notify the run's
+    watchers: every transaction that logs events goes through here (a test checks it)."""
+    if not rows:
+        return
+    if len(rows) == 1:
+        _INSERT_EVENTS.execute(conn, rows[0])
+    else:
+        _INSERT_EVENTS.executemany(conn, rows)
+    if conn.dialect.name == "postgresql":
+        conn.execute(_NOTIFY, {"rid": rows[0]["run_id"]})
+
+
 _RENEW = (
     runs.update()
     .where(runs.c.id == sa.bindparam("rid"), runs.c.owner == sa.bindparam("own"))
@@ -538,7 +561,7 @@ def append(
             },
         )
     if new_events:
-        _INSERT_EVENTS.executemany(conn, _event_rows(run_id, event_seq, new_events, now))
+        log_events(conn, _event_rows(run_id, event_seq, new_events, now))
     conn.commit()
     return cancel, event_seq
 
@@ -585,7 +608,7 @@ def finish(
         conn.rollback()
         return None
     event_seq = max(event_seq, _max_event_seq(conn, run_id) + 1)
-    _INSERT_EVENTS.executemany(conn, _event_rows(run_id, event_seq, new_events, now))
+    log_events(conn, _event_rows(run_id, event_seq, new_events, now))
     conn.commit()
     return None, event_seq
 
@@ -602,7 +625,7 @@ def release(conn: Connection, run_id: str, owner: str, event: NewEvent | None = 
     )
     if event is not None and result.rowcount == 1:
         seq = _max_event_seq(conn, run_id) + 1
-        _INSERT_EVENTS.execute(conn, _event_rows(run_id, seq, [event], now)[0])
+        log_events(conn, _event_rows(run_id, seq, [event], now))
     conn.commit()
 
 
@@ -1161,7 +1184,7 @@ def cancel_run(
             logged.append(NewEvent(RunCancelled.TYPE, RunCancelled().to_payload()))
         if logged:
             first = _max_event_seq(conn, run_id) + 1
-            _INSERT_EVENTS.executemany(conn, _event_rows(run_id, first, logged, now))
+            log_events(conn, _event_rows(run_id, first, logged, now))
         after = record(get_run_row(conn, run_id))
         conn.commit()
         return after
