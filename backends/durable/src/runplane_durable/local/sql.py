@@ -349,6 +349,8 @@ def _take(
     dead_holder: str | None,
     status: RunStatus | None = None,
 ) -> bool:
+    if conn.dialect.name == "postgresql" and not _lock_unless_locked(conn, run_id):
+        return False
     now = time.time()
     free = sa.or_(runs.c.owner.is_(None), runs.c.lease_expires_at < now, runs.c.owner == owner)
     if dead_holder is not None:
@@ -362,6 +364,16 @@ def _take(
         .values(owner=owner, lease_expires_at=now + lease_seconds, status="running")
     )
     return bool(result.rowcount == 1)
+
+
+def _lock_unless_locked(conn: Connection, run_id: str) -> bool:
+    """Lock the run's row for this transaction, unless another transaction holds it (another
+    claimer taking it, its holder writing a step): then False at once, as a lost claim, instead
+    of waiting for that transaction to end (`FOR UPDATE SKIP LOCKED`, PostgreSQL)."""
+    locked = conn.execute(
+        sa.select(runs.c.id).where(runs.c.id == run_id).with_for_update(skip_locked=True)
+    ).first()
+    return locked is not None
 
 
 ClaimEvents = Callable[
@@ -386,7 +398,8 @@ def claim(
     is not free or the run's status changed since it was read: a holder that finished it
     meanwhile gave its lease up, and a free lease alone would reopen a completed, failed or
     cancelled run. Once the fenced update has the run, no other holder can add a step, so the
-    journal read is the whole of it.
+    journal read is the whole of it. On PostgreSQL a row another transaction holds (another
+    claimer's) is passed over at once (`_lock_unless_locked`): None, as a lost claim.
     """
     if not _take(conn, run_id, owner, lease_seconds, dead_holder, status):
         conn.rollback()
