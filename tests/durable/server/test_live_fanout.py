@@ -300,3 +300,18 @@ def test_the_fallback_poll_is_a_server_option(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert re.search(r"--fallback-poll", done.stderr)
+
+
+def test_sqlite_and_remote_engines_have_no_feed_so_streams_poll(tmp_path: Path) -> None:
+    """SQLite cannot notify (a server's streams poll it); a RemoteEngine is not `Notifying`:
+    its clients read the server's stream, which is."""
+    from runplane_durable.engine import Notifying
+
+    async def go() -> None:
+        engine = LocalEngine(f"sqlite:///{tmp_path / 'runs.db'}")
+        assert isinstance(engine, Notifying)
+        assert await engine.event_feed() is None
+        await engine.dispose()
+
+    asyncio.run(go())
+    assert not isinstance(RemoteEngine("http://127.0.0.1:9"), Notifying)

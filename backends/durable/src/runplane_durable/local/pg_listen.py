@@ -166,7 +166,6 @@ class PgListener:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._wake_all()
 
 
 def _closed(lost: asyncio.Event, conn: Any) -> None:
