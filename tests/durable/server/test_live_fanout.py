@@ -75,6 +75,11 @@ class Notices:
     def _heard(self, conn: Any, pid: int, channel: str, payload: str) -> None:
         self.got.append(payload)
 
+    async def watch(self, run_id: str) -> None:
+        """Watch the run as a server's listener does: writers notify only watched runs."""
+        lock = "SELECT pg_advisory_lock_shared($1, hashtext($2))"
+        await self._listen.execute(lock, sql.WATCH_LOCK_CLASS, run_id)
+
     async def since_last(self) -> list[str]:
         """The runs notified since the last call: notifications arrive in commit order, so
         once a marker sent now arrives, every one committed before it has."""
@@ -97,8 +102,10 @@ def _spec(run_id: str, **more: Any) -> RunSpec:
 def test_every_transaction_that_logs_events_notifies_and_only_those(pg: str) -> None:
     async def go() -> None:
         engine = LocalEngine(pg)
-        run_id = f"notify-{uuid.uuid4().hex[:8]}"
+        run_id, other, queued = (f"notify-{uuid.uuid4().hex[:8]}" for _ in range(3))
         async with Notices(pg) as notices:
+            for watched in (run_id, other, queued):
+                await notices.watch(watched)
             await notices.since_last()
             session = await engine.open_run(_spec(run_id), lease_seconds=30)  # create_run
             assert await notices.since_last() == [run_id]
@@ -118,7 +125,6 @@ def test_every_transaction_that_logs_events_notifies_and_only_those(pg: str) -> 
                 await engine.open_run(_spec(run_id), lease_seconds=30)
             assert await notices.since_last() == [run_id]
 
-            other = f"notify-{uuid.uuid4().hex[:8]}"
             session = await engine.open_run(_spec(other), lease_seconds=30)
             await session.release()
             await session.close()
@@ -129,13 +135,21 @@ def test_every_transaction_that_logs_events_notifies_and_only_those(pg: str) -> 
             await session.close()
             assert await notices.since_last() == [other]
 
-            queued = f"notify-{uuid.uuid4().hex[:8]}"
             await engine.enqueue_run(_spec(queued, queue="default"))  # enqueue_run
             assert await notices.since_last() == [queued]
             await engine.enqueue_run(_spec(queued, queue="default"))  # the same: nothing new
             assert await notices.since_last() == []
             await engine.cancel_run(queued)  # cancelled at once
             assert await notices.since_last() == [queued]
+
+            # Nobody watches this one: its writers notify nobody (no commit waits its turn).
+            unwatched = f"notify-{uuid.uuid4().hex[:8]}"
+            session = await engine.open_run(_spec(unwatched), lease_seconds=30)
+            await session.append(events=[NewEvent("progress", {"n": 1})])
+            await session.finish("completed", final_output={"json": 1})
+            await session.close()
+            await engine.enqueue_run(_spec(f"{unwatched}-q", queue="default"))
+            assert await notices.since_last() == []
         await engine.dispose()
 
     asyncio.run(asyncio.wait_for(go(), 120))
@@ -161,6 +175,7 @@ def test_no_event_is_written_without_its_notification() -> None:
     for statement in statements:
         if "INSERT INTO runplane_events" in statement:
             assert f"pg_notify('{sql.EVENTS_CHANNEL}'" in statement, statement
+            assert "pg_try_advisory_xact_lock" in statement, "only a watched run notifies"
             assert "FROM notified" in statement, "a SELECT CTE runs only where it is read"
 
 
@@ -315,3 +330,49 @@ def test_sqlite_and_remote_engines_have_no_feed_so_streams_poll(tmp_path: Path) 
 
     asyncio.run(go())
     assert not isinstance(RemoteEngine("http://127.0.0.1:9"), Notifying)
+
+
+def test_a_listener_holds_a_watch_lock_exactly_while_a_run_is_watched(pg: str) -> None:
+    """What makes writers notify a run: the listener's shared advisory lock on it, taken when
+    its first watch begins (the watch then woken, to read what came before) and given back when
+    its last one ends."""
+
+    async def held(run_id: str) -> bool:
+        conn = await asyncpg.connect(_dsn(pg))
+        try:
+            return bool(
+                await conn.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND mode = "
+                    "'ShareLock' AND classid = $1::bigint::oid "
+                    "AND objid = (hashtext($2)::bigint & 4294967295)::oid",
+                    sql.WATCH_LOCK_CLASS,
+                    run_id,
+                )
+            )
+        finally:
+            await conn.close()
+
+    async def go() -> None:
+        engine = LocalEngine(pg)
+        feed = await engine.event_feed()
+        assert feed is not None
+        run_id = f"locked-{uuid.uuid4().hex[:8]}"
+        session = await engine.open_run(_spec(run_id), lease_seconds=30)
+        with feed.watch(run_id) as first:
+            assert await first.wait(DEADLINE)  # woken once the lock is held
+            assert await held(run_id)
+            with feed.watch(run_id) as second:
+                await session.append(events=[NewEvent("progress", {"n": 1})])
+                assert await first.wait(DEADLINE)
+                assert await second.wait(DEADLINE)
+            assert await held(run_id)  # one watch is left
+        await _until(lambda: _not(held(run_id)), "the lock is given back")
+        await session.release()
+        await session.close()
+        await engine.dispose()
+
+    asyncio.run(asyncio.wait_for(go(), 120))
+
+
+async def _not(value: Any) -> bool:
+    return not await value

@@ -1,14 +1,16 @@
 """PostgreSQL's event notifications in one process: one listening connection, fanned out to the
 watchers of each run (`engine.EventFeed` of a `LocalEngine` on PostgreSQL).
 
-Every transaction that adds events to a run NOTIFYs `sql.EVENTS_CHANNEL` with the run's id
-(`sql.log_events`, `pg_steps.py`). A `PgListener` keeps one asyncpg connection LISTENing on it,
-outside the pool (a pooled connection is lent to one transaction at a time; a listener must stay
-connected), and wakes every `RunWatch` of that run. When the connection drops (PostgreSQL
-restarted, the backend terminated, a network cut) it connects again with backoff, and on each
-(re)connection wakes every watcher: what was written while nobody listened is read then. A
-watcher reads the events themselves from the database by seq, so a lost notification delays an
-event (to its caller's fallback poll) and never loses one.
+Every transaction that adds events to a watched run NOTIFYs `sql.EVENTS_CHANNEL` with the run's
+id (`sql.log_events`, `pg_steps.py`). A `PgListener` keeps one asyncpg connection LISTENing on
+it, outside the pool (a pooled connection is lent to one transaction at a time; a listener must
+stay connected), holds on it a shared advisory lock per run it watches (what makes a writer
+notify: `sql.watched`), and wakes every `RunWatch` of that run. A watch is woken once its lock
+is held too: a write that committed before then is read then. When the connection drops
+(PostgreSQL restarted, the backend terminated, a network cut) its locks go with it; it connects
+again with backoff, takes the locks again, and wakes every watch: what was written while nobody
+listened is read then. A watcher reads the events themselves from the database by seq, so a
+lost notification delays an event (to its caller's fallback poll) and never loses one.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import make_url
 
 from .failures import describe
-from .sql import EVENTS_CHANNEL
+from .sql import EVENTS_CHANNEL, WATCH_LOCK_CLASS
 
 __all__ = ["PgListener", "RunWatch"]
 
@@ -37,6 +39,8 @@ _MAX_DELAY = 5.0
 _CONNECT_TIMEOUT = 10.0
 # A connection can die without the socket saying so (a host gone, a cut link): asked this often.
 _HEALTH_SECONDS = 15.0
+_LOCK = f"SELECT pg_advisory_lock_shared({WATCH_LOCK_CLASS}, hashtext($1))"
+_UNLOCK = f"SELECT pg_advisory_unlock_shared({WATCH_LOCK_CLASS}, hashtext($1))"
 
 
 class RunWatch:
@@ -68,8 +72,9 @@ class PgListener:
         self._watches: dict[str, set[RunWatch]] = {}
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._locked: set[str] = set()  # the runs whose watch lock the connection holds
+        self._changes: asyncio.Queue[str] = asyncio.Queue()  # runs watched or no longer
         self.connections = 0  # how many times it connected and listened: 2 is one reconnect
-        self.listening = asyncio.Event()  # set while LISTEN holds
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -85,22 +90,27 @@ class PgListener:
     def watch(self, run_id: str) -> Iterator[RunWatch]:
         """A watch of `run_id`'s notifications while the block runs."""
         watch = RunWatch()
-        self._watches.setdefault(run_id, set()).add(watch)
+        watchers = self._watches.setdefault(run_id, set())
+        if not watchers:
+            self._changes.put_nowait(run_id)
+        watchers.add(watch)
         try:
             yield watch
         finally:
-            watchers = self._watches.get(run_id)
-            if watchers is not None:
-                watchers.discard(watch)
-                if not watchers:
-                    del self._watches[run_id]
+            watchers.discard(watch)
+            if not watchers and self._watches.get(run_id) is watchers:
+                del self._watches[run_id]
+                self._changes.put_nowait(run_id)
 
     def watched(self) -> int:
         """How many runs have watchers now."""
         return len(self._watches)
 
     def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
-        for watch in self._watches.get(payload, ()):
+        self._wake(payload)
+
+    def _wake(self, run_id: str) -> None:
+        for watch in self._watches.get(run_id, ()):
             watch.notify()
 
     def _wake_all(self) -> None:
@@ -124,8 +134,10 @@ class PgListener:
                 lost = asyncio.Event()
                 conn.add_termination_listener(functools.partial(_closed, lost))
                 await conn.add_listener(EVENTS_CHANNEL, self._notified)
+                self._locked = set()  # a new session holds none
+                for run_id in list(self._watches):
+                    await self._reconcile(conn, run_id)
                 self.connections += 1
-                self.listening.set()
                 if reported:
                     log.info("listening for run events on the %s again", describe(self._url))
                 delay, reported = _FIRST_DELAY, False
@@ -142,22 +154,47 @@ class PgListener:
                     )
                     reported = True
             finally:
-                self.listening.clear()
                 if conn is not None:
                     conn.terminate()
             await asyncio.sleep(delay)
             delay = min(delay * 2, _MAX_DELAY)
 
     async def _hold(self, conn: Any, lost: asyncio.Event) -> None:
-        """Until the connection is lost: a closed socket says so at once; a silent one is found
-        by a query every `_HEALTH_SECONDS`."""
-        while True:
-            try:
-                await _within(lost.wait(), _HEALTH_SECONDS)
-            except asyncio.TimeoutError:
-                await conn.execute("SELECT 1", timeout=_HEALTH_SECONDS)
-                continue
-            raise ConnectionResetError("the listening connection was closed")
+        """Take and give back watch locks as runs are watched, until the connection is lost: a
+        closed socket says so at once; a silent one is found by a query every
+        `_HEALTH_SECONDS`."""
+        closed = asyncio.ensure_future(lost.wait())
+        change: asyncio.Future[str] | None = None
+        try:
+            while True:
+                change = asyncio.ensure_future(self._changes.get())
+                done, _ = await asyncio.wait(
+                    {closed, change}, timeout=_HEALTH_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                )
+                if closed in done:
+                    raise ConnectionResetError("the listening connection was closed")
+                if change in done:
+                    await self._reconcile(conn, change.result())
+                else:
+                    change.cancel()
+                    await conn.execute("SELECT 1", timeout=_HEALTH_SECONDS)
+                change = None
+        finally:
+            closed.cancel()
+            if change is not None and not change.cancel() and not change.cancelled():
+                self._changes.put_nowait(change.result())  # taken, not done: for the next link
+
+    async def _reconcile(self, conn: Any, run_id: str) -> None:
+        """Hold the run's watch lock if it has watchers, else give it back; a watch is woken
+        once its lock is held (a write that committed before is read then)."""
+        wanted, held = run_id in self._watches, run_id in self._locked
+        if wanted and not held:
+            await conn.execute(_LOCK, run_id, timeout=_HEALTH_SECONDS)
+            self._locked.add(run_id)
+            self._wake(run_id)
+        elif held and not wanted:
+            await conn.execute(_UNLOCK, run_id, timeout=_HEALTH_SECONDS)
+            self._locked.discard(run_id)
 
     async def close(self) -> None:
         """Stop listening and close the connection (on the loop that started it)."""

@@ -50,9 +50,10 @@ async def _fetchrow(conn: Any, query: str, *args: Any) -> Any:
 
 _NO_USAGE = UsageDelta()
 
-# Every statement that adds events to a run also NOTIFYs its watchers (`sql.EVENTS_CHANNEL`, the
-# run id as payload), in the same statement: no round trip more. A SELECT CTE runs only where it
-# is read, so each statement reads `notified`; NOTIFY is sent at commit, and not if it fails.
+# Every statement that adds events to a run also NOTIFYs its watchers, if it has any
+# (`sql.EVENTS_CHANNEL`, the run id as payload; `sql.watched`), in the same statement: no round
+# trip more. A SELECT CTE runs only where it is read, so each statement reads `notified`; NOTIFY
+# is sent at commit, and not if it fails.
 
 # A stop asked for from another process comes back with every step (`cancel_requested`); the
 # process that asked logged its event, so this step's events then follow it (`first`).
@@ -78,7 +79,7 @@ WITH step AS (
     FROM step, first, unnest($17::varchar[], $18::text[]) WITH ORDINALITY AS e(type, payload, n)
 ), notified AS (
     SELECT pg_notify('{sql.EVENTS_CHANNEL}', step.id) FROM step
-    WHERE cardinality($17::varchar[]) > 0
+    WHERE cardinality($17::varchar[]) > 0 AND {sql.watched("step.id")}
 )
 SELECT count(*), max(step.cancel_requested), max(first.seq), (SELECT count(*) FROM notified)
 FROM step, first
@@ -105,7 +106,7 @@ WITH done AS (
     FROM done, first, unnest($9::varchar[], $10::text[]) WITH ORDINALITY AS e(type, payload, n)
 ), notified AS (
     SELECT pg_notify('{sql.EVENTS_CHANNEL}', done.id) FROM done
-    WHERE cardinality($9::varchar[]) > 0
+    WHERE cardinality($9::varchar[]) > 0 AND {sql.watched("done.id")}
 )
 SELECT count(*), max(first.seq), (SELECT count(*) FROM notified) FROM done, first
 """
@@ -122,7 +123,8 @@ WITH done AS (
         $4, $5, $3
     FROM done WHERE $4::varchar IS NOT NULL
 ), notified AS (
-    SELECT pg_notify('{sql.EVENTS_CHANNEL}', done.id) FROM done WHERE $4::varchar IS NOT NULL
+    SELECT pg_notify('{sql.EVENTS_CHANNEL}', done.id) FROM done
+    WHERE $4::varchar IS NOT NULL AND {sql.watched("done.id")}
 )
 SELECT count(*), (SELECT count(*) FROM notified) FROM done
 """
@@ -138,7 +140,7 @@ WITH created AS (
     INSERT INTO runplane_events (run_id, seq, type, payload, created_at)
     SELECT id, 1, ${_N + 1}, ${_N + 2}, created_at FROM created
 ), notified AS (
-    SELECT pg_notify('{sql.EVENTS_CHANNEL}', id) FROM created
+    SELECT pg_notify('{sql.EVENTS_CHANNEL}', id) FROM created WHERE {sql.watched("id")}
 )
 SELECT count(*), (SELECT count(*) FROM notified) FROM created
 """
