@@ -225,6 +225,10 @@ def test_a_stream_on_one_server_gets_what_a_run_writes_through_another(
         session = await writer.open_run(_spec(run_id), lease_seconds=30)
         events = _stream(b.url, run_id)
         seen = [await _next(events)]  # attempt_started, from the first read
+        others = [_stream(b.url, run_id) for _ in range(3)]
+        for other in others:
+            assert (await _next(other)).seq == 1
+        assert len(await _listeners(pg)) == 2  # one per server, however many streams
         for n in range(1, 6):  # each written after the stream waits: only NOTIFY wakes it
             await session.append(events=[NewEvent("progress", {"n": n})])
             seen.append(await _next(events))
@@ -235,6 +239,8 @@ def test_a_stream_on_one_server_gets_what_a_run_writes_through_another(
         with pytest.raises(StopAsyncIteration):  # the run is finished: the stream ends
             await _next(events)
         assert seen == await writer.list_events(run_id)
+        for other in others:  # the other streams of the run got the same, and ended
+            assert [e async for e in other] == seen[1:]
         await writer.dispose()
 
     asyncio.run(asyncio.wait_for(go(), 180))

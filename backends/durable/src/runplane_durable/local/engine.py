@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection, make_url
 
 from .. import lazy_errors as errors
 from ..attempts import Attempt, next_number, unended
-from ..engine import LATENCY_BUCKETS, Measures
+from ..engine import LATENCY_BUCKETS, EventFeed, Measures
 from ..events import AttemptStarted, CancelRequested, RunQueued, parse
 from ..names import check_agent_name, check_run_id, check_text
 from ..owner import current_owner, owner_is_dead, requester, retire
@@ -396,7 +396,7 @@ class LocalEngine:
                 return deleted
             await asyncio.sleep(0)  # let this process's runs write between two batches
 
-    async def event_feed(self) -> PgListener | None:
+    async def event_feed(self) -> EventFeed | None:
         """See `engine.Notifying`: on PostgreSQL, this engine's one listening connection."""
         if make_url(self.url).get_backend_name() != "postgresql":
             return None

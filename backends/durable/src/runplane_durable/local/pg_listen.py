@@ -102,10 +102,6 @@ class PgListener:
                 del self._watches[run_id]
                 self._changes.put_nowait(run_id)
 
-    def watched(self) -> int:
-        """How many runs have watchers now."""
-        return len(self._watches)
-
     def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
         self._wake(payload)
 
