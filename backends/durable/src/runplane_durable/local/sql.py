@@ -493,7 +493,7 @@ _INSERT_EVENTS = Prepared(events.insert().values({c.name: sa.bindparam(c.name) f
 # its WAL flush: notifying every step cut PostgreSQL's steps/s to the disk's flushes per second
 # (bench/pg_notify.py: 230 against 1,280 at 16 connections). So a listener holds a shared
 # advisory lock (WATCH_LOCK_CLASS, hashtext(run id)) on each run it watches, and a writer
-# notifies only if it cannot take that lock exclusively (`WATCHED`): nobody watching costs a
+# notifies only if it cannot take that lock exclusively (`watched`): nobody watching costs a
 # lock-table entry, not a serialized commit. The writer holds the lock it took until it commits,
 # so a watch that begins meanwhile waits for that commit, and its first read after sees it.
 EVENTS_CHANNEL = "runplane_events"
