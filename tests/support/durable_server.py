@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -43,12 +43,19 @@ class Server:
     non-loopback address needs a `token`, as the server itself says)."""
 
     def __init__(
-        self, database: str, log: Path, *, token: str | None = None, host: str = "127.0.0.1"
+        self,
+        database: str,
+        log: Path,
+        *,
+        token: str | None = None,
+        host: str = "127.0.0.1",
+        args: Sequence[str] = (),
     ) -> None:
         self.database = database
         self.log = log
         self.token = token
         self.host = host
+        self.args = list(args)  # more options of `runplane server`
         self.port = _free_port(host)
         self.url = f"http://{host}:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -62,7 +69,7 @@ class Server:
             env["RUNPLANE_TOKEN"] = self.token
         command = [sys.executable, "-m", "runplane", "server", "--port", str(self.port)]
         command += ["--host", self.host]
-        command += ["--database", self.database]
+        command += ["--database", self.database, *self.args]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(command, stdout=log, stderr=log, env=env)
         self._wait_healthy()
@@ -102,9 +109,14 @@ class Server:
 
 @contextlib.contextmanager
 def running_server(
-    database: str, log: Path, *, token: str | None = None, host: str = "127.0.0.1"
+    database: str,
+    log: Path,
+    *,
+    token: str | None = None,
+    host: str = "127.0.0.1",
+    args: Sequence[str] = (),
 ) -> Iterator[Server]:
-    server = Server(database, log, token=token, host=host)
+    server = Server(database, log, token=token, host=host, args=args)
     server.start()
     try:
         yield server

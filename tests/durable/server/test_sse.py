@@ -24,8 +24,9 @@ from runplane_durable.server.app import ServerSettings, create_app
 from sqlalchemy.engine import Connection
 from support.served_app import served
 
-# Short, so the tests wait little; the defaults are 0.2 s and 15 s.
-SETTINGS = ServerSettings(poll_seconds=0.05, keepalive_seconds=0.5)
+# Short, so the tests wait little; the defaults are 0.2 s, 2 s and 15 s (test_live_fanout.py
+# waits for notifications alone).
+SETTINGS = ServerSettings(poll_seconds=0.05, fallback_poll_seconds=0.05, keepalive_seconds=0.5)
 
 
 class Counting:
@@ -52,6 +53,22 @@ def counting(store: str) -> Counting:
 def live(store: str, counting: Counting) -> Iterator[str]:
     with served(create_app(counting, SETTINGS)) as url:  # type: ignore[arg-type]
         yield url
+
+
+@pytest.fixture(scope="module")
+def notified(store: str) -> Iterator[str]:
+    """A server whose streams on PostgreSQL hear of new events by NOTIFY alone (its fallback
+    poll is longer than any test); on SQLite it polls as `live` does."""
+    settings = ServerSettings(poll_seconds=0.05, fallback_poll_seconds=600, keepalive_seconds=0.5)
+    with served(create_app(LocalEngine(store), settings)) as url:
+        yield url
+
+
+@pytest.fixture(params=["polled", "notified"])
+def either(request: pytest.FixtureRequest) -> str:
+    """Each of the two servers: the stream's semantics hold however it learns of events."""
+    url: str = request.getfixturevalue("live" if request.param == "polled" else "notified")
+    return url
 
 
 @dataclass
@@ -97,7 +114,9 @@ def _step(n: int) -> NewEvent:
     return NewEvent("progress", {"n": n})
 
 
-def test_reconnecting_with_last_event_id_gets_exactly_the_rest(store: str, live: str) -> None:
+def test_reconnecting_with_last_event_id_gets_exactly_the_rest(store: str, either: str) -> None:
+    live = either
+
     async def go() -> None:
         engine, run_id = LocalEngine(store), f"sse/{uuid.uuid4().hex[:8]} ✓"
         session = await _start(engine, run_id)
@@ -141,8 +160,10 @@ def test_reconnecting_with_last_event_id_gets_exactly_the_rest(store: str, live:
 
 
 def test_after_resumes_and_a_finished_run_streams_its_history_then_ends(
-    store: str, live: str
+    store: str, either: str
 ) -> None:
+    live = either
+
     async def go() -> None:
         engine, run_id = LocalEngine(store), f"sse-done-{uuid.uuid4().hex[:8]}"
         session = await _start(engine, run_id)
@@ -159,8 +180,10 @@ def test_after_resumes_and_a_finished_run_streams_its_history_then_ends(
 
 
 def test_a_run_awaiting_approval_keeps_its_stream_open_with_keepalives(
-    store: str, live: str
+    store: str, either: str
 ) -> None:
+    live = either
+
     async def go() -> None:
         engine, run_id = LocalEngine(store), f"sse-wait-{uuid.uuid4().hex[:8]}"
         session = await _start(engine, run_id)

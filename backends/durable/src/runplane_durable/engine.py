@@ -10,6 +10,7 @@ tests/durable/engine/test_engine_contract.py runs the same tests against every e
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -35,9 +36,12 @@ from .records import (
 __all__ = [
     "LATENCY_BUCKETS",
     "Engine",
+    "EventFeed",
+    "EventWatch",
     "Latencies",
     "Measured",
     "Measures",
+    "Notifying",
     "RunSession",
     "open_engine",
 ]
@@ -358,6 +362,34 @@ class Measured(Protocol):
 
     async def measure(self, *, buckets: Sequence[float] = LATENCY_BUCKETS) -> Measures:
         """The store's `Measures` now, the latencies in `buckets` (upper bounds, ascending)."""
+
+
+class EventWatch(Protocol):
+    """Wake-ups for one run's new events, from `EventFeed.watch`."""
+
+    async def wait(self, timeout: float) -> bool:
+        """Return True once the store said the run got events since the watch began or since
+        the last `wait` returned (one said while the caller was reading is kept for the next
+        `wait`), False after `timeout` seconds without. A hint only: read the events by seq."""
+
+
+class EventFeed(Protocol):
+    """The store's word that runs got events (PostgreSQL's NOTIFY), in this process: one
+    listener fanned out to every watch. It may miss some (while it reconnects), so a reader
+    waits for it or for a fallback poll, and reads the events from the store either way."""
+
+    def watch(self, run_id: str) -> AbstractContextManager[EventWatch]:
+        """Watch `run_id` while the block runs; begin it before the first read."""
+
+
+@runtime_checkable
+class Notifying(Protocol):
+    """An engine whose store can say when a run gets events (`LocalEngine`: on PostgreSQL).
+    Not part of `Engine`: a server uses it for its event streams, whose clients wait on them."""
+
+    async def event_feed(self) -> EventFeed | None:
+        """The engine's feed, its listener started on the running loop on first call (one per
+        engine, closed by `dispose`); None where the store cannot notify (SQLite): poll."""
 
 
 def open_engine(url: str | None = None, *, read_only: bool = False, server: bool = True) -> Engine:

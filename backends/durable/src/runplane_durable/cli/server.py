@@ -49,6 +49,15 @@ def server(
             "Default: 8 MiB.",
         ),
     ] = None,
+    fallback_poll: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="On PostgreSQL, a live event stream is woken by NOTIFY, and reads the database "
+            "at least this often anyway, in seconds (a notification lost while the listener "
+            "reconnects). Default: 2.",
+        ),
+    ] = None,
 ) -> None:
     """Serve durable runs over HTTP: the JSON API under /api/v1, for programs started with
     RUNPLANE_SERVER_URL, workers, `runplane runs --server` and anyone watching."""
@@ -75,6 +84,8 @@ def server(
     settings = ServerSettings(token=token)
     if max_body_bytes is not None:
         settings = dataclasses.replace(settings, max_body_bytes=max_body_bytes)
+    if fallback_poll is not None:
+        settings = dataclasses.replace(settings, fallback_poll_seconds=fallback_poll)
     app = create_app(open_engine(database, server=False), settings)
     config = uvicorn.Config(
         app, host=host, port=port, log_level="info", lifespan="on", timeout_graceful_shutdown=5

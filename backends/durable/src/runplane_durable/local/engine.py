@@ -11,13 +11,13 @@ import socket
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 
 from .. import lazy_errors as errors
 from ..attempts import Attempt, next_number, unended
-from ..engine import LATENCY_BUCKETS, Measures
+from ..engine import LATENCY_BUCKETS, EventFeed, Measures
 from ..events import AttemptStarted, CancelRequested, RunQueued, parse
 from ..names import check_agent_name, check_run_id, check_text
 from ..owner import current_owner, owner_is_dead, requester, retire
@@ -62,6 +62,9 @@ from .failures import Link, link_failure
 from .location import passed_over
 from .settings import Durability, StoreSettings
 
+if TYPE_CHECKING:  # imported where PostgreSQL is used
+    from .pg_listen import PgListener
+
 __all__ = ["LocalEngine", "LocalRunSession", "LocalWriter"]
 
 log = logging.getLogger("runplane_durable")
@@ -97,6 +100,7 @@ class LocalEngine:
         # Leases this process could not give back (the database failed), by run; given back by
         # the next transaction that works.
         self._unreleased: dict[str, Release] = {}
+        self._listener: PgListener | None = None
 
     def __repr__(self) -> str:
         return f"LocalEngine({describe(self.url)})"
@@ -434,7 +438,21 @@ class LocalEngine:
                 return deleted
             await asyncio.sleep(0)  # let this process's runs write between two batches
 
+    async def event_feed(self) -> EventFeed | None:
+        """See `engine.Notifying`: on PostgreSQL, this engine's one listening connection."""
+        if make_url(self.url).get_backend_name() != "postgresql":
+            return None
+        if self._listener is None or self._listener.loop is not asyncio.get_running_loop():
+            from .pg_listen import PgListener
+
+            self._listener = PgListener(self.url)
+            self._listener.start()
+        return self._listener
+
     async def dispose(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None and listener.loop is asyncio.get_running_loop():
+            await listener.close()
         if self._db is not None:
             if self._unreleased:
                 with contextlib.suppress(errors.DatabaseError):

@@ -50,9 +50,14 @@ async def _fetchrow(conn: Any, query: str, *args: Any) -> Any:
 
 _NO_USAGE = UsageDelta()
 
+# Every statement that adds events to a run also NOTIFYs its watchers, if it has any
+# (`sql.EVENTS_CHANNEL`, the run id as payload; `sql.watched`), in the same statement: no round
+# trip more. A SELECT CTE runs only where it is read, so each statement reads `notified`; NOTIFY
+# is sent at commit, and not if it fails.
+
 # A stop asked for from another process comes back with every step (`cancel_requested`); the
 # process that asked logged its event, so this step's events then follow it (`first`).
-_APPEND = """
+_APPEND = f"""
 WITH step AS (
     UPDATE runplane_runs
     SET updated_at = $3, lease_expires_at = $4,
@@ -72,8 +77,12 @@ WITH step AS (
     INSERT INTO runplane_events (run_id, seq, type, payload, created_at)
     SELECT step.id, first.seq + e.n - 1, e.type, e.payload, $3
     FROM step, first, unnest($17::varchar[], $18::text[]) WITH ORDINALITY AS e(type, payload, n)
+), notified AS (
+    SELECT pg_notify('{sql.EVENTS_CHANNEL}', step.id) FROM step
+    WHERE cardinality($17::varchar[]) > 0 AND {sql.watched("step.id")}
 )
-SELECT count(*), max(step.cancel_requested), max(first.seq) FROM step, first
+SELECT count(*), max(step.cancel_requested), max(first.seq), (SELECT count(*) FROM notified)
+FROM step, first
 """
 
 _HEARTBEAT = """
@@ -81,7 +90,7 @@ UPDATE runplane_runs SET lease_expires_at = $3 WHERE id = $1 AND owner = $2
 RETURNING cancel_requested
 """
 
-_FINISH = """
+_FINISH = f"""
 WITH done AS (
     UPDATE runplane_runs
     SET status = $3, updated_at = $4, finished_at = $4, owner = NULL, lease_expires_at = NULL,
@@ -95,12 +104,15 @@ WITH done AS (
     INSERT INTO runplane_events (run_id, seq, type, payload, created_at)
     SELECT done.id, first.seq + e.n - 1, e.type, e.payload, $4
     FROM done, first, unnest($9::varchar[], $10::text[]) WITH ORDINALITY AS e(type, payload, n)
+), notified AS (
+    SELECT pg_notify('{sql.EVENTS_CHANNEL}', done.id) FROM done
+    WHERE cardinality($9::varchar[]) > 0 AND {sql.watched("done.id")}
 )
-SELECT count(*), max(first.seq) FROM done, first
+SELECT count(*), max(first.seq), (SELECT count(*) FROM notified) FROM done, first
 """
 
 # The event's seq is found in the statement (see sql.release).
-_RELEASE = """
+_RELEASE = f"""
 WITH done AS (
     UPDATE runplane_runs SET owner = NULL, lease_expires_at = NULL, updated_at = $3
     WHERE id = $1 AND owner = $2
@@ -110,8 +122,11 @@ WITH done AS (
     SELECT id, coalesce((SELECT max(seq) FROM runplane_events WHERE run_id = $1), 0) + 1,
         $4, $5, $3
     FROM done WHERE $4::varchar IS NOT NULL
+), notified AS (
+    SELECT pg_notify('{sql.EVENTS_CHANNEL}', done.id) FROM done
+    WHERE $4::varchar IS NOT NULL AND {sql.watched("done.id")}
 )
-SELECT count(*) FROM done
+SELECT count(*), (SELECT count(*) FROM notified) FROM done
 """
 
 _N = len(sql.new_row_names)
@@ -124,8 +139,10 @@ WITH created AS (
 ), logged AS (
     INSERT INTO runplane_events (run_id, seq, type, payload, created_at)
     SELECT id, 1, ${_N + 1}, ${_N + 2}, created_at FROM created
+), notified AS (
+    SELECT pg_notify('{sql.EVENTS_CHANNEL}', id) FROM created WHERE {sql.watched("id")}
 )
-SELECT count(*) FROM created
+SELECT count(*), (SELECT count(*) FROM notified) FROM created
 """
 
 
@@ -146,7 +163,7 @@ async def append(
     if entry is not None:
         kind, key, fp = entry.kind, entry.key, entry.fingerprint
         payload = dump_json(entry.payload)
-    found, cancel, first = await _fetchrow(
+    found, cancel, first, _ = await _fetchrow(
         conn,
         _APPEND,
         run_id,
@@ -189,7 +206,7 @@ async def finish(
     error_type: str | None,
     error: str | None,
 ) -> tuple[CancelMode | None, int] | None:
-    found, first = await _fetchrow(
+    found, first, _ = await _fetchrow(
         conn,
         _FINISH,
         run_id,

@@ -4,6 +4,7 @@ guards them (token, body size, cross-site requests), how errors are answered, an
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import lazy_errors as errors
-from ..engine import Engine
+from ..engine import Engine, Notifying
 from . import approvals_api, metrics, openapi, runs_api, sessions_api, ui, work_api
 from .guard import Guard
 from .responses import (
@@ -38,10 +39,20 @@ class ServerSettings:
 
     token: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    # How often a live event stream asks the engine for new events, and how long it may stay
+    # How often a live event stream asks the engine for new events where the store cannot say
+    # when there are some (SQLite); where it can (PostgreSQL's NOTIFY, `engine.Notifying`), a
+    # stream waits for its word, or at most `fallback_poll_seconds` (a notification lost while
+    # the listener reconnects delays an event, never loses it). Then how long a stream may stay
     # silent before a keep-alive comment (proxies close idle connections).
     poll_seconds: float = 0.2
+    fallback_poll_seconds: float = 2.0
     keepalive_seconds: float = 15.0
+
+    def __post_init__(self) -> None:
+        for name in ("poll_seconds", "fallback_poll_seconds", "keepalive_seconds"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0 < value < math.inf):
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
 
 
 def create_app(engine: Engine, settings: ServerSettings | None = None) -> Starlette:
@@ -50,6 +61,9 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> Starle
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # The engine's one listener for the event streams (PostgreSQL), on the server's loop.
+        if isinstance(engine, Notifying):
+            app.state.event_feed = await engine.event_feed()
         try:
             yield
         finally:
@@ -99,4 +113,5 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> Starle
     )
     app.state.engine = engine
     app.state.settings = settings
+    app.state.event_feed = None  # the streams poll until the lifespan starts a feed
     return app
