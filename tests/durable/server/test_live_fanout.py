@@ -23,8 +23,15 @@ import httpx
 import pytest
 from runplane_durable import LocalEngine
 from runplane_durable.errors import RunCancelledError
+from runplane_durable.events import PendingCall
 from runplane_durable.local import pg_steps, sql
-from runplane_durable.records import EventRecord, NewEvent, RunSpec
+from runplane_durable.records import (
+    Approval,
+    EventRecord,
+    NewEvent,
+    RunSpec,
+    Snapshot,
+)
 from runplane_durable.remote_engine import RemoteEngine
 from runplane_durable.server.app import ServerSettings
 from support.durable import fresh_pg_database
@@ -141,6 +148,25 @@ def test_every_transaction_that_logs_events_notifies_and_only_those(pg: str) -> 
             assert await notices.since_last() == []
             await engine.cancel_run(queued)  # cancelled at once
             assert await notices.since_last() == [queued]
+
+            # Stopped for approval (its snapshot and calls stored), then decided from elsewhere.
+            waiting = f"notify-{uuid.uuid4().hex[:8]}"
+            await notices.watch(waiting)
+            session = await engine.open_run(_spec(waiting), lease_seconds=30)
+            await notices.since_last()
+            snapshot = Snapshot(
+                state={"any": "state"},
+                model_calls=1,
+                approvals=[Approval("p1", "pay", '{"amount":5}', "payer", "1:p1")],
+            )
+            calls = [PendingCall("p1", "pay", "1:p1")]
+            await session.finish("awaiting_approval", calls=calls, snapshot=snapshot)
+            await session.close()
+            assert await notices.since_last() == [waiting]
+            await engine.decide(waiting, "p1", approve=True, by="test")  # approval_decided
+            assert await notices.since_last() == [waiting]
+            await engine.decide(waiting, "p1", approve=True, by="test")  # the same: nothing new
+            assert await notices.since_last() == []
 
             # Nobody watches this one: its writers notify nobody (no commit waits its turn).
             unwatched = f"notify-{uuid.uuid4().hex[:8]}"

@@ -1299,6 +1299,6 @@ def max_event_seq_in(conn: Connection, run_id: str) -> int:
 def insert_events(
     conn: Connection, run_id: str, first: int, new: list[NewEvent], now: float
 ) -> None:
-    """Log `new` from seq `first` on, inside the caller's transaction."""
-    if new:
-        _INSERT_EVENTS.executemany(conn, _event_rows(run_id, first, new, now))
+    """Log `new` from seq `first` on, inside the caller's transaction (through `log_events`,
+    so the run's watchers hear of them)."""
+    log_events(conn, _event_rows(run_id, first, new, now))
