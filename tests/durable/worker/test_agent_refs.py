@@ -85,6 +85,19 @@ def test_a_module_level_agent_is_stored_under_its_defining_module(app_package: s
     assert module.triage is triage
 
 
+def test_a_policy_guarded_clone_is_stored_under_its_original_agent(app_package: str) -> None:
+    """`runplane.policy.install` makes the facade run a clone, which no module holds: its runs
+    are named by the module's agent, which a worker rebuilds and guards with its own policy."""
+    import runplane.policy
+    from runplane.policy import ApprovalPolicy
+
+    triage = __import__(f"{app_package}.agents", fromlist=["triage"]).triage
+    policy = ApprovalPolicy.from_toml('[[rules]]\nname = "all"\ntools = ["*"]\n')
+    clone = runplane.policy.apply(triage, policy)
+    assert clone is not triage
+    assert ref_of(clone) == ref_of(triage) == f"{app_package}.agents:triage"
+
+
 def test_load_agents_takes_a_module_or_one_attribute(app_package: str) -> None:
     every = load_agents(f"{app_package}.agents")
     assert sorted(every) == [

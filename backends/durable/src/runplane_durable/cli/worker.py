@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -55,6 +56,16 @@ def worker(
             "a run of a silent worker over.",
         ),
     ] = 30.0,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy",
+            help="An approval policy (TOML, as runplane.policy.ApprovalPolicy.from_toml reads) "
+            "applied to every run this worker executes, as runplane.policy.install applies it "
+            "in a program: give the one the program runs under.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the agents of MODULE... for runs no caller waits for: (a) runs of these agents whose
     process died (killed, crashed, stalled past its lease) or stopped, resumed from their
@@ -72,6 +83,8 @@ def worker(
     from ..worker.loop import Worker
 
     where = runs_at(db, server)  # before importing anything of the program
+    if policy is not None:
+        _install_policy(policy)
     try:
         known = KnownAgents.load(modules)
     except AgentRefError as exc:
@@ -90,6 +103,21 @@ def worker(
         )
     )
     typer.echo("runplane worker stopped", err=True)
+
+
+def _install_policy(path: Path) -> None:
+    """The policy of `--policy`, installed process-wide: the worker applies the installed policy
+    to each agent it runs (a program's module may also install one when it is imported)."""
+    from runplane.policy import ApprovalPolicy, PolicyError, install
+
+    try:
+        install(ApprovalPolicy.from_toml(path))
+    except PolicyError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--policy") from None
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"cannot read the policy file {path}: {exc.strerror or exc}", param_hint="--policy"
+        ) from None
 
 
 async def _serve(w: Worker) -> None:

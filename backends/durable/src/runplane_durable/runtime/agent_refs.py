@@ -25,6 +25,8 @@ from typing import Any
 
 from agents import Agent
 
+from runplane.policy import original_of
+
 from ..errors import AgentRefError
 
 __all__ = ["load_agents", "parse_ref", "ref_of", "refs_of", "resolve"]
@@ -163,7 +165,9 @@ def refs_of(agent: Agent[Any], *, program_only: bool = True) -> list[str]:
 
 def ref_of(agent: Agent[Any]) -> str | None:
     """The reference a run of `agent` is stored with, or None when it has none; looked up once
-    per agent object."""
+    per agent object. A clone an approval policy made (`runplane.policy`) is named by the
+    agent it was made from, which is the module's attribute; a worker applies its policy again."""
+    agent = original_of(agent)
     key = id(agent)
     with _lock:
         cached = _cache.get(key)

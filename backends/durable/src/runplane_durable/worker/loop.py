@@ -20,6 +20,8 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
+from runplane.policy import enforced
+
 from ..engine import Engine
 from ..errors import DatabaseError, RunCancelledError, RunLeasedError
 from ..records import DEFAULT_QUEUE, RunRecord
@@ -154,7 +156,9 @@ class Worker:
         what = "starting" if record.status == "queued" else "resuming"
         log.info("worker: %s run %s (agent %s)", what, record.id, record.agent_name)
         try:
-            await resume_run(self.backend, record, agent)
+            # Under the process-wide approval policy, as a program's runs are (the facade applies
+            # it there): a run a guarded program started must not continue here unguarded.
+            await resume_run(self.backend, record, enforced(agent))
         except RunLeasedError as exc:
             if exc.taken_over:  # it ran here, silent past its lease: its late steps refused
                 log.warning("worker: gave up run %s: %s", record.id, exc)
