@@ -15,13 +15,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 LISTENING = re.compile(r"listening on (http://\S+)")
+ACCESS = re.compile(r'"(GET|POST|PUT|DELETE) (/[^ ?"]*)')  # uvicorn's access log line
 CLIENT = HERE / "server_load.py"  # its `--client` mode is the client process
 
 
@@ -33,6 +35,8 @@ class Server:
     process: subprocess.Popen[str]
     url: str
     lines: list[str]
+    # Requests served, by method and path (its access log, read as it goes).
+    requests: Counter[str] = field(default_factory=Counter)
 
     def peak_rss_mib(self) -> float:
         try:
@@ -62,34 +66,37 @@ def start_server(database: str, cwd: Path, port: int = 0) -> Server:
     process = subprocess.Popen(
         [str(runplane), "server", "--port", str(port), "--database", database],
         cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,  # its access log, counted by `_drain`
+        stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "RUNPLANE_SERVER_URL": ""},
     )
-    assert process.stderr is not None
+    assert process.stdout is not None
     lines: list[str] = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        line = process.stderr.readline()
+        line = process.stdout.readline()
         if not line:
             break
         lines.append(line)
         if match := LISTENING.search(line):
             server = Server(process, match.group(1), lines)
             # Keep draining its log so a chatty server never blocks on a full pipe.
-            threading.Thread(target=_drain, args=(process, lines), daemon=True).start()
+            threading.Thread(target=_drain, args=(server,), daemon=True).start()
             return server
     process.kill()
     process.wait()
     raise RuntimeError(f"runplane server did not start: {''.join(lines)[-800:]}")
 
 
-def _drain(process: subprocess.Popen[str], lines: list[str]) -> None:
-    assert process.stderr is not None
-    for line in process.stderr:
-        lines.append(line)
-        del lines[:-200]
+def _drain(server: Server) -> None:
+    assert server.process.stdout is not None
+    for line in server.process.stdout:
+        if match := ACCESS.search(line):
+            server.requests[f"{match.group(1)} {match.group(2)}"] += 1
+            continue
+        server.lines.append(line)
+        del server.lines[:-200]
 
 
 def stop_server(server: Server) -> None:

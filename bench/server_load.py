@@ -48,6 +48,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -281,6 +282,8 @@ def concurrent(
         results = collect_clients(procs, 5)
         cpu = sum(cpu_seconds(s.process.pid) - b for s, b in zip(started, before, strict=True))
         rss = [s.peak_rss_mib() for s in started]
+        time.sleep(0.5)  # the last access log lines
+        requests: Counter[str] = sum((s.requests for s in started), Counter())
     walls = walls_of(results)
     failed, notes = failures_of(results)
     batch = max((r.get("batch_s", 0.0) for r in results), default=0.0)
@@ -298,6 +301,8 @@ def concurrent(
         "server_rss_mib": rss,
         "server_fds": fds,
         "server_cpu_ms_per_step": cpu / committed * 1000 if committed else float("nan"),
+        "requests_per_step": sum(requests.values()) / committed if committed else float("nan"),
+        "cancel_polls": requests["GET /api/v1/sessions/cancel"] / max(1, sum(requests.values())),
         "failed": failed,
         "notes": notes[:3],
         **stored,
@@ -316,7 +321,8 @@ def print_concurrent(row: dict[str, Any]) -> None:
     rss = "/".join(f"{m:.0f}" for m in row["server_rss_mib"])
     fds = "/".join(str(n) for n in row["server_fds"])
     server = (
-        f"  RSS {rss} MiB  fds {fds}  server CPU {row['server_cpu_ms_per_step']:.2f} ms/step"
+        f"  RSS {rss} MiB  fds {fds}  server CPU {row['server_cpu_ms_per_step']:.2f} ms/step  "
+        f"{row['requests_per_step']:.1f} requests/step ({row['cancel_polls']:.0%} cancel polls)"
         if rss
         else ""
     )
@@ -353,7 +359,8 @@ def run_peer(
 ) -> dict[str, Any]:
     import subprocess
 
-    argv = [python, str(HERE / "peers.py"), kind, "--db", db, "--turns", f"{low},{high}"]
+    spans = f"{low},{high}" if low else ""  # none: the concurrent batches alone
+    argv = [python, str(HERE / "peers.py"), kind, "--db", db, f"--turns={spans}"]
     argv += ["--repeats", str(repeats), "--concurrent", ",".join(map(str, counts))]
     argv += ["--concurrent-turns", str(turns), "--timeout", f"{timeout:g}"]
     bound = 600 + timeout * 2 * max(1, len(counts))
@@ -514,80 +521,128 @@ def run_all(args: argparse.Namespace, tmp: Path, pg: str | None, peers_pg: str |
     # -- the peers: one process each, their 1-run and concurrent figures ---------------------------
     peer_seq: dict[str, dict[str, float]] = {}
     peer_conc: dict[str, dict[int, dict[str, Any]]] = {}
-    if "peers" in args.sections and peer_plan:
+
+    def peers_phase(counts: list[int], with_seq: bool) -> None:
+        if "peers" not in args.sections or not peer_plan:
+            return
+        title = "the 1-run figure (marginal {low}-{high} turns), then " if with_seq else ""
         with section(
-            "peers, each in its own interpreter against the SDK there (same agents, same "
-            f"marginal {low}-{high} turns; then the same concurrency as (b))"
+            f"peers, each in its own interpreter against the SDK there (same agents): "
+            f"{title.format(low=low, high=high)}{', '.join(map(str, counts))} at once"
         ):
-            for label, kind, db, counts in peer_plan:
+            for label, kind, db, allowed in peer_plan:
+                if label in peer_failed:
+                    continue
+                mine = [n for n in counts if n in allowed]
+                if not mine and not with_seq:
+                    for n in counts:
+                        print(
+                            f"  {label}, {n} at once: skipped: bounded in time (Temporal's dev "
+                            f"server takes minutes per 1,000 runs here; --temporal-max {n} runs "
+                            "it)"
+                        )
+                    continue
                 python = peers[label]["python"]
                 result = run_peer(
-                    kind, python, db, low, high, repeats, counts, args.turns, args.peer_timeout
+                    kind,
+                    python,
+                    db,
+                    low if with_seq else 0,
+                    high if with_seq else 0,
+                    min(repeats, 5),
+                    mine,
+                    args.turns,
+                    args.peer_timeout,
                 )
-                peers[label] = result
                 if "skipped" in result or "error" in result:
-                    print(f"  {label}: skipped: {result.get('skipped') or result.get('error')}")
+                    reason = result.get("skipped") or result.get("error")
+                    peers[label] = {"skipped": reason}
+                    peer_failed.add(label)
+                    print(f"  {label}: skipped: {reason}")
                     continue
-                peer_seq[label] = s = peer_sequential(result, kind, low, high)
-                peer_conc[label] = peer_concurrent(result, kind, args.turns)
-                print(
-                    f"  {label} ({result['versions']}): 1 run {s['ms']:.2f} ms/step, SDK there "
-                    f"{s['sdk_ms']:.2f}, added {s['added']:+.2f} (best {s['best_added']:+.2f})"
-                )
-                skipped = [n for n in args.concurrency if n not in counts]
-                for n, row in sorted(peer_conc[label].items()):
+                peers[label] = {**peers[label], "versions": result["versions"]}
+                if with_seq:
+                    peer_seq[label] = one = peer_sequential(result, kind, low, high)
                     print(
-                        f"  {n:>7} at once: {row['steps_per_s']:.0f} steps/s, p50 "
+                        f"  {label} ({result['versions']}): 1 run {one['ms']:.2f} ms/step, SDK "
+                        f"there {one['sdk_ms']:.2f}, added {one['added']:+.2f} (best "
+                        f"{one['best_added']:+.2f})"
+                    )
+                by_n = peer_conc.setdefault(label, {})
+                by_n.update(peer_concurrent(result, kind, args.turns))
+                for n in counts:
+                    if n not in by_n:
+                        print(
+                            f"  {label}, {n} at once: skipped: bounded in time (Temporal's dev "
+                            f"server takes minutes per 1,000 runs here; --temporal-max {n} runs "
+                            "it)"
+                        )
+                        continue
+                    row = by_n[n]
+                    print(
+                        f"  {label}, {n} at once: {row['steps_per_s']:.0f} steps/s, p50 "
                         f"{row['p50_added_ms']:+.1f} p99 {row['p99_added_ms']:+.1f} ms/step over "
                         f"its SDK's {row['sdk_ms']:.1f}, failed {row['failed']}"
                     )
                     for note in row["notes"]:
                         print(f"        {note}")
-                for n in skipped:
-                    print(
-                        f"  {n:>7} at once: skipped: bounded in time (Temporal's dev server takes "
-                        f"minutes per 1,000 runs here; --temporal-max {n} runs it)"
-                    )
-                for note in result.get("notes", []):
-                    print(f"        note: {note}")
+                if with_seq:
+                    for note in result.get("notes", []):
+                        print(f"        note: {note}")
+
+    peer_failed: set[str] = set()
     for label, result in peers.items():
-        if "skipped" in result and label not in peer_seq:
+        if "skipped" in result:
             print(f"  {label}: skipped: {result['skipped']}")
+            peer_failed.add(label)
 
     # -- (b) --------------------------------------------------------------------------------------
-    if "b" in args.sections:
+    def batch_phase(runs: int) -> None:
+        if "b" not in args.sections:
+            return
         with section(
-            f"(b) concurrent runs of {args.turns} turns; added ms per step over the SDK's median "
-            "run at the same concurrency"
+            f"(b) {runs} concurrent runs of {args.turns} turns; added ms per step over the SDK's "
+            "median run at the same concurrency"
         ):
-            for runs in args.concurrency:
-                base = sdk_concurrent(runs, args.turns, args.per_client)
-                clients, each = split(runs, args.per_client)
+            spent = (time.perf_counter() - began) / 60
+            if args.max_minutes and spent > args.max_minutes:
                 print(
-                    f"  SDK, {runs} at once ({clients} x {each} in client processes): "
-                    f"{base:.1f} ms per step (median run)"
+                    f"  skipped: the run's time budget is spent ({spent:.0f} of --max-minutes "
+                    f"{args.max_minutes:g})"
                 )
-                plan = [("1 server, SQLite", sqlite_db, 1)]
-                if pg is not None:
-                    plan += [("1 server, PostgreSQL", pg, 1), ("2 servers, PostgreSQL", pg, 2)]
-                plan += [("embedded, SQLite", embedded_db, 0)]
-                if pg is not None:
-                    plan += [("embedded, PostgreSQL", pg, 0)]
-                for name, db, count in plan:
-                    prefix = f"b{runs}-{'pg' if db == pg else 'sq'}{count}"
-                    row = concurrent(
-                        name, db, count, runs, args.turns, args.per_client, base, tmp, prefix
+                return
+            base = sdk_concurrent(runs, args.turns, args.per_client)
+            clients, each = split(runs, args.per_client)
+            print(
+                f"  SDK, {runs} at once ({clients} x {each} in client processes): "
+                f"{base:.1f} ms per step (median run)"
+            )
+            plan = [("1 server, SQLite", sqlite_db, 1)]
+            if pg is not None:
+                plan += [("1 server, PostgreSQL", pg, 1), ("2 servers, PostgreSQL", pg, 2)]
+            plan += [("embedded, SQLite", embedded_db, 0)]
+            if pg is not None:
+                plan += [("embedded, PostgreSQL", pg, 0)]
+            for name, db, count in plan:
+                prefix = f"b{runs}-{'pg' if db == pg else 'sq'}{count}"
+                row = concurrent(
+                    name, db, count, runs, args.turns, args.per_client, base, tmp, prefix
+                )
+                rows.append(row)
+                print_concurrent(row)
+            for label, by_n in peer_conc.items():
+                if runs in by_n:
+                    r = by_n[runs]
+                    print(
+                        f"  {runs:>5} {label:<22} {r['steps_per_s']:>6.0f} steps/s  p50 "
+                        f"{r['p50_added_ms']:+.1f}  p99 {r['p99_added_ms']:+.1f} ms/step (its "
+                        f"own SDK: {r['sdk_ms']:.1f} ms/step)  failed {r['failed']}"
                     )
-                    rows.append(row)
-                    print_concurrent(row)
-                for label, by_n in peer_conc.items():
-                    if runs in by_n:
-                        r = by_n[runs]
-                        print(
-                            f"  {runs:>5} {label:<22} {r['steps_per_s']:>6.0f} steps/s  p50 "
-                            f"{r['p50_added_ms']:+.1f}  p99 {r['p99_added_ms']:+.1f} ms/step (its "
-                            f"own SDK: {r['sdk_ms']:.1f} ms/step)  failed {r['failed']}"
-                        )
+
+    first, rest = args.concurrency[:1], args.concurrency[1:]
+    peers_phase(first, with_seq=True)
+    for runs in first:
+        batch_phase(runs)
 
     # -- (c) and (d) ------------------------------------------------------------------------------
     fault_dbs = [("SQLite", str(tmp / "faults.db"))] + ([("PostgreSQL", pg)] if pg else [])
@@ -657,6 +712,16 @@ def run_all(args: argparse.Namespace, tmp: Path, pg: str | None, peers_pg: str |
                 )
                 for note in row["notes"]:
                     print(f"        {note}")
+
+    # -- the larger batches last: the time budget may end them -----------------------------------
+    if rest:
+        spent = (time.perf_counter() - began) / 60
+        if args.max_minutes and spent > args.max_minutes:
+            print(f"\npeers at {rest}: skipped: the time budget is spent ({spent:.0f} min)")
+        else:
+            peers_phase(rest, with_seq=False)
+        for runs in rest:
+            batch_phase(runs)
 
     # -- (e) --------------------------------------------------------------------------------------
     for label in ("embedded-sqlite", "embedded-pg"):
@@ -771,6 +836,12 @@ def main() -> None:
         "--temporal-max", type=int, default=100, help="Temporal's largest batch (default 100)"
     )
     parser.add_argument("--peer-timeout", type=float, default=300, help="a peer batch's bound, s")
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=40,
+        help="skip the larger batches once the run has taken this long (default 40; 0: never)",
+    )
     parser.add_argument("--kill-runs", type=int, default=None, help="runs at a kill (100; 50)")
     parser.add_argument("--kill-turns", type=int, default=20, help="turns of each")
     parser.add_argument("--tool-ms", type=float, default=50, help="their tool's wait")
