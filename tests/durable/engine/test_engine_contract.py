@@ -1111,6 +1111,27 @@ def test_cancelling_a_run_awaiting_approval_or_orphaned_records_it_at_once(
     run(go)
 
 
+def test_a_poll_right_after_an_answered_write_reads_nothing_more(clients: Clients) -> None:
+    """`poll_cancel(fresh_within=s)` trusts what a write answered within `s` seconds (each
+    fenced write reads the request): a run stepping faster than the watcher's tick makes no
+    extra reads; past `s`, or with none given, it reads."""
+
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        session = await _open(engine, _spec(rid))
+        await session.append(events=[NewEvent("a")])
+        await clients().cancel_run(rid, mode="after_turn")  # after the write's answer
+        assert await session.poll_cancel(fresh_within=3600) is None  # not read again
+        assert await session.poll_cancel() == "after_turn"  # read
+        await clients().cancel_run(rid)
+        await asyncio.sleep(0.05)
+        assert await session.poll_cancel(fresh_within=0.01) == "immediate"  # stale: read
+        await session.finish("cancelled")
+        await session.close()
+
+    run(go)
+
+
 def test_an_executing_run_is_asked_and_learns_it_from_its_writes(clients: Clients) -> None:
     async def go() -> None:
         engine, rid = clients(), _rid()

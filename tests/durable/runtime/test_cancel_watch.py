@@ -19,8 +19,8 @@ class _Session:
         self.polls = 0
         self.record: Any = type("R", (), {"id": "r"})()
 
-    async def poll_cancel(self) -> CancelMode | None:
-        self.polls += 1
+    async def poll_cancel(self, *, fresh_within: float = 0.0) -> CancelMode | None:
+        self.polls += 1  # never answered a write: every tick reads
         self.cancel_requested = self.stored
         return self.stored
 

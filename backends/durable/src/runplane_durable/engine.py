@@ -90,10 +90,12 @@ class RunSession(Protocol):
     async def heartbeat(self) -> None:
         """Renew the lease; raise RunLeasedError if another execution took the run over."""
 
-    async def poll_cancel(self) -> CancelMode | None:
+    async def poll_cancel(self, *, fresh_within: float = 0.0) -> CancelMode | None:
         """Whether a stop was asked for (`Engine.cancel_run`), in one cheap read; also sets
         `cancel_requested`. The runtime calls it about once a second while the run executes
-        (RUNPLANE_CANCEL_POLL_SECONDS), and stops the run when it says so."""
+        (RUNPLANE_CANCEL_POLL_SECONDS), and stops the run when it says so. With
+        `fresh_within`, no read is made when one of the session's writes was answered (and so
+        read the request) within that many seconds: a run stepping often asks nothing more."""
 
     async def check_lease(self) -> None:
         """Raise RunLeasedError if this session may no longer hold the run; call it before any

@@ -221,12 +221,17 @@ class JournaledSession:
         if time.monotonic() - self._renewed > self._lease_seconds / 2:
             await self.heartbeat()
 
-    async def poll_cancel(self) -> CancelMode | None:
+    async def poll_cancel(self, *, fresh_within: float = 0.0) -> CancelMode | None:
         """Ask the engine whether a stop was asked for the run from another process (a read
         beside the session's writes, never queued behind them); the answer is kept in
-        `cancel_requested`. A finished or settled session has nothing left to stop."""
-        if not self.read_only and not self._settled:
-            self.cancel_requested = await self._writer.cancel_requested(self.run_id)
+        `cancel_requested`. A finished or settled session has nothing left to stop. A write
+        answered within `fresh_within` seconds read the request already (`_renewed` is when
+        the latest answered one was sent): no read then."""
+        if self.read_only or self._settled:
+            return self.cancel_requested
+        if fresh_within > 0 and time.monotonic() - self._renewed < fresh_within:
+            return self.cancel_requested
+        self.cancel_requested = await self._writer.cancel_requested(self.run_id)
         return self.cancel_requested
 
     async def append(

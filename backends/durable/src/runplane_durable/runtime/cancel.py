@@ -4,7 +4,8 @@ SDK's way.
 Another process asks with `Engine.cancel_run` (`runplane runs cancel`, `Runner.cancel`, the
 API). The process executing the run learns of it from its own writes (each step returns the
 run's `cancel_requested`) and, between steps, from a watcher that asks the engine every
-RUNPLANE_CANCEL_POLL_SECONDS (default 1). Then a `Stopper` stops the run as the SDK's own
+RUNPLANE_CANCEL_POLL_SECONDS (default 1) unless a step answered within that time (so a run
+stepping faster than that asks nothing more). Then a `Stopper` stops the run as the SDK's own
 `RunResultStreaming.cancel(mode)` does: "immediate" at once (the model call or tools in flight
 are cancelled, and never recorded as completed), "after_turn" once the current turn is done,
 before the next model call. The backend records the run "cancelled" either way.
@@ -114,7 +115,8 @@ async def watch(session: RunSession, stopper: Stopper, every: float) -> None:
         # An "after_turn" request may be made "immediate" later: keep asking until it is.
         if mode != "immediate":
             try:
-                mode = await session.poll_cancel()
+                # A step answered within the last tick read the request already.
+                mode = await session.poll_cancel(fresh_within=every)
             except Exception:  # a missed look is retried at the next tick
                 log.warning("checking run %s for a cancel failed", session.record.id, exc_info=True)
                 continue
