@@ -41,9 +41,16 @@ async def _requests(reader: asyncio.StreamReader) -> bytes | None:
     return head + await reader.readexactly(length)
 
 
-def _client(url: str, **timeouts: float) -> httpx.AsyncClient:
+def _client(
+    url: str, *, max_connections: int | None = None, **timeouts: float
+) -> httpx.AsyncClient:
     timeout = httpx.Timeout(5.0, **timeouts)
-    return httpx.AsyncClient(base_url=url, transport=Http1Transport(), timeout=timeout)
+    transport = (
+        Http1Transport()
+        if max_connections is None
+        else Http1Transport(max_connections=max_connections)
+    )
+    return httpx.AsyncClient(base_url=url, transport=transport, timeout=timeout)
 
 
 def test_keep_alive_chunked_and_closing_answers() -> None:
@@ -202,6 +209,71 @@ def test_concurrent_requests_each_get_their_own_answer_and_connections_are_reuse
         await server.wait_closed()
 
     asyncio.run(go())
+
+
+def test_many_requests_at_once_share_a_bounded_number_of_connections() -> None:
+    """200 requests at once (a loop busy with many runs) open at most `max_connections`
+    connections: the rest wait for one to come free, and every one is answered. Unbounded,
+    each opened its own, and on a saturated loop their connects timed out."""
+    open_now = [0]
+    most = [0]
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        open_now[0] += 1
+        most[0] = max(most[0], open_now[0])
+        try:
+            while (request := await _requests(reader)) is not None:
+                path = request.split(b" ")[1]
+                await asyncio.sleep(0.005)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(path), path))
+                await writer.drain()
+        finally:
+            open_now[0] -= 1
+
+    async def go() -> None:
+        server, url, connections = await _serving(handler)
+        async with _client(url, max_connections=4) as client:
+            answers = await asyncio.gather(*(client.get(f"/n{i}") for i in range(200)))
+            assert [a.text for a in answers] == [f"/n{i}" for i in range(200)]
+        assert most[0] <= 4
+        assert len(connections) <= 4
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(go())
+
+
+def test_waiting_for_a_connection_past_the_pool_timeout_is_a_pool_timeout() -> None:
+    release = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await _requests(reader) is not None:
+            await release.wait()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    async def go() -> None:
+        server, url, _ = await _serving(handler)
+        async with _client(url, max_connections=1, pool=0.2) as client:
+            first = asyncio.ensure_future(client.get("/slow"))
+            await asyncio.sleep(0.05)
+            with pytest.raises(httpx.PoolTimeout, match="1 were busy"):
+                await client.get("/second")
+            release.set()
+            assert (await first).text == "ok"
+            assert (await client.get("/third")).text == "ok"  # the slot came back
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize(
+    ("value", "error"), [(0, ValueError), (-3, ValueError), (2.5, TypeError), (True, TypeError)]
+)
+def test_a_connection_limit_must_be_a_positive_int(value: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match="max_connections"):
+        Http1Transport(max_connections=value)  # type: ignore[arg-type]
 
 
 def test_a_cancel_that_arrives_as_the_answer_does_is_not_swallowed() -> None:

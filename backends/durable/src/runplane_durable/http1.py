@@ -8,7 +8,10 @@ httpx's API (the client, its requests, responses, timeouts and exception classes
 retry logic is unchanged) and does the wire itself: one write per request, a status line, headers,
 and a `Content-Length` or chunked body. Idle connections are kept per transport (one transport per
 event loop), and one a server closed meanwhile fails with a `RemoteProtocolError`, which the
-engine retries.
+engine retries. At most `max_connections` are open to a host at once (as httpx's own pool
+limits them): further requests wait for one to come free (bounded by the request's `pool`
+timeout, `PoolTimeout`), not for a connect of their own, which on a loop busy with a thousand
+runs timed out and was retried until the runs failed, holding two sockets per run meanwhile.
 """
 
 from __future__ import annotations
@@ -22,9 +25,12 @@ from typing import TypeVar
 
 import httpx
 
-__all__ = ["Http1Transport"]
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "Http1Transport"]
 
 _MAX_HEAD = 64 * 1024
+# Connections to one host at once, per transport (per event loop): a server answers requests
+# one at a time per connection, and a few dozen keep its two cores busy.
+DEFAULT_MAX_CONNECTIONS = 32
 T = TypeVar("T")
 
 
@@ -45,8 +51,14 @@ async def _within(awaitable: Awaitable[T], seconds: float | None) -> T:
 class Http1Transport(httpx.AsyncBaseTransport):
     """HTTP/1.1 with keep-alive to the hosts of the requests it is given."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            raise TypeError(f"max_connections must be an int, got {max_connections!r}")
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, got {max_connections}")
+        self.max_connections = max_connections
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._slots: dict[tuple[str, str, int], asyncio.Semaphore] = {}
         self._ssl: ssl.SSLContext | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -60,21 +72,34 @@ class Http1Transport(httpx.AsyncBaseTransport):
         if not any(name.lower() == b"content-length" for name, _ in request.headers.raw):
             head.append(b"Content-Length: %d\r\n" % len(body))
         data = b"".join([*head, b"\r\n", body])
-        idle = self._idle.setdefault(key, [])
-        while idle and idle[-1].gone():  # the server closed it while it was idle
-            idle.pop().close()
-        connection = idle.pop() if idle else await self._connect(key, timeouts.get("connect"))
+        slots = self._slots.get(key)
+        if slots is None:
+            slots = self._slots[key] = asyncio.Semaphore(self.max_connections)
         try:
-            status, headers, content, keep = await connection.exchange(
-                data, request, timeouts.get("read"), timeouts.get("write")
-            )
-        except BaseException:
-            connection.close()
-            raise
-        if keep:
-            idle.append(connection)
-        else:
-            connection.close()
+            await _within(slots.acquire(), timeouts.get("pool"))
+        except (TimeoutError, asyncio.TimeoutError) as exc:  # one class from 3.11 on
+            raise httpx.PoolTimeout(
+                f"no connection to {url.host}:{port} came free in time "
+                f"({self.max_connections} were busy)"
+            ) from exc
+        try:
+            idle = self._idle.setdefault(key, [])
+            while idle and idle[-1].gone():  # the server closed it while it was idle
+                idle.pop().close()
+            connection = idle.pop() if idle else await self._connect(key, timeouts.get("connect"))
+            try:
+                status, headers, content, keep = await connection.exchange(
+                    data, request, timeouts.get("read"), timeouts.get("write")
+                )
+            except BaseException:
+                connection.close()
+                raise
+            if keep:
+                idle.append(connection)
+            else:
+                connection.close()
+        finally:
+            slots.release()
         return httpx.Response(status, headers=headers, content=content, request=request)
 
     async def _connect(self, key: tuple[str, str, int], timeout: float | None) -> _Connection:
