@@ -4,6 +4,8 @@ that each run completed in one attempt with its journal and events each step exa
 
 The fault tests crash what the runs depend on (PostgreSQL, the server) while they go on, and
 watch the journal grow (`journal_counts`) to see when they are under way and when they go on.
+While a file `hold` exists in the program's directory, each run's last tool call waits: a test
+that makes it first knows no run can finish before its fault.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ __all__ = ["DEADLINE", "PROGRAM", "check_runs", "finish", "journal_counts", "sta
 DEADLINE = 240.0  # seconds any wait of these tests may take before it counts as a hang
 
 PROGRAM = """
-import asyncio, sys
+import asyncio, os, sys
 from agents import Agent, function_tool
 from agents.testing import ScriptedModel, assistant_message, function_call
 from runplane_durable import Runner, run_id
@@ -36,6 +38,8 @@ def agent(i):
     async def step(n: int) -> str:
         calls.write(f"{i} {n}\\n")
         await asyncio.sleep(0.02)
+        while n == turns - 1 and os.path.exists("hold"):  # the test says when runs may end
+            await asyncio.sleep(0.05)
         return f"{i}-{n}"
 
     script = [[function_call("step", {"n": n}, call_id=f"c{n}")] for n in range(turns)]

@@ -33,6 +33,8 @@ def test_a_server_killed_under_load_and_restarted_loses_nothing(
     server.start()
     env = server_env(server.url)
     prefixes = [f"load{c}" for c in range(CLIENTS)]
+    hold = tmp_path / "hold"
+    hold.touch()  # no run finishes before the kill, however slow this machine is
     procs = [start(tmp_path, env, runs=RUNS, turns=TURNS, prefix=p) for p in prefixes]
     total = CLIENTS * RUNS
     try:
@@ -49,6 +51,7 @@ def test_a_server_killed_under_load_and_restarted_loses_nothing(
             assert proc.poll() is None, proc.communicate()  # the clients wait for it
         server.start()  # the same port; back once /healthz answers
         back = time.monotonic()
+        hold.unlink()
         first: list[float] = []
 
         def all_going_on() -> bool:

@@ -299,7 +299,8 @@ def test_list_runs_takes_exactly_the_valid_parameters(
 
 
 def test_a_database_that_cannot_be_reached_is_a_503_saying_so() -> None:
-    engine = LocalEngine("postgresql://postgres@127.0.0.1:1/nowhere", timeout=2)
+    # retry_seconds=0: no wait for it to come back (tests/durable/faults waits it out)
+    engine = LocalEngine("postgresql://postgres@127.0.0.1:1/nowhere", timeout=2, retry_seconds=0)
     with served(create_app(engine)) as url:
         response = httpx.get(f"{url}/api/v1/runs", timeout=30)
         health = httpx.get(f"{url}/healthz", timeout=30)

@@ -29,7 +29,7 @@ from starlette.routing import Mount
 from support.served_app import served
 
 Writer = Any
-TOKEN = "s3cret-tøken"
+TOKEN = "s3cret-t0ken_~+/="  # every character a Bearer token may have
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def guarded(store: str) -> Iterator[str]:
 
 
 def bearer(token: str, scheme: str = "Bearer") -> dict[str, bytes]:
-    """The header, as UTF-8 (a token is any text the server was given)."""
+    """The header (a token is printable ASCII: `runplane server` refuses any other)."""
     return {"Authorization": f"{scheme} {token}".encode()}
 
 
