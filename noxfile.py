@@ -103,8 +103,10 @@ def _run(
 def tests(session: nox.Session) -> None:
     """The project's own tests (core, backends, conformance meta-tests, third-party example)."""
     env = _project(session)
-    # The web UI's browser tests run in `ui`, which installs Chromium first.
-    _run(session, env, "pytest", "-m", "not realmodel and not browser", *session.posargs)
+    # The web UI's browser tests run in `ui`, which installs Chromium first. The slowest tests
+    # are listed at the end, so CI's log says where its time goes.
+    marks = "not realmodel and not browser"
+    _run(session, env, "pytest", "-m", marks, "--durations=25", *session.posargs)
 
 
 @nox.session(venv_backend="none")
