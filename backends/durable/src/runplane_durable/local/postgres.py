@@ -230,9 +230,12 @@ class PostgresTransactions:
             OSError,
             TimeoutError,
         ) as exc:
+            # Read before discarding it: discarding closes it, and a statement the server
+            # refused (a unique key, a read-only transaction) is an answer, not a lost link.
+            closed = driver.is_closed()
             await _discard_raw(pooled)
             error = database_error(exc, self._db.url)
-            if _link_lost(exc) or driver.is_closed():  # it may have committed
+            if _link_lost(exc) or closed:  # it may have committed
                 mark_link(error, Link.UNKNOWN)
             raise error from exc
         except BaseException:  # cut off mid-statement (cancelled): do not reuse it
