@@ -112,12 +112,8 @@ def _install_policy(path: Path) -> None:
 
     try:
         install(ApprovalPolicy.from_toml(path))
-    except PolicyError as exc:
+    except PolicyError as exc:  # a file missing, unreadable or not a policy: it says which
         raise typer.BadParameter(str(exc), param_hint="--policy") from None
-    except OSError as exc:
-        raise typer.BadParameter(
-            f"cannot read the policy file {path}: {exc.strerror or exc}", param_hint="--policy"
-        ) from None
 
 
 async def _serve(w: Worker) -> None:
