@@ -536,6 +536,9 @@ def _claim_sync(
     _check_same_run(spec, row)
     if row.status == "cancelled":
         raise errors.RunCancelledError(run_id=spec.run_id)
+    if spec.claim_status is not None and row.status != spec.claim_status and row.owner != owner:
+        # A worker's claim of a run listed in another status: finished (or taken up) since.
+        raise errors.RunLeasedError(run_id=spec.run_id, holder=row.owner, status=row.status)
     if row.status == "completed":
         entries = sql.read_journal(conn, spec.run_id)
         last = sql.max_event_seq(conn, spec.run_id)

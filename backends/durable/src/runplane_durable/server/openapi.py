@@ -148,8 +148,9 @@ SCHEMAS: dict[str, Schema] = {
             "named": {"type": "boolean"},
             "agent_ref": _nullable({"type": "string"}),
             "queue": _nullable({"type": "string"}),
+            "claim_status": _nullable({"enum": list(RUN_STATUSES)}),
         },
-        optional=("named", "agent_ref", "queue"),
+        optional=("named", "agent_ref", "queue", "claim_status"),
     ),
     "JournalEntry": _object(
         {
