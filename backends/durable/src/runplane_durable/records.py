@@ -434,6 +434,18 @@ class UsageDelta:
 
 
 @dataclass(frozen=True)
+class Requester:
+    """Who asks something of a run, for its record: a process as it says itself (host, pid,
+    user), and `via`, the server that wrote it for a client over HTTP, with that client's
+    address. A server records its client's word, and who it came through, never as its own."""
+
+    host: str | None
+    pid: int | None = None
+    user: str | None = None
+    via: str | None = None
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """A remote tool call as a run enqueues it: one task per (run_id, call_key).
 

@@ -30,6 +30,7 @@ from ..records import (
     EventRecord,
     JournalRecord,
     NewEvent,
+    Requester,
     RunRecord,
     RunSpec,
     RunStatus,
@@ -363,15 +364,17 @@ class LocalEngine:
             task_id=lease.task_id, attempt=lease.attempt, status=now.status, attempts=now.attempts
         )
 
-    async def cancel_run(self, run_id: str, *, mode: CancelMode = "immediate") -> RunRecord:
-        """See `Engine.cancel_run`: one transaction, by this process, on behalf of whoever
-        called (its host, pid and user go into the `cancel_requested` event)."""
+    async def cancel_run(
+        self, run_id: str, *, mode: CancelMode = "immediate", by: Requester | None = None
+    ) -> RunRecord:
+        """See `Engine.cancel_run`: one transaction, by this process, on behalf of `by` (else
+        of this process: its host, pid and user go into the `cancel_requested` event)."""
         if mode not in CANCEL_MODES:
             modes = ", ".join(CANCEL_MODES)
             raise ValueError(f"{mode!r} is not a cancel mode; use one of: {modes}")
         self._refuse_read_only("runs are cancelled")
-        host, pid, user = requester()
-        asked = CancelRequested(mode, host, pid, user, time.time())
+        asker = by if by is not None else Requester(*requester())
+        asked = CancelRequested(mode, asker.host, asker.pid, asker.user, time.time(), via=asker.via)
         found = await self.database.call(
             sql.cancel_run,
             check_run_id(run_id),
