@@ -492,6 +492,45 @@ def test_claimable_runs_are_those_a_worker_of_the_queue_knows_and_may_claim(
     run(go)
 
 
+def test_a_claim_opens_a_run_only_in_the_status_it_was_listed_in(clients: Clients) -> None:
+    """A worker claims what `claimable_runs` listed; by the time it opens the run, another
+    process may have finished it. `RunSpec.claim_status` makes the opening a claim of the run in
+    that status only: a run failed or completed since is refused (RunLeasedError: another
+    process got there first), never taken up again or replayed; a plain opening still retries a
+    failed run and replays a completed one."""
+
+    async def go() -> None:
+        engine, failed_id, done_id, queued_id = clients(), _rid(), _rid(), _rid()
+        failed = await _open(engine, _spec(failed_id))
+        await failed.finish("failed", error=RuntimeError("no"))
+        await failed.close()
+        done = await _open(engine, _spec(done_id))
+        await done.finish("completed", final_output={"json": 1})
+        await done.close()
+        failed_events = await _types(engine, failed_id)
+        for rid in (failed_id, done_id):
+            with pytest.raises(RunLeasedError) as refused:
+                await clients().open_run(
+                    replace(_spec(rid), claim_status="running"), lease_seconds=30
+                )
+            wired(refused.value)
+            assert refused.value.taken_over is False
+            assert (await engine.get_run(rid)).status in ("failed", "completed")
+        assert await _types(engine, failed_id) == failed_events  # no attempt was started
+        await engine.enqueue_run(_spec(queued_id))
+        claimed = await _open(clients(), replace(_spec(queued_id), claim_status="queued"))
+        assert claimed.record.status == "running"
+        await claimed.close()
+        retried = await _open(clients(), _spec(failed_id))  # a plain opening: a retry
+        assert (retried.record.status, retried.read_only) == ("running", False)
+        await retried.close()
+        replayed = await _open(clients(), _spec(done_id))
+        assert replayed.read_only
+        await replayed.close()
+
+    run(go)
+
+
 def test_a_held_lease_refuses_a_second_execution_until_given_up(clients: Clients) -> None:
     async def go() -> None:
         engine, rid = clients(), _rid()

@@ -22,6 +22,7 @@ from .records import (
     JournalEntry,
     JournalRecord,
     NewEvent,
+    Requester,
     RunRecord,
     RunSpec,
     RunStatus,
@@ -248,21 +249,23 @@ class Engine(Protocol):
         was the last attempt. TaskLeaseLostError (nothing written) if the attempt no longer
         holds it. Anyone who finds an attempt abandoned may end it so."""
 
-    async def cancel_run(self, run_id: str, *, mode: CancelMode = "immediate") -> RunRecord:
+    async def cancel_run(
+        self, run_id: str, *, mode: CancelMode = "immediate", by: Requester | None = None
+    ) -> RunRecord:
         """Ask run `run_id` to stop, from any process; returns the run as stored after asking.
 
         A run no process executes (queued, orphaned or stopped, awaiting approval) is recorded
-        "cancelled" at once: its events get a `cancel_requested` event saying who asked (host,
-        pid, user of this process) and the mode, the end of an attempt whose process died, and
-        `run_cancelled`. An executing run keeps its status: its `cancel_requested` is set (an
-        "immediate" request is never weakened to "after_turn") with the `cancel_requested`
-        event, and its holder, which learns of it within about a second, stops it ("immediate":
-        at once; "after_turn": before its next model call) and records it cancelled; a holder
-        that stops without doing so leaves the request pending, and the next opening of the run
-        carries it out. A cancelled run is final (`open_run` raises RunCancelledError);
-        cancelling it again returns it unchanged. A completed or failed run raises
-        RunFinishedError; an unknown one RunNotFoundError; a mode other than the two a
-        ValueError.
+        "cancelled" at once: its events get a `cancel_requested` event saying who asked (`by`,
+        else the host, pid and user of the process asking) and the mode, the end of an attempt
+        whose process died, and `run_cancelled`. An executing run keeps its status: its
+        `cancel_requested` is set (an "immediate" request is never weakened to "after_turn")
+        with the `cancel_requested` event, and its holder, which learns of it within about a
+        second, stops it ("immediate": at once; "after_turn": before its next model call) and
+        records it cancelled; a holder that stops without doing so leaves the request pending,
+        and the next opening of the run carries it out. A cancelled run is final (`open_run`
+        raises RunCancelledError); cancelling it again returns it unchanged. A completed or
+        failed run raises RunFinishedError; an unknown one RunNotFoundError; a mode other than
+        the two a ValueError.
         """
 
     async def prune(self, *, finished_before: float) -> int:

@@ -209,7 +209,9 @@ class RunLeasedError(DurableError):
     """Another live process holds this run's lease: two executions of one run are refused.
 
     Fields: `run_id`; `holder` and `lease_expires_in` (seconds) when opening the run found it
-    held; `taken_over` when this process held it and lost it to another.
+    held; `taken_over` when this process held it and lost it to another; `status` when a
+    worker's claim (`RunSpec.claim_status`) found the run in another status than it was listed
+    in (another process took it up and finished it since).
     """
 
     code = "run_leased"
@@ -217,6 +219,7 @@ class RunLeasedError(DurableError):
     holder: str | None
     lease_expires_in: float | None
     taken_over: bool
+    status: str | None
 
     def __init__(
         self,
@@ -225,8 +228,14 @@ class RunLeasedError(DurableError):
         holder: str | None = None,
         lease_expires_in: float | None = None,
         taken_over: bool = False,
+        status: str | None = None,
     ) -> None:
-        if taken_over:
+        if status is not None:
+            message = (
+                f"run {run_id!r} is {status} now: another process took it up since it was "
+                "listed as claimable, so this claim does nothing (one run never executes twice)."
+            )
+        elif taken_over:
             message = (
                 f"run {run_id!r} was taken over by another process while this one ran it "
                 "(its lease expired: was this process stalled?). This process stops here; the "
@@ -245,6 +254,7 @@ class RunLeasedError(DurableError):
             holder=holder,
             lease_expires_in=lease_expires_in,
             taken_over=taken_over,
+            status=status,
         )
 
 

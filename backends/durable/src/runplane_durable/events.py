@@ -559,10 +559,11 @@ class CancelRequested:
     """A stop asked for from some process (`runplane runs cancel`, `Runner.cancel`, the API),
     written by the process that asked, as it asked.
 
-    JSON {"mode", "host", "pid", "user", "requested_at", "holder"}: `mode` is "immediate" or
-    "after_turn"; `host`, `pid` and `user` say who asked; `holder` is the lease holder asked to
-    stop (the run was executing), or null when no process executed the run and it was recorded
-    cancelled at once.
+    JSON {"mode", "host", "pid", "user", "requested_at", "holder", "via"}: `mode` is "immediate"
+    or "after_turn"; `host`, `pid` and `user` say who asked (the process, as it says itself);
+    `holder` is the lease holder asked to stop (the run was executing), or null when no process
+    executed the run and it was recorded cancelled at once; `via` (optional) the server that
+    wrote the request for a client over HTTP, and that client's address.
     """
 
     TYPE: ClassVar[str] = "cancel_requested"
@@ -572,9 +573,10 @@ class CancelRequested:
     user: str | None = None
     requested_at: float | None = None
     holder: str | None = None
+    via: str | None = None
 
     def to_payload(self) -> dict[str, Any]:
-        return {
+        payload = {
             "mode": self.mode,
             "host": self.host,
             "pid": self.pid,
@@ -582,6 +584,9 @@ class CancelRequested:
             "requested_at": self.requested_at,
             "holder": self.holder,
         }
+        if self.via is not None:  # absent, as in events written before it existed
+            payload["via"] = self.via
+        return payload
 
     @classmethod
     def from_payload(cls, p: Mapping[str, Any]) -> CancelRequested:
@@ -592,15 +597,19 @@ class CancelRequested:
             _get(p, "user", str, None),
             _number(p, "requested_at"),
             _get(p, "holder", str, None),
+            _get(p, "via", str, None),
         )
 
     def by(self) -> str:
-        """Who asked, for people: "host pid 12 user ann"."""
-        parts = [self.host or "unknown host"]
+        """Who asked, for people: "host pid 12 user ann (via runplane server on s1, client
+        10.0.0.7)"."""
+        parts = [self.host or ("an API client" if self.via else "unknown host")]
         if self.pid is not None:
             parts.append(f"pid {self.pid}")
         if self.user:
             parts.append(f"user {self.user}")
+        if self.via:
+            parts.append(f"(via {self.via})")
         return " ".join(parts)
 
 

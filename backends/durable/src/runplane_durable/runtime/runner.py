@@ -18,6 +18,7 @@ from ..serde import load_value
 from .agent_refs import resolve
 from .backend import DurableBackend
 from .handle import RunHandle
+from .identity import claiming
 from .identity import run_id as named_run
 
 __all__ = ["Runner", "resume_run", "stored_context", "stored_input"]
@@ -51,11 +52,27 @@ async def resume_run(
     run_config: RunConfig | dict[str, Any] | None = None,
     error_handlers: RunErrorHandlers[Any] | None = None,
     session: Session | None = None,
+    claim: bool = False,
 ) -> RunResult:
     """Run `record` on `backend` under its own id, with its stored input and options (and its
     stored context, unless one is given): a queued run starts, an unfinished one resumes from
     its journal, a finished one replays its result. A run that stopped for approval resumes
-    from its stored snapshot, with the decisions stored for it applied."""
+    from its stored snapshot, with the decisions stored for it applied.
+
+    `claim` (a worker's, of a run `claimable_runs` listed): the run is opened only if it is
+    still in `record.status`; finished by another process since, RunLeasedError."""
+    if claim:
+        with claiming(record.id, record.status):
+            return await resume_run(
+                backend,
+                record,
+                starting_agent,
+                context=context,
+                hooks=hooks,
+                run_config=run_config,
+                error_handlers=error_handlers,
+                session=session,
+            )
     options = record.options
     snapshot = await backend.engine.load_snapshot(record.id)
     if snapshot is not None:

@@ -22,6 +22,7 @@ from ..records import (
     APPROVAL_STATUSES,
     CANCEL_MODES,
     JOURNAL_KINDS,
+    MAX_STORED_INT,
     RUN_STATUSES,
     TASK_OUTCOMES,
     TASK_STATUSES,
@@ -148,8 +149,9 @@ SCHEMAS: dict[str, Schema] = {
             "named": {"type": "boolean"},
             "agent_ref": _nullable({"type": "string"}),
             "queue": _nullable({"type": "string"}),
+            "claim_status": _nullable({"enum": list(RUN_STATUSES)}),
         },
-        optional=("named", "agent_ref", "queue"),
+        optional=("named", "agent_ref", "queue", "claim_status"),
     ),
     "JournalEntry": _object(
         {
@@ -390,7 +392,25 @@ SCHEMAS: dict[str, Schema] = {
     "CompleteTask": _object({"lease": _ref("TaskLease"), "result": _ref("TaskResult")}),
     "FailTask": _object({"lease": _ref("TaskLease"), "error": {"type": "string"}}),
     "Ours": _object({"ours": {"const": True}}),
-    "CancelRequest": _object({"mode": {"enum": list(CANCEL_MODES)}}, optional=("mode",)),
+    "CancelRequest": _object(
+        {
+            "mode": {"enum": list(CANCEL_MODES)},
+            # who asks, as the asking process says (the server records itself as the way)
+            "requested_by": _nullable(
+                _object(
+                    {
+                        "host": _nullable({"type": "string", "minLength": 1, "maxLength": 255}),
+                        "pid": _nullable(
+                            {"type": "integer", "minimum": 0, "maximum": MAX_STORED_INT}
+                        ),
+                        "user": _nullable({"type": "string", "minLength": 1, "maxLength": 255}),
+                    },
+                    optional=("host", "pid", "user"),
+                )
+            ),
+        },
+        optional=("mode", "requested_by"),
+    ),
     "PruneRequest": _object({"finished_before": _TIME}),
     "Pruned": _object({"deleted": _COUNT}),
     "Health": _object({"status": {"const": "ok"}, "engine": {"type": "string"}}),
