@@ -341,12 +341,18 @@ class Bridge:
     # --- end -----------------------------------------------------------------------------------
 
     def on_result(self, result: RunResultBase) -> list[HostEvent]:
-        """The terminal events: `ApprovalRequested` for each interruption, then `RunFinished`."""
+        """The terminal events: `ApprovalRequested` for each interruption, then `RunFinished`.
+
+        A streamed run whose `cancel()` stopped it before a final output ends in `RunCancelled`
+        instead (its stream just stops, without an error).
+        """
         if self._ended:
             return []
         self._ended = True
         events: list[HostEvent] = []
         interruptions = list(getattr(result, "interruptions", ()))  # RunResult(Streaming) have it
+        if _sdk.run_cancelled(result) and not interruptions and result.final_output is None:
+            return [RunCancelled(**self._common())]
         for pending in interruptions:
             tool_name = pending.tool_name or str(_field(pending.raw_item, "name") or "")
             events.append(
