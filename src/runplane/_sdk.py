@@ -44,6 +44,7 @@ __all__ = [
     "rebind_agent_tool",
     "retarget_handoff",
     "run_cancelled",
+    "run_state_agent",
     "run_state_context",
     "run_state_items",
     "run_state_responses",
@@ -120,3 +121,9 @@ def run_state_context(state: RunState[Any, Any]) -> RunContextWrapper[Any] | Non
 def run_cancelled(result: object) -> bool:
     """Whether `cancel()` was called on this streamed run (False for any other result)."""
     return getattr(result, "_cancel_mode", "none") != "none"
+
+
+def run_state_agent(state: RunState[Any, Any]) -> Agent[Any] | None:
+    """The agent a run resumed from this RunState goes on with."""
+    agent = state._current_agent
+    return agent if isinstance(agent, Agent) else None

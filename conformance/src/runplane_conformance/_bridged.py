@@ -71,6 +71,7 @@ class Bridged:
     hooked: list[dict[str, Any]]
     iterated: list[dict[str, Any]] | None
     outcome: str  # "returned", or the exception's type name
+    model_calls: int = 0
 
 
 def bridged(
@@ -104,6 +105,7 @@ def bridged(
         hooked=normalised(events, run_id),
         iterated=None if iterated is None else normalised(iterated, run_id),
         outcome=outcome,
+        model_calls=len(built.model.calls),
     )
 
 
