@@ -391,6 +391,29 @@ SCHEMAS: dict[str, Schema] = {
     "FailTask": _object({"lease": _ref("TaskLease"), "error": {"type": "string"}}),
     "Ours": _object({"ours": {"const": True}}),
     "CancelRequest": _object({"mode": {"enum": list(CANCEL_MODES)}}, optional=("mode",)),
+    "ForkRequest": _object(
+        {
+            "at": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_SEQ,
+                "description": "the step to fork at: the event seq `runplane runs show` prints; "
+                "the journal before it is shared, the fork goes on live from it",
+            },
+            "run_id": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 200,
+                "description": "the fork's id (the same body again answers the same fork)",
+            },
+            "queue": {
+                **_nullable({"type": "string", "minLength": 1}),
+                "description": "the worker queue the fork waits on (default `default`); null: "
+                "none, the caller opens it",
+            },
+        },
+        optional=("queue",),
+    ),
     "PruneRequest": _object({"finished_before": _TIME}),
     "Pruned": _object({"deleted": _COUNT}),
     "Health": _object({"status": {"const": "ok"}, "engine": {"type": "string"}}),
@@ -565,6 +588,19 @@ PATHS: dict[str, Schema] = {
             requestBody={
                 "required": False,
                 "content": {"application/json": {"schema": _ref("CancelRequest")}},
+            },
+        )
+    },
+    "/api/v1/runs/{run_id}/fork": {
+        "post": _run_op(
+            "Fork the run at a step: a new queued run sharing its journal before the step",
+            _json("RunRecord", "the fork, queued (options.forked_from says of what)"),
+            more_responses={
+                "409": _json("Error", "run_id names another run (run_input_mismatch)"),
+            },
+            requestBody={
+                "required": True,
+                "content": {"application/json": {"schema": _ref("ForkRequest")}},
             },
         )
     },
