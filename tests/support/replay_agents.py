@@ -19,6 +19,7 @@ from agents.testing import ModelCall, ModelStep, ScriptedModel, assistant_messag
 CITIES = ("Paris", "Oslo", "Lima")
 PROMPT = "What is the weather in Paris, Oslo and Lima?"
 INSTRUCTIONS = "Look up each city's weather with lookup, then report."
+TOOL_OUTPUT = "function_call_output"
 CALLS: Counter[str] = Counter()  # "model", "lookup", "extra": real calls, never replayed ones
 
 
@@ -39,7 +40,7 @@ def respond(call: ModelCall) -> list[Any]:
 
 
 def model() -> ScriptedModel:
-    return ScriptedModel([ModelStep.respond(respond) for _ in range(50)])
+    return ScriptedModel([ModelStep.respond(respond) for _ in range(5000)])
 
 
 def _lookup(description: str) -> FunctionTool:
