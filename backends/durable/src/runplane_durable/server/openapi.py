@@ -57,6 +57,15 @@ _TIME = {"type": "number", "description": "seconds since the epoch"}
 _COUNT = {"type": "integer", "minimum": 0}
 _ANY: Schema = {"description": "any JSON value"}
 
+# What `names.check_run_id` takes: not blank, no NUL, at most 200 characters.
+RUN_ID_SCHEMA: Schema = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 200,
+    # (and Python's own whitespace beyond JSON Schema's \s: \x1c-\x1f, \x85)
+    "pattern": "^[^\\x00]*[^\\x00\\s\\x1c-\\x1f\\x85][^\\x00]*$",
+}
+
 SCHEMAS: dict[str, Schema] = {
     "RunRecord": _object(
         {
@@ -401,13 +410,11 @@ SCHEMAS: dict[str, Schema] = {
                 "the journal before it is shared, the fork goes on live from it",
             },
             "run_id": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": 200,
+                **RUN_ID_SCHEMA,
                 "description": "the fork's id (the same body again answers the same fork)",
             },
             "queue": {
-                **_nullable({"type": "string", "minLength": 1}),
+                **_nullable({"type": "string", "minLength": 1, "pattern": "^[^\\x00]*$"}),
                 "description": "the worker queue the fork waits on (default `default`); null: "
                 "none, the caller opens it",
             },
@@ -453,14 +460,7 @@ RUN_ID: Schema = {
         "the run's id, percent-encoded as one segment, dots too "
         "(quote(run_id, safe='').replace('.', '%2E'))"
     ),
-    # What `names.check_run_id` takes: not blank, no NUL, at most 200 characters.
-    "schema": {
-        "type": "string",
-        "minLength": 1,
-        "maxLength": 200,
-        # (and Python's own whitespace beyond JSON Schema's \s: \x1c-\x1f, \x85)
-        "pattern": "^[^\\x00]*[^\\x00\\s\\x1c-\\x1f\\x85][^\\x00]*$",
-    },
+    "schema": RUN_ID_SCHEMA,
     "example": "order-42",
 }
 
@@ -596,7 +596,11 @@ PATHS: dict[str, Schema] = {
             "Fork the run at a step: a new queued run sharing its journal before the step",
             _json("RunRecord", "the fork, queued (options.forked_from says of what)"),
             more_responses={
-                "409": _json("Error", "run_id names another run (run_input_mismatch)"),
+                "409": _json(
+                    "Error",
+                    "run_id names another run (run_input_mismatch), or the run has no step "
+                    "`at` (fork_step: its steps are 1 to `last`)",
+                ),
             },
             requestBody={
                 "required": True,

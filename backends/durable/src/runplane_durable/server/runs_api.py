@@ -130,6 +130,8 @@ async def fork_run(request: Request) -> Response:
         await read_json(request), ("at", "run_id", "queue"), required=("at", "run_id")
     )
     at = body["at"]
+    if isinstance(at, float) and at.is_integer():  # JSON's integer: 134.0 is one too
+        at = int(at)
     if isinstance(at, bool) or not isinstance(at, int):  # its range: the engine's ForkStepError
         raise bad_request(f"at must be a step number (an integer); got {at!r}", member="at")
     new_run_id = body["run_id"]
