@@ -14,9 +14,9 @@ from agents.exceptions import AgentsException
 from runplane_durable import errors
 from runplane_durable.errors import (
     AgentRefError,
-    ForkStepError,
     DatabaseError,
     DurableError,
+    ForkStepError,
     JournalSerializationError,
     RemoteContextError,
     ReplayDivergenceError,

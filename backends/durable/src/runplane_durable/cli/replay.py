@@ -147,6 +147,8 @@ async def _replay(where: str | None, run_id: str, ref: str | None) -> ReplayRepo
 
 
 def _report_json(report: ReplayReport) -> dict[str, Any]:
+    from ..codec import plain_value
+
     divergence = report.divergence
     return {
         "run_id": report.run_id,
@@ -164,8 +166,8 @@ def _report_json(report: ReplayReport) -> dict[str, Any]:
             "requested": divergence.requested,
             "changed": divergence.changed,
         },
-        "final_output": report.final_output,
-        "recorded_output": report.recorded_output,
+        "final_output": plain_value(report.final_output),
+        "recorded_output": plain_value(report.recorded_output),
         "ended": report.ended,
         "notes": list(report.notes),
     }

@@ -66,10 +66,11 @@ class Divergence:
     def describe(self) -> str:
         where = f"step {self.step} ({self.what})" if self.step is not None else self.what
         lines = [f"diverged at {where}"]
-        if self.recorded is not None:
-            lines.append(f"  the record: {self.recorded}")
-        if self.requested is not None:
-            lines.append(f"  the code:   {self.requested}")
+        if self.recorded != self.requested:  # the same words: `changed` says what differs
+            if self.recorded is not None:
+                lines.append(f"  the record: {self.recorded}")
+            if self.requested is not None:
+                lines.append(f"  the code:   {self.requested}")
         if self.changed is not None:
             lines.append(f"  what changed: {self.changed}")
         return "\n".join(lines)
@@ -100,7 +101,8 @@ class ReplayReport:
     def describe(self) -> str:
         if self.divergence is not None:
             head = self.divergence.describe()
-            done = f"replayed {self.steps} step(s) the same before it"
+            steps = "1 step" if self.steps == 1 else f"{self.steps} steps"
+            done = f"{steps} replayed the same before it"
             return "\n".join([head, done, *self.notes])
         return "\n".join(
             [f"replayed {self.steps} steps, same as recorded; {self.ended}", *self.notes]
