@@ -71,3 +71,28 @@ first_tool_only = agent.clone(tool_use_behavior="stop_on_first_tool")
 other_script = agent.clone(model=ScriptedModel([]))
 renamed = agent.clone(name="climate")
 not_an_agent = "weather"
+
+
+@function_tool(needs_approval=True)
+def pay(amount: int) -> str:
+    """Pay an amount."""
+    CALLS["pay"] += 1
+    return f"paid {amount}"
+
+
+def _payments(amounts: tuple[int, ...]) -> Any:
+    def respond(call: ModelCall) -> list[Any]:
+        items = call.input if isinstance(call.input, list) else []
+        outputs = [str(_field(i, "output")) for i in items if _field(i, "type") == TOOL_OUTPUT]
+        CALLS["model"] += 1
+        if len(outputs) < len(amounts):
+            n = len(outputs)
+            return [function_call("pay", {"amount": amounts[n]}, call_id=f"p{n + 1}")]
+        return [assistant_message("done: " + ", ".join(outputs))]
+
+    return ScriptedModel([ModelStep.respond(respond) for _ in range(5000)])
+
+
+# Agents whose one tool waits for approval: paying once, and twice (two stops).
+payer = Agent(name="payer", model=_payments((5,)), tools=[pay])
+payer_twice = Agent(name="payer", model=_payments((5, 7)), tools=[pay])

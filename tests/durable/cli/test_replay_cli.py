@@ -427,3 +427,67 @@ def test_runner_fork_returns_a_handle_and_resume_runs_it_here(
             run_async(go(_served(server)))
     # at=3: the first lookup and everything after it run live
     assert counted == {"model": 3, "lookup": 3}
+
+
+def test_a_streamed_run_replays_the_same(url: str, counted: Any) -> None:
+    async def go() -> None:
+        backend = DurableBackend(LocalEngine(url))
+        try:
+            with run_id("streamed"):
+                result = backend.run_streamed(ra.agent, ra.PROMPT)
+            async for _ in result.stream_events():
+                pass
+            assert result.final_output == FINAL
+        finally:
+            await backend.engine.dispose()
+
+    run_async(go())
+    counted.clear()
+    result = cli("runs", "replay", "streamed", "--db", url)
+    assert result.exit_code == 0, result.output
+    assert "replayed 7 steps, same as recorded" in result.stdout
+    assert counted == {}
+
+
+@pytest.mark.parametrize(
+    ("variant", "final", "note"),
+    [
+        ("payer", "done: paid 5", None),
+        (
+            "payer_twice",
+            "done: paid 5, paid 7",
+            "model call #2 and the tools between the stops were not compared",
+        ),
+    ],
+)
+def test_a_run_that_waited_for_approval_replays_before_and_after_the_stop(
+    url: str, counted: Any, variant: str, final: str, note: str | None
+) -> None:
+    from runplane_durable.runtime.runner import resume_run
+
+    agent = getattr(ra, variant)
+    record(url, "pay", agent=agent)
+    stopped = cli("runs", "replay", "pay", "--db", url)
+    assert stopped.exit_code == 0, stopped.output
+    assert "it stops for approval of pay, as recorded" in stopped.stdout
+
+    async def resume() -> Any:
+        backend = DurableBackend(LocalEngine(url))
+        try:
+            return await resume_run(backend, await backend.get_run("pay"), agent)
+        finally:
+            await backend.engine.dispose()
+
+    while True:  # approve each stop, then let the run go on
+        assert cli("runs", "approve", "pay", "--db", url).exit_code == 0
+        result = run_async(resume())
+        if not result.interruptions:
+            break
+    assert result.final_output == final
+    counted.clear()
+    done = cli("runs", "replay", "pay", "--db", url)
+    assert done.exit_code == 0, done.output
+    assert f"same as recorded; the final output is the same: {final}" in done.stdout
+    if note is not None:
+        assert note in done.stdout
+    assert counted == {}  # the approved tools did not run again, nor the model

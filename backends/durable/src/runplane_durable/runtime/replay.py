@@ -228,11 +228,14 @@ async def replay_run(engine: Engine, run_id: str, agent: Agent[Any]) -> ReplayRe
             # The run stopped for approval and went on once decided: the rest of the journal
             # is replayed from the state it stopped in, with the decisions stored for it.
             if snapshot.model_calls > active.model_ordinal:
+                first, last = active.model_ordinal + 1, snapshot.model_calls
+                calls = f"model call #{first}" if first == last else f"model calls #{first}-#{last}"
                 notes.append(
-                    f"(the run stopped for approval more than once; model calls "
-                    f"#{active.model_ordinal + 1} to #{snapshot.model_calls} were not compared: "
-                    "only the last stop's state is stored)"
+                    f"(the run stopped for approval more than once; {calls} and the tools "
+                    "between the stops were not compared: only the last stop's state is stored)"
                 )
+                skipped = range(active.model_ordinal, snapshot.model_calls)
+                active.used_tools.update(k for k in tools if _ordinal(k) in skipped)
             active.model_ordinal = snapshot.model_calls
             state = await restored_state(record.id, agent, snapshot, context)
             result = await _loop(active, agent, state, dataclasses.replace(options, context=None))
@@ -314,6 +317,12 @@ async def replay_run(engine: Engine, run_id: str, agent: Agent[Any]) -> ReplayRe
             output=output,
         )
     return report(None, f"the final output is the same: {_short(output)}", output)
+
+
+def _ordinal(key: str) -> int | None:
+    """The model calls before a tool call, from its journal key (`names.tool_key`)."""
+    head, _, _ = key.partition(":")
+    return int(head) if head.isdigit() else None
 
 
 async def _loop(active: ActiveRun, agent: Agent[Any], input: Any, options: RunOptions[Any]) -> Any:
