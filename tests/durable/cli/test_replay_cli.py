@@ -309,6 +309,12 @@ def test_a_fork_is_queued_for_a_worker_that_knows_the_agent(url: str, counted: A
     fork = stored(url, "queued-fork")[0]
     assert (fork.status, fork.queue, fork.agent_ref) == ("queued", "default", REF + "agent")
     assert counted == {}
+    shown = CliRunner(env={"COLUMNS": "200"}).invoke(
+        build_app(), ["runs", "show", "queued-fork", "--db", url]
+    )
+    assert "forked from run orig at step 6: 2 model calls and 2 tool outputs shared" in (
+        shown.stdout
+    )
 
     async def work() -> None:
         import asyncio
@@ -491,3 +497,15 @@ def test_a_run_that_waited_for_approval_replays_before_and_after_the_stop(
     if note is not None:
         assert note in done.stdout
     assert counted == {}  # the approved tools did not run again, nor the model
+
+
+def test_the_web_ui_shows_where_a_fork_came_from() -> None:
+    from runplane_durable.events import RunForked, parse
+    from runplane_durable.records import EventRecord
+    from runplane_durable.server.ui_views import item_of
+
+    forked = RunForked(from_run="orig", at=6, model_calls=2, tool_outputs=2)
+    stored_event = EventRecord("f", 1, forked.TYPE, forked.to_payload(), 1.0)
+    item = item_of(stored_event, parse(stored_event), None)
+    assert item.title == "forked from orig at step 6"
+    assert item.chips == ["2 model calls, 2 tool outputs shared"]
