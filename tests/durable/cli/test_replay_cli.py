@@ -509,3 +509,32 @@ def test_the_web_ui_shows_where_a_fork_came_from() -> None:
     item = item_of(stored_event, parse(stored_event), None)
     assert item.title == "forked from orig at step 6"
     assert item.chips == ["2 model calls, 2 tool outputs shared"]
+
+
+def test_a_fork_asks_again_for_an_approval_its_shared_part_needed(url: str, counted: Any) -> None:
+    from runplane_durable.runtime.runner import resume_run
+
+    async def go() -> None:
+        backend = DurableBackend(LocalEngine(url))
+        try:
+            with run_id("paid"):
+                assert (await backend.run(ra.payer, "pay")).interruptions
+            await backend.engine.decide("paid", "p1", approve=True)
+            done = await resume_run(backend, await backend.get_run("paid"), ra.payer)
+            assert done.final_output == "done: paid 5"
+            counted.clear()
+            # forked after the model call that asked for `pay`: the model is not asked again,
+            # and the call waits for a decision of its own
+            events = await backend.engine.list_events("paid")
+            tool_step = next(e.seq for e in events if e.type == "tool_call")
+            fork = await backend.engine.fork_run(
+                "paid", at=tool_step, new_run_id="paid-fork", queue=None
+            )
+            again = await resume_run(backend, fork, ra.payer)
+            assert [i.call_id for i in again.interruptions] == ["p1"]
+            assert (await backend.get_run("paid-fork")).status == "awaiting_approval"
+            assert counted == {}
+        finally:
+            await backend.engine.dispose()
+
+    run_async(go())
