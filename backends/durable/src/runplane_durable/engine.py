@@ -310,6 +310,25 @@ class Engine(Protocol):
     async def dispose(self) -> None:
         """Release what the engine holds (connections, clients)."""
 
+    # -- forks: a new run sharing another's journal up to a step ---------------------------------
+
+    async def fork_run(
+        self, run_id: str, *, at: int, new_run_id: str, queue: str | None = "default"
+    ) -> RunRecord:
+        """Create run `new_run_id` as a fork of run `run_id` at step `at` (the event seq
+        `runplane runs show` prints, 1 to the run's last): the same agent, `agent_ref`, input
+        and options, plus the option `forked_from` {"run_id", "at"}, and a copy of the journal
+        entries whose steps come before `at` (`forks.fork_of`), in one transaction. The fork is
+        `queued` on `queue` for a worker (None: on no queue, for the caller to open with
+        `open_run`); its usage counts start at zero, and its first events are `run_forked` (and
+        `run_queued` with a queue). Opened, it replays the copied entries and goes on live.
+        The run forked is not touched.
+
+        The same `new_run_id` again, for the same fork, is that run as it is now; an id that
+        names any other run raises RunInputMismatchError. RunNotFoundError for an unknown
+        `run_id`, ForkStepError (a ValueError) for a step outside its steps.
+        """
+
 
 # Upper bounds (seconds) of the step latency histogram's buckets: a tool's millisecond to a slow
 # model call's minute.

@@ -23,6 +23,7 @@ __all__ = [
     "AgentRefError",
     "DatabaseError",
     "DurableError",
+    "ForkStepError",
     "JournalSerializationError",
     "RemoteContextError",
     "ReplayDivergenceError",
@@ -279,7 +280,13 @@ class RunInputMismatchError(DurableError):
         recorded_agent: str | None = None,
         agent: str | None = None,
     ) -> None:
-        if what_changed == "agent":
+        if what_changed == "fork":
+            message = (
+                f"run {run_id!r} exists already and is not that fork (the same run forked at "
+                "the same step); a run id names one run. Choose another id for the fork, or "
+                "leave it out for a new one."
+            )
+        elif what_changed == "agent":
             message = (
                 f"run {run_id!r} was started with agent {recorded_agent!r}, not "
                 f"{agent!r}; a run id names one run. Use a new run id, or resume it "
@@ -528,6 +535,30 @@ class RunFailedError(DurableError):
             error_type=error_type,
             error=error,
         )
+
+
+class ForkStepError(DurableError, ValueError):
+    """A fork's step (`Engine.fork_run`, `runplane runs fork --at`) outside the run's steps.
+
+    Fields: `run_id`, `at` (the step asked for), `last` (the run's last step, the highest event
+    seq `runplane runs show` prints; 0 for a run with no events)."""
+
+    code = "fork_step"
+    run_id: str
+    at: int
+    last: int
+
+    def __init__(self, *, run_id: str, at: int, last: int) -> None:
+        if last < 1:
+            message = f"run {run_id!r} has no steps to fork at (its event log is empty)"
+        else:
+            message = (
+                f"run {run_id!r} has steps 1 to {last} (the numbers `runplane runs show "
+                f"{run_id}` prints); {at} is not one of them. Give a step from 1 (nothing "
+                f"shared) to {last}: the fork shares the journal before it and goes on live "
+                "from there."
+            )
+        super().__init__(message, run_id=run_id, at=at, last=last)
 
 
 class AgentRefError(DurableError, ValueError):

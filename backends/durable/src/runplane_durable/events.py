@@ -37,6 +37,7 @@ __all__ = [
     "RunCancelled",
     "RunCompleted",
     "RunFailed",
+    "RunForked",
     "RunOutcome",
     "RunQueued",
     "Stringified",
@@ -702,6 +703,37 @@ class RunQueued:
 
 
 @dataclass(frozen=True)
+class RunForked:
+    """The run was forked from another (`Engine.fork_run`, `runplane runs fork`): it shares that
+    run's journal before step `at` (the event seq `runplane runs show` prints) and goes on live
+    from there. JSON {"from_run", "at", "model_calls", "tool_outputs"}: the run forked, the step,
+    and how many of its journal entries were copied. The run's first event."""
+
+    TYPE: ClassVar[str] = "run_forked"
+    from_run: str
+    at: int
+    model_calls: int = 0
+    tool_outputs: int = 0
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "from_run": self.from_run,
+            "at": self.at,
+            "model_calls": self.model_calls,
+            "tool_outputs": self.tool_outputs,
+        }
+
+    @classmethod
+    def from_payload(cls, p: Mapping[str, Any]) -> RunForked:
+        return cls(
+            _need(p, "from_run", str),
+            _need(p, "at", int),
+            _get(p, "model_calls", int, 0),
+            _get(p, "tool_outputs", int, 0),
+        )
+
+
+@dataclass(frozen=True)
 class UnknownEvent:
     """An event this version has no record for (a newer version's, or `tool_started` of the
     first one), or one whose payload does not fit its type (`problem` says why): kept as
@@ -729,6 +761,7 @@ Event = (
     | RunCancelled
     | RunAwaitingApproval
     | RunQueued
+    | RunForked
 )
 _TYPES: dict[str, Any] = {
     cls.TYPE: cls
@@ -745,6 +778,7 @@ _TYPES: dict[str, Any] = {
         RunCancelled,
         RunAwaitingApproval,
         RunQueued,
+        RunForked,
     )
 }
 EVENT_TYPES: tuple[str, ...] = tuple(_TYPES)

@@ -33,6 +33,7 @@ from . import lazy_errors as errors
 from .owner import current_owner, owner_is_dead, requester, retire
 from .records import (
     CANCEL_MODES,
+    DEFAULT_QUEUE,
     Approval,
     CancelMode,
     EventRecord,
@@ -458,6 +459,18 @@ class RemoteEngine:
             "POST", "/api/v1/prune", body={"finished_before": float(finished_before)}
         )
         return int(answer["deleted"])
+
+    async def fork_run(
+        self, run_id: str, *, at: int, new_run_id: str, queue: str | None = DEFAULT_QUEUE
+    ) -> RunRecord:
+        """One request; sent again if its answer was lost, which finds the fork it made."""
+        self._refuse_read_only("runs are forked")
+        answer = await self._request(
+            "POST",
+            self._run_path(run_id, "/fork"),
+            body={"at": at, "run_id": new_run_id, "queue": queue},
+        )
+        return RunRecord.from_json(answer)
 
     # -- queued runs (workers, Runner.start) -------------------------------------------------------
 

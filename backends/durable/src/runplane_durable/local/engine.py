@@ -49,7 +49,7 @@ from ..serde import storable_text
 from ..session import Fenced, JournaledSession, MustWait, say_opened
 from ..writes import Opened, Release, Write
 from . import approvals as approvals_sql
-from . import sql
+from . import fork_sql, sql
 from .database import (
     DEFAULT_DIR,
     DEFAULT_FILE,
@@ -440,6 +440,21 @@ class LocalEngine:
             if batch < PRUNE_BATCH:
                 return deleted
             await asyncio.sleep(0)  # let this process's runs write between two batches
+
+    async def fork_run(
+        self, run_id: str, *, at: int, new_run_id: str, queue: str | None = DEFAULT_QUEUE
+    ) -> RunRecord:
+        """See `Engine.fork_run`."""
+        self._refuse_read_only("runs are forked")
+        check_run_id(new_run_id)
+        if queue is not None:
+            check_text(queue, "queue")
+        done = await self.database.call(
+            fork_sql.fork_run, check_run_id(run_id), at, new_run_id, queue
+        )
+        if done is None:
+            raise errors.RunNotFoundError(run_id=run_id, database=describe(self.url))
+        return done[1]
 
     async def event_feed(self) -> EventFeed | None:
         """See `engine.Notifying`: on PostgreSQL, this engine's one listening connection."""

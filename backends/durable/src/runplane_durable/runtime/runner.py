@@ -13,6 +13,7 @@ from agents.run_error_handlers import RunErrorHandlers
 from runplane import BackendRunner, RunOptions
 
 from ..errors import DurableError
+from ..names import check_run_id, new_run_id
 from ..records import DEFAULT_QUEUE, Approval, CancelMode, EventRecord, RunRecord, RunStatus
 from ..serde import load_value
 from .agent_refs import resolve
@@ -188,6 +189,32 @@ class Runner(BackendRunner):
             starting, input, options, run_id=run_id, agent_ref=ref, queue=queue
         )
         return RunHandle(record.id, backend.engine, agent=starting)
+
+    @classmethod
+    async def fork(
+        cls,
+        from_run: str,
+        /,
+        *,
+        at: int,
+        run_id: str | None = None,
+        queue: str | None = DEFAULT_QUEUE,
+        agent: Agent[Any] | None = None,
+    ) -> RunHandle:
+        """Fork run `from_run` at step `at` (the step numbers `runplane runs show` prints) and
+        return the new run's handle at once (`Engine.fork_run`).
+
+        The new run (`run_id`, else a new id) has the run's agent, input and options, and
+        shares its journal before step `at`: opened, it replays those steps (no model or tool
+        call) and goes on live from `at`. It is stored `queued` on `queue` for a worker that
+        knows the agent, as `Runner.start` stores a run; with `queue=None` no worker takes it:
+        run it here with `await Runner.resume(handle.run_id, agent)`. The run forked is not
+        touched. `agent` names the agents the handle's `stream_events()` items carry.
+        """
+        backend = cls.durable()
+        chosen = check_run_id(run_id) if run_id is not None else new_run_id()
+        record = await backend.engine.fork_run(from_run, at=at, new_run_id=chosen, queue=queue)
+        return RunHandle(record.id, backend.engine, agent=agent)
 
     @classmethod
     def handle(cls, run_id: str, agent: Agent[Any] | None = None) -> RunHandle:

@@ -18,7 +18,14 @@ from starlette.routing import BaseRoute, Route
 
 from .. import lazy_errors as errors
 from ..events import AttemptEnded, AttemptStarted, parse
-from ..records import CANCEL_MODES, MAX_STORED_INT, EventRecord, Requester, run_cursor
+from ..records import (
+    CANCEL_MODES,
+    DEFAULT_QUEUE,
+    MAX_STORED_INT,
+    EventRecord,
+    Requester,
+    run_cursor,
+)
 from ..serde import storable_text
 from . import sse
 from .context import engine_of, known_run, run_id_of
@@ -159,6 +166,29 @@ def _asker(request: Request, body: dict[str, Any]) -> Requester:
     )
 
 
+async def fork_run(request: Request) -> Response:
+    """POST /api/v1/runs/{run_id}/fork {"at", "run_id", "queue"} -> the fork (`Engine.fork_run`).
+    Sent again with the same body, it answers the fork made the first time."""
+    query(request, ())
+    run_id = run_id_of(request)
+    body = body_object(
+        await read_json(request), ("at", "run_id", "queue"), required=("at", "run_id")
+    )
+    at = body["at"]
+    if isinstance(at, float) and at.is_integer():  # JSON's integer: 134.0 is one too
+        at = int(at)
+    if isinstance(at, bool) or not isinstance(at, int):  # its range: the engine's ForkStepError
+        raise bad_request(f"at must be a step number (an integer); got {at!r}", member="at")
+    new_run_id = body["run_id"]
+    if not isinstance(new_run_id, str):
+        raise bad_request(f"run_id must be a string; got {new_run_id!r}", member="run_id")
+    queue = body.get("queue", DEFAULT_QUEUE)
+    if queue is not None and (not isinstance(queue, str) or not queue):
+        raise bad_request(f"queue must be a name or null; got {queue!r}", member="queue")
+    record = await engine_of(request).fork_run(run_id, at=at, new_run_id=new_run_id, queue=queue)
+    return JSONResponse(record.to_json())
+
+
 async def prune(request: Request) -> Response:
     query(request, ())
     body = body_object(
@@ -182,5 +212,6 @@ def routes() -> list[BaseRoute]:
         _run_route("/events/stream", sse.stream_events),
         _run_route("/attempts", get_attempts),
         _run_route("/cancel", cancel_run, "POST"),
+        _run_route("/fork", fork_run, "POST"),
         Route("/api/v1/prune", prune, methods=["POST"]),
     ]
