@@ -168,6 +168,8 @@ def _valid_asker(asker: Any) -> bool:
         for n in ("host", "user")
     )
     pid = asker.get("pid")
+    if isinstance(pid, float) and pid.is_integer():  # an integer, as JSON Schema counts
+        pid = int(pid)
     pid_ok = pid is None or (type(pid) is int and 0 <= pid <= 2**31 - 1)
     return names_ok and pid_ok
 

@@ -144,6 +144,8 @@ def _asker(request: Request, body: dict[str, Any]) -> Requester:
             f"{member} must be an object of host, pid and user, got {said!r:.80}", member=member
         )
     host, pid, user = said.get("host"), said.get("pid"), said.get("user")
+    if isinstance(pid, float) and pid.is_integer():  # JSON's integer: 66.0 is one too
+        pid = int(pid)
     for name, value in (("host", host), ("user", user)):
         if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 255):
             raise bad_request(
