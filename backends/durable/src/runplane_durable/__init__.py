@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from .records import EventRecord, JournalEntry, JournalRecord, RunRecord
     from .remote_engine import ENV_SERVER_URL, RemoteEngine
     from .runtime.backend import DEFAULT_LEASE_SECONDS, DurableBackend
+    from .runtime.conversation import DurableSession, conversation_turn_id
     from .runtime.handle import RunHandle
     from .runtime.identity import last_run_id, run_id
     from .runtime.remote_tools import RemoteToolError, remote, remote_tools
@@ -55,6 +56,7 @@ __all__ = [
     "DatabaseError",
     "DurableBackend",
     "DurableError",
+    "DurableSession",
     "Engine",
     "EventRecord",
     "JournalEntry",
@@ -80,6 +82,7 @@ __all__ = [
     "TaskLeaseLostError",
     "TaskNotFoundError",
     "UnstorableNameError",
+    "conversation_turn_id",
     "error_from_wire",
     "last_run_id",
     "remote",
@@ -90,6 +93,8 @@ __all__ = [
 _LAZY = {
     "DEFAULT_LEASE_SECONDS": "runtime.backend",
     "DurableBackend": "runtime.backend",
+    "DurableSession": "runtime.conversation",
+    "conversation_turn_id": "runtime.conversation",
     "Engine": "engine",
     "RunSession": "engine",
     "AgentRefError": "errors",

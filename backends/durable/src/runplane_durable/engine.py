@@ -307,6 +307,27 @@ class Engine(Protocol):
     async def dispose(self) -> None:
         """Release what the engine holds (connections, clients)."""
 
+    # -- durable sessions: a conversation's items, kept with its runs (`DurableSession`) ---------
+
+    async def session_items(self, session_id: str, *, limit: int | None = None) -> list[Any]:
+        """The items of session `session_id` (JSON values), oldest first; only the latest
+        `limit` when given. A session never written has none. ValueError for a negative
+        `limit`; UnstorableNameError for an id no session can have."""
+
+    async def add_session_items(
+        self, session_id: str, items: Sequence[Any], *, write_key: str
+    ) -> bool:
+        """Append `items` (JSON values) to the session in one transaction, once per
+        `write_key`: a write whose key the session took already writes nothing and returns
+        False (a request sent again, a resumed run making its last write again); True when
+        written. JournalSerializationError for an item that is not JSON data."""
+
+    async def pop_session_item(self, session_id: str) -> Any | None:
+        """Remove the session's latest item and return it; None when it has none."""
+
+    async def clear_session(self, session_id: str) -> None:
+        """Remove every item of the session, and the keys of its writes."""
+
 
 # Upper bounds (seconds) of the step latency histogram's buckets: a tool's millisecond to a slow
 # model call's minute.

@@ -71,6 +71,10 @@ class ActiveRun:
     _models: list[JournalEntry] = field(default_factory=list)
     _tools: dict[str, JournalEntry] = field(default_factory=dict)
     model_ordinal: int = 0  # model calls completed so far, live or replayed
+    # The run's `session=` reads and writes journaled, in order (session_steps.py), and how many
+    # of them this execution has made so far, live or replayed.
+    sessions: list[JournalEntry] = field(default_factory=list)
+    session_ordinal: int = 0
     # How the run stops when another process cancels it (None: a replay, nothing to stop).
     stopper: Stopper | None = None
     _open_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -82,6 +86,7 @@ class ActiveRun:
                     session = await self.opening
                     self._models = [e for e in session.journal if e.kind == "model"]
                     self._tools = {e.key: e for e in session.journal if e.kind == "tool"}
+                    self.sessions = [e for e in session.journal if e.kind == "session"]
                     self._session = session
         return self._session
 

@@ -33,6 +33,7 @@ from ..owner import requester
 from ..records import DEFAULT_QUEUE, CancelMode, RunRecord, RunSpec, RunStatus, Snapshot
 from ..serde import dump_display, dump_value, fingerprint
 from . import intercept
+from .conversation import DurableSession
 from .active import ACTIVE, NAMED_RUN_ID, REQUESTED_RUN_ID, ActiveRun
 from .agent_refs import ref_of
 from .approvals import (
@@ -541,6 +542,12 @@ class DurableBackend(RunnerBackendBase):
     async def cancel(self, run_id: str, *, mode: CancelMode = "immediate") -> RunRecord:
         """Cancel run `run_id`, wherever it executes (`Engine.cancel_run`)."""
         return await self.engine.cancel_run(run_id, mode=mode)
+
+    def conversation_session(self, conversation_id: str) -> DurableSession:
+        """The session of conversation `conversation_id`, kept in this backend's database (the
+        optional protocol a host context asks a backend for its sessions with). Run each turn
+        under `conversation_turn_id(conversation_id, n)` so a host started again resumes it."""
+        return DurableSession(conversation_id, engine=self.engine)
 
 
 def _spec_of(record: RunRecord) -> RunSpec:
