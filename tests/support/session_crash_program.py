@@ -48,7 +48,9 @@ def respond(call: ModelCall) -> list[Any]:
     users = [i for i, item in enumerate(items) if _field(item, "role") == "user"]
     turn = len(users)
     since = items[users[-1] + 1 :] if users else items
-    outputs = [str(_field(i, "output")) for i in since if _field(i, "type") == "function_call_output"]
+    outputs = [
+        str(_field(i, "output")) for i in since if _field(i, "type") == "function_call_output"
+    ]
     step = len(outputs)
     log("model.log", f"{turn}.{step} {os.getpid()}")
     if step < len(TOOLS):
@@ -74,8 +76,12 @@ def make_tool(name: str, prompt: list[str]) -> FunctionTool:
     return function_tool(tool, name_override=name)
 
 
-async def _hang(name: str, where: str) -> None:
+def _mark_started(name: str, where: str) -> None:
     Path("started").write_text(f"{name}:{where} {os.getpid()}\n", encoding="utf-8")
+
+
+async def _hang(name: str, where: str) -> None:
+    _mark_started(name, where)
     await asyncio.sleep(HANG_SECONDS)
 
 
@@ -124,7 +130,9 @@ def main() -> None:
             session = SQLiteSession("conversation", "session.db")
             output = Runner.run_sync(agent, prompts[0], session=session).final_output
     else:
-        output = asyncio.run(one_turn(mode, rid, prompts[0], SQLiteSession("conversation", "session.db")))
+        output = asyncio.run(
+            one_turn(mode, rid, prompts[0], SQLiteSession("conversation", "session.db"))
+        )
     print(json.dumps({"final_output": output}), flush=True)
 
 

@@ -84,7 +84,7 @@ def check_write_key(value: object) -> str:
         raise errors.UnstorableNameError(
             what="a session write key",
             value=_shown(value),
-            reason=f"a write key must be a non-empty string of at most {MAX_JOURNAL_KEY} characters",
+            reason=f"a write key is a non-empty string of at most {MAX_JOURNAL_KEY} characters",
         )
     return key
 

@@ -321,8 +321,9 @@ class JournalEntry:
     calling out again.
 
     JSON: {"kind": "model" | "tool" | "session", "key", "fingerprint", "payload"}. `key` is the
-    model call's ordinal ("1", "2", ...), the tool call's key or the session step's ordinal; `fingerprint` is the model request's (replay
-    checks it), null for a tool output; `payload` is the encoded response or output.
+    model call's ordinal ("1", "2", ...), the tool call's key or the session step's ordinal;
+    `fingerprint` is the model request's (replay checks it), null for a tool output or a session
+    step; `payload` is the encoded response, output or session step.
     """
 
     kind: JournalKind

@@ -27,7 +27,9 @@ SESSION_LOCK_CLASS = 0x726E7073
 def _lock(conn: Connection, session_id: str) -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(
-            sa.select(sa.func.pg_advisory_xact_lock(SESSION_LOCK_CLASS, sa.func.hashtext(session_id)))
+            sa.select(
+                sa.func.pg_advisory_xact_lock(SESSION_LOCK_CLASS, sa.func.hashtext(session_id))
+            )
         )
 
 

@@ -54,8 +54,7 @@ from ..serde import session_item_text, storable_text
 from ..session import Fenced, JournaledSession, MustWait, say_opened
 from ..writes import Opened, Release, Write
 from . import approvals as approvals_sql
-from . import conversations
-from . import sql
+from . import conversations, sql
 from .database import (
     DEFAULT_DIR,
     DEFAULT_FILE,
@@ -450,9 +449,7 @@ class LocalEngine:
     async def session_items(self, session_id: str, *, limit: int | None = None) -> list[Any]:
         if limit is not None and (not isinstance(limit, int) or limit < 0):
             raise ValueError(f"limit must be a count of items (0 or more) or None, got {limit!r}")
-        return await self.database.call(
-            conversations.items, check_session_id(session_id), limit
-        )
+        return await self.database.call(conversations.items, check_session_id(session_id), limit)
 
     async def add_session_items(
         self, session_id: str, items: Sequence[Any], *, write_key: str

@@ -33,7 +33,6 @@ from ..owner import requester
 from ..records import DEFAULT_QUEUE, CancelMode, RunRecord, RunSpec, RunStatus, Snapshot
 from ..serde import dump_display, dump_value, fingerprint
 from . import intercept
-from .conversation import DurableSession
 from .active import ACTIVE, NAMED_RUN_ID, REQUESTED_RUN_ID, ActiveRun
 from .agent_refs import ref_of
 from .approvals import (
@@ -47,6 +46,7 @@ from .approvals import (
 )
 from .cancel import Stopper, requested_by, watch
 from .cancel import cancel_poll_seconds as poll_setting
+from .conversation import DurableSession
 from .durability import Durability
 from .identity import NestedRunId, reserve_run_id, take_requested_run_id
 from .sdk_internals import stream_error

@@ -78,7 +78,7 @@ class DurableSession(SessionABC):
         await self.engine.add_session_items(self.session_id, list(items), write_key=key)
 
     async def pop_item(self) -> TResponseInputItem | None:
-        item: Any = await self.engine.pop_session_item(self.session_id)
+        item: TResponseInputItem | None = await self.engine.pop_session_item(self.session_id)
         return item
 
     async def clear_session(self) -> None:

@@ -2,9 +2,10 @@
 
 `install()` wraps the SDK's model resolution (so every model path is covered: `agent.model`
 instances and names, `run_config.model`, `run_config.model_provider`, handoff targets), its
-function-tool invocation and its session reads and writes (`session_steps.py`); both do nothing unless the current task runs a durable run. It also
-keeps the journal's own errors from becoming a tool's output, and sends a run the SDK starts
-inside a durable run's tool (`Agent.as_tool`) to that run's backend.
+function-tool invocation and its session reads and writes (`session_steps.py`); each does
+nothing unless the current task runs a durable run. It also keeps the journal's own errors
+from becoming a tool's output, and sends a run the SDK starts inside a durable run's tool
+(`Agent.as_tool`) to that run's backend.
 """
 
 from __future__ import annotations

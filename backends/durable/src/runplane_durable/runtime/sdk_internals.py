@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents import RunResultStreaming, RunState
+from agents import run as run_module
 from agents import tool as tool_module
 from agents import usage as _usage
 from agents.exceptions import MaxTurnsExceeded
 from agents.models.interface import Model
 from agents.run import AgentRunner
-from agents import run as run_module
 from agents.run_internal import run_loop, session_persistence, tool_execution
 from agents.tool import FunctionTool
 

@@ -70,7 +70,7 @@ def _encode(items: Any) -> Any:
     return dump_value(items, what="a session item")
 
 
-def _limit_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> int | None | str:
+def _limit_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> int | str | None:
     limit = args[0] if args else kwargs.get("limit", "default")
     return limit if limit is None or isinstance(limit, int) else "default"
 
@@ -208,7 +208,9 @@ async def _settle_add(
     observed = await _tail(session, len(expected), wrapper)
     made = observed == expected
     # The window held the whole session when it came back shorter than asked for.
-    unchanged = observed == before if len(before) <= len(batch) else observed[-len(before) :] == before
+    unchanged = (
+        observed == before if len(before) <= len(batch) else observed[-len(before) :] == before
+    )
     if made:
         if unchanged:  # a repeating history: both fit; the write had all but surely been made
             log.warning(
