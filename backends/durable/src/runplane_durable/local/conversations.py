@@ -3,7 +3,8 @@ in order, each write taken once per key.
 
 Each function is one transaction (the caller's `Database.call`). A session's writes take turns:
 on PostgreSQL under a transaction-scoped advisory lock on the session id, on SQLite under the
-database's write lock, so two writers never compute the same next position.
+file's write lock (taken first, for other processes too), so two writers never compute the same
+next position.
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ SESSION_LOCK_CLASS = 0x726E7073
 
 
 def _lock(conn: Connection, session_id: str) -> None:
+    """Take the session's write turn, as the transaction's first statement."""
     if conn.dialect.name == "postgresql":
-        conn.execute(
-            sa.select(
-                sa.func.pg_advisory_xact_lock(SESSION_LOCK_CLASS, sa.func.hashtext(session_id))
-            )
-        )
+        lock = sa.func.pg_advisory_xact_lock(SESSION_LOCK_CLASS, sa.func.hashtext(session_id))
+        conn.execute(sa.select(lock))
+    else:  # the file's write lock now, before reading the last position (other processes too)
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def items(conn: Connection, session_id: str, limit: int | None) -> list[Any]:
