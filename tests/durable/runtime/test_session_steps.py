@@ -230,3 +230,52 @@ def test_a_pop_cut_off_is_made_once(tmp_path: Path) -> None:
         await store.dispose()
 
     asyncio.run(go())
+
+
+def test_a_host_started_again_finds_its_turns_and_resumes_the_cut_one(tmp_path: Path) -> None:
+    from runplane_durable.runtime.runner import resume_run
+
+    reference = _reference(tmp_path)
+
+    async def go() -> None:
+        store = engine(tmp_path)
+        backend = DurableBackend(store)
+        assert await backend.conversation_turns("chat") == []
+        with backend.conversation_turn("chat", 0) as rid:
+            assert rid == conversation_turn_id("chat", 0) == "chat/turn-0"
+            await backend.run(agent(), "hello", session=backend.conversation_session("chat"))
+        CutDurableSession.cut = True
+        with pytest.raises(Cut), backend.conversation_turn("chat", 1):
+            await backend.run(agent(), "again", session=CutDurableSession("chat", engine=store))
+
+        # A new host: its conversation's turns say where it stopped; the cut one resumes.
+        turns = await backend.conversation_turns("chat")
+        assert [(t.id, t.status) for t in turns] == [
+            ("chat/turn-0", "completed"),
+            ("chat/turn-1", "failed"),
+        ]
+        session = backend.conversation_session("chat")
+        result = await resume_run(backend, turns[-1], agent(), session=session)
+        assert result.final_output == "done"
+        items = await session.get_items()
+        assert len(items) == 2 * len(reference)
+        assert [i.get("content") for i in items if i.get("role") == "user"] == ["hello", "again"]
+        await store.dispose()
+
+    asyncio.run(go())
+
+
+def test_turn_ids_fit_any_conversation_id_and_bad_turns_are_refused() -> None:
+    long = conversation_turn_id("c" * 200, 12)
+    assert len(long) <= 200
+    assert long == conversation_turn_id("c" * 200, 12)  # the same in every process
+    assert long != conversation_turn_id("c" * 200, 13)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="a turn number is 0, 1, 2"):
+            conversation_turn_id("chat", bad)  # type: ignore[arg-type]
+    from runplane_durable import UnstorableNameError
+
+    with pytest.raises(UnstorableNameError, match="session id"):
+        conversation_turn_id("", 0)
+    with pytest.raises(UnstorableNameError, match="session id"):
+        DurableSession("bad\x00id")

@@ -46,9 +46,10 @@ from .approvals import (
 )
 from .cancel import Stopper, requested_by, watch
 from .cancel import cancel_poll_seconds as poll_setting
-from .conversation import DurableSession
+from .conversation import DurableSession, conversation_turn_id
 from .durability import Durability
 from .identity import NestedRunId, reserve_run_id, take_requested_run_id
+from .identity import run_id as named_run
 from .sdk_internals import stream_error
 
 __all__ = ["DEFAULT_LEASE_SECONDS", "DurableBackend"]
@@ -548,6 +549,26 @@ class DurableBackend(RunnerBackendBase):
         optional protocol a host context asks a backend for its sessions with). Run each turn
         under `conversation_turn_id(conversation_id, n)` so a host started again resumes it."""
         return DurableSession(conversation_id, engine=self.engine)
+
+    def conversation_turn(
+        self, conversation_id: str, n: int
+    ) -> contextlib.AbstractContextManager[str]:
+        """Runs started inside are turn `n` of the conversation: `run_id(conversation_turn_id(
+        conversation_id, n))`, so a turn cut off by a crash resumes when run again."""
+        return named_run(conversation_turn_id(conversation_id, n))
+
+    async def conversation_turns(self, conversation_id: str) -> list[RunRecord]:
+        """The runs of the conversation's turns so far, turn 0 first (one read per turn): a host
+        started again goes on at turn `len(turns)`, after resuming the last one (with
+        `Runner.resume`, which knows its input) if it did not complete."""
+        turns: list[RunRecord] = []
+        while True:
+            try:
+                turns.append(
+                    await self.engine.get_run(conversation_turn_id(conversation_id, len(turns)))
+                )
+            except RunNotFoundError:
+                return turns
 
 
 def _spec_of(record: RunRecord) -> RunSpec:
