@@ -279,3 +279,21 @@ def test_turn_ids_fit_any_conversation_id_and_bad_turns_are_refused() -> None:
         conversation_turn_id("", 0)
     with pytest.raises(UnstorableNameError, match="session id"):
         DurableSession("bad\x00id")
+
+
+def test_only_a_conversations_first_turn_is_logged_as_new(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def go() -> None:
+        store = engine(tmp_path)
+        backend = DurableBackend(store)
+        for n in range(3):
+            with backend.conversation_turn("chat", n):
+                await backend.run(agent(), f"q{n}", session=backend.conversation_session("chat"))
+        await store.dispose()
+
+    with caplog.at_level("WARNING", logger="runplane_durable"):
+        asyncio.run(go())
+    assert [r.getMessage().split(" in ")[0] for r in caplog.records] == [
+        "started new run chat/turn-0"
+    ]

@@ -46,10 +46,9 @@ from .approvals import (
 )
 from .cancel import Stopper, requested_by, watch
 from .cancel import cancel_poll_seconds as poll_setting
-from .conversation import DurableSession, conversation_turn_id
+from .conversation import DurableSession, conversation_turn, conversation_turn_id
 from .durability import Durability
 from .identity import NestedRunId, reserve_run_id, take_requested_run_id
-from .identity import run_id as named_run
 from .sdk_internals import stream_error
 
 __all__ = ["DEFAULT_LEASE_SECONDS", "DurableBackend"]
@@ -553,9 +552,10 @@ class DurableBackend(RunnerBackendBase):
     def conversation_turn(
         self, conversation_id: str, n: int
     ) -> contextlib.AbstractContextManager[str]:
-        """Runs started inside are turn `n` of the conversation: `run_id(conversation_turn_id(
-        conversation_id, n))`, so a turn cut off by a crash resumes when run again."""
-        return named_run(conversation_turn_id(conversation_id, n))
+        """Runs started inside are turn `n` of the conversation, under
+        `conversation_turn_id(conversation_id, n)`: a turn cut off by a crash resumes when run
+        again. Yields the run id."""
+        return conversation_turn(conversation_id, n)
 
     async def conversation_turns(self, conversation_id: str) -> list[RunRecord]:
         """The runs of the conversation's turns so far, turn 0 first (one read per turn): a host

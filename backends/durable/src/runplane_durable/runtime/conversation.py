@@ -11,6 +11,8 @@ that was cut off resumes where it stopped (its session reads and writes are jour
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from agents.items import TResponseInputItem
@@ -18,8 +20,10 @@ from agents.memory import SessionABC, SessionSettings
 
 from ..engine import Engine, open_engine
 from ..names import MAX_RUN_ID, check_session_id, fitted
+from .active import REQUESTED_RUN_ID
+from .identity import run_id
 
-__all__ = ["DurableSession", "conversation_turn_id"]
+__all__ = ["DurableSession", "conversation_turn", "conversation_turn_id"]
 
 
 def conversation_turn_id(conversation_id: str, n: int) -> str:
@@ -29,6 +33,24 @@ def conversation_turn_id(conversation_id: str, n: int) -> str:
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise ValueError(f"a turn number is 0, 1, 2, ...; got {n!r}")
     return fitted(f"{check_session_id(conversation_id)}/turn-{n}", MAX_RUN_ID)
+
+
+@contextmanager
+def conversation_turn(conversation_id: str, n: int) -> Iterator[str]:
+    """Runs started inside are turn `n` of the conversation (yields its run id). Turn 0 counts
+    as an id the program chose (`run_id("...")`: a new one is logged with its database, so a
+    conversation meant to resume from another database is noticed); later turns start new
+    runs as a matter of course, and say nothing."""
+    chosen = conversation_turn_id(conversation_id, n)
+    if n == 0:
+        with run_id(chosen):
+            yield chosen
+        return
+    token = REQUESTED_RUN_ID.set(chosen)
+    try:
+        yield chosen
+    finally:
+        REQUESTED_RUN_ID.reset(token)
 
 
 class DurableSession(SessionABC):
