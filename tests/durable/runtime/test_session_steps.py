@@ -7,6 +7,7 @@ session. (The kill -9 tests with real processes are in test_session_crash.py.)
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -88,20 +89,23 @@ def _reference(tmp_path: Path) -> list[Any]:
 @pytest.mark.parametrize("after", [False, True], ids=["before", "after"])
 @pytest.mark.parametrize("cut_at", [1, 2, 3])
 def test_a_write_cut_off_is_made_exactly_once_on_resume(
-    tmp_path: Path, cut_at: int, after: bool
+    tmp_path: Path, db_url: str, cut_at: int, after: bool
 ) -> None:
     reference = _reference(tmp_path)
+    rid = f"cut-{uuid.uuid4().hex}"  # the PostgreSQL database is the test session's
 
     async def go() -> None:
-        backend = DurableBackend(engine(tmp_path))
+        store = LocalEngine(db_url)
+        backend = DurableBackend(store)
         path = tmp_path / "session.db"
         with pytest.raises(Cut):
-            await _run(backend, "r", CutSession(path, cut_at=cut_at, after=after))
+            await _run(backend, rid, CutSession(path, cut_at=cut_at, after=after))
         again = CutSession(path)
-        assert await _run(backend, "r", again) == "done"
+        assert await _run(backend, rid, again) == "done"
         assert await again.get_items() == reference
         # Replayed to its end: the cut write's tail was read once, no other write was made twice.
         assert again.adds == (3 - cut_at) + (0 if after else 1)
+        await store.dispose()
 
     asyncio.run(go())
 
@@ -175,16 +179,20 @@ class CutDurableSession(DurableSession):
             raise Cut("after the write")
 
 
-def test_a_durable_sessions_cut_write_is_sent_again_under_its_key(tmp_path: Path) -> None:
+def test_a_durable_sessions_cut_write_is_sent_again_under_its_key(
+    tmp_path: Path, db_url: str
+) -> None:
     reference = _reference(tmp_path)
+    chat = f"chat-{uuid.uuid4().hex}"
 
     async def go() -> None:
-        store = engine(tmp_path)
+        store = LocalEngine(db_url)
         backend = DurableBackend(store)
-        rid = conversation_turn_id("chat", 0)
+        rid = conversation_turn_id(chat, 0)
+        CutDurableSession.cut = True
         with pytest.raises(Cut):
-            await _run(backend, rid, CutDurableSession("chat", engine=store))
-        session = backend.conversation_session("chat")
+            await _run(backend, rid, CutDurableSession(chat, engine=store))
+        session = backend.conversation_session(chat)
         assert await _run(backend, rid, session) == "done"
         items = await session.get_items()
         assert [i.get("content") for i in items if i.get("role") == "user"] == ["hello"]
