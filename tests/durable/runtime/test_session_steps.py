@@ -305,3 +305,64 @@ def test_only_a_conversations_first_turn_is_logged_as_new(
     assert [r.getMessage().split(" in ")[0] for r in caplog.records] == [
         "started new run chat/turn-0"
     ]
+
+
+def _payer(paid: list[int], *script: Any) -> Agent[Any]:
+    @function_tool(needs_approval=True)
+    def pay(amount: int) -> str:
+        """Pay an amount."""
+        paid.append(amount)
+        return f"paid {amount}"
+
+    return Agent(name="payer", tools=[pay], model=ScriptedModel(list(script)))
+
+
+async def _approved_with(runner: Any, session: Any, rid: str | None) -> Any:
+    """The SDK's approval pattern with a session: stop, approve on the state, pass it back."""
+    paid: list[int] = []
+    # The state goes on with the agent it stopped with (and its model): one script for both.
+    first = _payer(
+        paid,
+        [function_call("pay", {"amount": 5}, call_id="p1")],
+        [assistant_message("done paying")],
+    )
+    if rid is None:
+        stopped = await runner.run(first, "pay five", session=session)
+    else:
+        with run_id(rid):
+            stopped = await runner.run(first, "pay five", session=session)
+    state = stopped.to_state()
+    state.approve(stopped.interruptions[0])
+    done = await runner.run(first, state, session=session)
+    assert (done.final_output, paid) == ("done paying", [5])
+    return await session.get_items()
+
+
+def test_a_run_stopped_for_approval_goes_on_with_its_session_as_the_sdks_does(
+    tmp_path: Path,
+) -> None:
+    from agents import Runner as SDKRunner
+
+    async def go() -> None:
+        sdk_items = await _approved_with(
+            SDKRunner, SQLiteSession("c", str(tmp_path / "sdk.db")), None
+        )
+        store = engine(tmp_path)
+        backend = DurableBackend(store)
+        session = SQLiteSession("c", str(tmp_path / "durable.db"))
+        assert await _approved_with(backend, session, "pay-1") == sdk_items
+        journal = await store.read_journal("pay-1")
+        keys = [e.key for e in journal if e.kind == "session"]
+        assert len(keys) == len(set(keys))
+        assert any(":" in k for k in keys)  # the stretch after the snapshot keys its own steps
+        # The finished run replays from its journal and leaves the session as it is.
+        paid: list[int] = []
+        with run_id("pay-1"):
+            again = await backend.run(
+                _payer(paid, [assistant_message("x")]), "pay five", session=session
+            )
+        assert again.final_output == "done paying"
+        assert await session.get_items() == sdk_items
+        await store.dispose()
+
+    asyncio.run(go())

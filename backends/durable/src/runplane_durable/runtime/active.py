@@ -75,6 +75,10 @@ class ActiveRun:
     # of them this execution has made so far, live or replayed.
     sessions: list[JournalEntry] = field(default_factory=list)
     session_ordinal: int = 0
+    # Which stretch of the run they belong to: the model calls made before it. A run resumed
+    # from an approval snapshot starts a new stretch past the snapshot's model calls, whose
+    # session steps are its own (the SDK reads and writes its session anew from the state).
+    session_segment: int = 0
     # How the run stops when another process cancels it (None: a replay, nothing to stop).
     stopper: Stopper | None = None
     _open_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -86,7 +90,13 @@ class ActiveRun:
                     session = await self.opening
                     self._models = [e for e in session.journal if e.kind == "model"]
                     self._tools = {e.key: e for e in session.journal if e.kind == "tool"}
-                    self.sessions = [e for e in session.journal if e.kind == "session"]
+                    self.session_segment = self.model_ordinal
+                    self.sessions = [
+                        e
+                        for e in session.journal
+                        if e.kind == "session"
+                        and e.payload.get("segment", 0) == self.session_segment
+                    ]
                     self._session = session
         return self._session
 

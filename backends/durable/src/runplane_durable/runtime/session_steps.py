@@ -44,9 +44,15 @@ _POP_WINDOW = 3
 _DIGEST_CHARS = 32
 
 
-def write_key(run_id: str, ordinal: int) -> str:
-    """The key of a run's session write `ordinal`: the same in every attempt of the run."""
-    return f"{run_id}#session:{ordinal}"
+def write_key(run_id: str, step: str) -> str:
+    """The key of a run's session write (its journal key): the same in every attempt."""
+    return f"{run_id}#session:{step}"
+
+
+def step_key(segment: int, ordinal: int) -> str:
+    """The journal key of session step `ordinal` of the run's stretch `segment` (0 until the
+    run first stops for approval): "3", or "2:3" past a snapshot of 2 model calls."""
+    return str(ordinal) if segment == 0 else f"{segment}:{ordinal}"
 
 
 def _plain(item: Any) -> Any:
@@ -125,15 +131,19 @@ class _Steps:
         last = ordinal == len(steps) - 1 and not session.read_only
         return entry, last
 
-    async def journal(self, payload: dict[str, Any], *, wait: bool) -> int:
+    async def journal(self, payload: dict[str, Any], *, wait: bool) -> str:
+        """Journal the next step; its key."""
         session = await self.active.session()
-        ordinal = self.active.session_ordinal
-        entry = JournalEntry("session", str(ordinal), None, payload)
+        segment = self.active.session_segment
+        if segment:
+            payload = {**payload, "segment": segment}
+        key = step_key(segment, self.active.session_ordinal)
+        entry = JournalEntry("session", key, None, payload)
         await session.check_lease()  # a holder that lost the run touches the session no more
         await session.append(journal=entry, wait=wait)
         self.active.sessions.append(entry)
         self.active.session_ordinal += 1
-        return ordinal
+        return key
 
     async def run_id(self) -> str:
         return (await self.active.session()).record.id
@@ -183,8 +193,8 @@ async def _add_items(session: Any, items: list[Any], *, wrapper: Any = None) -> 
             await _settle_add(session, items, entry, keyed, wrapper, await steps.run_id())
         return None
     if keyed:
-        ordinal = await steps.journal(payload, wait=True)
-        await session.add_items(items, write_key=write_key(await steps.run_id(), ordinal))
+        key = await steps.journal(payload, wait=True)
+        await session.add_items(items, write_key=write_key(await steps.run_id(), key))
         return None
     before = await _tail(session, len(items) + 1, wrapper)
     await steps.journal({**payload, "before": before}, wait=True)
@@ -196,9 +206,9 @@ async def _settle_add(
     session: Any, items: list[Any], entry: JournalEntry, keyed: bool, wrapper: Any, run_id: str
 ) -> None:
     """Make the run's last journaled write if it never reached the session."""
-    ordinal = int(entry.key)
+    ordinal = int(entry.key.rpartition(":")[2])
     if keyed:
-        await session.add_items(items, write_key=write_key(run_id, ordinal))
+        await session.add_items(items, write_key=write_key(run_id, entry.key))
         return
     before: list[str] = entry.payload["before"]
     batch: list[str] = entry.payload["items"]
