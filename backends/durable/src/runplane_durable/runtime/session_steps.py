@@ -18,7 +18,9 @@ steps:
   already holds the items. A `DurableSession` needs no tail: its writes carry a key the
   database makes idempotent, so the last one is simply sent again under the same key.
 
-A finished run's replay never touches the session: every step comes from the journal.
+A finished run's replay never touches the session: every step comes from the journal. A run
+resumed from an approval snapshot reads and writes its session anew from the SDK's state, so its
+steps are keyed apart (by the snapshot's model calls, `step_key`) and replayed among themselves.
 """
 
 from __future__ import annotations
