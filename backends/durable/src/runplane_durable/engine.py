@@ -365,9 +365,10 @@ class Measures:
     """What a store holds now, counted by the database itself (so every server on one database
     reports the same): what `runplane server`'s /metrics serves.
 
-    `runs` by status; `steps` (journal entries) by kind ("model", "tool", "session"); `latency` by kind,
-    from the `seconds` each model and tool call's event recorded; `leases` held now (unexpired)
-    by what holds them ("run", "task"); `queued_runs` and `queued_tasks` waiting, by queue.
+    `runs` by status; `steps` (journal entries) by kind ("model", "tool", "session"); `latency`
+    by kind, from the `seconds` each model and tool call's event recorded; `leases` held now
+    (unexpired) by what holds them ("run", "task"); `queued_runs` and `queued_tasks` waiting, by
+    queue.
     """
 
     runs: dict[str, int] = field(default_factory=dict)
