@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.durable import fresh_pg_database
 from support.durable_programs import CrashProgram, final_output
 
 pytestmark = pytest.mark.slow
@@ -23,10 +24,20 @@ SOURCE = Path(__file__).parents[2] / "support" / "session_crash_program.py"
 FIRST, SECOND, THIRD = "first question", "second question", "third question"
 
 
-def _program(tmp_path: Path, name: str, *, served: bool = False) -> CrashProgram:
+def _program(
+    tmp_path: Path, name: str, *, served: bool = False, database: str | None = None
+) -> CrashProgram:
+    """The program in its own directory; `database`: behind a server on that database."""
     workdir = tmp_path / name
     workdir.mkdir()
-    return CrashProgram(workdir, served=served, source=SOURCE)
+    program = CrashProgram(workdir, served=served and database is None, source=SOURCE)
+    if database is not None:
+        program.serve(database)
+    return program
+
+
+def _database(program: CrashProgram, database: str | None) -> str:
+    return database or f"sqlite:///{program.db}"
 
 
 @pytest.fixture
@@ -85,11 +96,11 @@ def test_a_run_with_a_session_resumes_after_kill_9_as_if_it_never_crashed(
     assert len(crashed.lines("model.log")) == 6
 
 
-def _durable_items(program: CrashProgram, conversation: str) -> list[Any]:
+def _durable_items(database: str, conversation: str) -> list[Any]:
     from runplane_durable import DurableSession, LocalEngine
 
     async def read() -> list[Any]:
-        engine = LocalEngine(f"sqlite:///{program.db}")
+        engine = LocalEngine(database)
         try:
             return list(await DurableSession(conversation, engine=engine).get_items())
         finally:
@@ -98,13 +109,29 @@ def _durable_items(program: CrashProgram, conversation: str) -> list[Any]:
     return asyncio.run(read())
 
 
-@pytest.mark.parametrize("transport", ["embedded", "server"])
+@pytest.fixture
+def pg_databases(request: pytest.FixtureRequest) -> Iterator[list[str]]:
+    """Two fresh PostgreSQL databases when the test asks for them (the reference run's and the
+    crashed one's), else none."""
+    if "postgresql" not in request.node.name:
+        yield []
+        return
+    made = [fresh_pg_database(), fresh_pg_database()]
+    try:
+        yield [next(m) for m in made]
+    finally:
+        for m in made:
+            next(m, None)  # drops it
+
+
+@pytest.mark.parametrize("transport", ["embedded", "server", "server-postgresql"])
 def test_a_host_killed_mid_turn_resumes_the_conversation_and_that_turn(
-    tmp_path: Path, programs: list[CrashProgram], transport: str
+    tmp_path: Path, programs: list[CrashProgram], transport: str, pg_databases: list[str]
 ) -> None:
-    served = transport == "server"
-    reference = _program(tmp_path, "reference", served=served)
-    crashed = _program(tmp_path, "crashed", served=served)
+    served = transport != "embedded"
+    databases: list[str | None] = [*pg_databases] or [None, None]
+    reference = _program(tmp_path, "reference", served=served, database=databases[0])
+    crashed = _program(tmp_path, "crashed", served=served, database=databases[1])
     programs += [reference, crashed]
     prompts = (FIRST, SECOND, THIRD)
     expected = [f"turn {n}: TOOL_A-{n}, TOOL_B-{n}" for n in (1, 2, 3)]
@@ -130,5 +157,6 @@ def test_a_host_killed_mid_turn_resumes_the_conversation_and_that_turn(
         "tool_a call-a-3",
         "tool_b call-b-3",
     ]
-    assert _durable_items(crashed, "chat-7") == _durable_items(reference, "chat-7")
-    assert len(_durable_items(crashed, "chat-7")) == 3 * 6  # prompt, 2 calls, 2 outputs, answer
+    expected_items = _durable_items(_database(reference, databases[0]), "chat-7")
+    assert _durable_items(_database(crashed, databases[1]), "chat-7") == expected_items
+    assert len(expected_items) == 3 * 6  # prompt, 2 calls, 2 outputs, answer
