@@ -11,10 +11,9 @@ steps:
 - a read is journaled with the items it returned (behind later steps, not waited for: any write
   that depends on it commits after it); replayed, it returns them without asking the session;
 - a write is journaled *before* it is made (waited for), with what the session's tail looked
-  like just before (the digests of its last len(items) + 1 items) and the digests of what it
-  adds; replayed, it is not made again. Only the run's last journaled session step may not have
-  reached the session (the process died between the journal's commit and the session's): it is
-  reconciled by reading the tail again, made if the tail is as it was before, skipped if it
+  adds; replayed, it is not made again. Only a write with nothing journaled after it may not
+  have reached the session (the process died between the journal's commit and the session's):
+  it is reconciled by reading the tail again, made if the tail is as it was before, skipped if it
   already holds the items. A `DurableSession` needs no tail: its writes carry a key the
   database makes idempotent, so the last one is simply sent again under the same key.
 
@@ -32,7 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import lazy_errors as errors
-from ..records import JournalEntry
+from ..records import JournalEntry, JournalRecord
 from ..serde import dump_value, load_value
 from . import sdk_internals as sdk
 from .active import ACTIVE, ActiveRun
@@ -100,7 +99,7 @@ class _Steps:
 
     async def recorded(self, payload: dict[str, Any]) -> tuple[JournalEntry | None, bool]:
         """The journaled step this one replays (checked against what is done now) and whether
-        it is the run's last session step (which may not have reached the session); (None,
+        it is the journal's last entry (a write that may not have reached the session); (None,
         False) for a live step."""
         session = await self.active.session()
         ordinal = self.active.session_ordinal
@@ -130,7 +129,10 @@ class _Steps:
                 what_changed="The run reads or writes its session differently than it did.",
             )
         self.active.session_ordinal += 1
-        last = ordinal == len(steps) - 1 and not session.read_only
+        # Only a step with nothing journaled after it may have been cut off before the session
+        # took it: every later step was made after it returned.
+        newest = session.journal[-1].seq if session.journal else 0
+        last = not session.read_only and isinstance(entry, JournalRecord) and entry.seq == newest
         return entry, last
 
     async def journal(self, payload: dict[str, Any], *, wait: bool) -> str:
