@@ -43,7 +43,7 @@ def test_items_come_back_as_written_in_order(
                 await session.add_items(batch)  # type: ignore[arg-type]
             everything = [item for batch in batches for item in batch]
             assert await session.get_items() == everything
-            latest = everything[len(everything) - limit :] if limit else []
+            latest = everything[max(0, len(everything) - limit) :] if limit else []
             assert await session.get_items(limit) == (everything if limit is None else latest)
             await engine.dispose()
 
