@@ -33,10 +33,10 @@ class CrashProgram:
     database, and the program reaches it through RUNPLANE_SERVER_URL alone.
     """
 
-    def __init__(self, workdir: Path, *, served: bool = False) -> None:
+    def __init__(self, workdir: Path, *, served: bool = False, source: Path = SOURCE) -> None:
         self.workdir = workdir
         self.script = workdir / "program.py"
-        shutil.copyfile(SOURCE, self.script)
+        shutil.copyfile(source, self.script)
         self.procs: list[subprocess.Popen[str]] = []
         self.server: Server | None = None
         if served:
@@ -52,24 +52,33 @@ class CrashProgram:
     def db(self) -> Path:
         return self.workdir / ".runplane" / "runplane.db"
 
-    def _env(self, block: str | None) -> dict[str, str]:
+    def _env(self, block: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {**os.environ, "OPENAI_AGENTS_DISABLE_TRACING": "1", "PYTHONUNBUFFERED": "1"}
-        for name in ("RUNPLANE_DATABASE_URL", "CRASH_BLOCK", "RUNPLANE_BACKEND"):
+        for name in ("RUNPLANE_DATABASE_URL", "CRASH_BLOCK", "CRASH_PROMPT", "RUNPLANE_BACKEND"):
             env.pop(name, None)  # the run must use the temp dir's own database
         env.pop("RUNPLANE_SERVER_URL", None)
         if self.server is not None:
             env["RUNPLANE_SERVER_URL"] = self.server.url
         if block is not None:
             env["CRASH_BLOCK"] = block
+        env.update(extra or {})
         return env
 
-    def start(self, mode: str, run_id: str, *, block: str) -> subprocess.Popen[str]:
-        """Start a run whose tool `block` ("tool_b:mid") will hang; see `wait_started`."""
+    def start(
+        self,
+        mode: str,
+        run_id: str,
+        *args: str,
+        block: str,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[str]:
+        """Start a run whose tool `block` ("tool_b:mid") will hang; see `wait_started`. `args`
+        and `env` go to the program as they are."""
         (self.workdir / "started").unlink(missing_ok=True)
         proc = subprocess.Popen(
-            [sys.executable, str(self.script), mode, run_id],
+            [sys.executable, str(self.script), mode, run_id, *args],
             cwd=self.workdir,
-            env=self._env(block),
+            env=self._env(block, env),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -77,10 +86,10 @@ class CrashProgram:
         self.procs.append(proc)
         return proc
 
-    def run(self, mode: str, run_id: str) -> subprocess.CompletedProcess[str]:
+    def run(self, mode: str, run_id: str, *args: str) -> subprocess.CompletedProcess[str]:
         """Run the program to its end (killed if it outlives TIMEOUT)."""
         return subprocess.run(
-            [sys.executable, str(self.script), mode, run_id],
+            [sys.executable, str(self.script), mode, run_id, *args],
             cwd=self.workdir,
             env=self._env(None),
             capture_output=True,

@@ -1611,3 +1611,96 @@ def test_a_fork_of_an_unknown_run_or_outside_its_steps_is_refused_writing_nothin
             await engine.get_run(f"{rid}-x")
 
     run(go)
+
+
+# -- durable sessions (`DurableSession`): a conversation's items, kept with the runs -------------
+
+
+def _sid() -> str:
+    return f"session-{uuid.uuid4().hex[:10]}"
+
+
+def test_a_session_keeps_its_items_in_order_for_every_client(clients: Clients) -> None:
+    async def go() -> None:
+        writer, reader, sid = clients(), clients(), _sid()
+        assert await reader.session_items(sid) == []  # never written: empty, not an error
+        first = [{"role": "user", "content": "héllo \ud800 \x00"}, {"type": "x", "n": [1, 2.5]}]
+        assert await writer.add_session_items(sid, first, write_key="w1") is True
+        assert await writer.add_session_items(sid, [{"n": 3}], write_key="w2") is True
+        assert await reader.session_items(sid) == [*first, {"n": 3}]
+        assert await reader.session_items(sid, limit=2) == [first[1], {"n": 3}]
+        assert await reader.session_items(sid, limit=0) == []
+        assert await reader.session_items(_sid()) == []  # sessions are apart
+
+    run(go)
+
+
+def test_a_session_write_sent_again_under_its_key_writes_nothing(clients: Clients) -> None:
+    async def go() -> None:
+        engine, sid = clients(), _sid()
+        assert await engine.add_session_items(sid, [{"a": 1}], write_key="turn-1#0") is True
+        again = clients()  # another process sending the same write (a lost answer, a resume)
+        assert await again.add_session_items(sid, [{"a": 1}], write_key="turn-1#0") is False
+        assert await engine.add_session_items(sid, [], write_key="empty") is True
+        assert await engine.session_items(sid) == [{"a": 1}]
+
+    run(go)
+
+
+def test_a_session_pops_its_latest_item_and_clears(clients: Clients) -> None:
+    async def go() -> None:
+        engine, sid = clients(), _sid()
+        assert await engine.pop_session_item(sid) is None
+        await engine.add_session_items(sid, [{"n": 1}, {"n": 2}], write_key="k")
+        assert await engine.pop_session_item(sid) == {"n": 2}
+        await engine.add_session_items(sid, [{"n": 3}], write_key="k2")
+        assert await engine.session_items(sid) == [{"n": 1}, {"n": 3}]
+        await engine.clear_session(sid)
+        assert await engine.session_items(sid) == []
+        # Cleared with its write keys: the same key writes again.
+        assert await engine.add_session_items(sid, [{"n": 4}], write_key="k") is True
+        assert await engine.session_items(sid) == [{"n": 4}]
+
+    run(go)
+
+
+def test_concurrent_session_writes_each_land_whole_and_once(clients: Clients) -> None:
+    async def go() -> None:
+        sid = _sid()
+        writers = [clients() for _ in range(4)]
+
+        async def write(w: int, engine: Engine) -> None:
+            for turn in range(3):
+                batch = [{"w": w, "t": turn, "i": i} for i in range(3)]
+                await engine.add_session_items(sid, batch, write_key=f"{w}-{turn}")
+
+        await asyncio.gather(*(write(w, e) for w, e in enumerate(writers)))
+        items = await writers[0].session_items(sid)
+        assert len(items) == 4 * 3 * 3
+        for start in range(0, len(items), 3):  # each write's items together, in their order
+            batch = items[start : start + 3]
+            assert [i["i"] for i in batch] == [0, 1, 2]
+            assert len({(i["w"], i["t"]) for i in batch}) == 1
+
+    run(go)
+
+
+def test_what_no_session_can_hold_is_refused_saying_why(clients: Clients) -> None:
+    from runplane_durable.errors import JournalSerializationError, UnstorableNameError
+
+    async def go() -> None:
+        engine = clients()
+        with pytest.raises(UnstorableNameError, match="session id") as bad_id:
+            await engine.session_items("nul\x00id")
+        wired(bad_id.value)
+        with pytest.raises(UnstorableNameError, match="session id"):
+            await engine.add_session_items(" ", [{}], write_key="k")
+        with pytest.raises(UnstorableNameError, match="write key") as bad_key:
+            await engine.add_session_items(_sid(), [{}], write_key="")
+        wired(bad_key.value)
+        with pytest.raises(JournalSerializationError, match="must be JSON data"):
+            await engine.add_session_items(_sid(), [{"when": object()}], write_key="k")
+        with pytest.raises(ValueError, match="limit must be a count"):
+            await engine.session_items(_sid(), limit=-1)
+
+    run(go)

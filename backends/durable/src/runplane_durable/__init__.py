@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from .records import EventRecord, JournalEntry, JournalRecord, RunRecord
     from .remote_engine import ENV_SERVER_URL, RemoteEngine
     from .runtime.backend import DEFAULT_LEASE_SECONDS, DurableBackend
+    from .runtime.conversation import DurableSession, conversation_turn_id
     from .runtime.handle import RunHandle
     from .runtime.identity import last_run_id, run_id
     from .runtime.remote_tools import RemoteToolError, remote, remote_tools
@@ -56,6 +57,7 @@ __all__ = [
     "DatabaseError",
     "DurableBackend",
     "DurableError",
+    "DurableSession",
     "Engine",
     "EventRecord",
     "ForkStepError",
@@ -82,6 +84,7 @@ __all__ = [
     "TaskLeaseLostError",
     "TaskNotFoundError",
     "UnstorableNameError",
+    "conversation_turn_id",
     "error_from_wire",
     "last_run_id",
     "remote",
@@ -92,6 +95,8 @@ __all__ = [
 _LAZY = {
     "DEFAULT_LEASE_SECONDS": "runtime.backend",
     "DurableBackend": "runtime.backend",
+    "DurableSession": "runtime.conversation",
+    "conversation_turn_id": "runtime.conversation",
     "Engine": "engine",
     "RunSession": "engine",
     "AgentRefError": "errors",

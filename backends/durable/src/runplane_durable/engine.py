@@ -329,6 +329,27 @@ class Engine(Protocol):
         `run_id`, ForkStepError (a ValueError) for a step outside its steps.
         """
 
+    # -- durable sessions: a conversation's items, kept with its runs (`DurableSession`) ---------
+
+    async def session_items(self, session_id: str, *, limit: int | None = None) -> list[Any]:
+        """The items of session `session_id` (JSON values), oldest first; only the latest
+        `limit` when given. A session never written has none. ValueError for a negative
+        `limit`; UnstorableNameError for an id no session can have."""
+
+    async def add_session_items(
+        self, session_id: str, items: Sequence[Any], *, write_key: str
+    ) -> bool:
+        """Append `items` (JSON values) to the session in one transaction, once per
+        `write_key`: a write whose key the session took already writes nothing and returns
+        False (a request sent again, a resumed run making its last write again); True when
+        written. JournalSerializationError for an item that is not JSON data."""
+
+    async def pop_session_item(self, session_id: str) -> Any | None:
+        """Remove the session's latest item and return it; None when it has none."""
+
+    async def clear_session(self, session_id: str) -> None:
+        """Remove every item of the session, and the keys of its writes."""
+
 
 # Upper bounds (seconds) of the step latency histogram's buckets: a tool's millisecond to a slow
 # model call's minute.
@@ -366,9 +387,10 @@ class Measures:
     """What a store holds now, counted by the database itself (so every server on one database
     reports the same): what `runplane server`'s /metrics serves.
 
-    `runs` by status; `steps` (journal entries) by kind ("model", "tool"); `latency` by kind,
-    from the `seconds` each model and tool call's event recorded; `leases` held now (unexpired)
-    by what holds them ("run", "task"); `queued_runs` and `queued_tasks` waiting, by queue.
+    `runs` by status; `steps` (journal entries) by kind ("model", "tool", "session"); `latency`
+    by kind, from the `seconds` each model and tool call's event recorded; `leases` held now
+    (unexpired) by what holds them ("run", "task"); `queued_runs` and `queued_tasks` waiting, by
+    queue.
     """
 
     runs: dict[str, int] = field(default_factory=dict)

@@ -378,9 +378,9 @@ class ReplayDivergenceError(DurableError):
     """A replayed run asked for something other than what its journal recorded.
 
     Raised instead of calling the model: continuing would mix two different histories. Fields:
-    `run_id`, `kind` ("model" or "tool"), `step` (the model call's number, or the tool call's
-    key), `requested` (what the program asks now), and, when the journal has that step,
-    `recorded` (what it asked then) and `what_changed`.
+    `run_id`, `kind` ("model", "tool" or "session"), `step` (the model call's number, the tool
+    call's key, or the session step's number), `requested` (what the program asks now), and,
+    when the journal has that step, `recorded` (what it asked then) and `what_changed`.
     """
 
     code = "replay_divergence"
@@ -401,7 +401,14 @@ class ReplayDivergenceError(DurableError):
         recorded: str | None = None,
         what_changed: str | None = None,
     ) -> None:
-        if kind == "tool":
+        if kind == "session":
+            message = (
+                f"replay of run {run_id!r} diverged at session step #{step}: the journal "
+                f"recorded {recorded or 'no such step'}, but the run now does {requested}. "
+                f"{what_changed or 'The program changed since the run.'} Restore the program "
+                "(or the session) as it was to resume this run, or start a new run id."
+            )
+        elif kind == "tool":
             message = (
                 f"run {run_id!r} is finished, but replaying it ran tool call {step!r}, which it "
                 "never made. The program changed since the run; start a new run id."

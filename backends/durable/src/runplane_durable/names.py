@@ -19,7 +19,9 @@ __all__ = [
     "MAX_RUN_ID",
     "check_agent_name",
     "check_run_id",
+    "check_session_id",
     "check_text",
+    "check_write_key",
     "fitted",
     "new_run_id",
     "tool_key",
@@ -59,6 +61,32 @@ def check_run_id(value: object) -> str:
         raise errors.UnstorableNameError(what="run id", value=_shown(value), reason=why)
     assert isinstance(value, str)
     return value
+
+
+def check_session_id(value: object) -> str:
+    """`value` if it can name a durable session on every database (as a run id can); else
+    `UnstorableNameError`."""
+    why = None
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_RUN_ID:
+        why = f"a session id must be a non-empty string of at most {MAX_RUN_ID} characters"
+    elif (reason := _unstorable(value)) is not None:
+        why = f"this session id cannot be stored: {reason}"
+    if why is not None:
+        raise errors.UnstorableNameError(what="session id", value=_shown(value), reason=why)
+    assert isinstance(value, str)
+    return value
+
+
+def check_write_key(value: object) -> str:
+    """`value` if it can key a session write (`Engine.add_session_items`)."""
+    key = check_text(value, "a session write key")
+    if not key or len(key) > MAX_JOURNAL_KEY:
+        raise errors.UnstorableNameError(
+            what="a session write key",
+            value=_shown(value),
+            reason=f"a write key is a non-empty string of at most {MAX_JOURNAL_KEY} characters",
+        )
+    return key
 
 
 def check_text(value: object, what: str) -> str:

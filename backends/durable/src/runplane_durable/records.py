@@ -63,9 +63,10 @@ RunStatus = Literal["queued", "running", "awaiting_approval", "completed", "fail
 CancelMode = Literal["immediate", "after_turn"]
 CANCEL_MODES: tuple[str, ...] = get_args(CancelMode)
 RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
-# What a journal entry records: a model response (keyed by its ordinal in the run) or a tool
-# output (keyed by the tool call's key).
-JournalKind = Literal["model", "tool"]
+# What a journal entry records: a model response (keyed by its ordinal in the run), a tool
+# output (keyed by the tool call's key), or a read or write of the run's `session=` (keyed by
+# its ordinal among the run's session steps).
+JournalKind = Literal["model", "tool", "session"]
 JOURNAL_KINDS: tuple[str, ...] = get_args(JournalKind)
 
 # A remote tool call's task: waiting for a worker (new, or retrying after backoff), held by one
@@ -327,9 +328,10 @@ class JournalEntry:
     """One step's durable result, as a session appends it: what replay returns instead of
     calling out again.
 
-    JSON: {"kind": "model" | "tool", "key", "fingerprint", "payload"}. `key` is the model call's
-    ordinal ("1", "2", ...) or the tool call's key; `fingerprint` is the model request's (replay
-    checks it), null for a tool output; `payload` is the encoded response or output.
+    JSON: {"kind": "model" | "tool" | "session", "key", "fingerprint", "payload"}. `key` is the
+    model call's ordinal ("1", "2", ...), the tool call's key or the session step's ordinal;
+    `fingerprint` is the model request's (replay checks it), null for a tool output or a session
+    step; `payload` is the encoded response, output or session step.
     """
 
     kind: JournalKind

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from . import lazy_errors as errors
+from .names import check_session_id, check_write_key
 from .owner import current_owner, owner_is_dead, requester, retire
 from .records import (
     CANCEL_MODES,
@@ -546,6 +547,45 @@ class RemoteEngine:
         body = {"lease": lease.to_json(), "error": error}
         answer = await self._request("POST", "/api/v1/tasks/fail", body=body, write=True)
         return TaskRecord.from_json(answer)
+
+    # -- durable sessions (server/conversations_api.py) -------------------------------------------
+
+    def _session_path(self, session_id: str, tail: str) -> str:
+        return f"/api/v1/durable-sessions/{_segment(check_session_id(session_id))}{tail}"
+
+    async def session_items(self, session_id: str, *, limit: int | None = None) -> list[Any]:
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise ValueError(f"limit must be a count of items (0 or more) or None, got {limit!r}")
+        if limit == 0:
+            return []  # the API reads every item for ?limit=0 (its default)
+        params = None if limit is None else {"limit": limit}
+        answer = await self._request("GET", self._session_path(session_id, "/items"), params=params)
+        found: list[Any] = answer["items"]
+        return found
+
+    async def add_session_items(
+        self, session_id: str, items: Sequence[Any], *, write_key: str
+    ) -> bool:
+        """Sent again if its answer is lost: the key makes the second one write nothing."""
+        self._refuse_read_only("sessions are written")
+        from .serde import load_json, session_item_text  # pydantic: only where sessions are
+
+        body = {
+            "items": [load_json(session_item_text(i)) for i in items],
+            "write_key": check_write_key(write_key),
+        }
+        path = self._session_path(session_id, "/items")
+        answer = await self._request("POST", path, body=body, write=True)
+        return bool(answer["written"])
+
+    async def pop_session_item(self, session_id: str) -> Any | None:
+        self._refuse_read_only("sessions are written")
+        answer = await self._request("POST", self._session_path(session_id, "/pop"))
+        return answer["item"]
+
+    async def clear_session(self, session_id: str) -> None:
+        self._refuse_read_only("sessions are written")
+        await self._request("POST", self._session_path(session_id, "/clear"))
 
     async def dispose(self) -> None:
         """Close this loop's HTTP client, after giving back what could not be given back;

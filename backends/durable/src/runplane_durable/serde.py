@@ -40,6 +40,7 @@ __all__ = [
     "load_model_response",
     "load_stream_events",
     "load_value",
+    "session_item_text",
     "storable_text",
     "type_name",
 ]
@@ -90,6 +91,23 @@ def storable_text(text: str) -> str:
     if text.isascii():
         return text.replace("\x00", "\\x00") if "\x00" in text else text
     return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
+def session_item_text(item: Any) -> str:
+    """A session item as JSON text (`dump_json`); JournalSerializationError, saying what to pass
+    instead, for one that is not JSON data. An SDK item (a dict) always is; a pydantic item is
+    stored as its JSON form."""
+    dump = getattr(item, "model_dump", None)
+    if callable(dump):
+        item = dump(mode="json", exclude_unset=True)
+    try:
+        return dump_json(item)
+    except (TypeError, ValueError) as exc:
+        raise errors.JournalSerializationError(
+            f"a session item must be JSON data (an SDK input item is a dict of those): {exc}. "
+            "Pass the item as the SDK makes it, or its JSON form.",
+            leaf=type(item).__qualname__,
+        ) from exc
 
 
 def load_json(text: str) -> Any:

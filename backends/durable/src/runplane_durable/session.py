@@ -388,10 +388,8 @@ def say_opened(spec: RunSpec, opened: Opened, where: str) -> None:
         return
     entries = opened.journal
     models = sum(1 for e in entries if e.kind == "model")
-    counts = (
-        f"{_count(models, 'model call')} and {_count(len(entries) - models, 'tool output')} "
-        "from the journal"
-    )
+    tools = sum(1 for e in entries if e.kind == "tool")
+    counts = f"{_count(models, 'model call')} and {_count(tools, 'tool output')} from the journal"
     if opened.attempt is None:  # finished: its stored result, by replay alone
         log.info("replaying finished run %s: %s (%s)", spec.run_id, counts, where)
     elif opened.attempt == 1 and not entries:  # queued by Runner.start: its first start

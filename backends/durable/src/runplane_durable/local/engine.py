@@ -19,7 +19,13 @@ from .. import lazy_errors as errors
 from ..attempts import Attempt, next_number, unended
 from ..engine import LATENCY_BUCKETS, EventFeed, Measures
 from ..events import AttemptStarted, CancelRequested, RunQueued, parse
-from ..names import check_agent_name, check_run_id, check_text
+from ..names import (
+    check_agent_name,
+    check_run_id,
+    check_session_id,
+    check_text,
+    check_write_key,
+)
 from ..owner import current_owner, owner_is_dead, requester, retire
 from ..records import (
     CANCEL_MODES,
@@ -45,11 +51,11 @@ from ..records import (
     choose_claimable,
     read_run_cursor,
 )
-from ..serde import storable_text
+from ..serde import session_item_text, storable_text
 from ..session import Fenced, JournaledSession, MustWait, say_opened
 from ..writes import Opened, Release, Write
 from . import approvals as approvals_sql
-from . import fork_sql, sql
+from . import conversations, fork_sql, sql
 from .database import (
     DEFAULT_DIR,
     DEFAULT_FILE,
@@ -455,6 +461,33 @@ class LocalEngine:
         if done is None:
             raise errors.RunNotFoundError(run_id=run_id, database=describe(self.url))
         return done[1]
+
+    # -- durable sessions (local/conversations.py) ---------------------------------------------
+
+    async def session_items(self, session_id: str, *, limit: int | None = None) -> list[Any]:
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise ValueError(f"limit must be a count of items (0 or more) or None, got {limit!r}")
+        return await self.database.call(conversations.items, check_session_id(session_id), limit)
+
+    async def add_session_items(
+        self, session_id: str, items: Sequence[Any], *, write_key: str
+    ) -> bool:
+        self._refuse_read_only("sessions are written")
+        texts = [session_item_text(item) for item in items]
+        return await self.database.call(
+            conversations.add_items,
+            check_session_id(session_id),
+            texts,
+            check_write_key(write_key),
+        )
+
+    async def pop_session_item(self, session_id: str) -> Any | None:
+        self._refuse_read_only("sessions are written")
+        return await self.database.call(conversations.pop_item, check_session_id(session_id))
+
+    async def clear_session(self, session_id: str) -> None:
+        self._refuse_read_only("sessions are written")
+        await self.database.call(conversations.clear, check_session_id(session_id))
 
     async def event_feed(self) -> EventFeed | None:
         """See `engine.Notifying`: on PostgreSQL, this engine's one listening connection."""

@@ -17,7 +17,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = MetaData()
 
@@ -159,6 +159,28 @@ approvals = Table(
     Column("policy", String(300)),
     Column("seal", String(64)),
     PrimaryKeyConstraint("run_id", "call_id"),
+)
+
+# v4: durable sessions (`runplane_durable.DurableSession`): a conversation's items, in order.
+session_items = Table(
+    "runplane_session_items",
+    metadata,
+    Column("session_id", String(200), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("item", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    PrimaryKeyConstraint("session_id", "position"),
+)
+
+# v4: the keys of the writes a session took: a write sent again under its key (a retried
+# request, a resumed run's last write) is recognised and writes nothing.
+session_writes = Table(
+    "runplane_session_writes",
+    metadata,
+    Column("session_id", String(200), nullable=False),
+    Column("write_key", String(300), nullable=False),
+    Column("created_at", Float, nullable=False),
+    PrimaryKeyConstraint("session_id", "write_key"),
 )
 
 # The statements that bring a database of version N - 1 to version N; tables new in N are made

@@ -71,6 +71,14 @@ class ActiveRun:
     _models: list[JournalEntry] = field(default_factory=list)
     _tools: dict[str, JournalEntry] = field(default_factory=dict)
     model_ordinal: int = 0  # model calls completed so far, live or replayed
+    # The run's `session=` reads and writes journaled, in order (session_steps.py), and how many
+    # of them this execution has made so far, live or replayed.
+    sessions: list[JournalEntry] = field(default_factory=list)
+    session_ordinal: int = 0
+    # Which stretch of the run they belong to: the model calls made before it. A run resumed
+    # from an approval snapshot starts a new stretch past the snapshot's model calls, whose
+    # session steps are its own (the SDK reads and writes its session anew from the state).
+    session_segment: int = 0
     # How the run stops when another process cancels it (None: a replay, nothing to stop).
     stopper: Stopper | None = None
     _open_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -82,6 +90,13 @@ class ActiveRun:
                     session = await self.opening
                     self._models = [e for e in session.journal if e.kind == "model"]
                     self._tools = {e.key: e for e in session.journal if e.kind == "tool"}
+                    self.session_segment = self.model_ordinal
+                    self.sessions = [
+                        e
+                        for e in session.journal
+                        if e.kind == "session"
+                        and e.payload.get("segment", 0) == self.session_segment
+                    ]
                     self._session = session
         return self._session
 

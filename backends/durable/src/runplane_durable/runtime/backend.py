@@ -46,6 +46,7 @@ from .approvals import (
 )
 from .cancel import Stopper, requested_by, watch
 from .cancel import cancel_poll_seconds as poll_setting
+from .conversation import DurableSession, conversation_turn, conversation_turn_id
 from .durability import Durability
 from .identity import NestedRunId, claim_status_for, reserve_run_id, take_requested_run_id
 from .sdk_internals import stream_error
@@ -556,6 +557,33 @@ class DurableBackend(RunnerBackendBase):
     async def cancel(self, run_id: str, *, mode: CancelMode = "immediate") -> RunRecord:
         """Cancel run `run_id`, wherever it executes (`Engine.cancel_run`)."""
         return await self.engine.cancel_run(run_id, mode=mode)
+
+    def conversation_session(self, conversation_id: str) -> DurableSession:
+        """The session of conversation `conversation_id`, kept in this backend's database (the
+        optional protocol a host context asks a backend for its sessions with). Run each turn
+        under `conversation_turn_id(conversation_id, n)` so a host started again resumes it."""
+        return DurableSession(conversation_id, engine=self.engine)
+
+    def conversation_turn(
+        self, conversation_id: str, n: int
+    ) -> contextlib.AbstractContextManager[str]:
+        """Runs started inside are turn `n` of the conversation, under
+        `conversation_turn_id(conversation_id, n)`: a turn cut off by a crash resumes when run
+        again. Yields the run id."""
+        return conversation_turn(conversation_id, n)
+
+    async def conversation_turns(self, conversation_id: str) -> list[RunRecord]:
+        """The runs of the conversation's turns so far, turn 0 first (one read per turn): a host
+        started again goes on at turn `len(turns)`, after resuming the last one (with
+        `Runner.resume`, which knows its input) if it did not complete."""
+        turns: list[RunRecord] = []
+        while True:
+            try:
+                turns.append(
+                    await self.engine.get_run(conversation_turn_id(conversation_id, len(turns)))
+                )
+            except RunNotFoundError:
+                return turns
 
 
 def _spec_of(record: RunRecord) -> RunSpec:

@@ -1,10 +1,11 @@
 """The seams where a run meets the outside world, journaled.
 
 `install()` wraps the SDK's model resolution (so every model path is covered: `agent.model`
-instances and names, `run_config.model`, `run_config.model_provider`, handoff targets) and its
-function-tool invocation; both do nothing unless the current task runs a durable run. It also
-keeps the journal's own errors from becoming a tool's output, and sends a run the SDK starts
-inside a durable run's tool (`Agent.as_tool`) to that run's backend.
+instances and names, `run_config.model`, `run_config.model_provider`, handoff targets), its
+function-tool invocation and its session reads and writes (`session_steps.py`); each does
+nothing unless the current task runs a durable run. It also keeps the journal's own errors
+from becoming a tool's output, and sends a run the SDK starts inside a durable run's tool
+(`Agent.as_tool`) to that run's backend.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ from ..serde import (
     load_value,
 )
 from . import sdk_internals as sdk
-from . import tool_outputs, tool_usage
+from . import session_steps, tool_outputs, tool_usage
 from .active import (
     ACTIVE,
     PARTS,
@@ -802,6 +803,7 @@ def install() -> None:
             seam.replace(_failure_formatter(getattr(seam.owner, seam.name)))
         for name, routed in _ROUTED.items():
             sdk.RUNNER_METHODS[name].replace(routed)
+        session_steps.install()
         _installed = True
 
 
@@ -817,6 +819,7 @@ def uninstall() -> None:
             *sdk.RUNNER_METHODS.values(),
         ):
             seam.restore()
+        session_steps.restore()
         _installed = False
 
 

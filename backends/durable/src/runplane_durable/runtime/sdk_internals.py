@@ -1,9 +1,10 @@
 """Every private SDK name the durable backend relies on, in one place.
 
 The SDK is pinned (~=0.24.0). These are the seams where a run's non-deterministic steps pass
-(model resolution, function-tool invocation), where a failing tool becomes an output (its failure
-formatter), where a nested run is started (the SDK's own runner), the helpers that keep a
-streamed replay lossless, and the error a streamed run ended with even when no one read it.
+(model resolution, function-tool invocation, a `session=`'s reads and writes), where a failing
+tool becomes an output (its failure formatter), where a nested run is started (the SDK's own
+runner), the helpers that keep a streamed replay lossless, and the error a streamed run ended
+with even when no one read it.
 `REQUIRED` lists each name with why it is needed; an SDK upgrade that moves one fails the import
 here, naming it (`missing()`, tested), and the parity and replay tests say what changed.
 """
@@ -15,12 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents import RunResultStreaming, RunState
+from agents import run as run_module
 from agents import tool as tool_module
 from agents import usage as _usage
 from agents.exceptions import MaxTurnsExceeded
 from agents.models.interface import Model
 from agents.run import AgentRunner
-from agents.run_internal import run_loop, tool_execution
+from agents.run_internal import run_loop, session_persistence, tool_execution
 from agents.tool import FunctionTool
 
 __all__ = [
@@ -29,6 +31,9 @@ __all__ = [
     "MODEL_RESOLVER",
     "REQUIRED",
     "RUNNER_METHODS",
+    "SESSION_ADD",
+    "SESSION_GETS",
+    "SESSION_POP",
     "FunctionToolInvocationResult",
     "Seam",
     "attach_normalized_usage",
@@ -82,6 +87,19 @@ REQUIRED: tuple[tuple[Any, str, str], ...] = (
     ),
     (AgentRunner, "run_sync", "the same"),
     (AgentRunner, "run_streamed", "the same"),
+    (
+        session_persistence,
+        "_session_get_items",
+        "every read of a run's `session=`: wrapped to journal what the run read",
+    ),
+    (run_module, "_session_get_items", "the same, as the SDK's runner imported it"),
+    (run_loop, "_session_get_items", "the same, as the run loop imported it"),
+    (
+        session_persistence,
+        "_session_add_items",
+        "every write to a run's `session=`: wrapped to journal it ahead and never repeat it",
+    ),
+    (session_persistence, "_session_pop_item", "every pop of a run's `session=`: the same"),
 )
 
 
@@ -135,6 +153,13 @@ FAILURE_FORMATTERS = (Seam(tool_module, FAILURE_FORMATTER), Seam(tool_execution,
 # The SDK's own runner, whichever instance holds the default slot (and the one runplane.install
 # displaces): Agent.as_tool and agents.Runner both end up here.
 RUNNER_METHODS = {name: Seam(AgentRunner, name) for name in ("run", "run_sync", "run_streamed")}
+# How the SDK reads, appends to and pops a run's `session=` (every call goes through these, for
+# every kind of Session): the reader by each module that imported it.
+SESSION_GETS = tuple(
+    Seam(owner, "_session_get_items") for owner in (session_persistence, run_module, run_loop)
+)
+SESSION_ADD = Seam(session_persistence, "_session_add_items")
+SESSION_POP = Seam(session_persistence, "_session_pop_item")
 
 
 async def cleanup_on_run_end(model: Model, owner: object) -> None:

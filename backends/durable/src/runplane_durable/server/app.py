@@ -17,7 +17,16 @@ from starlette.routing import Route
 
 from .. import lazy_errors as errors
 from ..engine import Engine, Notifying
-from . import approvals_api, metrics, openapi, runs_api, sessions_api, ui, work_api
+from . import (
+    approvals_api,
+    conversations_api,
+    metrics,
+    openapi,
+    runs_api,
+    sessions_api,
+    ui,
+    work_api,
+)
 from .guard import Guard
 from .responses import (
     DEFAULT_MAX_BODY_BYTES,
@@ -94,6 +103,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> Starle
                 *sessions_api.routes(),
                 *work_api.routes(),
                 *approvals_api.routes(),
+                *conversations_api.routes(),
                 *ui.routes(),  # the web UI: / and /runs/{run_id}, the rest under /ui/
             ]
         ),

@@ -5,8 +5,9 @@ Written out here rather than derived from the handlers: the handlers read their 
 (strictly, see `query.py`), and the document is the contract clients are generated from.
 tests/durable/server/test_openapi.py holds it to the app (every route is in it, every record
 schema has exactly the record's members) and fuzzes the running server from it (schemathesis).
-The write side's routes (`sessions_api`: a `RemoteEngine`'s run sessions) and the workers'
-(`work_api`: queued runs, tool tasks) are in `CLIENT_PATHS`.
+The write side's routes (`sessions_api`: a `RemoteEngine`'s run sessions), the workers'
+(`work_api`: queued runs, tool tasks) and the durable sessions' (`conversations_api`) are in
+`CLIENT_PATHS`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..records import (
     TASK_OUTCOMES,
     TASK_STATUSES,
 )
+from .conversations_api import ITEMS_LIMIT
 from .query import EVENTS_LIMIT, MAX_SEQ, RUNS_LIMIT
 from .responses import JSONResponse
 
@@ -442,6 +444,26 @@ SCHEMAS: dict[str, Schema] = {
         optional=("queue",),
     ),
     "PruneRequest": _object({"finished_before": _TIME}),
+    "SessionItems": _object(
+        {"items": {"type": "array", "items": _ANY, "description": "oldest first"}}
+    ),
+    "AddSessionItems": _object(
+        {
+            "items": {"type": "array", "items": _ANY, "description": "SDK input items (JSON)"},
+            "write_key": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 300,
+                "pattern": "^[^\\x00]*$",
+                "description": "the write's key: one sent again under it writes nothing",
+            },
+        }
+    ),
+    "SessionWritten": _object(
+        {"written": {"type": "boolean", "description": "false: a write with this key was taken"}}
+    ),
+    "SessionPopped": _object({"item": _ANY}),
+    "SessionCleared": _object({"cleared": {"const": True}}),
     "Pruned": _object({"deleted": _COUNT}),
     "Health": _object({"status": {"const": "ok"}, "engine": {"type": "string"}}),
     "Error": _object(
@@ -502,6 +524,18 @@ _AFTER = _param(
 
 def _op(summary: str, responses: dict[str, Schema], **more: Any) -> Schema:
     return {"summary": summary, "responses": {**responses, **_ERRORS}, **more}
+
+
+SESSION_ID: Schema = {
+    **RUN_ID,
+    "name": "session_id",
+    "description": "the durable session's id, percent-encoded as one segment, as a run id is",
+    "example": "chat-7",
+}
+
+
+def _session_op(summary: str, ok: Schema, **more: Any) -> Schema:
+    return _op(summary, {"200": ok}, **more)
 
 
 def _run_op(
@@ -807,6 +841,39 @@ CLIENT_PATHS: dict[str, Schema] = {
             {"200": _json("TaskRecord", "the task, pending or failed"), **_TASK_LOST, **_NO_TASK},
             parameters=[_RETRY],
             requestBody=_body("FailTask"),
+        )
+    },
+    "/api/v1/durable-sessions/{session_id}/items": {
+        "get": _session_op(
+            "A durable session's items (`DurableSession.get_items`)",
+            _json("SessionItems", "its items, oldest first (none for a session never written)"),
+            parameters=[
+                SESSION_ID,
+                _param("limit", _limit(*ITEMS_LIMIT), "only the latest this many items (0: all)"),
+            ],
+        ),
+        "post": _session_op(
+            "Append items to a durable session, once per write key",
+            _json("SessionWritten", "appended, or found appended under this key"),
+            parameters=[SESSION_ID, _RETRY],
+            requestBody={
+                "required": True,
+                "content": {"application/json": {"schema": _ref("AddSessionItems")}},
+            },
+        ),
+    },
+    "/api/v1/durable-sessions/{session_id}/pop": {
+        "post": _session_op(
+            "Remove a durable session's latest item",
+            _json("SessionPopped", "the item removed, or null for an empty session"),
+            parameters=[SESSION_ID],
+        )
+    },
+    "/api/v1/durable-sessions/{session_id}/clear": {
+        "post": _session_op(
+            "Remove every item of a durable session",
+            _json("SessionCleared", "cleared"),
+            parameters=[SESSION_ID],
         )
     },
     "/api/v1/tasks/{task_id}": {
