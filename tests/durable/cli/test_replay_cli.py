@@ -209,6 +209,89 @@ def test_replay_through_a_server_reads_the_same_and_writes_nothing(
     assert sqlite_dump(url) == dump
 
 
+def _conversation(url: str, session_path: Path, turns: int) -> list[str]:
+    """Record `turns` runs of `ra.agent` on one SQLiteSession (`turn-1`, `turn-2`, ...): each
+    turn after the first starts from the history the earlier ones saved there."""
+    from agents import SQLiteSession
+
+    session = SQLiteSession("chat", str(session_path))
+    try:
+        return [record(url, f"turn-{n}", session=session) for n in range(1, turns + 1)]
+    finally:
+        session.close()
+
+
+def test_a_later_turn_of_a_conversation_replays_the_same_and_touches_no_session(
+    tmp_path: Path, counted: Any
+) -> None:
+    url, chat = sqlite_url(tmp_path), tmp_path / "chat.db"
+    outputs = _conversation(url, chat, 2)
+    assert outputs[0] == FINAL
+    counted.clear()
+    dump, history = sqlite_dump(url), sqlite_dump(f"sqlite:///{chat}")
+    journal = stored(url, "turn-2")[1]
+    assert any(e.kind == "session" for e in journal)  # it read turn 1's items, and wrote its own
+    for turn in ("turn-1", "turn-2"):
+        result = cli("runs", "replay", turn, "--db", url)
+        assert result.exit_code == 0, result.output
+        assert "same as recorded; the final output is the same" in result.stdout
+    # a changed program is still seen, at the model call the history reaches
+    changed = cli("runs", "replay", "turn-2", "--db", url, "--agent", REF + "other_instructions")
+    assert changed.exit_code == 1, changed.output
+    assert "what changed: the instructions" in changed.stdout
+    assert counted == {}
+    assert sqlite_dump(url) == dump  # nothing written to the runs' database
+    assert sqlite_dump(f"sqlite:///{chat}") == history  # nor to the session
+
+
+def test_a_conversation_turn_replays_the_same_through_a_server(
+    tmp_path: Path, counted: Any
+) -> None:
+    url = sqlite_url(tmp_path)
+    _conversation(url, tmp_path / "chat.db", 2)
+    counted.clear()
+    dump = sqlite_dump(url)
+    with running_server(url, tmp_path / "server.log") as server:
+        result = cli("runs", "replay", "turn-2", "--server", server.url, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["same"] is True
+    assert counted == {}
+    assert sqlite_dump(url) == dump
+
+
+def test_a_session_step_the_code_makes_differently_is_a_divergence_named_so() -> None:
+    from runplane_durable.errors import ReplayDivergenceError
+    from runplane_durable.runtime.replay import _diverged
+
+    changed = ReplayDivergenceError(
+        run_id="r",
+        kind="session",
+        step=2,
+        requested="a write of 3 item(s) to the session",
+        recorded="a write of 2 item(s) to the session",
+        what_changed="The run reads or writes its session differently than it did.",
+    )
+    found = _diverged(changed, True, {}, [])
+    assert found is not None
+    assert found.describe() == (
+        "diverged at session step #2\n"
+        "  the record: a write of 2 item(s) to the session\n"
+        "  the code:   a write of 3 item(s) to the session\n"
+        "  what changed: The run reads or writes its session differently than it did."
+    )
+    extra = ReplayDivergenceError(
+        run_id="r",
+        kind="session",
+        step=4,
+        requested="a pop of the session's last item",
+        what_changed="The finished run never made this session step.",
+    )
+    beyond = _diverged(extra, True, {}, [])
+    assert beyond is not None
+    assert beyond.recorded == "no such step: the recorded run never made it"
+    assert _diverged(extra, False, {}, []) is None  # an unfinished run's record ends there
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [
