@@ -259,6 +259,45 @@ def test_a_conversation_turn_replays_the_same_through_a_server(
     assert sqlite_dump(url) == dump
 
 
+def test_a_run_with_a_session_that_waited_for_approval_replays_both_stretches(
+    tmp_path: Path, counted: Any
+) -> None:
+    """Resumed from its approval snapshot, the run read and wrote its session anew (steps of
+    their own stretch): the replay answers each stretch from its own steps."""
+    from agents import SQLiteSession
+    from runplane_durable.runtime.runner import resume_run
+
+    url, chat = sqlite_url(tmp_path), tmp_path / "chat.db"
+    session = SQLiteSession("chat", str(chat))
+
+    async def go() -> Any:
+        # an earlier turn: history for the paying turn to read
+        await session.add_items([{"role": "user", "content": "hi"}])
+        backend = DurableBackend(LocalEngine(url))
+        try:
+            with run_id("pay"):
+                assert (await backend.run(ra.payer, "pay", session=session)).interruptions
+            await backend.engine.decide("pay", "p1", approve=True)
+            record_ = await backend.get_run("pay")
+            return await resume_run(backend, record_, ra.payer, session=session)
+        finally:
+            await backend.engine.dispose()
+
+    try:
+        assert run_async(go()).final_output == "done: paid 5"
+    finally:
+        session.close()
+    journal = stored(url, "pay")[1]
+    assert {e.payload.get("segment", 0) for e in journal if e.kind == "session"} == {0, 1}
+    counted.clear()
+    dump, history = sqlite_dump(url), sqlite_dump(f"sqlite:///{chat}")
+    result = cli("runs", "replay", "pay", "--db", url)
+    assert result.exit_code == 0, result.output
+    assert "same as recorded; the final output is the same: done: paid 5" in result.stdout
+    assert counted == {}
+    assert (sqlite_dump(url), sqlite_dump(f"sqlite:///{chat}")) == (dump, history)
+
+
 def test_a_session_step_the_code_makes_differently_is_a_divergence_named_so() -> None:
     from runplane_durable.errors import ReplayDivergenceError
     from runplane_durable.runtime.replay import _diverged
@@ -481,6 +520,92 @@ def test_fork_through_a_server(tmp_path: Path, counted: Any) -> None:
     assert "has steps 1 to 10" in bad.stderr
     assert replayed.exit_code == 0, replayed.output
     assert stored(url, "orig") == before
+
+
+def _conversation_refused(output: str) -> None:
+    assert "run 'turn-2' used a session=" in output
+    assert "a run with a session cannot be forked" in output
+    assert "runplane runs replay turn-2" in output
+
+
+@pytest.mark.parametrize("at", ["1", "2", "4"])
+def test_a_run_that_used_a_session_is_not_forked_and_nothing_is_written(
+    tmp_path: Path, counted: Any, at: str
+) -> None:
+    """Its shared model calls were asked the session's history, which a fork run on a worker
+    or --here (without that session) would not have: refused at any step, exit 2."""
+    url = sqlite_url(tmp_path)
+    _conversation(url, tmp_path / "chat.db", 2)
+    counted.clear()
+    dump = sqlite_dump(url)
+    for extra in ([], ["--here"]):
+        result = cli("runs", "fork", "turn-2", "--at", at, "--run-id", "f", *extra, "--db", url)
+        assert result.exit_code == 2, result.output
+        _conversation_refused(result.stderr)
+    bad_step = cli("runs", "fork", "turn-2", "--at", "99", "--db", url)
+    assert bad_step.exit_code == 2
+    assert "has steps 1 to" in bad_step.stderr  # a step it lacks is still named as that
+    assert counted == {}
+    assert sqlite_dump(url) == dump
+
+
+def test_a_run_that_used_a_session_is_not_forked_through_a_server(
+    tmp_path: Path, counted: Any
+) -> None:
+    import urllib.error
+    import urllib.request
+
+    url = sqlite_url(tmp_path)
+    _conversation(url, tmp_path / "chat.db", 2)
+    counted.clear()
+    dump = sqlite_dump(url)
+    with running_server(url, tmp_path / "server.log") as server:
+        result = cli("runs", "fork", "turn-2", "--at", "2", "--here", "--server", server.url)
+        request = urllib.request.Request(
+            f"{server.url}/api/v1/runs/turn-2/fork",
+            data=json.dumps({"at": 2, "run_id": "f"}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with pytest.raises(urllib.error.HTTPError) as answered:
+            urllib.request.urlopen(request, timeout=30)
+    assert result.exit_code == 2, result.output
+    _conversation_refused(result.stderr)
+    assert answered.value.code == 409
+    body = json.loads(answered.value.read())["error"]
+    assert body["code"] == "fork_session"
+    steps = sum(1 for e in stored(url, "turn-2")[1] if e.kind == "session")
+    assert steps == 3  # the history read, the prompt written, the answer written
+    assert body["fields"] == {"run_id": "turn-2", "session_steps": steps}
+    assert counted == {}
+    assert sqlite_dump(url) == dump
+
+
+@pytest.mark.parametrize("mode", ["embedded", "server"])
+def test_runner_fork_of_a_run_that_used_a_session_raises_fork_session_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    from runplane_durable import ForkSessionError
+
+    url = sqlite_url(tmp_path)
+    _conversation(url, tmp_path / "chat.db", 2)
+
+    async def go(backend: DurableBackend) -> None:
+        monkeypatch.setattr(Runner, "durable", classmethod(lambda cls: backend))
+        try:
+            with pytest.raises(ForkSessionError) as refused:
+                await Runner.fork("turn-2", at=2, run_id="f", queue=None)
+            assert (refused.value.run_id, refused.value.session_steps) == ("turn-2", 3)
+            assert isinstance(refused.value, ValueError)
+            assert not [r for r in await backend.engine.list_runs() if r.id == "f"]
+        finally:
+            await backend.engine.dispose()
+
+    if mode == "embedded":
+        run_async(go(DurableBackend(LocalEngine(url))))
+    else:
+        with running_server(url, tmp_path / "server.log") as server:
+            run_async(go(_served(server)))
 
 
 def _served(server: Server) -> DurableBackend:
