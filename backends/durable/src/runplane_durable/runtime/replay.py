@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents import Agent, RunResult
+from agents import Agent, RunResult, TResponseInputItem
+from agents.memory import SessionSettings
 
 from runplane import RunOptions, sdk_runner
 
@@ -155,7 +156,8 @@ class _ScratchHistory:
     run's own session is neither read nor written. It refuses anything that reaches it anyway.
     """
 
-    session_settings = None
+    session_id: str
+    session_settings: SessionSettings | None = None
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
@@ -167,13 +169,13 @@ class _ScratchHistory:
             "every session step)"
         )
 
-    async def get_items(self, limit: int | None = None) -> list[Any]:
+    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
         raise self._refuse()
 
-    async def add_items(self, items: list[Any]) -> None:
+    async def add_items(self, items: list[TResponseInputItem]) -> None:
         raise self._refuse()
 
-    async def pop_item(self) -> Any:
+    async def pop_item(self) -> TResponseInputItem | None:
         raise self._refuse()
 
     async def clear_session(self) -> None:
