@@ -209,23 +209,29 @@ def test_replay_through_a_server_reads_the_same_and_writes_nothing(
     assert sqlite_dump(url) == dump
 
 
-def _conversation(url: str, session_path: Path, turns: int) -> list[str]:
+def _conversation(url: str, session_path: Path, turns: int, limit: int | None = None) -> list[str]:
     """Record `turns` runs of `ra.agent` on one SQLiteSession (`turn-1`, `turn-2`, ...): each
-    turn after the first starts from the history the earlier ones saved there."""
+    turn after the first starts from the history the earlier ones saved there (its latest
+    `limit` items, when given: the session's own settings)."""
     from agents import SQLiteSession
+    from agents.memory import SessionSettings
 
-    session = SQLiteSession("chat", str(session_path))
+    settings = SessionSettings(limit=limit) if limit is not None else None
+    session = SQLiteSession("chat", str(session_path), session_settings=settings)
     try:
         return [record(url, f"turn-{n}", session=session) for n in range(1, turns + 1)]
     finally:
         session.close()
 
 
+@pytest.mark.parametrize("limit", [None, 7])
 def test_a_later_turn_of_a_conversation_replays_the_same_and_touches_no_session(
-    tmp_path: Path, counted: Any
+    tmp_path: Path, counted: Any, limit: int | None
 ) -> None:
+    """Also when the session's own settings read only its latest items: the replay, which has
+    not that session, reads as the record says the run did."""
     url, chat = sqlite_url(tmp_path), tmp_path / "chat.db"
-    outputs = _conversation(url, chat, 2)
+    outputs = _conversation(url, chat, 2, limit)
     assert outputs[0] == FINAL
     counted.clear()
     dump, history = sqlite_dump(url), sqlite_dump(f"sqlite:///{chat}")

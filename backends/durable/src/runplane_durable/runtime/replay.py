@@ -154,14 +154,20 @@ class _ScratchHistory:
     and pop the SDK makes is answered by the journal (a read-only run makes none of them for
     real; one the journal lacks is a divergence): this session is never asked anything, so the
     run's own session is neither read nor written. It refuses anything that reaches it anyway.
+    The SDK reads as many items as the session's settings say (`SessionSettings.limit`): a
+    property of the run's session (or its RunConfig), not of the agent: taken from its first read.
     """
 
     session_id: str
     session_settings: SessionSettings | None = None
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, journal: Sequence[JournalRecord]) -> None:
         self.run_id = run_id
         self.session_id = f"runplane-replay:{run_id}"
+        reads = [e for e in journal if e.kind == "session" and e.payload.get("op") == "get"]
+        limit = reads[0].payload.get("limit") if reads else None
+        if isinstance(limit, int) and not isinstance(limit, bool):
+            self.session_settings = SessionSettings(limit=limit)
 
     def _refuse(self) -> DurableError:
         return DurableError(
@@ -241,7 +247,9 @@ async def replay_run(engine: Engine, run_id: str, agent: Agent[Any]) -> ReplayRe
         previous_response_id=record.options.get("previous_response_id"),
         auto_previous_response_id=bool(record.options.get("auto_previous_response_id")),
         conversation_id=record.options.get("conversation_id"),
-        session=_ScratchHistory(record.id) if any(e.kind == "session" for e in journal) else None,
+        session=_ScratchHistory(record.id, journal)
+        if any(e.kind == "session" for e in journal)
+        else None,
     )
     notes: list[str] = []
 
