@@ -8,6 +8,9 @@ its agent, and a copy of a `handoff()` must name the clone as its target (the SD
 resumed `RunState`'s agents from those references). The SDK keeps both in private fields, and
 `as_tool` closes over its agent: `rebind_agent_tool` checks the shape it relies on and returns
 None for any other, so a changed SDK is refused, never silently left uncovered.
+
+`runplane.bridge` reads what a RunState given as input already holds (its items, model responses
+and the context its approval decisions are recorded in), which RunState keeps in private fields.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import types
 import weakref
 from typing import Any
 
-from agents import Agent, FunctionTool, Handoff
+from agents import Agent, FunctionTool, Handoff, RunContextWrapper
 from agents.exceptions import (
     _detach_data_redacted_error_traceback as detach_redacted_traceback,
 )
@@ -27,6 +30,8 @@ from agents.exceptions import (
 from agents.exceptions import (
     _raise_data_redacted_error as raise_redacted,
 )
+from agents.items import ModelResponse, RunItem
+from agents.run_state import RunState
 from agents.tool import _FailureHandlingFunctionToolInvoker
 
 __all__ = [
@@ -37,6 +42,9 @@ __all__ = [
     "raise_redacted",
     "rebind_agent_tool",
     "retarget_handoff",
+    "run_state_context",
+    "run_state_items",
+    "run_state_responses",
 ]
 
 
@@ -90,3 +98,18 @@ def handoff_target(item: Handoff[Any, Any]) -> Agent[Any] | None:
 def retarget_handoff(item: Handoff[Any, Any], agent: Agent[Any]) -> None:
     """Make a (copied) handoff name `agent` as its target."""
     item._agent_ref = weakref.ref(agent)
+
+
+def run_state_items(state: RunState[Any, Any]) -> list[RunItem]:
+    """The run items a RunState holds (a run resumed from it repeats them in `new_items`)."""
+    return list(state._generated_items)
+
+
+def run_state_responses(state: RunState[Any, Any]) -> list[ModelResponse]:
+    """The model responses a RunState holds (repeated in the resumed run's `raw_responses`)."""
+    return list(state._model_responses)
+
+
+def run_state_context(state: RunState[Any, Any]) -> RunContextWrapper[Any] | None:
+    """The context wrapper a RunState records its approval decisions in."""
+    return state._context
