@@ -68,11 +68,15 @@ def user_texts(items: Any) -> list[str]:
 
 def respond(call: ModelCall, ids: Iterator[int]) -> Any:
     n = next(ids)
-    items = call.input if isinstance(call.input, list) else [{"role": "user", "content": call.input}]
+    items = (
+        call.input if isinstance(call.input, list) else [{"role": "user", "content": call.input}]
+    )
     last = items[-1] if items else {}
     usage = Usage(requests=1, input_tokens=10, output_tokens=5, total_tokens=15)
     if isinstance(last, dict) and last.get("type") == "function_call_output":
-        return ModelStep(output=[assistant_message(f"done: {last['output']}", item_id=f"m{n}")], usage=usage)
+        return ModelStep(
+            output=[assistant_message(f"done: {last['output']}", item_id=f"m{n}")], usage=usage
+        )
     asked = user_texts(items)[-1]
     if asked == "break":
         return ModelBroke("the scripted model broke, as asked")

@@ -23,7 +23,7 @@ from openai import AsyncOpenAI
 from .. import policy as policies
 from ..bridge import Bridge, HostEvent, RunCancelled, RunFailed, bridge
 from ..facade import BackendRunner, Runner, runner
-from ..protocol import DEFAULT_MAX_TURNS
+from ..protocol import DEFAULT_MAX_TURNS, reserved_run_id
 from .authority import authority_text, load_authority
 from .options import HostSetupError, ResolvedModel, resolve
 from .sessions import conversation_session
@@ -254,20 +254,24 @@ class HostContext:
         self, input: str | list[TResponseInputItem] | RunState[Any], run_id: str | None
     ) -> AsyncIterator[HostEvent]:
         agent = self.agent
-        run_id = run_id or uuid.uuid4().hex
         events: list[HostEvent] = []
         error: BaseException | None = None
         result: RunResultStreaming | None = None
         try:
             try:
-                result = self.runner.run_streamed(
-                    agent,
-                    input,
-                    context=self.context,
-                    max_turns=self.max_turns,
-                    session=self._session,
-                )
+                # The backend's own id for a new run when it names its runs (the durable run
+                # id, as `runplane runs show` prints it): the facade reserves the same one.
+                with reserved_run_id(self.runner.backend()) as reserved:
+                    run_id = run_id or reserved or uuid.uuid4().hex
+                    result = self.runner.run_streamed(
+                        agent,
+                        input,
+                        context=self.context,
+                        max_turns=self.max_turns,
+                        session=self._session,
+                    )
             except Exception as exc:  # refused before it started: reported like any failure
+                run_id = run_id or uuid.uuid4().hex
                 error = exc
                 for event in Bridge(run_id=run_id, agent_name=agent.name).on_error(exc):
                     events.append(event)
