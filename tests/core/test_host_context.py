@@ -48,7 +48,8 @@ async def test_multi_turn_keeps_the_history_and_bridges_every_event() -> None:
     async with host(model, on_event=seen.append) as ctx:
         first = await ctx.run("What is the weather in Paris?")
         second = await ctx.run("What was my first question?")
-    assert first.ok and first.final_output == "done: Sunny in Paris"
+    assert first.ok
+    assert first.final_output == "done: Sunny in Paris"
     assert second.final_output == "you first asked: What is the weather in Paris?"
     # The second turn's model call carried the first turn: its question, tool call and answer.
     sent = model.calls[-1].input
@@ -57,13 +58,15 @@ async def test_multi_turn_keeps_the_history_and_bridges_every_event() -> None:
     # on_event got exactly the turns' events, in order.
     assert seen == [*first.events, *second.events]
     kinds = [e.kind for e in first.events]
-    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
+    assert kinds[0] == "run_started"
+    assert kinds[-1] == "run_finished"
     called = next(e for e in first.events if isinstance(e, ToolCalled))
     output = next(e for e in first.events if isinstance(e, ToolOutput))
     assert (called.tool_name, called.arguments) == ("get_weather", '{"city":"Paris"}')
     assert (output.call_id, output.output) == (called.call_id, "Sunny in Paris")
     assert "".join(e.delta for e in first.events if isinstance(e, TextDelta)) == first.final_output
-    assert first.usage.requests == 2 and first.usage.total_tokens == 30
+    assert first.usage.requests == 2
+    assert first.usage.total_tokens == 30
 
 
 async def test_stream_yields_the_turn_as_it_happens_and_an_async_handler_is_awaited() -> None:
@@ -84,11 +87,15 @@ async def test_a_failed_turn_is_reported_and_the_conversation_goes_on() -> None:
     async with host(model) as ctx:
         failed = await ctx.run("break")
         after = await ctx.run("What was my first question?")
-    assert failed.error is not None and "broke" in str(failed.error)
-    assert failed.final_output is None and not failed.ok
+    assert failed.error is not None
+    assert "broke" in str(failed.error)
+    assert failed.final_output is None
+    assert not failed.ok
     last = failed.events[-1]
-    assert isinstance(last, RunFailed) and last.error_type == "ModelBroke"
-    assert after.ok and after.final_output == "you first asked: break"
+    assert isinstance(last, RunFailed)
+    assert last.error_type == "ModelBroke"
+    assert after.ok
+    assert after.final_output == "you first asked: break"
 
 
 async def test_a_turn_refused_before_it_starts_is_a_failed_turn(
@@ -99,7 +106,8 @@ async def test_a_turn_refused_before_it_starts_is_a_failed_turn(
         refused = await ctx.run("Hello")
         monkeypatch.delenv("RUNPLANE_OPENAI_API")
         after = await ctx.run("Hello again")
-    assert isinstance(refused.error, runplane.RunplaneError) and refused.result is None
+    assert isinstance(refused.error, runplane.RunplaneError)
+    assert refused.result is None
     assert [e.kind for e in refused.events] == ["run_failed"]
     assert after.ok
 
@@ -107,7 +115,8 @@ async def test_a_turn_refused_before_it_starts_is_a_failed_turn(
 async def test_a_model_with_no_reply_left_fails_the_turn() -> None:
     async with host(ScriptedModel([])) as ctx:
         turn = await ctx.run("Hello")
-    assert turn.error is not None and isinstance(turn.events[-1], RunFailed)
+    assert turn.error is not None
+    assert isinstance(turn.events[-1], RunFailed)
 
 
 async def test_the_generator_loop_sends_prompts_and_none_ends_it() -> None:
@@ -118,8 +127,10 @@ async def test_the_generator_loop_sends_prompts_and_none_ends_it() -> None:
         two = await chat.asend("What was my first question?")
         with pytest.raises(StopAsyncIteration):
             await chat.asend(None)
-    assert one is not None and one.final_output == "echo: Hello"
-    assert two is not None and two.final_output == "you first asked: Hello"
+    assert one is not None
+    assert one.final_output == "echo: Hello"
+    assert two is not None
+    assert two.final_output == "you first asked: Hello"
 
 
 async def test_the_authority_is_enforced_and_told_to_the_model() -> None:
@@ -128,20 +139,24 @@ async def test_the_authority_is_enforced_and_told_to_the_model() -> None:
     async with host(model, authority=POLICY) as ctx:
         small = await ctx.run("Please pay 50 euros.")
         large = await ctx.run("Please pay 500 euros.")
-        assert PAID == [50] and large.final_output is None
+        assert PAID == [50]
+        assert large.final_output is None
         assert [i.tool_name for i in large.interruptions] == ["pay"]
         assert [e.kind for e in large.events][-2:] == ["approval_requested", "run_finished"]
         with pytest.raises(HostSetupError, match="waits for approval of c"):
             await ctx.run("Hello")
         done = await ctx.approve(large.interruptions[0].call_id)
-        assert PAID == [50, 500] and done.final_output == "done: paid 500"
+        assert PAID == [50, 500]
+        assert done.final_output == "done: paid 500"
         decided = [e for e in done.events if e.kind == "approval_decided"]
         assert [shape(e)["approved"] for e in decided] == [True]
         assert done.events[0].run_id == large.events[0].run_id  # the same run, continued
         waiting = await ctx.run("Please pay 700 euros.")
         rejected = await ctx.reject(message="Not today.")
-    assert small.ok and PAID == [50, 500]
-    assert waiting.interruptions and rejected.final_output == "done: Not today."
+    assert small.ok
+    assert PAID == [50, 500]
+    assert waiting.interruptions
+    assert rejected.final_output == "done: Not today."
     assert model.calls[0].system_instructions == ctx.instructions
     assert ctx.instructions.startswith("You help.\n\nAuthority:")
     assert "large payments: calls of `pay` when `amount` > 100 need a person's approval" in (
@@ -207,20 +222,22 @@ class DspatchOptions:
 
 def test_options_objects_of_any_shape() -> None:
     ctx = HostContext(options=DspatchOptions())
-    assert ctx.model.model == "some-model" and ctx.model.settings.temperature == 0.25
+    assert ctx.model.model == "some-model"
+    assert ctx.model.settings.temperature == 0.25
     Named = collections.namedtuple("Named", ["model", "top_p"])
     ctx = HostContext(options=Named("m", 0.5))
     assert (ctx.model.model, ctx.model.settings.top_p) == ("m", 0.5)
     ctx = HostContext(options={"model": None, "settings": ModelSettings(temperature=0)})
-    assert ctx.model.model == "gpt-4.1-mini" and ctx.model.settings.temperature == 0
+    assert ctx.model.model == "gpt-4.1-mini"
+    assert ctx.model.settings.temperature == 0
     assert HostContext().model.model == "gpt-4.1-mini"
     with pytest.raises(HostSetupError, match="has no `model` field"):
         HostContext(options=collections.namedtuple("Bare", ["x"])(1))
     with pytest.raises(HostSetupError, match="options must be"):
         HostContext(options=42)
-    with pytest.raises(HostSetupError, match="options.model must be"):
+    with pytest.raises(HostSetupError, match=r"options\.model must be"):
         HostContext(options=ModelOptions(model=3))  # type: ignore[arg-type]
-    with pytest.raises(HostSetupError, match="options.settings must be"):
+    with pytest.raises(HostSetupError, match=r"options\.settings must be"):
         HostContext(options={"model": "m", "settings": {"temperature": 0}})
 
 
@@ -272,7 +289,8 @@ class ConversationsBackend(RecordingBackend):
 
 async def test_a_backend_that_stores_conversations_provides_the_session() -> None:
     backend = ConversationsBackend()
-    assert isinstance(backend, SupportsConversations) and isinstance(backend, RunnerBackend)
+    assert isinstance(backend, SupportsConversations)
+    assert isinstance(backend, RunnerBackend)
     registry = runplane.Registry(group="runplane-none")
     registry.register(BackendPlugin({"convo": lambda: backend}), name="convo")
     runner = runplane.runner("convo", registry=registry)
@@ -283,7 +301,8 @@ async def test_a_backend_that_stores_conversations_provides_the_session() -> Non
             turn = await ctx.run(prompt)
     # Two host contexts, one conversation: the second answered from the stored history.
     assert turn.final_output == "you first asked: Hello"
-    assert list(backend.sessions) == ["c-1"] and ctx.conversation_id == "c-1"
+    assert list(backend.sessions) == ["c-1"]
+    assert ctx.conversation_id == "c-1"
     assert [c[0] for c in backend.calls] == ["run_streamed", "run_streamed"]
 
 
@@ -291,7 +310,8 @@ async def test_a_given_session_is_used_and_left_open() -> None:
     session = SQLiteSession("mine")
     async with host(session=session) as ctx:
         await ctx.run("Hello")
-        assert ctx.session is session and ctx.conversation_id == "mine"
+        assert ctx.session is session
+        assert ctx.conversation_id == "mine"
     assert user_texts(await session.get_items()) == ["Hello"]
     assert isinstance(ctx.turns[-1].events[-1], RunFinished)
 

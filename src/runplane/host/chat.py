@@ -78,7 +78,7 @@ def load_tools(spec: str) -> list[Tool]:
         raise HostSetupError(f"--tools {spec!r}: module {module_name!r} has no {attr!r}") from None
     tools = list(value) if isinstance(value, (list, tuple)) else [value]
     for tool in tools:
-        if not isinstance(tool, Tool):  # type: ignore[misc, arg-type]
+        if not isinstance(tool, Tool):
             raise HostSetupError(
                 f"--tools {spec!r}: {type(tool).__name__} is not an Agents SDK tool (make it "
                 "with @function_tool)"
@@ -163,7 +163,7 @@ class ChatView:
 async def _read(console: Console, prompt: str) -> str | None:
     """One line from stdin (None at its end), after showing `prompt`."""
     console.print(prompt, end="", markup=True, highlight=False)
-    line = await asyncio.to_thread(sys.stdin.readline)
+    line: str = await asyncio.to_thread(sys.stdin.readline)
     if not line:
         console.print()
         return None

@@ -75,6 +75,7 @@ async def test_the_same_host_program_on_three_backends(db_url: str) -> None:
         waited, continued = turns[3], turns[4]
         assert continued.events[0].run_id == waited.events[0].run_id
         record = await engine.get_run(waited.events[0].run_id)
-        assert record is not None and record.status == "completed"
+        assert record is not None
+        assert record.status == "completed"
     finally:
         await engine.dispose()
