@@ -263,6 +263,10 @@ def test_setup_errors() -> None:
         HostContext(on_event="print")  # type: ignore[arg-type]
     with pytest.raises(HostSetupError, match="backend must be a backend name"):
         HostContext(backend=3)  # type: ignore[arg-type]
+    with pytest.raises(HostSetupError, match="tools: str is not an Agents SDK tool"):
+        HostContext(tools=["nope"])
+    with pytest.raises(HostSetupError, match="tools must be a list of Agents SDK tools"):
+        HostContext(tools="get_weather")  # type: ignore[arg-type]
     with pytest.raises(runplane.UnknownBackendError):
         HostContext(backend="no-such-backend")
 

@@ -8,13 +8,12 @@ it works piped as well as in a terminal; `/exit` or end of input ends the chat.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agents.tool import Tool
+from agents import ModelSettings
 from openai import AsyncOpenAI
 from rich.console import Console
 from rich.live import Live
@@ -26,6 +25,7 @@ from ..bridge import (
     ApprovalRequested,
     HandedOff,
     HostEvent,
+    ModelUsage,
     ReasoningDone,
     RunCancelled,
     RunFailed,
@@ -37,7 +37,8 @@ from ..bridge import (
 )
 from ..endpoint import ENV_API, ENV_API_KEY, NO_KEY
 from .context import HostContext
-from .options import HostSetupError, ModelOptions
+from .options import ModelOptions
+from .tools import load_tools
 
 __all__ = ["ChatConfig", "ChatView", "load_tools", "run_chat"]
 
@@ -60,67 +61,57 @@ class ChatConfig:
     max_turns: int = 10
 
 
-def load_tools(spec: str) -> list[Tool]:
-    """The tools `MODULE:ATTR` names: one SDK tool, or a list/tuple of them."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise HostSetupError(
-            f"--tools {spec!r}: give MODULE:ATTR, for example myapp.tools:TOOLS (a tool made with "
-            "@function_tool, or a list of them)"
-        )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise HostSetupError(f"--tools {spec!r}: cannot import {module_name!r}: {exc}") from exc
-    try:
-        value = getattr(module, attr)
-    except AttributeError:
-        raise HostSetupError(f"--tools {spec!r}: module {module_name!r} has no {attr!r}") from None
-    tools = list(value) if isinstance(value, (list, tuple)) else [value]
-    for tool in tools:
-        if not isinstance(tool, Tool):
-            raise HostSetupError(
-                f"--tools {spec!r}: {type(tool).__name__} is not an Agents SDK tool (make it "
-                "with @function_tool)"
-            )
-    return tools
-
-
 class ChatView:
-    """Renders host events: streamed text live, then tools, approvals, usage, errors."""
+    """Renders host events: streamed text (live in a terminal, as it comes when piped), then
+    tool calls and outputs, approvals, usage, errors."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
         self._live: Live | None = None
-        self._text = ""
-
-    def _settle(self, text: str | None = None) -> None:
-        """End the live text (with its final version, when known)."""
-        if self._live is not None:
-            self._live.update(self._render(text if text is not None else self._text))
-            self._live.stop()
-            self._live = None
+        self._streaming = False  # text is being written, piped: a newline ends it
         self._text = ""
 
     @staticmethod
     def _render(text: str) -> Text:
         return Text.assemble(("agent> ", "bold green"), text)
 
-    def __call__(self, event: HostEvent) -> None:
-        if isinstance(event, TextDelta):
+    def _settle(self, text: str | None = None) -> None:
+        """End the streamed text (with its final version, when known)."""
+        if self._live is not None:
+            self._live.update(self._render(text if text is not None else self._text))
+            self._live.stop()
+            self._live = None
+        elif self._streaming:
+            self.console.out("")  # the newline that ends the streamed line
+        self._streaming = False
+        self._text = ""
+
+    def _delta(self, delta: str) -> None:
+        self._text += delta
+        if self.console.is_terminal:
             if self._live is None:
                 self._live = Live(
                     self._render(""), console=self.console, refresh_per_second=15, transient=False
                 )
                 self._live.start()
-            self._text += event.delta
             self._live.update(self._render(self._text))
             return
+        if not self._streaming:
+            self.console.print(self._render(""), end="")
+            self._streaming = True
+        self.console.out(delta, end="", highlight=False)
+
+    def __call__(self, event: HostEvent) -> None:
+        if isinstance(event, TextDelta):
+            self._delta(event.delta)
+            return
         if isinstance(event, TextDone):
-            if self._live is None:
+            if self._live is None and not self._streaming:  # no deltas came: all of it now
                 self.console.print(self._render(event.text))
             self._settle(event.text)
             return
+        if isinstance(event, ModelUsage):
+            return  # per call, between a message's text and its end: the turn's totals are shown
         self._settle()
         show = self.console.print
         if isinstance(event, ToolCalled):
@@ -137,13 +128,14 @@ class ChatView:
         elif isinstance(event, ApprovalRequested):
             show(
                 f"[yellow]approval needed[/] {escape(event.tool_name)}({escape(event.arguments)})"
-                f" [{escape(event.call_id)}]"
+                f" {escape(f'[{event.call_id}]')}"
             )
         elif isinstance(event, ApprovalDecided):
             verdict = "approved" if event.approved else "rejected"
             reason = f": {escape(event.message)}" if event.message else ""
             show(
-                f"[yellow]{verdict}[/] {escape(event.tool_name)} [{escape(event.call_id)}]{reason}"
+                f"[yellow]{verdict}[/] {escape(event.tool_name)} {escape(f'[{event.call_id}]')}"
+                f"{reason}"
             )
         elif isinstance(event, RunFinished):
             u = event.usage
@@ -191,7 +183,10 @@ async def run_chat(config: ChatConfig, console: Console | None = None) -> None:
     ctx = HostContext(
         system_prompt=config.system,
         tools=tools,
-        options=ModelOptions(model=config.model),
+        # Usage in every streamed Chat Completions answer: the SDK asks for it only from OpenAI.
+        options=ModelOptions(
+            model=config.model, settings=ModelSettings(include_usage=True) if client else None
+        ),
         client=client,
         api=api,
         authority=config.policy,

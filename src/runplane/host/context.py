@@ -27,6 +27,7 @@ from ..protocol import DEFAULT_MAX_TURNS, reserved_run_id
 from .authority import authority_text, load_authority
 from .options import HostSetupError, ResolvedModel, resolve
 from .sessions import conversation_session
+from .tools import check_tools
 from .turn import TurnResult, output_text, usage_of
 
 __all__ = ["EventHandler", "HostContext"]
@@ -66,7 +67,7 @@ class HostContext:
         if not isinstance(system_prompt, str):
             raise HostSetupError(f"system_prompt must be a str, not {type(system_prompt).__name__}")
         self.system_prompt = system_prompt
-        self.tools: list[Tool] = list(tools)
+        self.tools: list[Tool] = check_tools(tools)
         self.model: ResolvedModel = resolve(options, client, api)
         self.policy = load_authority(authority)
         self.runner: type[BackendRunner] = _runner_class(backend)
