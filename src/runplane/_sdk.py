@@ -10,7 +10,8 @@ resumed `RunState`'s agents from those references). The SDK keeps both in privat
 None for any other, so a changed SDK is refused, never silently left uncovered.
 
 `runplane.bridge` reads what a RunState given as input already holds (its items, model responses
-and the context its approval decisions are recorded in), which RunState keeps in private fields.
+and the context its approval decisions are recorded in), which RunState keeps in private fields,
+and whether a streamed run was cancelled (`RunResultStreaming.cancel()` ends its stream quietly).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ __all__ = [
     "raise_redacted",
     "rebind_agent_tool",
     "retarget_handoff",
+    "run_cancelled",
+    "run_state_agent",
     "run_state_context",
     "run_state_items",
     "run_state_responses",
@@ -113,3 +116,14 @@ def run_state_responses(state: RunState[Any, Any]) -> list[ModelResponse]:
 def run_state_context(state: RunState[Any, Any]) -> RunContextWrapper[Any] | None:
     """The context wrapper a RunState records its approval decisions in."""
     return state._context
+
+
+def run_cancelled(result: object) -> bool:
+    """Whether `cancel()` was called on this streamed run (False for any other result)."""
+    return getattr(result, "_cancel_mode", "none") != "none"
+
+
+def run_state_agent(state: RunState[Any, Any]) -> Agent[Any] | None:
+    """The agent a run resumed from this RunState goes on with."""
+    agent = state._current_agent
+    return agent if isinstance(agent, Agent) else None

@@ -103,7 +103,9 @@ class BackendRunner:
         name, backend, registry = cls._resolve()
         starting_agent = enforced(starting_agent)
         with reserved_run_id(backend) as run_id:
-            observation = RunObservation(registry.hook, name, starting_agent, mode, run_id)
+            observation = RunObservation(
+                registry.hook, name, starting_agent, mode, run_id, input=input
+            )
             observation.start()
             try:
                 options, provider = apply_endpoint(options, settings)
@@ -144,7 +146,7 @@ class BackendRunner:
         starting_agent = enforced(starting_agent)
         with reserved_run_id(backend) as run_id:
             observation = RunObservation(
-                registry.hook, name, starting_agent, "run_streamed", run_id
+                registry.hook, name, starting_agent, "run_streamed", run_id, input=input
             )
             observation.start()
             provider = None

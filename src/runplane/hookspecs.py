@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from agents.result import RunResultBase
     from agents.stream_events import StreamEvent
 
+    from .bridge.events import HostEvent
     from .observe import RunInfo
     from .protocol import RunnerBackend
 
@@ -49,6 +50,15 @@ def runplane_run_finished(
     run: RunInfo, result: RunResultBase | None, error: BaseException | None
 ) -> None:
     """A run ended with `result`, or with `error` (exactly one of the two is set)."""
+
+
+@hookspec
+def runplane_host_event(run: RunInfo, event: HostEvent) -> None:
+    """A run made the host event `event` (`runplane.bridge`), on any backend, in run order.
+
+    Streamed runs tell them as the consumer takes the stream's events; other runs tell
+    `RunStarted` when they start and the rest when they end (they have no deltas).
+    """
 
 
 @hookspec

@@ -2,7 +2,8 @@
 
 Observation lives in the facade rather than in backends so that a host can bridge events to its own
 telemetry for every backend, including third-party ones that know nothing about it. When no plugin
-implements a hook, nothing is wrapped and the run pays nothing for it.
+implements a hook, nothing is wrapped and the run pays nothing for it; `runplane_host_event` is
+the same: without an implementation no `runplane.bridge.Bridge` is made (nor its module imported).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ if TYPE_CHECKING:  # for type checkers only: observer plugins import RunInfo wit
     from agents import Agent, RunResultStreaming
     from agents.result import RunResultBase
     from agents.stream_events import StreamEvent
+
+    from .bridge.events import HostEvent
+    from .bridge.translate import Bridge
 
 __all__ = ["RunInfo", "RunObservation"]
 
@@ -44,15 +48,27 @@ class RunInfo:
 
 
 class RunObservation:
-    """One run's observation: start, optional stream events, exactly one finish."""
+    """One run's observation: start, optional stream events, exactly one finish.
 
-    __slots__ = ("_finished", "_hook", "info")
+    `input` is the run's input: a RunState there is what host events learn approval decisions
+    from (`runplane.bridge.Bridge.on_start`).
+    """
+
+    __slots__ = ("_bridge", "_finished", "_hook", "_input", "info")
 
     def __init__(
-        self, hook: Any, backend: str, agent: Agent[Any], mode: Mode, run_id: str | None = None
+        self,
+        hook: Any,
+        backend: str,
+        agent: Agent[Any],
+        mode: Mode,
+        run_id: str | None = None,
+        input: object = None,
     ) -> None:
         self._hook = hook
         self._finished = False
+        self._input = input
+        self._bridge: Bridge | None = None
         # getattr: agents.Runner passes whatever it is given through; so must we.
         agent_name = getattr(agent, "name", "")
         self.info = (
@@ -64,11 +80,28 @@ class RunObservation:
     def start(self) -> None:
         if self._hook.runplane_run_started.get_hookimpls():
             self._hook.runplane_run_started(run=self.info)
+        if self._hook.runplane_host_event.get_hookimpls():
+            from .bridge.translate import Bridge
+
+            self._bridge = Bridge(run_id=self.info.run_id, agent_name=self.info.agent_name)
+            self._tell(self._bridge.on_start(self._input))
+
+    def _tell(self, events: list[HostEvent]) -> None:
+        for event in events:
+            self._hook.runplane_host_event(run=self.info, event=event)
 
     def finish(self, result: RunResultBase | None, error: BaseException | None) -> None:
         if self._finished:
             return
         self._finished = True
+        bridge = self._bridge
+        if bridge is not None:
+            if error is not None:
+                self._tell(bridge.on_error(error))
+            elif result is not None:
+                if not self.info.streamed:  # a streamed run's items came with its events
+                    self._tell(bridge.on_run_items(result))
+                self._tell(bridge.on_result(result))
         if self._hook.runplane_run_finished.get_hookimpls():
             self._hook.runplane_run_finished(run=self.info, result=result, error=error)
 
@@ -76,11 +109,15 @@ class RunObservation:
         """Route `result.stream_events()` through the observers; the object stays the SDK's."""
         hook = self._hook
         if not (
-            hook.runplane_stream_event.get_hookimpls() or hook.runplane_run_finished.get_hookimpls()
+            hook.runplane_stream_event.get_hookimpls()
+            or hook.runplane_run_finished.get_hookimpls()
+            or self._bridge is not None
         ):
             return result
         original = result.stream_events
         info = self.info
+        bridge = self._bridge
+        tell_events = bool(hook.runplane_stream_event.get_hookimpls())
 
         async def stream_events() -> AsyncIterator[StreamEvent]:
             error: BaseException | None = None
@@ -91,7 +128,10 @@ class RunObservation:
                     cast("AsyncGenerator[StreamEvent, None]", original())
                 ) as events:
                     async for event in events:
-                        hook.runplane_stream_event(run=info, event=event)
+                        if tell_events:
+                            hook.runplane_stream_event(run=info, event=event)
+                        if bridge is not None:
+                            self._tell(bridge.on_stream_event(event))
                         yield event
             except BaseException as exc:
                 error = exc

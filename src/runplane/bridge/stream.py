@@ -16,7 +16,7 @@ from .translate import Bridge
 __all__ = ["bridge"]
 
 
-async def bridge(
+def bridge(
     result: RunResultStreaming, *, run_id: str | None = None, input: object = None
 ) -> AsyncIterator[HostEvent]:
     """Iterate `result.stream_events()` and yield the run's host events as they happen.
@@ -26,6 +26,9 @@ async def bridge(
     an `async for` ends the way the run did. `run_id` names the run in the events (default: a
     random hex); pass the RunState a run resumes from as `input` to be told the approval
     decisions it carries (`ApprovalDecided`) and not to be told its earlier items again.
+
+    A plain function: the RunState is read when `bridge()` is called, so call it right after
+    `run_streamed()`, before awaiting anything (the run consumes the state's interruptions).
     """
     if not isinstance(result, RunResultStreaming):
         raise TypeError(
@@ -33,7 +36,13 @@ async def bridge(
             f"{type(result).__name__}; for a finished run use Bridge(...).from_result(result)"
         )
     translator = Bridge(run_id=run_id or uuid.uuid4().hex, agent_name=result.current_agent.name)
-    for event in translator.on_start(input):
+    return _events(result, translator, translator.on_start(input))
+
+
+async def _events(
+    result: RunResultStreaming, translator: Bridge, started: list[HostEvent]
+) -> AsyncIterator[HostEvent]:
+    for event in started:
         yield event
     try:
         # aclosing: if our consumer stops early, the SDK's stream is closed at once, in this task.

@@ -161,12 +161,18 @@ class Bridge:
     def on_start(self, input: object = None) -> list[HostEvent]:
         """`RunStarted`, then `ApprovalDecided` for each decision taken on a RunState `input`.
 
-        For a RunState, the items and model responses it already holds are remembered, so that
-        `on_run_items` does not tell them again (a resumed run's result repeats them).
+        Call it before the run starts: the run changes its RunState in place (it takes the
+        pending interruptions and replaces them by their outputs). The items and model responses
+        the RunState holds are remembered, so that `on_run_items` does not tell them again (a
+        resumed run's result repeats them). Called after the run took them, it tells no decisions
+        and cannot tell which items are new.
         """
-        events: list[HostEvent] = [RunStarted(**self._common())]
         if not isinstance(input, RunState):
-            return events
+            return [RunStarted(**self._common())]
+        agent = _sdk.run_state_agent(input)
+        if agent is not None:
+            self.agent_name = agent.name
+        events: list[HostEvent] = [RunStarted(**self._common())]
         items = _sdk.run_state_items(input)
         self._skip_items = len(items)
         self._skip_responses = len(_sdk.run_state_responses(input))
@@ -201,13 +207,14 @@ class Bridge:
 
     def on_stream_event(self, event: StreamEvent) -> list[HostEvent]:
         """The host events one SDK stream event makes (often none)."""
+        events: list[HostEvent] = []
         if isinstance(event, RawResponsesStreamEvent):
-            return self._on_raw(event.data)
-        if isinstance(event, RunItemStreamEvent):
-            return self._on_item(event.item)
-        if isinstance(event, AgentUpdatedStreamEvent):
+            events += self._on_raw(event.data)
+        elif isinstance(event, RunItemStreamEvent):
+            events += self._on_item(event.item)
+        elif isinstance(event, AgentUpdatedStreamEvent):
             self.agent_name = event.new_agent.name
-        return []
+        return events
 
     def _on_raw(self, data: Any) -> list[HostEvent]:
         kind = getattr(data, "type", None)
@@ -334,19 +341,29 @@ class Bridge:
         tell_through(len(responses) - 1)
         return events
 
-    def from_result(self, result: RunResultBase, input: object = None) -> list[HostEvent]:
-        """All the host events of a run that was not streamed: start, items, end."""
-        return [*self.on_start(input), *self.on_run_items(result), *self.on_result(result)]
+    def from_result(self, result: RunResultBase) -> list[HostEvent]:
+        """All the host events of a run that was not streamed: start, items, end.
+
+        For a run resumed from a RunState, call `on_start(state)` before the run instead (the run
+        changes the state in place), then `on_run_items(result)` and `on_result(result)`.
+        """
+        return [*self.on_start(), *self.on_run_items(result), *self.on_result(result)]
 
     # --- end -----------------------------------------------------------------------------------
 
     def on_result(self, result: RunResultBase) -> list[HostEvent]:
-        """The terminal events: `ApprovalRequested` for each interruption, then `RunFinished`."""
+        """The terminal events: `ApprovalRequested` for each interruption, then `RunFinished`.
+
+        A streamed run whose `cancel()` stopped it before a final output ends in `RunCancelled`
+        instead (its stream just stops, without an error).
+        """
         if self._ended:
             return []
         self._ended = True
         events: list[HostEvent] = []
         interruptions = list(getattr(result, "interruptions", ()))  # RunResult(Streaming) have it
+        if _sdk.run_cancelled(result) and not interruptions and result.final_output is None:
+            return [RunCancelled(**self._common())]
         for pending in interruptions:
             tool_name = pending.tool_name or str(_field(pending.raw_item, "name") or "")
             events.append(
