@@ -334,3 +334,20 @@ async def test_assistant_message_helper_is_scripted() -> None:
     model = ScriptedModel([[assistant_message("hi")]])
     async with HostContext(options=ModelOptions(model=model), backend="openai") as ctx:
         assert (await ctx.run("Hello")).final_output == "hi"
+
+
+async def test_a_cancelled_turn_ends_cancelled_and_the_conversation_goes_on() -> None:
+    def cancel_at_the_tool(event: Any) -> None:
+        if isinstance(event, ToolCalled):
+            ctx.cancel()
+
+    ctx = host(on_event=cancel_at_the_tool)
+    async with ctx:
+        cancelled = await ctx.run("What is the weather in Paris?")
+        ctx.on_event = None
+        after = await ctx.run("What was my first question?")
+    assert cancelled.cancelled
+    assert cancelled.error is None
+    assert cancelled.final_output is None
+    assert [e.kind for e in cancelled.events][-1] == "run_cancelled"
+    assert after.final_output == "you first asked: What is the weather in Paris?"

@@ -12,6 +12,7 @@ from support.backends import BackendPlugin
 from support.host_program import PAID, POLICY, TOOLS, conversation, scripted_model, shape
 
 import runplane
+from runplane.bridge import HostEvent
 from runplane.host import HostContext, ModelOptions, TurnResult
 
 pytestmark = pytest.mark.anyio
@@ -20,6 +21,17 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+class HostEventObserver:
+    """A plugin that hears every run's host events through the `runplane_host_event` hook."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, HostEvent]] = []
+
+    @runplane.hookimpl
+    def runplane_host_event(self, run: runplane.RunInfo, event: HostEvent) -> None:
+        self.seen.append((run.run_id, event))
 
 
 async def run_program(runner: type[runplane.BackendRunner]) -> list[TurnResult]:
@@ -46,6 +58,8 @@ async def test_the_same_host_program_on_three_backends(db_url: str) -> None:
     registry = runplane.Registry(group="runplane-none")
     registry.register(BackendPlugin({"durable": lambda: DurableBackend(engine)}), name="durable")
     registry.register(runplane_deadline.plugin, name="deadline")
+    observer = HostEventObserver()
+    registry.register(observer, name="observer")
     results = {}
     try:
         for name in ("openai", "durable", "deadline"):
@@ -54,8 +68,15 @@ async def test_the_same_host_program_on_three_backends(db_url: str) -> None:
                     BackendPlugin({"openai": runplane.default_registry().entry("openai").factory}),
                     name="openai",
                 )
+            observer.seen.clear()
             results[name] = await run_program(runplane.runner(name, registry=registry))
             assert PAID == [500], name
+            # The hook heard what the host was told, on every backend.
+            told = [e for t in results[name] for e in t.events]
+            assert [shape(e) for _, e in observer.seen] == [shape(e) for e in told], name
+            assert all(e.run_id == run_id for run_id, e in observer.seen)
+            if name == "durable":  # the durable run ids, alike (turns that did not wait)
+                assert observer.seen[0][1] == told[0]
         expected = summary(results["openai"])
         assert [o for o, _, _ in expected] == [
             "done: Sunny in Paris",
