@@ -46,6 +46,7 @@ def pay(amount: int) -> str:
 
 
 TOOLS = [get_weather, pay]
+WEATHER_TOOLS = [get_weather]  # one clear tool, for the small real model
 
 
 class ModelBroke(RuntimeError):
