@@ -138,7 +138,7 @@ def test_multi_turn_chat_completions_with_a_tool_an_approval_and_an_error(
         "usage: 2 model call(s), 31 in, 7 out, 38 total",
         "agent> You asked about the weather in Paris.",
         'approval needed pay({"amount": 500}) [p1]',
-        "approve pay(",
+        'approve pay({"amount": 500})? [y/n] y',
         "approved pay [p1]",
         "-> pay: paid 500",
         "agent> Paid 500 euros.",

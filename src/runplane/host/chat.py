@@ -216,7 +216,7 @@ async def run_chat(config: ChatConfig, console: Console | None = None) -> None:
                     answer = await _read(
                         console,
                         f"[yellow]approve {escape(str(item.tool_name))}"
-                        f"({escape(item.arguments or '')})? [y/n] [/]",
+                        f"({escape(item.arguments or '')})? {escape('[y/n]')} [/]",
                     )
                     verdict, _, message = (answer or "n").strip().partition(" ")
                     if verdict.lower() in ("y", "yes"):
