@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -240,3 +241,22 @@ def test_the_help_lists_the_options() -> None:
         "--tools",
     ):
         assert option in proc.stdout
+
+
+def test_ctrl_c_ends_the_chat_with_exit_code_130() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runplane", "chat", "--model", "gpt-test"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OPENAI_API_KEY": API_KEY, "COLUMNS": "200"},
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("runplane chat: backend")  # waiting for a prompt
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        proc.kill()
+        proc.communicate()

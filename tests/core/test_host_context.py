@@ -3,6 +3,7 @@ events, tools, the authority policy, approvals, errors, options and sessions."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 from pathlib import Path
@@ -13,6 +14,8 @@ from agents import FunctionTool, ModelSettings, Session, SQLiteSession
 from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
 from agents.models.openai_responses import OpenAIResponsesModel
 from agents.testing import ScriptedModel, assistant_message
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from openai import AsyncOpenAI
 from support.backends import BackendPlugin, RecordingBackend
 from support.host_program import PAID, POLICY, TOOLS, scripted_model, shape, user_texts
@@ -351,3 +354,24 @@ async def test_a_cancelled_turn_ends_cancelled_and_the_conversation_goes_on() ->
     assert cancelled.final_output is None
     assert [e.kind for e in cancelled.events][-1] == "run_cancelled"
     assert after.final_output == "you first asked: What is the weather in Paris?"
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_every_turn_carries_every_earlier_prompt(prompts: list[str]) -> None:
+    model = scripted_model()
+
+    async def converse() -> list[Any]:
+        async with host(model) as ctx:
+            return [await ctx.run(p) for p in prompts]
+
+    turns = asyncio.run(converse())
+    assert all(t.ok for t in turns)
+    for n, call in enumerate(model.calls):
+        assert user_texts(call.input) == prompts[: n + 1]

@@ -8,8 +8,10 @@ it works piped as well as in a terminal; `/exit` or end of input ends the chat.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -152,10 +154,29 @@ class ChatView:
             show("[bold red]turn cancelled[/] (the conversation goes on)")
 
 
+def _stdin_line() -> asyncio.Future[str]:
+    """The next line of stdin, read in a daemon thread: Ctrl-C while waiting for it must end the
+    process, which an executor thread blocked in readline() would keep alive."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[str] = loop.create_future()
+
+    def deliver(line: str) -> None:
+        if not future.done():
+            future.set_result(line)
+
+    def read() -> None:
+        line = sys.stdin.readline()
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(deliver, line)
+
+    threading.Thread(target=read, name="runplane-chat-stdin", daemon=True).start()
+    return future
+
+
 async def _read(console: Console, prompt: str) -> str | None:
     """One line from stdin (None at its end), after showing `prompt`."""
     console.print(prompt, end="", markup=True, highlight=False)
-    line: str = await asyncio.to_thread(sys.stdin.readline)
+    line = await _stdin_line()
     if not line:
         console.print()
         return None
