@@ -23,7 +23,20 @@ if TYPE_CHECKING:  # for type checkers only: observer plugins import RunInfo wit
     from .bridge.events import HostEvent
     from .bridge.translate import Bridge
 
-__all__ = ["RunInfo", "RunObservation"]
+__all__ = ["RunInfo", "RunObservation", "run_id_of"]
+
+_RUN_ID = "_runplane_run_id"  # set on the streamed results the facade returns
+
+
+def run_id_of(result: object) -> str | None:
+    """The `RunInfo.run_id` of a streamed run started through runplane's facade, else None.
+
+    So that `runplane.bridge.bridge(result)` names the run as the hooks do, without the caller
+    passing the id along.
+    """
+    value = getattr(result, _RUN_ID, None)
+    return value if isinstance(value, str) else None
+
 
 Mode = Literal["run", "run_sync", "run_streamed"]
 
@@ -107,6 +120,7 @@ class RunObservation:
 
     def stream(self, result: RunResultStreaming) -> RunResultStreaming:
         """Route `result.stream_events()` through the observers; the object stays the SDK's."""
+        setattr(result, _RUN_ID, self.info.run_id)
         hook = self._hook
         if not (
             hook.runplane_stream_event.get_hookimpls()

@@ -447,3 +447,25 @@ def test_streamed_results_stay_the_sdks_own() -> None:
         final_output="hi",
         usage=UsageTotals(requests=1),
     )
+
+
+def test_bridge_names_the_run_as_the_hooks_do_or_by_a_random_hex() -> None:
+    observer = HostObserver()
+    name = runplane.register_plugin(observer, name="test-host-observer")
+
+    async def run_ids() -> tuple[str, str]:
+        def agent() -> Agent[Any]:
+            return Agent(name="a", model=ScriptedModel([[assistant_message("hi")]]))
+
+        through = [e async for e in bridge(runplane.runner("openai").run_streamed(agent(), "x"))]
+        direct = [e async for e in bridge(AgentRunner().run_streamed(agent(), "x"))]
+        return through[0].run_id, direct[0].run_id
+
+    try:
+        through, direct = asyncio.run(run_ids())
+    finally:
+        runplane.default_registry().unregister(name)
+    assert observer.run_ids == {through}
+    assert len(direct) == 32
+    assert int(direct, 16) >= 0
+    assert direct != through

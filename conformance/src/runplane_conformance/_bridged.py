@@ -97,7 +97,7 @@ def bridged(
                 runner.run_sync(built.agent, built.input, context=built.context, **built.kwargs)
             else:
                 iterated = []
-                run_in_loop(_stream(runner, built, recorder, iterated), timeout, "bridge()")
+                run_in_loop(_stream(runner, built, iterated), timeout, "bridge()")
         except Exception as exc:
             outcome = type(exc).__name__
         run_id, events = recorder.only_run()
@@ -109,14 +109,12 @@ def bridged(
     )
 
 
-async def _stream(
-    runner: type[BackendRunner], built: Any, recorder: HostEventRecorder, out: list[HostEvent]
-) -> None:
+async def _stream(runner: type[BackendRunner], built: Any, out: list[HostEvent]) -> None:
     streaming: Any = runner.run_streamed(
         built.agent, built.input, context=built.context, **built.kwargs
     )
     if not isinstance(streaming, RunResultStreaming):
         raise AssertionError(not_streaming(streaming))
-    run_id, _ = recorder.only_run()  # RunStarted was told when run_streamed started the run
-    async for event in bridge(streaming, run_id=run_id):
+    # No run_id: bridge() must name the run as the hook does (the facade's RunInfo.run_id).
+    async for event in bridge(streaming):
         out.append(event)

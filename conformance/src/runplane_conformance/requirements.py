@@ -38,7 +38,7 @@ REQUIREMENTS: dict[str, str] = {
     "PARITY-2": "run_sync gives the SDK runner's result on generated scripts",
     "PARITY-3": "run_streamed gives the SDK runner's result and events on generated scripts",
     "BRIDGE-1": "host events (runplane.bridge) equal the direct backend's on generated scripts",
-    "BRIDGE-2": "bridge(result) yields a streamed run's host events as the hook is given them",
+    "BRIDGE-2": "bridge(result) yields a streamed run's host events as the hook gets them",
     "DUR-1": "a run killed -9 at a step boundary resumes under its id to the uninterrupted result",
     "DUR-2": "no tool whose output was recorded runs again; the tool in flight runs again, once",
     "DUR-3": "no recorded model call is made again: only the turns after the kill reach the model",

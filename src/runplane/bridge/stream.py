@@ -10,6 +10,7 @@ from typing import Any, cast
 from agents import RunResultStreaming
 from agents.stream_events import StreamEvent
 
+from ..observe import run_id_of
 from .events import HostEvent
 from .translate import Bridge
 
@@ -23,19 +24,21 @@ def bridge(
 
     The first event is `RunStarted`, the last exactly one terminal event: `RunFinished`, or, when
     the stream raises, `RunFailed` / `RunCancelled`, after which the error is raised again, so
-    an `async for` ends the way the run did. `run_id` names the run in the events (default: a
-    random hex); pass the RunState a run resumes from as `input` to be told the approval
-    decisions it carries (`ApprovalDecided`) and not to be told its earlier items again.
+    an `async for` ends the way the run did. `run_id` names the run in the events (default: the
+    run's `RunInfo.run_id` when runplane started it, as the hooks name it, else a random hex).
+    Pass the RunState a run resumes from as `input` to be told the approval decisions it carries
+    (`ApprovalDecided`) and not to be told its earlier items again.
 
     A plain function: the RunState is read when `bridge()` is called, so call it right after
-    `run_streamed()`, before awaiting anything (the run consumes the state's interruptions).
+    `run_streamed()`, before awaiting anything (the run changes the state in place).
     """
     if not isinstance(result, RunResultStreaming):
         raise TypeError(
             f"bridge() takes the RunResultStreaming of Runner.run_streamed(), not "
             f"{type(result).__name__}; for a finished run use Bridge(...).from_result(result)"
         )
-    translator = Bridge(run_id=run_id or uuid.uuid4().hex, agent_name=result.current_agent.name)
+    run_id = run_id or run_id_of(result) or uuid.uuid4().hex
+    translator = Bridge(run_id=run_id, agent_name=result.current_agent.name)
     return _events(result, translator, translator.on_start(input))
 
 

@@ -60,11 +60,13 @@ def test_approvals_survive_a_context_passed_on_resume(backend: DurableBackend) -
 
 def test_the_sdk_pattern_with_a_context_keeps_the_approval(backend: DurableBackend) -> None:
     rid, seen = _unique("ctx-sdk"), Seen()
+    # The SDK's pattern: the same agent, its state approved and passed back in (a state goes on
+    # with its own agents, as the SDK's runner does).
+    agent = _payer(seen, _ASK, _DONE)
     with run_id(rid):
-        result = run_async(backend.run(_payer(seen, _ASK), "pay", context={"user": "first"}))
+        result = run_async(backend.run(agent, "pay", context={"user": "first"}))
     state = result.to_state()
     state.approve(result.interruptions[0])
-    agent = _payer(seen, _DONE)
     done = run_async(backend.run(agent, state, context={"user": "given"}))
     assert done.final_output == "done"
     assert seen.paid == [("payer", 5, {"user": "given"})]

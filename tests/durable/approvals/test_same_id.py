@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from agents import Agent, RunState, function_tool
+from agents import Runner as SdkRunner
 from agents.testing import ScriptedModel, assistant_message, function_call
 from runplane_durable import DurableBackend, LocalEngine, Runner, RunNotFoundError, run_id
 from runplane_durable.errors import (
@@ -56,13 +57,20 @@ class Payer:
     def rest(self) -> Agent[Any]:
         return self.agent([assistant_message("done paying")])
 
+    def whole(self) -> Agent[Any]:
+        """One agent for the whole run: a state passed back in goes on with its own agents, as
+        with the SDK's runner."""
+        return self.agent(
+            [function_call("pay", {"amount": 5}, call_id="p1")], [assistant_message("done paying")]
+        )
+
     def model_calls(self) -> int:
         return sum(len(m.calls) for m in self.models)
 
 
-def _stop(backend: DurableBackend, rid: str, payer: Payer) -> Any:
+def _stop(backend: DurableBackend, rid: str, payer: Payer, agent: Agent[Any] | None = None) -> Any:
     with run_id(rid):
-        result = run_async(backend.run(payer.first(), "pay five"))
+        result = run_async(backend.run(agent or payer.first(), "pay five"))
     assert [i.call_id for i in result.interruptions] == ["p1"]
     return result
 
@@ -89,10 +97,11 @@ def test_a_waiting_run_holds_nothing_and_has_no_finished_time(backend: DurableBa
 
 def test_the_sdk_pattern_continues_the_same_run(backend: DurableBackend) -> None:
     rid, payer = _unique("sdk"), Payer()
-    result = _stop(backend, rid, payer)
+    agent = payer.whole()
+    result = _stop(backend, rid, payer, agent)
     state = result.to_state()
     state.approve(result.interruptions[0])
-    done = run_async(backend.run(payer.rest(), state))
+    done = run_async(backend.run(agent, state))
     assert done.final_output == "done paying"
     assert payer.paid == [5]
     assert payer.model_calls() == 2  # one each: the stopped run's, and the one after the tool
@@ -300,4 +309,48 @@ def test_a_call_id_no_database_can_store_is_refused(backend: DurableBackend) -> 
     with pytest.raises(UnstorableNameError, match="NUL") as info:
         run_async(backend.engine.decide(rid, "p\x001", approve=True))
     assert info.value.what == "a call id"
+    run_async(backend.engine.dispose())
+
+
+def _triage() -> Agent[Any]:
+    """Triage (its tool needs approval) hands off to a delegate (its tool needs approval)."""
+
+    @function_tool(needs_approval=True)
+    def triage_tool() -> str:
+        return "ok"
+
+    @function_tool(needs_approval=True)
+    def delegate_tool() -> str:
+        return "ok"
+
+    model = ScriptedModel(
+        [
+            [function_call("triage_tool", {}, call_id="t1")],
+            [function_call("transfer_to_delegate", {}, call_id="h1")],
+            [function_call("delegate_tool", {}, call_id="d1")],
+        ]
+    )
+    delegate = Agent(name="delegate", model=model, tools=[delegate_tool])
+    return Agent(name="triage", model=model, tools=[triage_tool], handoffs=[delegate])
+
+
+async def _continued(runner: Any) -> tuple[list[str | None], Any, Any]:
+    triage = _triage()
+    first = await runner.run(triage, "go")
+    state = first.to_state()
+    state.approve(first.interruptions[0])
+    second = await runner.run(triage, state)
+    data = state.to_json()
+    return [i.tool_name for i in second.interruptions], data["current_agent"], data["current_turn"]
+
+
+def test_a_state_passed_back_goes_on_from_that_state(backend: DurableBackend) -> None:
+    """The SDK's runner goes on from the very state passed in and updates it in place (its
+    current agent after a handoff, its turn): a durable run continued under its id leaves the
+    caller's state exactly as the SDK's runner does, not a copy restored from the snapshot."""
+    sdk = run_async(_continued(SdkRunner))
+    with run_id(_unique("own")):
+        durable = run_async(_continued(backend))
+    assert sdk == (["delegate_tool"], {"name": "delegate"}, 3)
+    assert durable == sdk
     run_async(backend.engine.dispose())

@@ -1,12 +1,13 @@
 """Approvals in the runtime: the snapshot a run stops in, the caller's decisions, the resume.
 
 A durable run that the SDK interrupts for approval is stored with its `RunState` JSON (sealed by
-the engine) and the calls it waits on. It resumes under its own id from that stored snapshot,
-never from a state a caller hands in: the caller's `RunState` only contributes its decisions,
-which are recorded first, like those made from another process (`Engine.decide`). The stored
-decisions are then applied to the restored state, each to exactly one waiting call with the
-same tool, agent and arguments; anything else (a decision that matches no call, or several) is
-refused before the run is opened, so no tool runs on an ambiguous or unverifiable decision.
+the engine) and the calls it waits on. It resumes under its own id: from a `RunState` the caller
+hands back in (the SDK's pattern; the caller's decisions are recorded first, like those made from
+another process with `Engine.decide`, and stored ones it lacks are applied to it), or else from
+the stored snapshot with the stored decisions applied. A decision applies to exactly one waiting
+call with the same tool, agent and arguments; anything else (a decision that matches several
+calls, or a restored snapshot's call it does not match) is refused before the run is opened, so
+no tool runs on an ambiguous or unverifiable decision.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from agents import Agent, RunContextWrapper, RunResult, RunResultStreaming, RunS
 from ..errors import JournalSerializationError, RunStateInvalidError
 from ..names import tool_key
 from ..records import Approval, Snapshot
-from .sdk_internals import decision_in, state_context
+from .sdk_internals import decision_in
 
 __all__ = [
     "STOPPED_NESTED",
-    "caller_context",
+    "apply_decisions",
     "caller_decisions",
     "issued_by",
     "policy_rule",
@@ -127,12 +128,6 @@ def snapshot_of(result: RunResult | RunResultStreaming, model_calls: int) -> Sna
     return Snapshot(state=state, model_calls=model_calls, approvals=approvals)
 
 
-def caller_context(state: RunState[Any]) -> Any:
-    """The context value of a RunState the caller passes back in (their own object)."""
-    wrapper = state_context(state)
-    return None if wrapper is None else wrapper.context
-
-
 def caller_decisions(
     run_id: str, state: RunState[Any], waiting: list[Approval]
 ) -> list[tuple[Approval, bool, str | None]]:
@@ -171,17 +166,30 @@ async def restored_state(
     state: RunState[Any] = await RunState.from_json(
         agent, copy.deepcopy(snapshot.state), context_override=context
     )
+    apply_decisions(run_id, state, snapshot, strict=True)
+    return state
+
+
+def apply_decisions(run_id: str, state: RunState[Any], snapshot: Snapshot, *, strict: bool) -> None:
+    """Apply the snapshot's stored decisions to the calls `state` waits on. `strict` (a state
+    restored from the snapshot): every decision must name exactly one waiting call. Otherwise
+    (the caller's own state, passed back in): a call the state no longer waits on, or has
+    decided itself, is left as the state has it. Either way, a decision matching several calls,
+    or one whose tool, agent or arguments differ from the call's, is refused
+    (RunStateInvalidError): it never runs the tool."""
     items = state.get_interruptions()
     for approval in snapshot.approvals:
         if not approval.decided:
             continue
         matching = [i for i in items if i.call_id == approval.call_id]
-        if len(matching) != 1:
+        if len(matching) > 1 or (strict and not matching):
             raise RunStateInvalidError(
                 run_id=run_id,
                 problem=f"the decision on call {approval.call_id!r} matches "
                 f"{len(matching)} of the calls the snapshot waits on, so it is not applied",
             )
+        if not matching:
+            continue
         item = matching[0]
         if (
             (item.tool_name or "") != approval.tool_name
@@ -195,8 +203,9 @@ async def restored_state(
                 f"and the snapshot's call is {item.tool_name}({item.arguments}) of agent "
                 f"{item.agent.name!r}",
             )
+        if not strict and decision_in(state, item)[0] is not None:
+            continue  # the caller decided it on this state (and that decision is recorded)
         if approval.status == "approved":
             state.approve(item, always_approve=approval.always)
         else:
             state.reject(item, always_reject=approval.always, rejection_message=approval.message)
-    return state

@@ -37,7 +37,7 @@ from .active import ACTIVE, NAMED_RUN_ID, REQUESTED_RUN_ID, ActiveRun
 from .agent_refs import ref_of
 from .approvals import (
     STOPPED_NESTED,
-    caller_context,
+    apply_decisions,
     caller_decisions,
     issued_by,
     remember_states,
@@ -220,22 +220,31 @@ class DurableBackend(RunnerBackendBase):
         self, starting_agent: Agent[Any], input: RunInput[Any], options: RunOptions[Any]
     ) -> RunResultStreaming:
         intercept.install()
-        stopped = issued_by(input) if isinstance(input, RunState) else None
+        chosen = take_requested_run_id()
+        issued = issued_by(input) if isinstance(input, RunState) else None
+        named = isinstance(chosen, NestedRunId) or chosen == NAMED_RUN_ID.get()
         # The run is opened lazily, by the first step that needs it, inside the SDK's run task:
         # so the SDK validates its arguments (and requires a running loop) exactly as it would
         # without runplane, before anything is written.
-        if stopped is not None and isinstance(input, RunState):
-            # A state a stopped durable run of this process gave out: that run continues, under
-            # its id, on the state (its snapshot verified, the caller's decisions recorded).
+        if isinstance(input, RunState) and (issued is not None or named):
+            # A state a stopped durable run of this process gave out, or a state under a
+            # stopped run's id (a nested run its parent's resume starts again): that run
+            # continues, under its id, on the state (its snapshot verified, the caller's
+            # decisions recorded); under an id that never stopped, a run opens as usual.
             caller: RunState[Any] = input
-            take_requested_run_id()  # the run has its id already
+            target = issued or str(chosen)
+            fresh = (
+                None
+                if issued
+                else self._spec(starting_agent, input, options, mode="run_streamed", chosen=chosen)
+            )
 
             async def reopen() -> RunSession:
-                return await self._reopen_stopped(stopped, caller, active)
+                return await self._reopen_stopped(target, caller, active, fresh)
 
             opening: _Lazy = _Lazy(reopen)
         else:
-            spec = self._spec(starting_agent, input, options, mode="run_streamed")
+            spec = self._spec(starting_agent, input, options, mode="run_streamed", chosen=chosen)
             opening = _Lazy(lambda: self.engine.open_run(spec, lease_seconds=self.lease_seconds))
         active = ActiveRun(opening=opening, streamed=True, backend=self, engine=self.engine)
         token = ACTIVE.set(active)
@@ -426,41 +435,46 @@ class DurableBackend(RunnerBackendBase):
         caller_state: RunState[Any] | None = None,
         nested: bool = False,
     ) -> RunResult:
-        """Continue `record` from `snapshot` with its stored decisions applied (first recording
-        those `caller_state` holds: the SDK's pattern of approving on the state and passing it
-        back in), under its own id; the run replays its journal past the snapshot and goes on.
-        The context is `options.context`, else the caller's state's, else the stored one.
+        """Continue `record` under its own id; the run replays its journal past the snapshot
+        and goes on.
 
-        A `nested` run (one an `Agent.as_tool` call of a resumed durable run starts again) runs
-        on the state the SDK hands it, which holds the parent's decisions and which the SDK
-        keeps track of, once the stored snapshot and decisions verified and those decisions
-        were recorded."""
-        context = options.context
+        Given `caller_state` (the SDK's pattern: approve on the result's state and pass it back
+        in), the run goes on from that very state, as the SDK's runner would (the SDK updates
+        it in place, and the caller may have changed it): its decisions are recorded first,
+        like those made from another process, and stored decisions it lacks are applied to it.
+        Without one (`Runner.resume`, a worker), it goes on from the stored snapshot with the
+        stored decisions applied, its context `options.context` else the stored one."""
         if caller_state is not None:
-            if context is None:
-                context = caller_context(caller_state)
             if await self._record_decisions(record, snapshot, caller_state):
                 snapshot = await self.engine.load_snapshot(record.id) or snapshot
-        state = await restored_state(record.id, starting_agent, snapshot, context)
-        if nested and caller_state is not None:
-            state = caller_state
-        spec = _spec_of(record)
+            if not nested:  # a nested run's state holds the parent's decisions, as the SDK keeps
+                apply_decisions(record.id, caller_state, snapshot, strict=False)
+            return await self._execute(
+                starting_agent,
+                caller_state,
+                options,
+                _spec_of(record),
+                model_calls=snapshot.model_calls,
+            )
+        state = await restored_state(record.id, starting_agent, snapshot, options.context)
         # The context is in the restored state; passing it to the SDK again would make it
         # build a fresh one and drop the decisions (openai-agents issue 4244).
         plain = dataclasses.replace(options, context=None)
         return await self._execute(
-            starting_agent, state, plain, spec, model_calls=snapshot.model_calls
+            starting_agent, state, plain, _spec_of(record), model_calls=snapshot.model_calls
         )
 
     async def _reopen_stopped(
-        self, run_id: str, caller: RunState[Any], active: ActiveRun
+        self, run_id: str, caller: RunState[Any], active: ActiveRun, fresh: RunSpec | None
     ) -> RunSession:
         """Open stopped run `run_id` for a streamed continuation on the caller's state: its
         snapshot verified, the caller's decisions recorded, the journal cursor past the
-        snapshot's model calls."""
+        snapshot's model calls. A run that never stopped opens from `fresh`, when given."""
         stopped = await self._stopped(run_id)
-        if stopped is None:  # pragma: no cover - a state is given out only with its snapshot
-            raise RunNotFoundError(run_id=run_id)
+        if stopped is None:
+            if fresh is None:  # pragma: no cover - a state is given out only with its snapshot
+                raise RunNotFoundError(run_id=run_id)
+            return await self.engine.open_run(fresh, lease_seconds=self.lease_seconds)
         record, snapshot = stopped
         await self._record_decisions(record, snapshot, caller)
         active.model_ordinal = snapshot.model_calls

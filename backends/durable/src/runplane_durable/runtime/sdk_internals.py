@@ -40,7 +40,6 @@ __all__ = [
     "raising_implementation",
     "request_id",
     "response_usage_to_usage",
-    "state_context",
     "stream_error",
 ]
 
@@ -215,12 +214,6 @@ def failure_handled(
         impl, invoker._on_handled_error
     )
     return wrapped
-
-
-def state_context(state: RunState[Any]) -> Any:
-    """The `RunContextWrapper` of a RunState (the SDK keeps it private): its context value is
-    the caller's own object, which a resumed run keeps."""
-    return state._context
 
 
 def decision_in(state: RunState[Any], item: Any) -> tuple[bool | None, str | None]:
