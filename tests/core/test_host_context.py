@@ -153,7 +153,7 @@ async def test_the_authority_is_enforced_and_told_to_the_model() -> None:
         assert done.final_output == "done: paid 500"
         decided = [e for e in done.events if e.kind == "approval_decided"]
         assert [shape(e)["approved"] for e in decided] == [True]
-        assert done.events[0].run_id == large.events[0].run_id  # the same run, continued
+        assert done.events[0].run_id != large.events[0].run_id  # a new run of the SDK here
         waiting = await ctx.run("Please pay 700 euros.")
         rejected = await ctx.reject(message="Not today.")
     assert small.ok

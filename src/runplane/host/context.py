@@ -23,7 +23,7 @@ from openai import AsyncOpenAI
 from .. import policy as policies
 from ..bridge import Bridge, HostEvent, RunCancelled, RunFailed, bridge
 from ..facade import BackendRunner, Runner, runner
-from ..protocol import DEFAULT_MAX_TURNS, reserved_run_id
+from ..protocol import DEFAULT_MAX_TURNS, RunIdReserving
 from .authority import authority_text, load_authority
 from .options import HostSetupError, ResolvedModel, resolve
 from .sessions import conversation_session
@@ -225,10 +225,12 @@ class HostContext:
         for call_id, message in reject.items():
             state.reject(by_id[call_id], rejection_message=message)
         self._pending = None
-        # The continued run is the waiting one: its events keep its id (the bridge tells the
-        # decisions the state carries as ApprovalDecided, first).
+        # The bridge tells the decisions the state carries as ApprovalDecided, first. On a
+        # backend that names its runs (the durable one) the continued run is the waiting one,
+        # under its id, so its events keep that id; elsewhere it is a new run of the SDK's.
         waiting = self.turns[-1].events
-        async for _ in self._turn(state, waiting[0].run_id if waiting else None):
+        same_run = isinstance(self.runner.backend(), RunIdReserving) and bool(waiting)
+        async for _ in self._turn(state, waiting[0].run_id if same_run else None):
             pass
         return self.turns[-1]
 
@@ -260,17 +262,13 @@ class HostContext:
         result: RunResultStreaming | None = None
         try:
             try:
-                # The backend's own id for a new run when it names its runs (the durable run
-                # id, as `runplane runs show` prints it): the facade reserves the same one.
-                with reserved_run_id(self.runner.backend()) as reserved:
-                    run_id = run_id or reserved or uuid.uuid4().hex
-                    result = self.runner.run_streamed(
-                        agent,
-                        input,
-                        context=self.context,
-                        max_turns=self.max_turns,
-                        session=self._session,
-                    )
+                result = self.runner.run_streamed(
+                    agent,
+                    input,
+                    context=self.context,
+                    max_turns=self.max_turns,
+                    session=self._session,
+                )
             except Exception as exc:  # refused before it started: reported like any failure
                 run_id = run_id or uuid.uuid4().hex
                 error = exc
@@ -288,7 +286,8 @@ class HostContext:
             except Exception as exc:  # the bridge yielded its RunFailed before re-raising
                 error = exc
                 if not events or not isinstance(events[-1], (RunFailed, RunCancelled)):
-                    for event in Bridge(run_id=run_id, agent_name=agent.name).on_error(exc):
+                    named = run_id or (events[0].run_id if events else uuid.uuid4().hex)
+                    for event in Bridge(run_id=named, agent_name=agent.name).on_error(exc):
                         events.append(event)
                         await self._deliver(event)
                         yield event
