@@ -375,3 +375,43 @@ def test_every_turn_carries_every_earlier_prompt(prompts: list[str]) -> None:
     assert all(t.ok for t in turns)
     for n, call in enumerate(model.calls):
         assert user_texts(call.input) == prompts[: n + 1]
+
+
+async def test_a_failing_event_handler_fails_the_turn_and_stops_its_run() -> None:
+    class HandlerBroke(RuntimeError):
+        pass
+
+    def on_event(event: Any) -> None:
+        if isinstance(event, ToolCalled):
+            raise HandlerBroke("the host's handler broke")
+
+    PAID.clear()
+    ctx = host(on_event=on_event)
+    async with ctx:
+        failed = await ctx.run("Please pay 20 euros.")
+        ctx.on_event = None
+        after = await ctx.run("Hello")
+    assert isinstance(failed.error, HandlerBroke)
+    assert failed.result is not None
+    assert failed.result.is_complete
+    last = failed.events[-1]
+    assert isinstance(last, RunFailed)
+    assert last.error_type == "HandlerBroke"
+    assert after.ok
+
+
+async def test_a_consumer_that_stops_early_stops_the_run() -> None:
+    async with host() as ctx:
+        turn = ctx.stream("What is the weather in Paris?")
+        async for event in turn:
+            if isinstance(event, ToolCalled):
+                break
+        with pytest.raises(HostSetupError, match="a turn is running already"):
+            await ctx.run("Hello")  # until the stopped stream is closed
+        await turn.aclose()  # type: ignore[attr-defined]
+        stopped = ctx.turns[-1]
+        after = await ctx.run("Hello")
+    assert stopped.result is not None
+    assert stopped.result.is_complete  # finished already, or cancelled by the close
+    assert stopped.events[-1].kind == "tool_called"  # what the consumer took
+    assert after.ok

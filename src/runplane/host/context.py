@@ -9,11 +9,12 @@ also told to the model); a turn that fails is reported and the conversation goes
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from agents import Agent, RunResultStreaming, RunState, Session, ToolApprovalItem
 from agents.items import TResponseInputItem
@@ -158,7 +159,11 @@ class HostContext:
         return self.turns[-1]
 
     def stream(self, prompt: str | list[TResponseInputItem]) -> AsyncIterator[HostEvent]:
-        """One turn, as its host events; `ctx.turns[-1]` is its `TurnResult` once it ends."""
+        """One turn, as its host events; `ctx.turns[-1]` is its `TurnResult` once it ends.
+
+        To stop a turn early, close the iterator (`await events.aclose()`, or iterate inside
+        `contextlib.aclosing(...)`): its run is cancelled and the conversation goes on.
+        """
         if not isinstance(prompt, (str, list)):
             raise HostSetupError(
                 f"a prompt is a str (or a list of input items), not {type(prompt).__name__}"
@@ -279,11 +284,16 @@ class HostContext:
                 return
             self._current = result
             try:
-                async for event in bridge(result, run_id=run_id, input=input):
-                    events.append(event)
-                    await self._deliver(event)
-                    yield event
+                told_events = cast(
+                    "AsyncGenerator[HostEvent, None]", bridge(result, run_id=run_id, input=input)
+                )
+                async with contextlib.aclosing(told_events) as told:
+                    async for event in told:
+                        events.append(event)
+                        await self._deliver(event)
+                        yield event
             except Exception as exc:  # the bridge yielded its RunFailed before re-raising
+                # (or on_event raised: the host's own error ends the turn the same way)
                 error = exc
                 if not events or not isinstance(events[-1], (RunFailed, RunCancelled)):
                     named = run_id or (events[0].run_id if events else uuid.uuid4().hex)
@@ -293,6 +303,8 @@ class HostContext:
                         yield event
         finally:
             self._current = None
+            if result is not None and not result.is_complete:
+                result.cancel()  # left early (an error, the consumer stopped): no orphan run
             self._finish(result, events, error)
 
     def _finish(
