@@ -260,3 +260,31 @@ def test_ctrl_c_ends_the_chat_with_exit_code_130() -> None:
     finally:
         proc.kill()
         proc.communicate()
+
+
+def test_tools_are_found_in_the_current_directory_by_the_console_script(
+    server: ScriptedOpenAIServer, tmp_path: Path
+) -> None:
+    (tmp_path / "shop_tools.py").write_text(
+        "from agents import function_tool\n\n"
+        "@function_tool\ndef stock(item: str) -> str:\n"
+        '    """How many are in stock."""\n    return f"3 {item} in stock"\n'
+    )
+    server.enqueue(Reply.tool("stock", {"item": "lamps"}), Reply.message("Three lamps."))
+    runplane_script = Path(sys.executable).parent / "runplane"
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("RUNPLANE_BACKEND", "RUNPLANE_OPENAI_API")
+    }
+    command = [str(runplane_script), "chat", "--base-url", server.base_url, "--model", "gpt-test"]
+    proc = subprocess.run(
+        [*command, "--tools", "shop_tools:stock"],
+        input="How many lamps?\n",
+        cwd=tmp_path,
+        env={**env, "OPENAI_API_KEY": API_KEY, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "-> stock: 3 lamps in stock" in proc.stdout

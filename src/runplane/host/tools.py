@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Iterable
 from typing import Any, get_args, get_origin
 
@@ -42,6 +44,10 @@ def load_tools(spec: str) -> list[Tool]:
             f"--tools {spec!r}: give MODULE:ATTR, for example myapp.tools:TOOLS (a tool made with "
             "@function_tool, or a list of them)"
         )
+    # As `python -m` would, and as `runplane worker MODULE` does: the console script's sys.path
+    # starts with its own bin directory, not the directory the user runs it in.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
