@@ -3,6 +3,7 @@ HTTP server on 127.0.0.1 (tests/support/openai_server.py) scripted turn by turn.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -288,3 +289,22 @@ def test_tools_are_found_in_the_current_directory_by_the_console_script(
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert "-> stock: 3 lamps in stock" in proc.stdout
+
+
+def test_in_a_terminal_the_text_is_rendered_live() -> None:
+    from rich.console import Console
+
+    from runplane.bridge import TextDelta, TextDone, ToolCalled
+    from runplane.host.chat import ChatView
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=100, color_system=None)
+    view = ChatView(console)
+    common = {"run_id": "r", "agent_name": "a"}
+    for delta in ("Hel", "lo ", "[there]"):
+        view(TextDelta(**common, message_id="m", delta=delta))
+    view(TextDone(**common, message_id="m", text="Hello [there]"))
+    view(ToolCalled(**common, call_id="c1", tool_name="t", arguments="{}"))
+    shown = buffer.getvalue()
+    assert "agent> Hello [there]" in shown
+    assert "tool t({})" in shown
