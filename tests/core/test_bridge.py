@@ -4,6 +4,7 @@ approvals, usage and the end of a run, streamed and not."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import subprocess
 import sys
@@ -469,3 +470,33 @@ def test_bridge_names_the_run_as_the_hooks_do_or_by_a_random_hex() -> None:
     assert len(direct) == 32
     assert int(direct, 16) >= 0
     assert direct != through
+
+
+def test_a_consumer_that_stops_early_is_told_to_the_hook_as_a_cancelled_run() -> None:
+    observer = HostObserver()
+    name = runplane.register_plugin(observer, name="test-host-observer")
+
+    async def stop_at_the_tool_call() -> None:
+        agent = Agent(
+            name="a",
+            tools=[add],
+            model=ScriptedModel(
+                [[function_call("add", '{"a":1,"b":2}', call_id="c")], [assistant_message("3")]]
+            ),
+        )
+        result = runplane.runner("openai").run_streamed(agent, "x")
+        # aclosing: the stream is closed at the break (GeneratorExit in the observation), not
+        # left to asyncio.run's shutdown (which cancels it)
+        async with contextlib.aclosing(result.stream_events()) as events:  # type: ignore[type-var]
+            async for event in events:
+                if getattr(event, "name", None) == "tool_called":
+                    break
+
+    try:
+        asyncio.run(stop_at_the_tool_call())
+    finally:
+        runplane.default_registry().unregister(name)
+    kinds = [type(e) for e in observer.events]
+    assert kinds[-1] is RunCancelled
+    assert ToolCalled in kinds
+    assert RunFinished not in kinds

@@ -61,7 +61,7 @@ def test_every_event_class_is_in_the_union_and_frozen() -> None:
 
 def test_positional_arguments_are_refused() -> None:
     with pytest.raises(TypeError):
-        ev.TextDelta("r", "a", "m", "d")  # type: ignore[misc]
+        ev.TextDelta("r", "a", "m", "d")  # type: ignore[call-arg]
 
 
 def test_approval_decided_reads_back_without_a_message() -> None:

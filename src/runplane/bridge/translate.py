@@ -67,12 +67,14 @@ _REASONING_DELTAS = ("response.reasoning_summary_text.delta", "response.reasonin
 def is_cancellation(error: BaseException) -> bool:
     """Whether `error` says the run was cancelled rather than failed.
 
-    asyncio's CancelledError, and a backend's own error named `...CancelledError` (the durable
-    backend's RunCancelledError), which the core cannot import.
+    asyncio's CancelledError; GeneratorExit, which a streamed run's observation sees when the
+    consumer stops taking the stream early (closing it stops the run); and a backend's own error
+    named `...CancelledError` (the durable backend's RunCancelledError), which the core cannot
+    import.
     """
-    return isinstance(error, asyncio.CancelledError) or type(error).__name__.endswith(
-        "CancelledError"
-    )
+    return isinstance(error, asyncio.CancelledError | GeneratorExit) or type(
+        error
+    ).__name__.endswith("CancelledError")
 
 
 def output_text(value: Any) -> str | None:

@@ -492,6 +492,45 @@ def test_claimable_runs_are_those_a_worker_of_the_queue_knows_and_may_claim(
     run(go)
 
 
+def test_a_claim_opens_a_run_only_in_the_status_it_was_listed_in(clients: Clients) -> None:
+    """A worker claims what `claimable_runs` listed; by the time it opens the run, another
+    process may have finished it. `RunSpec.claim_status` makes the opening a claim of the run in
+    that status only: a run failed or completed since is refused (RunLeasedError: another
+    process got there first), never taken up again or replayed; a plain opening still retries a
+    failed run and replays a completed one."""
+
+    async def go() -> None:
+        engine, failed_id, done_id, queued_id = clients(), _rid(), _rid(), _rid()
+        failed = await _open(engine, _spec(failed_id))
+        await failed.finish("failed", error=RuntimeError("no"))
+        await failed.close()
+        done = await _open(engine, _spec(done_id))
+        await done.finish("completed", final_output={"json": 1})
+        await done.close()
+        failed_events = await _types(engine, failed_id)
+        for rid in (failed_id, done_id):
+            with pytest.raises(RunLeasedError) as refused:
+                await clients().open_run(
+                    replace(_spec(rid), claim_status="running"), lease_seconds=30
+                )
+            wired(refused.value)
+            assert refused.value.taken_over is False
+            assert (await engine.get_run(rid)).status in ("failed", "completed")
+        assert await _types(engine, failed_id) == failed_events  # no attempt was started
+        await engine.enqueue_run(_spec(queued_id))
+        claimed = await _open(clients(), replace(_spec(queued_id), claim_status="queued"))
+        assert claimed.record.status == "running"
+        await claimed.close()
+        retried = await _open(clients(), _spec(failed_id))  # a plain opening: a retry
+        assert (retried.record.status, retried.read_only) == ("running", False)
+        await retried.close()
+        replayed = await _open(clients(), _spec(done_id))
+        assert replayed.read_only
+        await replayed.close()
+
+    run(go)
+
+
 def test_a_held_lease_refuses_a_second_execution_until_given_up(clients: Clients) -> None:
     async def go() -> None:
         engine, rid = clients(), _rid()
@@ -1434,5 +1473,141 @@ def test_a_decided_run_is_claimable_and_an_undecided_one_is_not(clients: Clients
         again = await _open(clients(), spec)
         assert again.record.status == "running"
         await again.close()
+
+    run(go)
+
+
+# -- forks ---------------------------------------------------------------------------------------
+
+
+async def _forkable(engine: Engine, rid: str) -> list[JournalRecord]:
+    """A completed run of steps 1 to 7: attempt, model #1, tool 1:a, model #2, tool 2:b, its
+    attempt's end, the outcome (the events a runtime writes with each entry)."""
+    session = await _open(engine, replace(_spec(rid), agent_ref="app.agents:echo"))
+    for ordinal, call in ((0, "a"), (1, "b")):
+        await session.append(
+            journal=JournalEntry("model", str(ordinal), f"fp{ordinal}", {"response": ordinal}),
+            events=[NewEvent("model_call", {"ordinal": ordinal, "agent": "echo"})],
+            usage=UsageDelta(model_calls=1, input_tokens=5),
+        )
+        key = f"{ordinal + 1}:{call}"
+        await session.append(
+            journal=JournalEntry("tool", key, None, {"output": call}),
+            events=[NewEvent("tool_call", {"name": "t", "call_id": call, "key": key})],
+            usage=UsageDelta(tool_calls=1),
+        )
+    await session.finish("completed", final_output={"json": "done"})
+    await session.close()
+    return wire(await engine.read_journal(rid))
+
+
+def test_a_fork_shares_the_journal_before_its_step_and_leaves_the_run_alone(
+    clients: Clients,
+) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        journal = await _forkable(engine, rid)
+        source, events = await engine.get_run(rid), await engine.list_events(rid)
+        # step 4 is model call #2: model #1 and tool 1:a are shared
+        fork = wire(await clients().fork_run(rid, at=4, new_run_id=f"{rid}-f"))
+        assert (fork.id, fork.status, fork.queue, fork.owner) == (
+            f"{rid}-f",
+            "queued",
+            "default",
+            None,
+        )
+        assert (fork.agent_name, fork.agent_ref, fork.input) == (
+            source.agent_name,
+            source.agent_ref,
+            source.input,
+        )
+        assert fork.options == {**source.options, "forked_from": {"run_id": rid, "at": 4}}
+        assert (fork.model_calls, fork.tool_calls, fork.input_tokens) == (0, 0, 0)
+        copied = wire(await engine.read_journal(fork.id))
+        assert [(e.seq, e.kind, e.key, e.fingerprint, e.payload) for e in copied] == [
+            (1, "model", "0", "fp0", {"response": 0}),
+            (2, "tool", "1:a", None, {"output": "a"}),
+        ]
+        assert [(e.type, e.payload) for e in wire(await engine.list_events(fork.id))] == [
+            ("run_forked", {"from_run": rid, "at": 4, "model_calls": 1, "tool_outputs": 1}),
+            ("run_queued", {"queue": "default", "agent_ref": "app.agents:echo"}),
+        ]
+        # the run forked is as it was
+        assert await engine.get_run(rid) == source
+        assert await engine.read_journal(rid) == journal
+        assert await engine.list_events(rid) == events
+        # opened, the fork resumes from what it shares, and writes on after it
+        session = await _open(clients(), _spec_of_fork(fork))
+        assert [(e.kind, e.key) for e in session.journal] == [("model", "0"), ("tool", "1:a")]
+        await session.append(
+            journal=JournalEntry("model", "1", "fp1", {"response": "new"}),
+            events=[NewEvent("model_call", {"ordinal": 1, "agent": "echo"})],
+        )
+        await session.finish("completed", final_output={"json": "forked"})
+        await session.close()
+        assert [e.seq for e in await engine.read_journal(fork.id)] == [1, 2, 3]
+        assert await engine.read_journal(rid) == journal
+
+    run(go)
+
+
+def _spec_of_fork(fork: RunRecord) -> RunSpec:
+    return RunSpec(fork.id, fork.agent_name, fork.input, fork.input_fingerprint, fork.options)
+
+
+@pytest.mark.parametrize(("at", "models", "tools"), [(1, 0, 0), (2, 0, 0), (3, 1, 0), (7, 2, 2)])
+def test_a_fork_at_each_step_shares_what_came_before_it(
+    clients: Clients, at: int, models: int, tools: int
+) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        journal = await _forkable(engine, rid)
+        fork = await engine.fork_run(rid, at=at, new_run_id=f"{rid}-{at}", queue=None)
+        assert fork.queue is None  # on no queue: the caller opens it
+        copied = await engine.read_journal(fork.id)
+        assert [e.entry for e in copied] == [e.entry for e in journal[: models + tools]]
+        events = await engine.list_events(fork.id)
+        assert [e.type for e in events] == ["run_forked"]
+        assert (events[0].payload["model_calls"], events[0].payload["tool_outputs"]) == (
+            models,
+            tools,
+        )
+
+    run(go)
+
+
+def test_forking_again_is_the_same_fork_and_another_run_id_is_refused(clients: Clients) -> None:
+    async def go() -> None:
+        engine, rid = clients(), _rid()
+        await _forkable(engine, rid)
+        first = await engine.fork_run(rid, at=3, new_run_id=f"{rid}-f")
+        assert wire(await clients().fork_run(rid, at=3, new_run_id=f"{rid}-f")) == first
+        assert len(await engine.list_events(first.id)) == 2  # written once
+        for at, taken in ((4, f"{rid}-f"), (3, rid)):
+            with pytest.raises(RunInputMismatchError) as refused:
+                await clients().fork_run(rid, at=at, new_run_id=taken)
+            assert wired(refused.value).fields["what_changed"] == "fork"
+
+    run(go)
+
+
+def test_a_fork_of_an_unknown_run_or_outside_its_steps_is_refused_writing_nothing(
+    clients: Clients,
+) -> None:
+    async def go() -> None:
+        from runplane_durable.errors import ForkStepError
+
+        engine, rid = clients(), _rid()
+        await _forkable(engine, rid)
+        with pytest.raises(RunNotFoundError):
+            await engine.fork_run(f"{rid}-nope", at=1, new_run_id=f"{rid}-x")
+        for at in (0, 8, -1):
+            with pytest.raises(ForkStepError) as refused:
+                await clients().fork_run(rid, at=at, new_run_id=f"{rid}-x")
+            error = wired(refused.value)
+            assert error.fields["last"] == 7
+            assert isinstance(error, ValueError)
+        with pytest.raises(RunNotFoundError):
+            await engine.get_run(f"{rid}-x")
 
     run(go)

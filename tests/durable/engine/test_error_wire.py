@@ -16,6 +16,7 @@ from runplane_durable.errors import (
     AgentRefError,
     DatabaseError,
     DurableError,
+    ForkStepError,
     JournalSerializationError,
     RemoteContextError,
     ReplayDivergenceError,
@@ -174,6 +175,21 @@ EXAMPLES: list[tuple[DurableError, str]] = [
         AgentRefError(ref="app:triage", problem="module 'app' has no attribute 'triage'"),
         "agent reference 'app:triage': module 'app' has no attribute 'triage'",
     ),
+    (
+        ForkStepError(run_id="r-1", at=12, last=10),
+        "run 'r-1' has steps 1 to 10 (the numbers `runplane runs show r-1` prints); 12 is not "
+        "one of them. Give a step from 1 (nothing shared) to 10: the fork shares the journal "
+        "before it and goes on live from there.",
+    ),
+    (
+        ForkStepError(run_id="r-1", at=1, last=0),
+        "run 'r-1' has no steps to fork at (its event log is empty)",
+    ),
+    (
+        RunInputMismatchError(run_id="f-1", what_changed="fork"),
+        "run 'f-1' exists already and is not that fork (the same run forked at the same step); "
+        "a run id names one run. Choose another id for the fork, or leave it out for a new one.",
+    ),
 ]
 
 
@@ -252,6 +268,7 @@ def test_every_durable_error_has_its_own_stable_code() -> None:
         RemoteContextError: "remote_context",
         RunFailedError: "run_failed",
         AgentRefError: "agent_ref",
+        ForkStepError: "fork_step",
     }
 
 

@@ -32,6 +32,7 @@ from runplane_durable.events import (
     RunCancelled,
     RunCompleted,
     RunFailed,
+    RunForked,
     RunQueued,
     Stringified,
     TokenUsage,
@@ -164,6 +165,7 @@ EVENTS = st.one_of(
     st.just(RunCancelled()),
     st.builds(RunAwaitingApproval, st.none() | st.lists(pending, max_size=3).map(tuple)),
     st.builds(RunQueued, text, maybe_text),
+    st.builds(RunForked, text, st.integers(0, 10**6), st.integers(0, 999), st.integers(0, 999)),
 )
 
 
@@ -195,6 +197,7 @@ def test_every_event_type_has_its_record() -> None:
         "run_cancelled",
         "run_awaiting_approval",
         "run_queued",
+        "run_forked",
     }
 
 

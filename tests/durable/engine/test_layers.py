@@ -29,6 +29,7 @@ DATA = {
     "codec",
     "serde",  # the codec: the SDK's model types are imported only to (de)serialize them
     "writes",  # a run session's writes as records, with their JSON forms
+    "forks",  # what a fork of a run shares, from its events and journal
 }
 # Every other module's layer is its subpackage; the engine contract and the front's entry point
 # stay at the top.

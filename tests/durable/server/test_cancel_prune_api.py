@@ -21,6 +21,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from runplane_durable import LocalEngine
+from runplane_durable.events import CancelRequested, parse
 from runplane_durable.records import CANCEL_MODES, RunRecord, RunSpec
 from runplane_durable.server import openapi
 from runplane_durable.server.app import ServerSettings, create_app
@@ -65,6 +66,40 @@ def test_cancel_without_a_body_is_immediate(client: httpx.Client, held: str) -> 
     assert record.cancel_requested == "immediate" or record.status == "cancelled"
 
 
+def test_a_cancel_records_who_asked_as_the_client_says_and_the_server_it_came_through(
+    client: httpx.Client, writer: Writer, store: str
+) -> None:
+    """The server writes a client's request on the client's behalf: the `cancel_requested`
+    event names the process the client says it is, and the server and client address as the
+    way it came; a client that says nothing (a browser) is an API client, never the server."""
+    said = {"host": "laptop-7", "pid": 4242, "user": "ann"}
+    events = []
+    for body in ({"mode": "immediate", "requested_by": said}, {}):
+        run = writer.run(status="running")
+        answer = client.post(cancel_path(run.id), json=body)
+        assert answer.status_code == 200, answer.text
+        (asked,) = [e for e in _events(store, run.id) if isinstance(e, CancelRequested)]
+        events.append(asked)
+    told, silent = events
+    assert (told.host, told.pid, told.user) == ("laptop-7", 4242, "ann")
+    assert told.via is not None
+    assert "runplane server on" in told.via
+    assert told.by().startswith("laptop-7 pid 4242 user ann (via runplane server on ")
+    assert (silent.host, silent.pid, silent.user) == (None, None, None)
+    assert silent.by().startswith("an API client (via runplane server on ")
+
+
+def _events(store: str, run_id: str) -> list[Any]:
+    async def read() -> list[Any]:
+        engine = LocalEngine(store)
+        try:
+            return [parse(e) for e in await engine.list_events(run_id)]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
 def test_cancel_of_an_unknown_or_finished_run(client: httpx.Client, writer: Writer) -> None:
     missing = client.post(cancel_path("no-such-run"), json={})
     assert (missing.status_code, missing.json()["error"]["code"]) == (404, "run_not_found")
@@ -100,11 +135,43 @@ JSON = st.recursive(
     ),
     max_leaves=8,
 )
+NAMES = st.none() | st.text(max_size=300) | st.integers()
+ASKERS = (
+    st.none()
+    | JSON
+    | st.fixed_dictionaries(
+        {},
+        optional={
+            "host": NAMES,
+            "pid": st.none() | st.integers(-3, 2**64) | st.booleans(),
+            "user": NAMES,
+        },
+    )
+)
 BODIES = st.one_of(
     JSON,
     st.fixed_dictionaries({"mode": st.sampled_from(CANCEL_MODES)}),
+    st.fixed_dictionaries(
+        {"mode": st.sampled_from(CANCEL_MODES), "requested_by": ASKERS}, optional={"x": JSON}
+    ),
     st.fixed_dictionaries({"finished_before": st.floats(allow_nan=False)}),
 )
+
+
+def _valid_asker(asker: Any) -> bool:
+    if asker is None:
+        return True
+    if not isinstance(asker, dict) or set(asker) - {"host", "pid", "user"}:
+        return False
+    names_ok = all(
+        asker.get(n) is None or (isinstance(asker[n], str) and 0 < len(asker[n]) <= 255)
+        for n in ("host", "user")
+    )
+    pid = asker.get("pid")
+    if isinstance(pid, float) and pid.is_integer():  # an integer, as JSON Schema counts
+        pid = int(pid)
+    pid_ok = pid is None or (type(pid) is int and 0 <= pid <= 2**31 - 1)
+    return names_ok and pid_ok
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
@@ -113,8 +180,9 @@ def test_any_cancel_body_is_taken_exactly_when_valid(client: httpx.Client, body:
     response = client.post(cancel_path("no-such-run"), content=json.dumps(body))
     valid = (
         isinstance(body, dict)
-        and set(body) <= {"mode"}
+        and set(body) <= {"mode", "requested_by"}
         and body.get("mode", "immediate") in CANCEL_MODES
+        and _valid_asker(body.get("requested_by"))
     )
     # A valid body reaches the engine, which does not know the run; any other is the API's 400.
     assert response.status_code == (404 if valid else 400), response.text

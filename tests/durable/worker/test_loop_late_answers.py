@@ -5,16 +5,20 @@ one of the worker's own executions ended must not make it open that run again.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import types
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 from agents import Agent, function_tool
 from agents.testing import ScriptedModel, assistant_message, function_call
 from runplane_durable import DurableBackend
+from runplane_durable.errors import RunLeasedError
 from runplane_durable.owner import owner_is_dead
 from runplane_durable.records import RunRecord, RunSpec, choose_claimable
+from runplane_durable.runtime.runner import resume_run
 from runplane_durable.worker.known import KnownAgents
 from runplane_durable.worker.loop import Worker
 from support.durable import run_async
@@ -112,3 +116,41 @@ def test_a_late_list_of_claimable_runs_never_reopens_a_run_this_worker_just_ran(
         run_async(go())
     finally:
         RELEASE = None
+
+
+def test_a_listed_run_another_process_finished_since_is_not_taken_up_again(
+    backend: DurableBackend,
+) -> None:
+    """Two workers list the same queued run; one runs it (here: it fails, its model has
+    nothing to say) before the other's claim arrives. That claim, of the run as listed, is
+    refused (RunLeasedError with the run's status now): the failed run is not run again, and
+    a completed one is not replayed (its hooks would run again)."""
+
+    async def go() -> None:
+        failing = Agent(name=f"fails-{id(backend)}", model=ScriptedModel([]))
+        listed = await backend.start(failing, "go", RunOptions(), queue="late")
+        with contextlib.suppress(Exception):
+            await resume_run(backend, listed, failing, claim=True)  # the first worker's claim
+        assert (await backend.engine.get_run(listed.id)).status == "failed"
+        events = len(await backend.engine.list_events(listed.id))
+        with pytest.raises(RunLeasedError) as refused:
+            await resume_run(backend, listed, failing, claim=True)  # the second, on its list
+        assert (refused.value.status, refused.value.taken_over) == ("failed", False)
+        assert "failed now" in str(refused.value)
+        assert len(await backend.engine.list_events(listed.id)) == events  # no new attempt
+        assert (await backend.engine.get_run(listed.id)).status == "failed"
+
+        model = ScriptedModel([[assistant_message("done")]])
+        done_agent = Agent(name=f"done-{id(backend)}", model=model)
+        listed = await backend.start(done_agent, "go", RunOptions(), queue="late")
+        await resume_run(backend, listed, done_agent, claim=True)
+        with pytest.raises(RunLeasedError) as refused:
+            await resume_run(backend, listed, done_agent, claim=True)
+        assert refused.value.status == "completed"
+        assert len(model.calls) == 1
+        # Not a claim (a program asking for its run's result): a completed run replays.
+        again = await resume_run(backend, listed, done_agent)
+        assert again.final_output == "done"
+        await backend.engine.dispose()
+
+    run_async(go())

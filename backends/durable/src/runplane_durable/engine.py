@@ -22,6 +22,7 @@ from .records import (
     JournalEntry,
     JournalRecord,
     NewEvent,
+    Requester,
     RunRecord,
     RunSpec,
     RunStatus,
@@ -248,21 +249,23 @@ class Engine(Protocol):
         was the last attempt. TaskLeaseLostError (nothing written) if the attempt no longer
         holds it. Anyone who finds an attempt abandoned may end it so."""
 
-    async def cancel_run(self, run_id: str, *, mode: CancelMode = "immediate") -> RunRecord:
+    async def cancel_run(
+        self, run_id: str, *, mode: CancelMode = "immediate", by: Requester | None = None
+    ) -> RunRecord:
         """Ask run `run_id` to stop, from any process; returns the run as stored after asking.
 
         A run no process executes (queued, orphaned or stopped, awaiting approval) is recorded
-        "cancelled" at once: its events get a `cancel_requested` event saying who asked (host,
-        pid, user of this process) and the mode, the end of an attempt whose process died, and
-        `run_cancelled`. An executing run keeps its status: its `cancel_requested` is set (an
-        "immediate" request is never weakened to "after_turn") with the `cancel_requested`
-        event, and its holder, which learns of it within about a second, stops it ("immediate":
-        at once; "after_turn": before its next model call) and records it cancelled; a holder
-        that stops without doing so leaves the request pending, and the next opening of the run
-        carries it out. A cancelled run is final (`open_run` raises RunCancelledError);
-        cancelling it again returns it unchanged. A completed or failed run raises
-        RunFinishedError; an unknown one RunNotFoundError; a mode other than the two a
-        ValueError.
+        "cancelled" at once: its events get a `cancel_requested` event saying who asked (`by`,
+        else the host, pid and user of the process asking) and the mode, the end of an attempt
+        whose process died, and `run_cancelled`. An executing run keeps its status: its
+        `cancel_requested` is set (an "immediate" request is never weakened to "after_turn")
+        with the `cancel_requested` event, and its holder, which learns of it within about a
+        second, stops it ("immediate": at once; "after_turn": before its next model call) and
+        records it cancelled; a holder that stops without doing so leaves the request pending,
+        and the next opening of the run carries it out. A cancelled run is final (`open_run`
+        raises RunCancelledError); cancelling it again returns it unchanged. A completed or
+        failed run raises RunFinishedError; an unknown one RunNotFoundError; a mode other than
+        the two a ValueError.
         """
 
     async def prune(self, *, finished_before: float) -> int:
@@ -306,6 +309,25 @@ class Engine(Protocol):
 
     async def dispose(self) -> None:
         """Release what the engine holds (connections, clients)."""
+
+    # -- forks: a new run sharing another's journal up to a step ---------------------------------
+
+    async def fork_run(
+        self, run_id: str, *, at: int, new_run_id: str, queue: str | None = "default"
+    ) -> RunRecord:
+        """Create run `new_run_id` as a fork of run `run_id` at step `at` (the event seq
+        `runplane runs show` prints, 1 to the run's last): the same agent, `agent_ref`, input
+        and options, plus the option `forked_from` {"run_id", "at"}, and a copy of the journal
+        entries whose steps come before `at` (`forks.fork_of`), in one transaction. The fork is
+        `queued` on `queue` for a worker (None: on no queue, for the caller to open with
+        `open_run`); its usage counts start at zero, and its first events are `run_forked` (and
+        `run_queued` with a queue). Opened, it replays the copied entries and goes on live.
+        The run forked is not touched.
+
+        The same `new_run_id` again, for the same fork, is that run as it is now; an id that
+        names any other run raises RunInputMismatchError. RunNotFoundError for an unknown
+        `run_id`, ForkStepError (a ValueError) for a step outside its steps.
+        """
 
 
 # Upper bounds (seconds) of the step latency histogram's buckets: a tool's millisecond to a slow

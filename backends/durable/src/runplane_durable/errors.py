@@ -23,6 +23,7 @@ __all__ = [
     "AgentRefError",
     "DatabaseError",
     "DurableError",
+    "ForkStepError",
     "JournalSerializationError",
     "RemoteContextError",
     "ReplayDivergenceError",
@@ -209,7 +210,9 @@ class RunLeasedError(DurableError):
     """Another live process holds this run's lease: two executions of one run are refused.
 
     Fields: `run_id`; `holder` and `lease_expires_in` (seconds) when opening the run found it
-    held; `taken_over` when this process held it and lost it to another.
+    held; `taken_over` when this process held it and lost it to another; `status` when a
+    worker's claim (`RunSpec.claim_status`) found the run in another status than it was listed
+    in (another process took it up and finished it since).
     """
 
     code = "run_leased"
@@ -217,6 +220,7 @@ class RunLeasedError(DurableError):
     holder: str | None
     lease_expires_in: float | None
     taken_over: bool
+    status: str | None
 
     def __init__(
         self,
@@ -225,8 +229,14 @@ class RunLeasedError(DurableError):
         holder: str | None = None,
         lease_expires_in: float | None = None,
         taken_over: bool = False,
+        status: str | None = None,
     ) -> None:
-        if taken_over:
+        if status is not None:
+            message = (
+                f"run {run_id!r} is {status} now: another process took it up since it was "
+                "listed as claimable, so this claim does nothing (one run never executes twice)."
+            )
+        elif taken_over:
             message = (
                 f"run {run_id!r} was taken over by another process while this one ran it "
                 "(its lease expired: was this process stalled?). This process stops here; the "
@@ -245,6 +255,7 @@ class RunLeasedError(DurableError):
             holder=holder,
             lease_expires_in=lease_expires_in,
             taken_over=taken_over,
+            status=status,
         )
 
 
@@ -269,7 +280,13 @@ class RunInputMismatchError(DurableError):
         recorded_agent: str | None = None,
         agent: str | None = None,
     ) -> None:
-        if what_changed == "agent":
+        if what_changed == "fork":
+            message = (
+                f"run {run_id!r} exists already and is not that fork (the same run forked at "
+                "the same step); a run id names one run. Choose another id for the fork, or "
+                "leave it out for a new one."
+            )
+        elif what_changed == "agent":
             message = (
                 f"run {run_id!r} was started with agent {recorded_agent!r}, not "
                 f"{agent!r}; a run id names one run. Use a new run id, or resume it "
@@ -518,6 +535,30 @@ class RunFailedError(DurableError):
             error_type=error_type,
             error=error,
         )
+
+
+class ForkStepError(DurableError, ValueError):
+    """A fork's step (`Engine.fork_run`, `runplane runs fork --at`) outside the run's steps.
+
+    Fields: `run_id`, `at` (the step asked for), `last` (the run's last step, the highest event
+    seq `runplane runs show` prints; 0 for a run with no events)."""
+
+    code = "fork_step"
+    run_id: str
+    at: int
+    last: int
+
+    def __init__(self, *, run_id: str, at: int, last: int) -> None:
+        if last < 1:
+            message = f"run {run_id!r} has no steps to fork at (its event log is empty)"
+        else:
+            message = (
+                f"run {run_id!r} has steps 1 to {last} (the numbers `runplane runs show "
+                f"{run_id}` prints); {at} is not one of them. Give a step from 1 (nothing "
+                f"shared) to {last}: the fork shares the journal before it and goes on live "
+                "from there."
+            )
+        super().__init__(message, run_id=run_id, at=at, last=last)
 
 
 class AgentRefError(DurableError, ValueError):

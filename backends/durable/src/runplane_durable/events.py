@@ -37,6 +37,7 @@ __all__ = [
     "RunCancelled",
     "RunCompleted",
     "RunFailed",
+    "RunForked",
     "RunOutcome",
     "RunQueued",
     "Stringified",
@@ -559,10 +560,11 @@ class CancelRequested:
     """A stop asked for from some process (`runplane runs cancel`, `Runner.cancel`, the API),
     written by the process that asked, as it asked.
 
-    JSON {"mode", "host", "pid", "user", "requested_at", "holder"}: `mode` is "immediate" or
-    "after_turn"; `host`, `pid` and `user` say who asked; `holder` is the lease holder asked to
-    stop (the run was executing), or null when no process executed the run and it was recorded
-    cancelled at once.
+    JSON {"mode", "host", "pid", "user", "requested_at", "holder", "via"}: `mode` is "immediate"
+    or "after_turn"; `host`, `pid` and `user` say who asked (the process, as it says itself);
+    `holder` is the lease holder asked to stop (the run was executing), or null when no process
+    executed the run and it was recorded cancelled at once; `via` (optional) the server that
+    wrote the request for a client over HTTP, and that client's address.
     """
 
     TYPE: ClassVar[str] = "cancel_requested"
@@ -572,9 +574,10 @@ class CancelRequested:
     user: str | None = None
     requested_at: float | None = None
     holder: str | None = None
+    via: str | None = None
 
     def to_payload(self) -> dict[str, Any]:
-        return {
+        payload = {
             "mode": self.mode,
             "host": self.host,
             "pid": self.pid,
@@ -582,6 +585,9 @@ class CancelRequested:
             "requested_at": self.requested_at,
             "holder": self.holder,
         }
+        if self.via is not None:  # absent, as in events written before it existed
+            payload["via"] = self.via
+        return payload
 
     @classmethod
     def from_payload(cls, p: Mapping[str, Any]) -> CancelRequested:
@@ -592,15 +598,19 @@ class CancelRequested:
             _get(p, "user", str, None),
             _number(p, "requested_at"),
             _get(p, "holder", str, None),
+            _get(p, "via", str, None),
         )
 
     def by(self) -> str:
-        """Who asked, for people: "host pid 12 user ann"."""
-        parts = [self.host or "unknown host"]
+        """Who asked, for people: "host pid 12 user ann (via runplane server on s1, client
+        10.0.0.7)"."""
+        parts = [self.host or ("an API client" if self.via else "unknown host")]
         if self.pid is not None:
             parts.append(f"pid {self.pid}")
         if self.user:
             parts.append(f"user {self.user}")
+        if self.via:
+            parts.append(f"(via {self.via})")
         return " ".join(parts)
 
 
@@ -693,6 +703,37 @@ class RunQueued:
 
 
 @dataclass(frozen=True)
+class RunForked:
+    """The run was forked from another (`Engine.fork_run`, `runplane runs fork`): it shares that
+    run's journal before step `at` (the event seq `runplane runs show` prints) and goes on live
+    from there. JSON {"from_run", "at", "model_calls", "tool_outputs"}: the run forked, the step,
+    and how many of its journal entries were copied. The run's first event."""
+
+    TYPE: ClassVar[str] = "run_forked"
+    from_run: str
+    at: int
+    model_calls: int = 0
+    tool_outputs: int = 0
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "from_run": self.from_run,
+            "at": self.at,
+            "model_calls": self.model_calls,
+            "tool_outputs": self.tool_outputs,
+        }
+
+    @classmethod
+    def from_payload(cls, p: Mapping[str, Any]) -> RunForked:
+        return cls(
+            _need(p, "from_run", str),
+            _need(p, "at", int),
+            _get(p, "model_calls", int, 0),
+            _get(p, "tool_outputs", int, 0),
+        )
+
+
+@dataclass(frozen=True)
 class UnknownEvent:
     """An event this version has no record for (a newer version's, or `tool_started` of the
     first one), or one whose payload does not fit its type (`problem` says why): kept as
@@ -720,6 +761,7 @@ Event = (
     | RunCancelled
     | RunAwaitingApproval
     | RunQueued
+    | RunForked
 )
 _TYPES: dict[str, Any] = {
     cls.TYPE: cls
@@ -736,6 +778,7 @@ _TYPES: dict[str, Any] = {
         RunCancelled,
         RunAwaitingApproval,
         RunQueued,
+        RunForked,
     )
 }
 EVENT_TYPES: tuple[str, ...] = tuple(_TYPES)

@@ -188,12 +188,16 @@ class RunSpec:
     """What identifies a run's start: a reused id must come with the same agent and input.
 
     JSON: {"run_id", "agent_name", "input", "input_fingerprint", "options", "named",
-    "agent_ref", "queue"}; the last three are optional and take no part in equality. `named`
+    "agent_ref", "queue", "claim_status"}; the last four are optional and take no part in
+    equality. `named`
     (default false) says the program chose the id (`with run_id("order-42")`), so it may mean
     to resume a run. `agent_ref` ("pkg.module:attr", default null) names the agent so a worker
     can rebuild it; `queue` (default null) is the worker queue whose workers may take the run
     over when its process dies (null: none may, as for a nested run, which its parent resumes).
-    Both are stored when the run is created, never changed by a later opening.
+    Both are stored when the run is created, never changed by a later opening. `claim_status`
+    (default null) makes an opening a worker's claim of a run `claimable_runs` listed in that
+    status: a run in another status by then (finished by another process since) is refused with
+    RunLeasedError, never taken up again or replayed.
     """
 
     run_id: str
@@ -204,6 +208,7 @@ class RunSpec:
     named: bool = field(default=False, compare=False)
     agent_ref: str | None = field(default=None, compare=False)
     queue: str | None = field(default=None, compare=False)
+    claim_status: RunStatus | None = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return _plain(self)
@@ -222,8 +227,11 @@ class RunSpec:
                 "named": (bool,),
                 "agent_ref": _MAYBE_TEXT,
                 "queue": _MAYBE_TEXT,
+                "claim_status": _MAYBE_TEXT,
             },
         )
+        if members.get("claim_status") is not None:
+            check_status(members["claim_status"])
         return cls(**members)
 
 
@@ -423,6 +431,18 @@ class UsageDelta:
             if not 0 <= value <= MAX_STORED_INT:
                 raise ValueError(f"usage {name!r} must be from 0 to {MAX_STORED_INT}, got {value}")
         return cls(**members)
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asks something of a run, for its record: a process as it says itself (host, pid,
+    user), and `via`, the server that wrote it for a client over HTTP, with that client's
+    address. A server records its client's word, and who it came through, never as its own."""
+
+    host: str | None
+    pid: int | None = None
+    user: str | None = None
+    via: str | None = None
 
 
 @dataclass(frozen=True)

@@ -33,10 +33,12 @@ from . import lazy_errors as errors
 from .owner import current_owner, owner_is_dead, requester, retire
 from .records import (
     CANCEL_MODES,
+    DEFAULT_QUEUE,
     Approval,
     CancelMode,
     EventRecord,
     JournalRecord,
+    Requester,
     RunRecord,
     RunSpec,
     RunStatus,
@@ -394,14 +396,22 @@ class RemoteEngine:
             return []  # an unknown run has none
         return [JournalRecord.from_json(r) for r in answer["journal"]]
 
-    async def cancel_run(self, run_id: str, *, mode: CancelMode = "immediate") -> RunRecord:
-        """Asked of the server (S's POST /runs/{id}/cancel): the server's process writes the
-        request, on behalf of the server's host (the `cancel_requested` event names it)."""
+    async def cancel_run(
+        self, run_id: str, *, mode: CancelMode = "immediate", by: Requester | None = None
+    ) -> RunRecord:
+        """Asked of the server (POST /runs/{id}/cancel), which writes the request on behalf of
+        `by` (else this process: its host, pid and user), recording itself as the way it came
+        (the `cancel_requested` event's `via`)."""
         if mode not in CANCEL_MODES:  # as a local engine says it, before asking
             modes = ", ".join(CANCEL_MODES)
             raise ValueError(f"{mode!r} is not a cancel mode; use one of: {modes}")
         self._refuse_read_only("runs are cancelled")
-        answer = await self._request("POST", self._run_path(run_id, "/cancel"), body={"mode": mode})
+        asker = by if by is not None else Requester(*requester())
+        body = {
+            "mode": mode,
+            "requested_by": {"host": asker.host, "pid": asker.pid, "user": asker.user},
+        }
+        answer = await self._request("POST", self._run_path(run_id, "/cancel"), body=body)
         return RunRecord.from_json(answer)
 
     # -- approvals: decided and verified by the server's engine (its key stays there) ----------
@@ -449,6 +459,18 @@ class RemoteEngine:
             "POST", "/api/v1/prune", body={"finished_before": float(finished_before)}
         )
         return int(answer["deleted"])
+
+    async def fork_run(
+        self, run_id: str, *, at: int, new_run_id: str, queue: str | None = DEFAULT_QUEUE
+    ) -> RunRecord:
+        """One request; sent again if its answer was lost, which finds the fork it made."""
+        self._refuse_read_only("runs are forked")
+        answer = await self._request(
+            "POST",
+            self._run_path(run_id, "/fork"),
+            body={"at": at, "run_id": new_run_id, "queue": queue},
+        )
+        return RunRecord.from_json(answer)
 
     # -- queued runs (workers, Runner.start) -------------------------------------------------------
 

@@ -1,5 +1,5 @@
 """`runplane runs list|show|cancel|prune`: a run's full history, stopping a run from any shell,
-and keeping a long-lived database bounded."""
+and keeping a long-lived database bounded. `runs replay|fork` live in `cli/replay.py`."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from ..events import (
     ModelCalled,
     RunAwaitingApproval,
     RunFailed,
+    RunForked,
     RunQueued,
     ToolCalled,
     UnknownEvent,
@@ -52,6 +53,7 @@ from ..states import (
     tools_cut_off,
     tools_in_flight,
 )
+from . import replay
 from .where import ServerOption, runs_at
 
 if TYPE_CHECKING:
@@ -370,6 +372,12 @@ def _describe(
             + (" (always)" if e.always else "")
             + (f" by {escape(e.by)}" if e.by else "")
             + (f": {escape(_short(e.message, 200))}" if e.message else "")
+        )
+    if isinstance(e, RunForked):
+        return (
+            f"{head} [magenta]forked[/] from run {escape(e.from_run)} at step {e.at}: "
+            f"{_n(e.model_calls, 'model call')} and {_n(e.tool_outputs, 'tool output')} "
+            "shared from its journal"
         )
     if isinstance(e, RunQueued):
         ref = f" (agent {e.agent_ref})" if e.agent_ref else ""
@@ -819,3 +827,9 @@ def reject_run(
         _decide(runs_at(db, server), run_id, call, approve=False, always=False, message=message)
     )
     _print_approvals(approvals, run, as_json)
+
+
+# -- runs replay / fork (cli/replay.py) ----------------------------------------------------------
+
+runs_app.command("replay")(replay.replay_command)
+runs_app.command("fork")(replay.fork_command)

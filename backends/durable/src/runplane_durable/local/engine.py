@@ -30,6 +30,7 @@ from ..records import (
     EventRecord,
     JournalRecord,
     NewEvent,
+    Requester,
     RunRecord,
     RunSpec,
     RunStatus,
@@ -48,7 +49,7 @@ from ..serde import storable_text
 from ..session import Fenced, JournaledSession, MustWait, say_opened
 from ..writes import Opened, Release, Write
 from . import approvals as approvals_sql
-from . import sql
+from . import fork_sql, sql
 from .database import (
     DEFAULT_DIR,
     DEFAULT_FILE,
@@ -363,15 +364,17 @@ class LocalEngine:
             task_id=lease.task_id, attempt=lease.attempt, status=now.status, attempts=now.attempts
         )
 
-    async def cancel_run(self, run_id: str, *, mode: CancelMode = "immediate") -> RunRecord:
-        """See `Engine.cancel_run`: one transaction, by this process, on behalf of whoever
-        called (its host, pid and user go into the `cancel_requested` event)."""
+    async def cancel_run(
+        self, run_id: str, *, mode: CancelMode = "immediate", by: Requester | None = None
+    ) -> RunRecord:
+        """See `Engine.cancel_run`: one transaction, by this process, on behalf of `by` (else
+        of this process: its host, pid and user go into the `cancel_requested` event)."""
         if mode not in CANCEL_MODES:
             modes = ", ".join(CANCEL_MODES)
             raise ValueError(f"{mode!r} is not a cancel mode; use one of: {modes}")
         self._refuse_read_only("runs are cancelled")
-        host, pid, user = requester()
-        asked = CancelRequested(mode, host, pid, user, time.time())
+        asker = by if by is not None else Requester(*requester())
+        asked = CancelRequested(mode, asker.host, asker.pid, asker.user, time.time(), via=asker.via)
         found = await self.database.call(
             sql.cancel_run,
             check_run_id(run_id),
@@ -437,6 +440,21 @@ class LocalEngine:
             if batch < PRUNE_BATCH:
                 return deleted
             await asyncio.sleep(0)  # let this process's runs write between two batches
+
+    async def fork_run(
+        self, run_id: str, *, at: int, new_run_id: str, queue: str | None = DEFAULT_QUEUE
+    ) -> RunRecord:
+        """See `Engine.fork_run`."""
+        self._refuse_read_only("runs are forked")
+        check_run_id(new_run_id)
+        if queue is not None:
+            check_text(queue, "queue")
+        done = await self.database.call(
+            fork_sql.fork_run, check_run_id(run_id), at, new_run_id, queue
+        )
+        if done is None:
+            raise errors.RunNotFoundError(run_id=run_id, database=describe(self.url))
+        return done[1]
 
     async def event_feed(self) -> EventFeed | None:
         """See `engine.Notifying`: on PostgreSQL, this engine's one listening connection."""
@@ -536,6 +554,9 @@ def _claim_sync(
     _check_same_run(spec, row)
     if row.status == "cancelled":
         raise errors.RunCancelledError(run_id=spec.run_id)
+    if spec.claim_status is not None and row.status != spec.claim_status and row.owner != owner:
+        # A worker's claim of a run listed in another status: finished (or taken up) since.
+        raise errors.RunLeasedError(run_id=spec.run_id, holder=row.owner, status=row.status)
     if row.status == "completed":
         entries = sql.read_journal(conn, spec.run_id)
         last = sql.max_event_seq(conn, spec.run_id)

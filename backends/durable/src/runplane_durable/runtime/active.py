@@ -18,7 +18,7 @@ from runplane import RunnerBackend
 
 from .. import lazy_errors as errors
 from ..engine import Engine, RunSession
-from ..records import JournalEntry
+from ..records import JournalEntry, RunStatus
 from .cancel import Stopper
 
 __all__ = [
@@ -171,4 +171,8 @@ NAMED_RUN_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 LAST_RUN_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "runplane_durable_last_run_id", default=None
+)
+# A worker's claim (`identity.claiming`): the run it listed, and the status it was listed in.
+CLAIMING: contextvars.ContextVar[tuple[str, RunStatus] | None] = contextvars.ContextVar(
+    "runplane_durable_claiming", default=None
 )

@@ -47,7 +47,7 @@ from .approvals import (
 from .cancel import Stopper, requested_by, watch
 from .cancel import cancel_poll_seconds as poll_setting
 from .durability import Durability
-from .identity import NestedRunId, reserve_run_id, take_requested_run_id
+from .identity import NestedRunId, claim_status_for, reserve_run_id, take_requested_run_id
 from .sdk_internals import stream_error
 
 __all__ = ["DEFAULT_LEASE_SECONDS", "DurableBackend"]
@@ -305,6 +305,7 @@ class DurableBackend(RunnerBackendBase):
             named=chosen == NAMED_RUN_ID.get(),
             agent_ref=agent_ref or (ref_of(agent) if isinstance(agent, Agent) else None),
             queue=None if nested else queue,
+            claim_status=claim_status_for(str(chosen)),
         )
 
     async def _heartbeat_once_open(self, active: ActiveRun) -> None:
@@ -567,6 +568,7 @@ def _spec_of(record: RunRecord) -> RunSpec:
         options=record.options,
         agent_ref=record.agent_ref,
         queue=record.queue,
+        claim_status=claim_status_for(record.id),
     )
 
 

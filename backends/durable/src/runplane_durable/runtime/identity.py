@@ -11,10 +11,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..names import MAX_RUN_ID, check_run_id, fitted, new_run_id
-from .active import LAST_RUN_ID, NAMED_RUN_ID, REQUESTED_RUN_ID
+from ..records import RunStatus
+from .active import CLAIMING, LAST_RUN_ID, NAMED_RUN_ID, REQUESTED_RUN_ID
 
 __all__ = [
     "NestedRunId",
+    "claim_status_for",
+    "claiming",
     "last_run_id",
     "nested_run_id",
     "reserve_run_id",
@@ -96,3 +99,21 @@ def take_requested_run_id() -> str:
 def last_run_id() -> str | None:
     """The id of the last durable run started from this context (thread or task)."""
     return LAST_RUN_ID.get()
+
+
+@contextmanager
+def claiming(run_id: str, status: RunStatus) -> Iterator[None]:
+    """Opening run `run_id` inside is a worker's claim of it in `status`, the one
+    `claimable_runs` listed it in (`RunSpec.claim_status`): finished since, it is refused."""
+    token = CLAIMING.set((run_id, status))
+    try:
+        yield
+    finally:
+        CLAIMING.reset(token)
+
+
+def claim_status_for(run_id: str) -> RunStatus | None:
+    """The status run `run_id` is claimed in here, if a worker claims it (runs it starts,
+    with ids of their own, are no claims)."""
+    claim = CLAIMING.get()
+    return claim[1] if claim is not None and claim[0] == run_id else None

@@ -13,11 +13,13 @@ from agents.run_error_handlers import RunErrorHandlers
 from runplane import BackendRunner, RunOptions
 
 from ..errors import DurableError
+from ..names import check_run_id, new_run_id
 from ..records import DEFAULT_QUEUE, Approval, CancelMode, EventRecord, RunRecord, RunStatus
 from ..serde import load_value
 from .agent_refs import resolve
 from .backend import DurableBackend
 from .handle import RunHandle
+from .identity import claiming
 from .identity import run_id as named_run
 
 __all__ = ["Runner", "resume_run", "stored_context", "stored_input"]
@@ -51,11 +53,27 @@ async def resume_run(
     run_config: RunConfig | dict[str, Any] | None = None,
     error_handlers: RunErrorHandlers[Any] | None = None,
     session: Session | None = None,
+    claim: bool = False,
 ) -> RunResult:
     """Run `record` on `backend` under its own id, with its stored input and options (and its
     stored context, unless one is given): a queued run starts, an unfinished one resumes from
     its journal, a finished one replays its result. A run that stopped for approval resumes
-    from its stored snapshot, with the decisions stored for it applied."""
+    from its stored snapshot, with the decisions stored for it applied.
+
+    `claim` (a worker's, of a run `claimable_runs` listed): the run is opened only if it is
+    still in `record.status`; finished by another process since, RunLeasedError."""
+    if claim:
+        with claiming(record.id, record.status):
+            return await resume_run(
+                backend,
+                record,
+                starting_agent,
+                context=context,
+                hooks=hooks,
+                run_config=run_config,
+                error_handlers=error_handlers,
+                session=session,
+            )
     options = record.options
     snapshot = await backend.engine.load_snapshot(record.id)
     if snapshot is not None:
@@ -171,6 +189,32 @@ class Runner(BackendRunner):
             starting, input, options, run_id=run_id, agent_ref=ref, queue=queue
         )
         return RunHandle(record.id, backend.engine, agent=starting)
+
+    @classmethod
+    async def fork(
+        cls,
+        from_run: str,
+        /,
+        *,
+        at: int,
+        run_id: str | None = None,
+        queue: str | None = DEFAULT_QUEUE,
+        agent: Agent[Any] | None = None,
+    ) -> RunHandle:
+        """Fork run `from_run` at step `at` (the step numbers `runplane runs show` prints) and
+        return the new run's handle at once (`Engine.fork_run`).
+
+        The new run (`run_id`, else a new id) has the run's agent, input and options, and
+        shares its journal before step `at`: opened, it replays those steps (no model or tool
+        call) and goes on live from `at`. It is stored `queued` on `queue` for a worker that
+        knows the agent, as `Runner.start` stores a run; with `queue=None` no worker takes it:
+        run it here with `await Runner.resume(handle.run_id, agent)`. The run forked is not
+        touched. `agent` names the agents the handle's `stream_events()` items carry.
+        """
+        backend = cls.durable()
+        chosen = check_run_id(run_id) if run_id is not None else new_run_id()
+        record = await backend.engine.fork_run(from_run, at=at, new_run_id=chosen, queue=queue)
+        return RunHandle(record.id, backend.engine, agent=agent)
 
     @classmethod
     def handle(cls, run_id: str, agent: Agent[Any] | None = None) -> RunHandle:

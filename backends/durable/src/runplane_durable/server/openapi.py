@@ -22,6 +22,7 @@ from ..records import (
     APPROVAL_STATUSES,
     CANCEL_MODES,
     JOURNAL_KINDS,
+    MAX_STORED_INT,
     RUN_STATUSES,
     TASK_OUTCOMES,
     TASK_STATUSES,
@@ -56,6 +57,15 @@ def _object(properties: dict[str, Schema], *, optional: tuple[str, ...] = ()) ->
 _TIME = {"type": "number", "description": "seconds since the epoch"}
 _COUNT = {"type": "integer", "minimum": 0}
 _ANY: Schema = {"description": "any JSON value"}
+
+# What `names.check_run_id` takes: not blank, no NUL, at most 200 characters.
+RUN_ID_SCHEMA: Schema = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 200,
+    # (and Python's own whitespace beyond JSON Schema's \s: \x1c-\x1f, \x85)
+    "pattern": "^[^\\x00]*[^\\x00\\s\\x1c-\\x1f\\x85][^\\x00]*$",
+}
 
 SCHEMAS: dict[str, Schema] = {
     "RunRecord": _object(
@@ -148,8 +158,9 @@ SCHEMAS: dict[str, Schema] = {
             "named": {"type": "boolean"},
             "agent_ref": _nullable({"type": "string"}),
             "queue": _nullable({"type": "string"}),
+            "claim_status": _nullable({"enum": list(RUN_STATUSES)}),
         },
-        optional=("named", "agent_ref", "queue"),
+        optional=("named", "agent_ref", "queue", "claim_status"),
     ),
     "JournalEntry": _object(
         {
@@ -390,7 +401,46 @@ SCHEMAS: dict[str, Schema] = {
     "CompleteTask": _object({"lease": _ref("TaskLease"), "result": _ref("TaskResult")}),
     "FailTask": _object({"lease": _ref("TaskLease"), "error": {"type": "string"}}),
     "Ours": _object({"ours": {"const": True}}),
-    "CancelRequest": _object({"mode": {"enum": list(CANCEL_MODES)}}, optional=("mode",)),
+    "CancelRequest": _object(
+        {
+            "mode": {"enum": list(CANCEL_MODES)},
+            # who asks, as the asking process says (the server records itself as the way)
+            "requested_by": _nullable(
+                _object(
+                    {
+                        "host": _nullable({"type": "string", "minLength": 1, "maxLength": 255}),
+                        "pid": _nullable(
+                            {"type": "integer", "minimum": 0, "maximum": MAX_STORED_INT}
+                        ),
+                        "user": _nullable({"type": "string", "minLength": 1, "maxLength": 255}),
+                    },
+                    optional=("host", "pid", "user"),
+                )
+            ),
+        },
+        optional=("mode", "requested_by"),
+    ),
+    "ForkRequest": _object(
+        {
+            "at": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_SEQ,
+                "description": "the step to fork at: the event seq `runplane runs show` prints; "
+                "the journal before it is shared, the fork goes on live from it",
+            },
+            "run_id": {
+                **RUN_ID_SCHEMA,
+                "description": "the fork's id (the same body again answers the same fork)",
+            },
+            "queue": {
+                **_nullable({"type": "string", "minLength": 1, "pattern": "^[^\\x00]*$"}),
+                "description": "the worker queue the fork waits on (default `default`); null: "
+                "none, the caller opens it",
+            },
+        },
+        optional=("queue",),
+    ),
     "PruneRequest": _object({"finished_before": _TIME}),
     "Pruned": _object({"deleted": _COUNT}),
     "Health": _object({"status": {"const": "ok"}, "engine": {"type": "string"}}),
@@ -430,14 +480,7 @@ RUN_ID: Schema = {
         "the run's id, percent-encoded as one segment, dots too "
         "(quote(run_id, safe='').replace('.', '%2E'))"
     ),
-    # What `names.check_run_id` takes: not blank, no NUL, at most 200 characters.
-    "schema": {
-        "type": "string",
-        "minLength": 1,
-        "maxLength": 200,
-        # (and Python's own whitespace beyond JSON Schema's \s: \x1c-\x1f, \x85)
-        "pattern": "^[^\\x00]*[^\\x00\\s\\x1c-\\x1f\\x85][^\\x00]*$",
-    },
+    "schema": RUN_ID_SCHEMA,
     "example": "order-42",
 }
 
@@ -565,6 +608,23 @@ PATHS: dict[str, Schema] = {
             requestBody={
                 "required": False,
                 "content": {"application/json": {"schema": _ref("CancelRequest")}},
+            },
+        )
+    },
+    "/api/v1/runs/{run_id}/fork": {
+        "post": _run_op(
+            "Fork the run at a step: a new queued run sharing its journal before the step",
+            _json("RunRecord", "the fork, queued (options.forked_from says of what)"),
+            more_responses={
+                "409": _json(
+                    "Error",
+                    "run_id names another run (run_input_mismatch), or the run has no step "
+                    "`at` (fork_step: its steps are 1 to `last`)",
+                ),
+            },
+            requestBody={
+                "required": True,
+                "content": {"application/json": {"schema": _ref("ForkRequest")}},
             },
         )
     },

@@ -60,6 +60,7 @@ _STATUS = {
     "unstorable_name": 400,
     "journal_serialization": 400,
     "agent_ref": 400,
+    "fork_step": 409,
     "remote_context": 400,
     "server": 502,
     "database": 503,

@@ -8,6 +8,7 @@ engine's own `run_not_found` error.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,15 @@ from starlette.routing import BaseRoute, Route
 
 from .. import lazy_errors as errors
 from ..events import AttemptEnded, AttemptStarted, parse
-from ..records import CANCEL_MODES, EventRecord, run_cursor
+from ..records import (
+    CANCEL_MODES,
+    DEFAULT_QUEUE,
+    MAX_STORED_INT,
+    EventRecord,
+    Requester,
+    run_cursor,
+)
+from ..serde import storable_text
 from . import sse
 from .context import engine_of, known_run, run_id_of
 from .query import (
@@ -111,13 +120,74 @@ def attempts_of(events: list[EventRecord]) -> list[dict[str, Any]]:
 async def cancel_run(request: Request) -> Response:
     query(request, ())
     run_id = run_id_of(request)
-    body = body_object(await read_json(request, empty={}), ("mode",))
+    body = body_object(await read_json(request, empty={}), ("mode", "requested_by"))
     mode = body.get("mode", "immediate")
     if mode not in CANCEL_MODES:
         raise bad_request(
             f"mode must be one of: {', '.join(CANCEL_MODES)}; got {mode!r}", member="mode"
         )
-    record = await engine_of(request).cancel_run(run_id, mode=mode)
+    record = await engine_of(request).cancel_run(run_id, mode=mode, by=_asker(request, body))
+    return JSONResponse(record.to_json())
+
+
+def _asker(request: Request, body: dict[str, Any]) -> Requester:
+    """Who asks: the process the client says it is (`requested_by`: host, pid, user; a browser
+    or plain HTTP client says nothing), through this server from the client's address."""
+    client = request.client.host if request.client is not None else "unknown address"
+    via = f"runplane server on {socket.gethostname()}, client {client}"
+    said = body.get("requested_by")
+    if said is None:
+        return Requester(None, via=via)
+    member = "requested_by"
+    if not isinstance(said, dict) or set(said) - {"host", "pid", "user"}:
+        raise bad_request(
+            f"{member} must be an object of host, pid and user, got {said!r:.80}", member=member
+        )
+    host, pid, user = said.get("host"), said.get("pid"), said.get("user")
+    if isinstance(pid, float) and pid.is_integer():  # JSON's integer: 66.0 is one too
+        pid = int(pid)
+    for name, value in (("host", host), ("user", user)):
+        if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 255):
+            raise bad_request(
+                f"{member}.{name} must be a string of 1 to 255 characters or null, "
+                f"got {value!r:.80}",
+                member=member,
+            )
+    if pid is not None and (
+        isinstance(pid, bool) or not isinstance(pid, int) or not 0 <= pid <= MAX_STORED_INT
+    ):
+        raise bad_request(
+            f"{member}.pid must be an integer from 0 to {MAX_STORED_INT} or null, got {pid!r:.80}",
+            member=member,
+        )
+    return Requester(
+        None if host is None else storable_text(host),
+        pid,
+        None if user is None else storable_text(user),
+        via=via,
+    )
+
+
+async def fork_run(request: Request) -> Response:
+    """POST /api/v1/runs/{run_id}/fork {"at", "run_id", "queue"} -> the fork (`Engine.fork_run`).
+    Sent again with the same body, it answers the fork made the first time."""
+    query(request, ())
+    run_id = run_id_of(request)
+    body = body_object(
+        await read_json(request), ("at", "run_id", "queue"), required=("at", "run_id")
+    )
+    at = body["at"]
+    if isinstance(at, float) and at.is_integer():  # JSON's integer: 134.0 is one too
+        at = int(at)
+    if isinstance(at, bool) or not isinstance(at, int):  # its range: the engine's ForkStepError
+        raise bad_request(f"at must be a step number (an integer); got {at!r}", member="at")
+    new_run_id = body["run_id"]
+    if not isinstance(new_run_id, str):
+        raise bad_request(f"run_id must be a string; got {new_run_id!r}", member="run_id")
+    queue = body.get("queue", DEFAULT_QUEUE)
+    if queue is not None and (not isinstance(queue, str) or not queue):
+        raise bad_request(f"queue must be a name or null; got {queue!r}", member="queue")
+    record = await engine_of(request).fork_run(run_id, at=at, new_run_id=new_run_id, queue=queue)
     return JSONResponse(record.to_json())
 
 
@@ -144,5 +214,6 @@ def routes() -> list[BaseRoute]:
         _run_route("/events/stream", sse.stream_events),
         _run_route("/attempts", get_attempts),
         _run_route("/cancel", cancel_run, "POST"),
+        _run_route("/fork", fork_run, "POST"),
         Route("/api/v1/prune", prune, methods=["POST"]),
     ]

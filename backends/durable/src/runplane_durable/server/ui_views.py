@@ -34,6 +34,7 @@ from ..events import (
     RunCancelled,
     RunCompleted,
     RunFailed,
+    RunForked,
     RunQueued,
     ToolCalled,
     UnknownEvent,
@@ -319,6 +320,9 @@ def item_of(
     elif isinstance(event, RunQueued):
         kind, title = "attempt", f"queued on {event.queue}, for a worker"
         chips = [] if event.agent_ref is None else [f"agent {event.agent_ref}"]
+    elif isinstance(event, RunForked):
+        kind, title = "attempt", f"forked from {event.from_run} at step {event.at}"
+        chips = [f"{event.model_calls} model calls, {event.tool_outputs} tool outputs shared"]
     else:  # a newer version's event, or one whose payload does not fit its type
         kind, title = "other", event.type
         blocks = [Block("payload", _text(event.to_payload()))]

@@ -158,7 +158,9 @@ class Worker:
         try:
             # Under the process-wide approval policy, as a program's runs are (the facade applies
             # it there): a run a guarded program started must not continue here unguarded.
-            await resume_run(self.backend, record, enforced(agent))
+            # A claim of the run in the status it was listed in: finished by another process
+            # since, it is refused (RunLeasedError), never taken up again.
+            await resume_run(self.backend, record, enforced(agent), claim=True)
         except RunLeasedError as exc:
             if exc.taken_over:  # it ran here, silent past its lease: its late steps refused
                 log.warning("worker: gave up run %s: %s", record.id, exc)
