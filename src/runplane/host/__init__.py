@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .authority import authority_text, load_authority
     from .context import EventHandler, HostContext
     from .options import DEFAULT_MODEL, HostSetupError, ModelOptions
-    from .sessions import SupportsConversations
+    from .sessions import SupportsConversations, SupportsConversationTurns, UnfinishedTurn
     from .turn import TurnResult
 
 __all__ = [
@@ -28,8 +28,10 @@ __all__ = [
     "HostContext",
     "HostSetupError",
     "ModelOptions",
+    "SupportsConversationTurns",
     "SupportsConversations",
     "TurnResult",
+    "UnfinishedTurn",
     "authority_text",
     "load_authority",
 ]
@@ -42,7 +44,9 @@ _LAZY = {
     "DEFAULT_MODEL": "options",
     "HostSetupError": "options",
     "ModelOptions": "options",
+    "SupportsConversationTurns": "sessions",
     "SupportsConversations": "sessions",
+    "UnfinishedTurn": "sessions",
     "TurnResult": "turn",
 }
 

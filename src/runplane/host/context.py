@@ -27,7 +27,12 @@ from ..facade import BackendRunner, Runner, runner
 from ..protocol import DEFAULT_MAX_TURNS, RunIdReserving
 from .authority import authority_text, load_authority
 from .options import HostSetupError, ResolvedModel, resolve
-from .sessions import conversation_session
+from .sessions import (
+    SupportsConversationTurns,
+    UnfinishedTurn,
+    conversation_session,
+    unfinished_turn,
+)
 from .tools import check_tools
 from .turn import TurnResult, output_text, usage_of
 
@@ -86,6 +91,8 @@ class HostContext:
         self._pending: tuple[RunState[Any], list[ToolApprovalItem]] | None = None
         self._current: RunResultStreaming | None = None
         self.turns: list[TurnResult] = []
+        self._next_turn = 0  # the number of the next turn, on a backend that keeps turns
+        self._unfinished: UnfinishedTurn | None = None
 
     # -- setup -----------------------------------------------------------------------------------
 
@@ -113,7 +120,18 @@ class HostContext:
                 self.runner.backend(), self.conversation_id
             )
         self.conversation_id = self._session.session_id
+        keeper = self._turn_keeper()
+        if keeper is not None:
+            # A conversation this backend keeps: go on after its last turn, and offer a turn
+            # cut off when the host stopped (killed mid-turn) to `resume()`.
+            turns = await keeper.conversation_turns(self.conversation_id)
+            self._unfinished = unfinished_turn(turns)
+            self._next_turn = len(turns) - (1 if self._unfinished is not None else 0)
         return self
+
+    def _turn_keeper(self) -> SupportsConversationTurns | None:
+        backend = self.runner.backend()
+        return backend if isinstance(backend, SupportsConversationTurns) else None
 
     async def __aexit__(
         self,
@@ -144,6 +162,39 @@ class HostContext:
         self.agent  # noqa: B018 - raises the not-open error
         assert self._session is not None
         return self._session
+
+    @property
+    def next_turn(self) -> int:
+        """The number the next new turn of this conversation gets (0 for a new conversation;
+        on a backend that keeps turns, the turns recorded before this host context count)."""
+        return self._next_turn
+
+    @property
+    def unfinished_turn(self) -> UnfinishedTurn | None:
+        """The turn cut off when this conversation's host last stopped (on a backend that keeps
+        turns, the durable one): `await ctx.resume()` finishes it without repeating its recorded
+        model calls or completed tools; `ctx.discard_unfinished()` leaves it as it is."""
+        return self._unfinished
+
+    async def resume(self) -> TurnResult:
+        """Finish the turn cut off when the host stopped (`unfinished_turn`): its run goes on
+        from its journal, its events bridged as for any turn."""
+        if self._unfinished is None:
+            raise HostSetupError(
+                "no turn of this conversation was cut off (ctx.unfinished_turn is None)"
+            )
+        prompt = self._unfinished.prompt
+        self._unfinished = None
+        async for _ in self._turn(prompt, None):
+            pass
+        return self.turns[-1]
+
+    def discard_unfinished(self) -> None:
+        """Go on without the cut-off turn (it stays recorded as it was; its calls do not run
+        again); the next prompt is a turn of its own."""
+        if self._unfinished is not None:
+            self._unfinished = None
+            self._next_turn += 1
 
     @property
     def pending_approvals(self) -> list[ToolApprovalItem]:
@@ -243,6 +294,14 @@ class HostContext:
         return [str(item.call_id) for item in self.pending_approvals]
 
     def _refuse_while_waiting(self) -> None:
+        if self._unfinished is not None:
+            turn = self._unfinished
+            raise HostSetupError(
+                f"turn {turn.number} of conversation {self.conversation_id!r} (run "
+                f"{turn.run_id}) was cut off when its host stopped: `await ctx.resume()` "
+                "finishes it (its recorded steps are not repeated), or ctx.discard_unfinished() "
+                "goes on without it"
+            )
         if self._pending is not None:
             raise HostSetupError(
                 f"the last turn waits for approval of {', '.join(self._waiting_ids())}: decide "
@@ -266,14 +325,24 @@ class HostContext:
         error: BaseException | None = None
         result: RunResultStreaming | None = None
         try:
+            keeper = None if isinstance(input, RunState) else self._turn_keeper()
             try:
-                result = self.runner.run_streamed(
-                    agent,
-                    input,
-                    context=self.context,
-                    max_turns=self.max_turns,
-                    session=self._session,
-                )
+                # On a backend that keeps turns, a new turn runs under the id of its number in
+                # the conversation (a continued one goes on under its own).
+                with (
+                    keeper.conversation_turn(self.conversation_id or "", self._next_turn)
+                    if keeper is not None
+                    else contextlib.nullcontext()
+                ):
+                    result = self.runner.run_streamed(
+                        agent,
+                        input,
+                        context=self.context,
+                        max_turns=self.max_turns,
+                        session=self._session,
+                    )
+                if keeper is not None:
+                    self._next_turn += 1
             except Exception as exc:  # refused before it started: reported like any failure
                 run_id = run_id or uuid.uuid4().hex
                 error = exc

@@ -3,10 +3,10 @@ third-party `deadline` backend: equal bridged events, equal answers, history hel
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
-import runplane_deadline.plugin
 from runplane_durable import DurableBackend, LocalEngine
 from support.backends import BackendPlugin
 from support.host_program import PAID, POLICY, TOOLS, conversation, scripted_model, shape
@@ -53,7 +53,16 @@ def summary(turns: list[TurnResult]) -> list[Any]:
     ]
 
 
-async def test_the_same_host_program_on_three_backends(db_url: str) -> None:
+THIRD_PARTY_SRC = Path(__file__).parents[2] / "third_party_backend" / "src"
+
+
+async def test_the_same_host_program_on_three_backends(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The third party's backend, registered from its source tree as an application would.
+    monkeypatch.syspath_prepend(str(THIRD_PARTY_SRC))
+    import runplane_deadline.plugin  # type: ignore[import-not-found]
+
     engine = LocalEngine(db_url)
     registry = runplane.Registry(group="runplane-none")
     registry.register(BackendPlugin({"durable": lambda: DurableBackend(engine)}), name="durable")
