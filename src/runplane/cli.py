@@ -161,7 +161,9 @@ def _show_warning(
 ) -> None:
     """A broken plugin as one readable line on stderr, not Python's source-line format."""
     if issubclass(category, BrokenPluginWarning):
-        err_console.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False)
+        err_console.print(
+            f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True
+        )
     else:
         _python_show_warning(message, category, filename, lineno, file, line)
 
@@ -176,5 +178,7 @@ def main(argv: list[str] | None = None) -> None:
         app = build_app()
         app(args=argv, prog_name="runplane", standalone_mode=True)
     except RunplaneError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         sys.exit(2)
