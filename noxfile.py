@@ -53,6 +53,10 @@ PYPROJECTS = [
     "conformance/pyproject.toml",
 ]
 TEST_ENV = {"OPENAI_AGENTS_DISABLE_TRACING": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+# The tests mostly wait (subprocesses, servers, PostgreSQL), so one process leaves a core idle; two
+# workers on this 2-core machine kind keep the load near the cores (more made timing-bound tests
+# fail under load). RUNPLANE_TEST_WORKERS overrides (`auto`, `0` for one process, ...).
+TEST_WORKERS = os.environ.get("RUNPLANE_TEST_WORKERS", "2")
 # Backends the conformance session also checks against the durability profile.
 DURABLE_BACKENDS = {"durable"}
 TYPED_SOURCES = [
@@ -104,9 +108,12 @@ def tests(session: nox.Session) -> None:
     """The project's own tests (core, backends, conformance meta-tests, third-party example)."""
     env = _project(session)
     # The web UI's browser tests run in `ui`, which installs Chromium first. The slowest tests
-    # are listed at the end, so CI's log says where its time goes.
+    # are listed at the end, so CI's log says where its time goes. TEST_WORKERS pytest-xdist
+    # workers, each taking whole files (their module fixtures and caches stay one per file);
+    # `nox -s tests -- -n 0` runs them in one process (docs/development.md, Tests).
     marks = "not realmodel and not browser"
-    _run(session, env, "pytest", "-m", marks, "--durations=25", *session.posargs)
+    workers = ["-n", TEST_WORKERS, "--dist", "loadfile"]
+    _run(session, env, "pytest", "-m", marks, *workers, "--durations=25", *session.posargs)
 
 
 @nox.session(venv_backend="none")

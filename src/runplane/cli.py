@@ -83,6 +83,65 @@ def build_app(registry: Registry | None = None) -> typer.Typer:
                 f"[bold red]broken plugin:[/] {escape(str(b.error))}", highlight=False
             )
 
+    @app.command("chat")
+    def chat_command(
+        backend: Annotated[
+            str | None,
+            typer.Option(help="Backend name (default: RUNPLANE_BACKEND, else openai)."),
+        ] = None,
+        model: Annotated[
+            str | None, typer.Option(help="Model name (default: gpt-4.1-mini).")
+        ] = None,
+        base_url: Annotated[
+            str | None,
+            typer.Option(
+                "--base-url", help="An OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1."
+            ),
+        ] = None,
+        api: Annotated[
+            str | None,
+            typer.Option(help="responses or chat_completions (with --base-url: chat_completions)."),
+        ] = None,
+        system: Annotated[
+            str, typer.Option(help="The system prompt.")
+        ] = "You are a helpful assistant.",
+        policy: Annotated[
+            str | None,
+            typer.Option(help="An approval policy TOML file: its calls are asked inline (y/n)."),
+        ] = None,
+        tools: Annotated[
+            list[str] | None,
+            typer.Option("--tools", help="MODULE:ATTR: a tool or a list of tools (repeatable)."),
+        ] = None,
+        conversation: Annotated[
+            str | None,
+            typer.Option(
+                help="A conversation id (a backend that stores conversations resumes it)."
+            ),
+        ] = None,
+        max_turns: Annotated[int, typer.Option(help="Model calls per prompt at most.")] = 10,
+    ) -> None:
+        """Chat with an agent in the terminal: streamed text, tools, usage, approvals inline."""
+        if api is not None and api not in ("responses", "chat_completions"):
+            raise typer.BadParameter(
+                f"{api!r} is neither 'responses' nor 'chat_completions'", param_hint="--api"
+            )
+        from .host.chat import ChatConfig, main  # imports the SDK: only when chatting
+
+        main(
+            ChatConfig(
+                backend=backend,
+                model=model,
+                base_url=base_url,
+                api=api,
+                system=system,
+                policy=policy,
+                tools=tuple(tools or ()),
+                conversation=conversation,
+                max_turns=max_turns,
+            )
+        )
+
     reg.hook.runplane_cli(app=app)
     return app
 
@@ -102,7 +161,9 @@ def _show_warning(
 ) -> None:
     """A broken plugin as one readable line on stderr, not Python's source-line format."""
     if issubclass(category, BrokenPluginWarning):
-        err_console.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False)
+        err_console.print(
+            f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True
+        )
     else:
         _python_show_warning(message, category, filename, lineno, file, line)
 
@@ -117,5 +178,7 @@ def main(argv: list[str] | None = None) -> None:
         app = build_app()
         app(args=argv, prog_name="runplane", standalone_mode=True)
     except RunplaneError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         sys.exit(2)

@@ -102,7 +102,7 @@ class BackendRunner:
         settings = OpenAISettings.from_env()  # a bad setting is a SettingsError on any backend
         name, backend, registry = cls._resolve()
         starting_agent = enforced(starting_agent)
-        with reserved_run_id(backend) as run_id:
+        with reserved_run_id(backend, input) as run_id:
             observation = RunObservation(
                 registry.hook, name, starting_agent, mode, run_id, input=input
             )
@@ -144,7 +144,7 @@ class BackendRunner:
         settings = OpenAISettings.from_env()  # a bad setting is a SettingsError on any backend
         name, backend, registry = cls._resolve()
         starting_agent = enforced(starting_agent)
-        with reserved_run_id(backend) as run_id:
+        with reserved_run_id(backend, input) as run_id:
             observation = RunObservation(
                 registry.hook, name, starting_agent, "run_streamed", run_id, input=input
             )

@@ -19,6 +19,8 @@ which observers then see as `RunInfo.run_id`.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -98,20 +100,33 @@ class RunnerBackend(Protocol):
 class RunIdReserving(Protocol):
     """The optional part of the contract: a backend that names its runs says so up front.
 
-    `reserve_run_id()` is entered by the facade just before it starts observing a run and left
-    once the backend's entry point has returned (for `run_streamed`, once the stream object
+    `reserve_run_id(input)` is entered by the facade just before it starts observing a run and
+    left once the backend's entry point has returned (for `run_streamed`, once the stream object
     exists). It yields the id the run started inside it will have, so observers and the backend's
-    own records (the durable journal) name the run alike; it must not start anything.
+    own records (the durable journal) name the run alike; it must not start anything. `input` is
+    the run's input: a `RunState` may continue a run the backend named before, under its id. A
+    backend whose `reserve_run_id()` takes no input is called without it.
     """
 
-    def reserve_run_id(self) -> contextlib.AbstractContextManager[str]: ...
+    def reserve_run_id(self, input: Any = None) -> contextlib.AbstractContextManager[str]: ...
 
 
 @contextlib.contextmanager
-def reserved_run_id(backend: object) -> Iterator[str | None]:
+def reserved_run_id(backend: object, input: Any = None) -> Iterator[str | None]:
     """The backend's id for the run about to start inside this block, or None if it names none."""
     if not isinstance(backend, RunIdReserving):
         yield None
         return
-    with backend.reserve_run_id() as run_id:
+    reserve = backend.reserve_run_id
+    with reserve(input) if _takes_input(type(backend)) else reserve() as run_id:
         yield run_id
+
+
+@functools.cache
+def _takes_input(cls: type[RunIdReserving]) -> bool:
+    """Whether `cls.reserve_run_id` takes the run's input (read once per backend class)."""
+    try:
+        inspect.signature(cls.reserve_run_id).bind(None, None)  # (self, input)
+    except TypeError:
+        return False
+    return True

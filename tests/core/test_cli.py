@@ -61,9 +61,14 @@ def test_plugins_add_subcommands_through_the_hook() -> None:
 
 
 def test_runplane_errors_exit_2_with_one_line(tmp_path: Path) -> None:
-    proc = _run("runs", "show", "no-such-run", "--db", str(tmp_path / "missing.db"))
+    # A path longer than a terminal line: the message is one line, never broken inside a word
+    # (the terminal wraps it where it must, and a copied path stays whole).
+    where = tmp_path / ("deep-" * 20) / "missing.db"
+    proc = _run("runs", "show", "no-such-run", "--db", str(where))
     assert proc.returncode == 2
-    assert f"no SQLite database at {tmp_path / 'missing.db'}" in " ".join(proc.stderr.split())
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: ")
+    assert f"no SQLite database at {where}" in line
     assert "Traceback" not in proc.stderr
 
 

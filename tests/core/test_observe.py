@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -140,3 +141,41 @@ def test_a_coroutine_from_run_streamed_is_refused_by_name(observer: Observer) ->
     assert "must be synchronous" in str(info.value)
     assert observer.log[-1][0] == "finished"
     assert observer.log[-1][1][2] is info.value
+
+
+class ReservingBackend(RecordingBackend):
+    """Names its runs; `takes_input` says which form of `reserve_run_id` it has."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.given: list[Any] = []
+
+    def reserve_run_id(self, input: Any = None) -> Any:
+        self.given.append(input)
+        return contextlib.nullcontext(f"run-{len(self.given)}")
+
+
+class OldReservingBackend(RecordingBackend):
+    """A backend written before `reserve_run_id` took the run's input."""
+
+    def reserve_run_id(self) -> Any:
+        return contextlib.nullcontext("old-run")
+
+
+def test_reserve_run_id_gets_the_input_when_it_takes_one(observer: Observer) -> None:
+    """A backend may name a run after its input (a RunState continuing a run it named
+    before); one whose `reserve_run_id()` takes no input is called without it."""
+    new, old = ReservingBackend(), OldReservingBackend()
+    names = [
+        runplane.register_plugin(BackendPlugin({"reserving": lambda: new}), name="reserving"),
+        runplane.register_plugin(BackendPlugin({"old-reserving": lambda: old}), name="old-res"),
+    ]
+    try:
+        runplane.runner("reserving").run_sync(_agent(), "go")
+        runplane.runner("old-reserving").run_sync(_agent(), "go")
+    finally:
+        for name in names:
+            runplane.default_registry().unregister(name)
+    assert new.given == ["go"]
+    started = [run.run_id for kind, run in observer.log if kind == "started"]
+    assert started == ["run-1", "old-run"]

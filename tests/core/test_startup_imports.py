@@ -73,6 +73,7 @@ def _probe(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[str, str]:
         ["runs", "--help"],
         ["model", "--help"],
         ["model", "status"],
+        ["chat", "--help"],
     ],
     ids=" ".join,
 )

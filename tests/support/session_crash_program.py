@@ -4,6 +4,9 @@ and resume; copied to a temp dir and run there (see `durable_programs.CrashProgr
     python program.py MODE RUN_ID PROMPT          one run with session=SQLiteSession (session.db)
     python program.py host CONVERSATION PROMPT... a host: one durable run per prompt (turn), all
                                                   sharing the conversation's DurableSession
+    python program.py hostctx CONVERSATION PROMPT...  the same host on runplane.host's
+                                                  HostContext: started again, it resumes the
+                                                  turn cut off and goes on with the prompts after
 
 MODE is run | run_sync | run_streamed. Every turn the model asks for tool_a, then tool_b, then
 answers with their outputs. It derives its step from what its input holds since the last user
@@ -119,11 +122,48 @@ async def host(conversation: str, prompts: list[str]) -> list[Any]:
     return outputs
 
 
+async def host_context(conversation: str, prompts: list[str]) -> list[Any]:
+    """A host on `runplane.host.HostContext` (durable backend): one turn per prompt. Started
+    again after a crash, it finishes the turn cut off (`ctx.resume()`) and goes on with the
+    prompts after it; the finished turns are not run again."""
+    from runplane.host import HostContext, ModelOptions
+
+    current = [prompts[0]]
+    steps = [ModelStep.respond(respond) for _ in range(TURNS * len(prompts))]
+    ctx = HostContext(
+        system_prompt="Do the two steps in order.",
+        tools=[make_tool(name, current) for name in TOOLS],
+        options=ModelOptions(model=ScriptedModel(steps)),
+        backend="durable",
+        conversation_id=conversation,
+        name="sessioned",
+    )
+    outputs = []
+    async with ctx:
+        unfinished = ctx.unfinished_turn
+        if unfinished is not None:
+            assert isinstance(unfinished.prompt, str)
+            current[0] = unfinished.prompt
+            turn = await ctx.resume()
+            log("host.log", f"{unfinished.number} {os.getpid()} resumed")
+            outputs.append(turn.final_output)
+        for n in range(ctx.next_turn, len(prompts)):
+            current[0] = prompts[n]
+            turn = await ctx.run(prompts[n])
+            if turn.error is not None:
+                raise turn.error
+            log("host.log", f"{n} {os.getpid()}")
+            outputs.append(turn.final_output)
+    return outputs
+
+
 def main() -> None:
     mode, rid, prompts = sys.argv[1], sys.argv[2], sys.argv[3:]
     output: Any
     if mode == "host":
         output = asyncio.run(host(rid, prompts))
+    elif mode == "hostctx":
+        output = asyncio.run(host_context(rid, prompts))
     elif mode == "run_sync":
         agent = make_agent(prompts)
         with run_id(rid):

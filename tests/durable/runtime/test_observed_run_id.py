@@ -148,3 +148,42 @@ def test_a_backend_that_reserves_no_id_gets_a_random_one_per_run(observer: Obser
     first, second = (r.run_id for r in observer.started)
     assert len(first) == 32
     assert first != second
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_run_continued_from_its_state_is_observed_under_its_own_id(
+    observer: Observer, streamed: bool
+) -> None:
+    """The SDK's pattern (approve on the state, pass it back in) continues the stopped run under
+    its id: observers see that id for the continuation too, and `last_run_id()` gives it."""
+    from agents import function_tool
+
+    @function_tool(needs_approval=True)
+    def pay(amount: int) -> str:
+        """Pay."""
+        return f"paid {amount}"
+
+    model = ScriptedModel(
+        [[function_call("pay", {"amount": 5}, call_id="p1")], [assistant_message("done")]]
+    )
+    agent = Agent(name="payer", model=model, tools=[pay])
+    runner = runplane.runner(NAME)
+
+    async def go() -> tuple[str | None, Any]:
+        stopped = await runner.run(agent, "pay")
+        first = last_run_id()
+        state = stopped.to_state()
+        state.approve(stopped.interruptions[0])
+        if streamed:
+            result = runner.run_streamed(agent, state)
+            async for _ in result.stream_events():
+                pass
+        else:
+            result = await runner.run(agent, state)
+        assert result.final_output == "done"
+        assert last_run_id() == first
+        return first, result
+
+    first, _ = asyncio.run(go())
+    assert [r.run_id for r in observer.started] == [first, first]
+    assert [r.run_id for r in observer.finished] == [first, first]

@@ -160,3 +160,46 @@ def test_a_host_killed_mid_turn_resumes_the_conversation_and_that_turn(
     expected_items = _durable_items(_database(reference, databases[0]), "chat-7")
     assert _durable_items(_database(crashed, databases[1]), "chat-7") == expected_items
     assert len(expected_items) == 3 * 6  # prompt, 2 calls, 2 outputs, answer
+
+
+@pytest.mark.parametrize("transport", ["embedded", "server"])
+def test_a_host_context_killed_mid_turn_resumes_that_turn_when_started_again(
+    tmp_path: Path, programs: list[CrashProgram], transport: str
+) -> None:
+    """The same on `runplane.host.HostContext`: a host started again after kill -9 finds the
+    turn cut off (`ctx.unfinished_turn`), finishes it with `ctx.resume()` (its recorded model
+    calls and completed tools not repeated) and goes on with the turns after it."""
+    served = transport == "server"
+    reference = _program(tmp_path, "reference", served=served)
+    crashed = _program(tmp_path, "crashed", served=served)
+    programs += [reference, crashed]
+    prompts = (FIRST, SECOND, THIRD)
+    expected = [f"turn {n}: TOOL_A-{n}, TOOL_B-{n}" for n in (1, 2, 3)]
+    assert final_output(reference.run("hostctx", "chat-9", *prompts)) == expected
+
+    proc = crashed.start(
+        "hostctx", "chat-9", *prompts, block="tool_a:mid", env={"CRASH_PROMPT": SECOND}
+    )
+    assert crashed.wait_started(proc) == "tool_a:mid"
+    crashed.kill9(proc)
+    assert [line.split()[0] for line in crashed.lines("host.log")] == ["0"]
+
+    assert final_output(crashed.run("hostctx", "chat-9", *prompts)) == expected[1:]
+    assert [line.split()[::2] for line in crashed.lines("host.log")][1:] == [
+        ["1", "resumed"],
+        ["2"],
+    ]
+    steps = [c.split()[0] for c in crashed.lines("model.log")]
+    assert steps == ["1.0", "1.1", "1.2", "2.0", "2.1", "2.2", "3.0", "3.1", "3.2"]
+    assert crashed.tool_calls() == [
+        "tool_a call-a-1",
+        "tool_b call-b-1",
+        "tool_a call-a-2",  # in flight at the kill: runs again
+        "tool_a call-a-2",
+        "tool_b call-b-2",
+        "tool_a call-a-3",
+        "tool_b call-b-3",
+    ]
+    expected_items = _durable_items(_database(reference, None), "chat-9")
+    assert _durable_items(_database(crashed, None), "chat-9") == expected_items
+    assert len(expected_items) == 3 * 6

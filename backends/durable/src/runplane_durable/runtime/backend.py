@@ -33,7 +33,7 @@ from ..owner import requester
 from ..records import DEFAULT_QUEUE, CancelMode, RunRecord, RunSpec, RunStatus, Snapshot
 from ..serde import dump_display, dump_value, fingerprint
 from . import intercept
-from .active import ACTIVE, NAMED_RUN_ID, REQUESTED_RUN_ID, ActiveRun
+from .active import ACTIVE, LAST_RUN_ID, NAMED_RUN_ID, REQUESTED_RUN_ID, ActiveRun
 from .agent_refs import ref_of
 from .approvals import (
     STOPPED_NESTED,
@@ -119,6 +119,8 @@ class DurableBackend(RunnerBackendBase):
             # A state a stopped durable run gave out (or any input under a stopped run's id):
             # that run continues, under its own id, from its stored snapshot.
             issued = issued_by(input) if isinstance(input, RunState) else None
+            if issued is not None:
+                LAST_RUN_ID.set(issued)  # the run this continues, not the id taken for a new one
             stopped = await self._stopped(issued or str(chosen))
             if stopped is not None:
                 record, snapshot = stopped
@@ -212,6 +214,9 @@ class DurableBackend(RunnerBackendBase):
         # Choose the id here, in the caller's context, so last_run_id() sees it: the SDK runs
         # the coroutine in a task whose context is a copy.
         token = REQUESTED_RUN_ID.set(take_requested_run_id())
+        issued = issued_by(input) if isinstance(input, RunState) else None
+        if issued is not None:
+            LAST_RUN_ID.set(issued)
         try:
             return super()._run_sync(starting_agent, input, options)
         finally:
@@ -234,6 +239,7 @@ class DurableBackend(RunnerBackendBase):
             # decisions recorded); under an id that never stopped, a run opens as usual.
             caller: RunState[Any] = input
             target = issued or str(chosen)
+            LAST_RUN_ID.set(target)
             fresh = (
                 None
                 if issued
@@ -263,9 +269,10 @@ class DurableBackend(RunnerBackendBase):
         _watch_stream(result, settled, stream)
         return result
 
-    def reserve_run_id(self) -> contextlib.AbstractContextManager[str]:
-        """The durable id of the run started inside (so observers' RunInfo.run_id matches it)."""
-        return reserve_run_id()
+    def reserve_run_id(self, input: Any = None) -> contextlib.AbstractContextManager[str]:
+        """The durable id of the run started inside (so observers' RunInfo.run_id matches it):
+        for a RunState a stopped run of this process gave out, that run's, which it continues."""
+        return _reserve(issued_by(input) if isinstance(input, RunState) else None)
 
     # -- durable execution ----------------------------------------------------------------------
 
@@ -584,6 +591,14 @@ class DurableBackend(RunnerBackendBase):
                 )
             except RunNotFoundError:
                 return turns
+
+
+@contextlib.contextmanager
+def _reserve(issued: str | None) -> Generator[str, None, None]:
+    """The id of the run started inside: `issued`, the stopped run a RunState passed in
+    continues, else the one reserved (as any run takes one: a tool call's nested runs count)."""
+    with reserve_run_id() as chosen:
+        yield chosen if issued is None else issued
 
 
 def _spec_of(record: RunRecord) -> RunSpec:
