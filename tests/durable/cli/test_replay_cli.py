@@ -209,6 +209,134 @@ def test_replay_through_a_server_reads_the_same_and_writes_nothing(
     assert sqlite_dump(url) == dump
 
 
+def _conversation(url: str, session_path: Path, turns: int, limit: int | None = None) -> list[str]:
+    """Record `turns` runs of `ra.agent` on one SQLiteSession (`turn-1`, `turn-2`, ...): each
+    turn after the first starts from the history the earlier ones saved there (its latest
+    `limit` items, when given: the session's own settings)."""
+    from agents import SQLiteSession
+    from agents.memory import SessionSettings
+
+    settings = SessionSettings(limit=limit) if limit is not None else None
+    session = SQLiteSession("chat", str(session_path), session_settings=settings)
+    try:
+        return [record(url, f"turn-{n}", session=session) for n in range(1, turns + 1)]
+    finally:
+        session.close()
+
+
+@pytest.mark.parametrize("limit", [None, 7])
+def test_a_later_turn_of_a_conversation_replays_the_same_and_touches_no_session(
+    tmp_path: Path, counted: Any, limit: int | None
+) -> None:
+    """Also when the session's own settings read only its latest items: the replay, which has
+    not that session, reads as the record says the run did."""
+    url, chat = sqlite_url(tmp_path), tmp_path / "chat.db"
+    outputs = _conversation(url, chat, 2, limit)
+    assert outputs[0] == FINAL
+    counted.clear()
+    dump, history = sqlite_dump(url), sqlite_dump(f"sqlite:///{chat}")
+    journal = stored(url, "turn-2")[1]
+    assert any(e.kind == "session" for e in journal)  # it read turn 1's items, and wrote its own
+    for turn in ("turn-1", "turn-2"):
+        result = cli("runs", "replay", turn, "--db", url)
+        assert result.exit_code == 0, result.output
+        assert "same as recorded; the final output is the same" in result.stdout
+    # a changed program is still seen, at the model call the history reaches
+    changed = cli("runs", "replay", "turn-2", "--db", url, "--agent", REF + "other_instructions")
+    assert changed.exit_code == 1, changed.output
+    assert "what changed: the instructions" in changed.stdout
+    assert counted == {}
+    assert sqlite_dump(url) == dump  # nothing written to the runs' database
+    assert sqlite_dump(f"sqlite:///{chat}") == history  # nor to the session
+
+
+def test_a_conversation_turn_replays_the_same_through_a_server(
+    tmp_path: Path, counted: Any
+) -> None:
+    url = sqlite_url(tmp_path)
+    _conversation(url, tmp_path / "chat.db", 2)
+    counted.clear()
+    dump = sqlite_dump(url)
+    with running_server(url, tmp_path / "server.log") as server:
+        result = cli("runs", "replay", "turn-2", "--server", server.url, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["same"] is True
+    assert counted == {}
+    assert sqlite_dump(url) == dump
+
+
+def test_a_run_with_a_session_that_waited_for_approval_replays_both_stretches(
+    tmp_path: Path, counted: Any
+) -> None:
+    """Resumed from its approval snapshot, the run read and wrote its session anew (steps of
+    their own stretch): the replay answers each stretch from its own steps."""
+    from agents import SQLiteSession
+    from runplane_durable.runtime.runner import resume_run
+
+    url, chat = sqlite_url(tmp_path), tmp_path / "chat.db"
+    session = SQLiteSession("chat", str(chat))
+
+    async def go() -> Any:
+        # an earlier turn: history for the paying turn to read
+        await session.add_items([{"role": "user", "content": "hi"}])
+        backend = DurableBackend(LocalEngine(url))
+        try:
+            with run_id("pay"):
+                assert (await backend.run(ra.payer, "pay", session=session)).interruptions
+            await backend.engine.decide("pay", "p1", approve=True)
+            record_ = await backend.get_run("pay")
+            return await resume_run(backend, record_, ra.payer, session=session)
+        finally:
+            await backend.engine.dispose()
+
+    try:
+        assert run_async(go()).final_output == "done: paid 5"
+    finally:
+        session.close()
+    journal = stored(url, "pay")[1]
+    assert {e.payload.get("segment", 0) for e in journal if e.kind == "session"} == {0, 1}
+    counted.clear()
+    dump, history = sqlite_dump(url), sqlite_dump(f"sqlite:///{chat}")
+    result = cli("runs", "replay", "pay", "--db", url)
+    assert result.exit_code == 0, result.output
+    assert "same as recorded; the final output is the same: done: paid 5" in result.stdout
+    assert counted == {}
+    assert (sqlite_dump(url), sqlite_dump(f"sqlite:///{chat}")) == (dump, history)
+
+
+def test_a_session_step_the_code_makes_differently_is_a_divergence_named_so() -> None:
+    from runplane_durable.errors import ReplayDivergenceError
+    from runplane_durable.runtime.replay import _diverged
+
+    changed = ReplayDivergenceError(
+        run_id="r",
+        kind="session",
+        step=2,
+        requested="a write of 3 item(s) to the session",
+        recorded="a write of 2 item(s) to the session",
+        what_changed="The run reads or writes its session differently than it did.",
+    )
+    found = _diverged(changed, True, {}, [])
+    assert found is not None
+    assert found.describe() == (
+        "diverged at session step #2\n"
+        "  the record: a write of 2 item(s) to the session\n"
+        "  the code:   a write of 3 item(s) to the session\n"
+        "  what changed: The run reads or writes its session differently than it did."
+    )
+    extra = ReplayDivergenceError(
+        run_id="r",
+        kind="session",
+        step=4,
+        requested="a pop of the session's last item",
+        what_changed="The finished run never made this session step.",
+    )
+    beyond = _diverged(extra, True, {}, [])
+    assert beyond is not None
+    assert beyond.recorded == "no such step: the recorded run never made it"
+    assert _diverged(extra, False, {}, []) is None  # an unfinished run's record ends there
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [
@@ -398,6 +526,92 @@ def test_fork_through_a_server(tmp_path: Path, counted: Any) -> None:
     assert "has steps 1 to 10" in bad.stderr
     assert replayed.exit_code == 0, replayed.output
     assert stored(url, "orig") == before
+
+
+def _conversation_refused(output: str) -> None:
+    assert "run 'turn-2' used a session=" in output
+    assert "a run with a session cannot be forked" in output
+    assert "runplane runs replay turn-2" in output
+
+
+@pytest.mark.parametrize("at", ["1", "2", "4"])
+def test_a_run_that_used_a_session_is_not_forked_and_nothing_is_written(
+    tmp_path: Path, counted: Any, at: str
+) -> None:
+    """Its shared model calls were asked the session's history, which a fork run on a worker
+    or --here (without that session) would not have: refused at any step, exit 2."""
+    url = sqlite_url(tmp_path)
+    _conversation(url, tmp_path / "chat.db", 2)
+    counted.clear()
+    dump = sqlite_dump(url)
+    for extra in ([], ["--here"]):
+        result = cli("runs", "fork", "turn-2", "--at", at, "--run-id", "f", *extra, "--db", url)
+        assert result.exit_code == 2, result.output
+        _conversation_refused(result.stderr)
+    bad_step = cli("runs", "fork", "turn-2", "--at", "99", "--db", url)
+    assert bad_step.exit_code == 2
+    assert "has steps 1 to" in bad_step.stderr  # a step it lacks is still named as that
+    assert counted == {}
+    assert sqlite_dump(url) == dump
+
+
+def test_a_run_that_used_a_session_is_not_forked_through_a_server(
+    tmp_path: Path, counted: Any
+) -> None:
+    import urllib.error
+    import urllib.request
+
+    url = sqlite_url(tmp_path)
+    _conversation(url, tmp_path / "chat.db", 2)
+    counted.clear()
+    dump = sqlite_dump(url)
+    with running_server(url, tmp_path / "server.log") as server:
+        result = cli("runs", "fork", "turn-2", "--at", "2", "--here", "--server", server.url)
+        request = urllib.request.Request(
+            f"{server.url}/api/v1/runs/turn-2/fork",
+            data=json.dumps({"at": 2, "run_id": "f"}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with pytest.raises(urllib.error.HTTPError) as answered:
+            urllib.request.urlopen(request, timeout=30)
+    assert result.exit_code == 2, result.output
+    _conversation_refused(result.stderr)
+    assert answered.value.code == 409
+    body = json.loads(answered.value.read())["error"]
+    assert body["code"] == "fork_session"
+    steps = sum(1 for e in stored(url, "turn-2")[1] if e.kind == "session")
+    assert steps == 3  # the history read, the prompt written, the answer written
+    assert body["fields"] == {"run_id": "turn-2", "session_steps": steps}
+    assert counted == {}
+    assert sqlite_dump(url) == dump
+
+
+@pytest.mark.parametrize("mode", ["embedded", "server"])
+def test_runner_fork_of_a_run_that_used_a_session_raises_fork_session_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    from runplane_durable import ForkSessionError
+
+    url = sqlite_url(tmp_path)
+    _conversation(url, tmp_path / "chat.db", 2)
+
+    async def go(backend: DurableBackend) -> None:
+        monkeypatch.setattr(Runner, "durable", classmethod(lambda cls: backend))
+        try:
+            with pytest.raises(ForkSessionError) as refused:
+                await Runner.fork("turn-2", at=2, run_id="f", queue=None)
+            assert (refused.value.run_id, refused.value.session_steps) == ("turn-2", 3)
+            assert isinstance(refused.value, ValueError)
+            assert not [r for r in await backend.engine.list_runs() if r.id == "f"]
+        finally:
+            await backend.engine.dispose()
+
+    if mode == "embedded":
+        run_async(go(DurableBackend(LocalEngine(url))))
+    else:
+        with running_server(url, tmp_path / "server.log") as server:
+            run_async(go(_served(server)))
 
 
 def _served(server: Server) -> DurableBackend:

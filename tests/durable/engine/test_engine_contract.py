@@ -1613,6 +1613,34 @@ def test_a_fork_of_an_unknown_run_or_outside_its_steps_is_refused_writing_nothin
     run(go)
 
 
+def test_a_fork_of_a_run_that_used_a_session_is_refused_writing_nothing(
+    clients: Clients,
+) -> None:
+    async def go() -> None:
+        from runplane_durable.errors import ForkSessionError
+
+        engine, rid = clients(), _rid()
+        session = await _open(engine, replace(_spec(rid), agent_ref="app.agents:echo"))
+        await session.append(journal=JournalEntry("session", "0", None, {"op": "get"}))
+        await session.append(
+            journal=JournalEntry("model", "0", "fp0", {"response": 0}),
+            events=[NewEvent("model_call", {"ordinal": 0, "agent": "echo"})],
+        )
+        await session.append(journal=JournalEntry("session", "1", None, {"op": "add"}))
+        await session.finish("completed", final_output={"json": "done"})
+        await session.close()
+        for at in (1, 3):
+            with pytest.raises(ForkSessionError) as refused:
+                await clients().fork_run(rid, at=at, new_run_id=f"{rid}-x")
+            error = wired(refused.value)
+            assert error.fields == {"run_id": rid, "session_steps": 2}
+            assert isinstance(error, ValueError)
+        with pytest.raises(RunNotFoundError):
+            await engine.get_run(f"{rid}-x")
+
+    run(go)
+
+
 # -- durable sessions (`DurableSession`): a conversation's items, kept with the runs -------------
 
 

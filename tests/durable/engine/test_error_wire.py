@@ -16,6 +16,7 @@ from runplane_durable.errors import (
     AgentRefError,
     DatabaseError,
     DurableError,
+    ForkSessionError,
     ForkStepError,
     JournalSerializationError,
     RemoteContextError,
@@ -186,6 +187,15 @@ EXAMPLES: list[tuple[DurableError, str]] = [
         "run 'r-1' has no steps to fork at (its event log is empty)",
     ),
     (
+        ForkSessionError(run_id="turn-2", session_steps=4),
+        "run 'turn-2' used a session= (its journal holds 4 session read(s) and write(s)), and a "
+        "run with a session cannot be forked: the fork runs on a worker or --here without that "
+        "session, so its model would not be asked what the run's was, and its turns would be "
+        "saved nowhere. Nothing was written. To check today's code against it, replay it "
+        "(`runplane runs replay turn-2`); to try another ending, run the agent again with a "
+        "copy of the session as it was before the run.",
+    ),
+    (
         RunInputMismatchError(run_id="f-1", what_changed="fork"),
         "run 'f-1' exists already and is not that fork (the same run forked at the same step); "
         "a run id names one run. Choose another id for the fork, or leave it out for a new one.",
@@ -269,6 +279,7 @@ def test_every_durable_error_has_its_own_stable_code() -> None:
         RunFailedError: "run_failed",
         AgentRefError: "agent_ref",
         ForkStepError: "fork_step",
+        ForkSessionError: "fork_session",
     }
 
 

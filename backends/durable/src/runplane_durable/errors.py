@@ -23,6 +23,7 @@ __all__ = [
     "AgentRefError",
     "DatabaseError",
     "DurableError",
+    "ForkSessionError",
     "ForkStepError",
     "JournalSerializationError",
     "RemoteContextError",
@@ -566,6 +567,33 @@ class ForkStepError(DurableError, ValueError):
                 "from there."
             )
         super().__init__(message, run_id=run_id, at=at, last=last)
+
+
+class ForkSessionError(DurableError, ValueError):
+    """A fork (`Engine.fork_run`, `runplane runs fork`) of a run that used a `session=`.
+
+    Such a run's model calls were asked the session's history, which its journal holds as
+    session steps. A fork runs on a worker or `--here`, where that session is not: replaying
+    the shared calls without it would ask the model something else, and the fork's own turns
+    would be saved nowhere. So it is refused, whatever the step. Fields: `run_id`,
+    `session_steps` (the session reads and writes its journal holds)."""
+
+    code = "fork_session"
+    run_id: str
+    session_steps: int
+
+    def __init__(self, *, run_id: str, session_steps: int) -> None:
+        super().__init__(
+            f"run {run_id!r} used a session= (its journal holds {session_steps} session "
+            "read(s) and write(s)), and a run with a session cannot be forked: the fork runs "
+            "on a worker or --here without that session, so its model would not be asked what "
+            "the run's was, and its turns would be saved nowhere. Nothing was written. To "
+            f"check today's code against it, replay it (`runplane runs replay {run_id}`); to "
+            "try another ending, run the agent again with a copy of the session as it was "
+            "before the run.",
+            run_id=run_id,
+            session_steps=session_steps,
+        )
 
 
 class AgentRefError(DurableError, ValueError):

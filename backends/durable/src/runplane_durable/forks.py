@@ -35,7 +35,8 @@ def step_of_entries(
     events: Sequence[EventRecord], journal: Sequence[JournalRecord]
 ) -> list[int | None]:
     """The step (event seq) of each journal entry, in journal order; None where the event log
-    has no event for it (a journal a version without events wrote)."""
+    has no event for it: a session step (it has none), an entry of a journal a version without
+    events wrote."""
     models: dict[str, int] = {}
     tools: dict[str, int] = {}
     for record in events:
@@ -44,7 +45,8 @@ def step_of_entries(
             models.setdefault(str(event.ordinal), record.seq)
         elif isinstance(event, ToolCalled):
             tools.setdefault(event.key, record.seq)
-    return [(models if e.kind == "model" else tools).get(e.key) for e in journal]
+    steps = {"model": models, "tool": tools}
+    return [steps[e.kind].get(e.key) if e.kind in steps else None for e in journal]
 
 
 def check_step(at: Any, run_id: str, last: int) -> int:
@@ -65,9 +67,15 @@ def fork_of(
     queue: str | None,
 ) -> Fork:
     """The fork of `source` at step `at` under `run_id`: the same agent, input and options (with
-    `forked_from`), and the longest prefix of its journal whose steps come before `at`."""
+    `forked_from`), and the longest prefix of its journal whose steps come before `at`.
+    ForkStepError for a step it does not have, ForkSessionError for a run that used a session."""
     last = max((e.seq for e in events), default=0)
     check_step(at, source.id, last)
+    # The history a session gave the run's model calls is in its session steps, which a fork
+    # could replay only with a session of its own to write its turns to: it has none.
+    sessions = sum(1 for e in journal if e.kind == "session")
+    if sessions:
+        raise errors.ForkSessionError(run_id=source.id, session_steps=sessions)
     entries: list[JournalEntry] = []
     for record, step in zip(journal, step_of_entries(events, journal), strict=True):
         if step is None or step >= at:

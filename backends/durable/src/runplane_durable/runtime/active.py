@@ -90,15 +90,21 @@ class ActiveRun:
                     session = await self.opening
                     self._models = [e for e in session.journal if e.kind == "model"]
                     self._tools = {e.key: e for e in session.journal if e.kind == "tool"}
-                    self.session_segment = self.model_ordinal
-                    self.sessions = [
-                        e
-                        for e in session.journal
-                        if e.kind == "session"
-                        and e.payload.get("segment", 0) == self.session_segment
-                    ]
                     self._session = session
+                    self.begin_session_segment()
         return self._session
+
+    def begin_session_segment(self) -> None:
+        """Start the stretch of session steps past the model calls made so far (0 at a run's
+        start; a snapshot's model calls when it resumes from one): its steps, in order."""
+        assert self._session is not None
+        self.session_segment = self.model_ordinal
+        self.session_ordinal = 0
+        self.sessions = [
+            e
+            for e in self._session.journal
+            if e.kind == "session" and e.payload.get("segment", 0) == self.session_segment
+        ]
 
     def recorded_model(self, request: ModelRequest) -> JournalEntry | None:
         """The journaled response for the next model call, checked against what is asked now."""

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents import Agent, RunResult
+from agents import Agent, RunResult, TResponseInputItem
+from agents.memory import SessionSettings
 
 from runplane import RunOptions, sdk_runner
 
@@ -145,6 +146,48 @@ class _ScratchSession:
         return None
 
 
+class _ScratchHistory:
+    """The `session=` a replay gives a run that used one (its journal holds session steps).
+
+    The SDK builds a run's input from its session's history, so without a session the replayed
+    run would ask the model for something else than the run did. Given one, each read, write
+    and pop the SDK makes is answered by the journal (a read-only run makes none of them for
+    real; one the journal lacks is a divergence): this session is never asked anything, so the
+    run's own session is neither read nor written. It refuses anything that reaches it anyway.
+    The SDK reads as many items as the session's settings say (`SessionSettings.limit`): a
+    property of the run's session (or its RunConfig), not of the agent: taken from its first read.
+    """
+
+    session_id: str
+    session_settings: SessionSettings | None = None
+
+    def __init__(self, run_id: str, journal: Sequence[JournalRecord]) -> None:
+        self.run_id = run_id
+        self.session_id = f"runplane-replay:{run_id}"
+        reads = [e for e in journal if e.kind == "session" and e.payload.get("op") == "get"]
+        limit = reads[0].payload.get("limit") if reads else None
+        if isinstance(limit, int) and not isinstance(limit, bool):
+            self.session_settings = SessionSettings(limit=limit)
+
+    def _refuse(self) -> DurableError:
+        return DurableError(
+            f"replaying run {self.run_id!r} reads and writes no session (its journal answers "
+            "every session step)"
+        )
+
+    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
+        raise self._refuse()
+
+    async def add_items(self, items: list[TResponseInputItem]) -> None:
+        raise self._refuse()
+
+    async def pop_item(self) -> TResponseInputItem | None:
+        raise self._refuse()
+
+    async def clear_session(self) -> None:
+        raise self._refuse()
+
+
 @dataclass
 class _Replaying(ActiveRun):
     """The replay cursor, counting the tool outputs it took from the journal."""
@@ -204,6 +247,9 @@ async def replay_run(engine: Engine, run_id: str, agent: Agent[Any]) -> ReplayRe
         previous_response_id=record.options.get("previous_response_id"),
         auto_previous_response_id=bool(record.options.get("auto_previous_response_id")),
         conversation_id=record.options.get("conversation_id"),
+        session=_ScratchHistory(record.id, journal)
+        if any(e.kind == "session" for e in journal)
+        else None,
     )
     notes: list[str] = []
 
@@ -237,6 +283,7 @@ async def replay_run(engine: Engine, run_id: str, agent: Agent[Any]) -> ReplayRe
                 skipped = range(active.model_ordinal, snapshot.model_calls)
                 active.used_tools.update(k for k in tools if _ordinal(k) in skipped)
             active.model_ordinal = snapshot.model_calls
+            active.begin_session_segment()  # the SDK reads and writes its session anew
             state = await restored_state(record.id, agent, snapshot, context)
             result = await _loop(active, agent, state, dataclasses.replace(options, context=None))
     except ReplayDivergenceError as exc:
@@ -343,6 +390,16 @@ def _diverged(
 ) -> Divergence | None:
     """The divergence the runtime's error describes, at the step `runs show` numbers; None
     when an unfinished run's replay only reached the end of what was recorded."""
+    if exc.kind == "session":  # a step with no event: named by its number among them
+        if exc.recorded is None and not finished:  # past the record's last session step
+            return None
+        return Divergence(
+            step=None,
+            what=f"session step #{exc.step}",
+            recorded=exc.recorded or "no such step: the recorded run never made it",
+            requested=exc.requested,
+            changed=exc.what_changed if exc.recorded is not None else None,
+        )
     if exc.kind == "tool":
         key = str(exc.step)
         ordinal, _, call_id = key.partition(":")

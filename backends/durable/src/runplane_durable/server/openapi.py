@@ -652,8 +652,9 @@ PATHS: dict[str, Schema] = {
             more_responses={
                 "409": _json(
                     "Error",
-                    "run_id names another run (run_input_mismatch), or the run has no step "
-                    "`at` (fork_step: its steps are 1 to `last`)",
+                    "run_id names another run (run_input_mismatch), the run has no step "
+                    "`at` (fork_step: its steps are 1 to `last`), or it used a session, "
+                    "which a fork would run without (fork_session)",
                 ),
             },
             requestBody={

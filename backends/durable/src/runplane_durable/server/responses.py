@@ -61,6 +61,7 @@ _STATUS = {
     "journal_serialization": 400,
     "agent_ref": 400,
     "fork_step": 409,
+    "fork_session": 409,
     "remote_context": 400,
     "server": 502,
     "database": 503,
