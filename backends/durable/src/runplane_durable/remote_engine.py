@@ -557,7 +557,7 @@ class RemoteEngine:
         if limit is not None and (not isinstance(limit, int) or limit < 0):
             raise ValueError(f"limit must be a count of items (0 or more) or None, got {limit!r}")
         if limit == 0:
-            return []  # the API reads every item for ?limit=0 (its default)
+            return []  # none, as the engines (and the SDK's own sessions) give: no request
         params = None if limit is None else {"limit": limit}
         answer = await self._request("GET", self._session_path(session_id, "/items"), params=params)
         found: list[Any] = answer["items"]
