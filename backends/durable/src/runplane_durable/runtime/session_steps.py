@@ -11,11 +11,11 @@ steps:
 - a read is journaled with the items it returned (behind later steps, not waited for: any write
   that depends on it commits after it); replayed, it returns them without asking the session;
 - a write is journaled *before* it is made (waited for), with digests of the session's last
-  items as they were just before it; replayed, it is not made again. Only a write with nothing journaled after it may not
-  have reached the session (the process died between the journal's commit and the session's):
-  it is reconciled by reading the tail again, made if the tail is as it was before, skipped if it
-  already holds the items. A `DurableSession` needs no tail: its writes carry a key the
-  database makes idempotent, so the last one is simply sent again under the same key.
+  items as they were just before it; replayed, it is not made again. Only a write with nothing
+  journaled after it may not have reached the session (the process died between the journal's
+  commit and the session's): it is reconciled by reading the tail again, made if the tail is as
+  it was before, skipped if it already holds the items. A `DurableSession` needs no tail: its
+  writes carry a key the database makes idempotent, so the last one is sent again under it.
 
 A finished run's replay never touches the session: every step comes from the journal. A run
 resumed from an approval snapshot reads and writes its session anew from the SDK's state, so its

@@ -850,7 +850,11 @@ CLIENT_PATHS: dict[str, Schema] = {
             _json("SessionItems", "its items, oldest first (none for a session never written)"),
             parameters=[
                 SESSION_ID,
-                _param("limit", _limit(*ITEMS_LIMIT), "only the latest this many items (0: none; absent: all)"),
+                _param(
+                    "limit",
+                    _limit(*ITEMS_LIMIT),
+                    "only the latest this many items (0: none; absent: all)",
+                ),
             ],
         ),
         "post": _session_op(
