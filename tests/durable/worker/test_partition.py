@@ -140,6 +140,50 @@ def test_a_namespace_reaches_the_host_until_its_link_is_cut(netns: Netns) -> Non
     listener.close()
 
 
+def test_a_request_in_flight_when_the_link_drops_fails_as_a_broken_connection(
+    netns: Netns,
+) -> None:
+    """A `RemoteEngine`'s transport (`http1.Http1Transport`) asks a server that took the
+    request; then the link drops. The kernel's keepalive probes find the link dead and the
+    request fails as a broken connection (which the engine retries), not by waiting out its
+    read timeout (150 s, so a live server's slow database is waited for; 120 s here)."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind((netns.host_address, 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    client = "\n".join(
+        [
+            "import asyncio, json, time, httpx",
+            "from runplane_durable.http1 import Http1Transport",
+            "async def main():",
+            "    async with httpx.AsyncClient(transport=Http1Transport()) as client:",
+            "        started = time.monotonic()",
+            "        try:",
+            f"            await client.get('http://{netns.host_address}:{port}/', timeout=120)",
+            "        except httpx.HTTPError as exc:",
+            "            return type(exc).__name__, time.monotonic() - started",
+            "        return 'answered', time.monotonic() - started",
+            "print(json.dumps(asyncio.run(main())), flush=True)",
+        ]
+    )
+    inside = netns.popen([sys.executable, "-c", client], stdout=subprocess.PIPE, text=True)
+    assert inside.stdout is not None
+    conn, _ = listener.accept()
+    conn.settimeout(TIMEOUT)
+    assert conn.recv(4096).startswith(b"GET / HTTP/1.1")  # the server has the request
+    netns.cut()  # and never answers: the link is gone
+    try:
+        outcome, waited = json.loads(inside.stdout.readline())
+    finally:
+        netns.restore()
+        conn.close()
+        listener.close()
+    assert outcome in ("ReadError", "RemoteProtocolError"), (outcome, waited)  # no ReadTimeout
+    assert inside.wait(TIMEOUT) == 0
+
+
 def test_a_namespace_is_torn_down_even_when_the_test_fails() -> None:
     reason = unavailable()
     if reason is not None:

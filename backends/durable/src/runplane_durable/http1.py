@@ -12,12 +12,19 @@ engine retries. At most `max_connections` are open to a host at once (as httpx's
 limits them): further requests wait for one to come free (bounded by the request's `pool`
 timeout, `PoolTimeout`), not for a connect of their own, which on a loop busy with a thousand
 runs timed out and was retried until the runs failed, holding two sockets per run meanwhile.
+
+Each connection has TCP keepalive (probes after 10 s idle, every 5 s, 3 unanswered: a dead link
+is found in about 25 s) and, where the system has it, TCP_USER_TIMEOUT (30 s for data sent and
+never acknowledged): a request in flight when the link to its server dropped fails as a broken
+connection, which the engine retries, instead of waiting out its read timeout (150 s), which is
+that long so a live server's slow database is waited for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 import sys
 from collections.abc import Awaitable
@@ -31,6 +38,10 @@ _MAX_HEAD = 64 * 1024
 # Connections to one host at once, per transport (per event loop): a server answers requests
 # one at a time per connection, and a few dozen keep its two cores busy.
 DEFAULT_MAX_CONNECTIONS = 32
+# A dead link is found by keepalive probes (idle, interval, count: about 25 s) and, for data sent
+# and never acknowledged, TCP_USER_TIMEOUT (ms); where the system lacks an option, it is skipped.
+_KEEPALIVE = (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
+_USER_TIMEOUT_MS = 30_000
 T = TypeVar("T")
 
 
@@ -116,6 +127,9 @@ class Http1Transport(httpx.AsyncBaseTransport):
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
         except OSError as exc:
             raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            _watch_link(sock)
         return _Connection(reader, writer)
 
     async def aclose(self) -> None:
@@ -143,6 +157,8 @@ class _Connection:
             self.writer.write(data)
             await _within(self.writer.drain(), write_timeout)
         except (TimeoutError, asyncio.TimeoutError) as exc:  # one class from 3.11 on
+            if _link_died(exc):
+                raise httpx.WriteError(_DEAD_LINK, request=request) from exc
             raise httpx.WriteTimeout("the server did not take the request in time") from exc
         except ConnectionError as exc:
             raise httpx.RemoteProtocolError(
@@ -152,6 +168,8 @@ class _Connection:
         try:
             return await _within(self._response(request), timeout)
         except (TimeoutError, asyncio.TimeoutError) as exc:  # one class from 3.11 on
+            if _link_died(exc):
+                raise httpx.ReadError(_DEAD_LINK, request=request) from exc
             raise httpx.ReadTimeout("the server did not answer in time", request=request) from exc
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             raise httpx.RemoteProtocolError(
@@ -224,3 +242,28 @@ class _Connection:
     async def closed(self) -> None:
         with contextlib.suppress(Exception):
             await self.writer.wait_closed()
+
+
+_DEAD_LINK = (
+    "the link to the server is dead (its end stopped answering keepalive probes, or took no "
+    "data for 30 s)"
+)
+
+
+def _link_died(exc: BaseException) -> bool:
+    """Whether a timeout is the kernel's (ETIMEDOUT: keepalive or TCP_USER_TIMEOUT found the
+    link dead), not a wait of ours running out (asyncio's, which carries no errno)."""
+    return isinstance(exc, OSError) and exc.errno is not None
+
+
+def _watch_link(sock: socket.socket) -> None:
+    """Have the kernel find a dead link under this connection (see the module's docstring)."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in _KEEPALIVE:
+            option = getattr(socket, name, None)
+            if option is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+        option = getattr(socket, "TCP_USER_TIMEOUT", None)
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, _USER_TIMEOUT_MS)
