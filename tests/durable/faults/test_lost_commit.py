@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
+import uuid
 from typing import Any
 
 import pytest
@@ -115,3 +116,51 @@ def test_a_connection_cut_while_it_is_made_is_retried_then_reported(tmp_path: An
         assert tries > 1
 
     run_async(go())
+
+
+@pytest.mark.parametrize("settle", ["complete", "fail"])
+def test_a_task_settle_whose_commit_answer_was_lost_is_recognised_not_refused(
+    pg_url: str, settle: str
+) -> None:
+    """A worker's result (or failure) that PostgreSQL committed, its answer lost with the link:
+    made again, the fence refuses it (the attempt no longer holds the task), and the engine
+    recognises the stored task as its own write, settled by that attempt with that result: the
+    worker gets the task, not TaskLeaseLostError, and the task is settled once."""
+    from runplane_durable.records import TaskResult, TaskSpec
+
+    parsed = make_url(pg_url)
+    tag = uuid.uuid4().hex[:8]  # the PostgreSQL database is the session's
+
+    async def go() -> tuple[Any, Any, int]:
+        proxy = CuttingProxy(parsed.port or 5432, MARK.encode())
+        await proxy.start()
+        engine = LocalEngine(parsed.set(port=proxy.port).render_as_string(hide_password=False))
+        plain = LocalEngine(pg_url)
+        try:
+            queue = f"q-{settle}-{tag}"
+            spec = TaskSpec(f"run-{queue}", "0:c1", queue, "look", "c1", "{}")
+            await plain.enqueue_task(spec)
+            claimed = await plain.claim_task(
+                queue=queue, tools=["look"], owner="w1", lease_seconds=30
+            )
+            assert claimed is not None
+            lease = claimed.held(30)
+            if settle == "complete":
+                result = TaskResult("ok", output={"json": MARK})
+                task = await engine.complete_task(lease, result)
+                assert task.result == result
+            else:
+                task = await engine.fail_task(lease, f"worker said {MARK}")
+                assert task.error == f"attempt 1: worker said {MARK}"
+            stored = await plain.get_task(claimed.id)
+        finally:
+            await engine.dispose()
+            await plain.dispose()
+            await proxy.close()
+        return task, stored, proxy.cut
+
+    task, stored, cut = run_async(go())
+    assert cut == 1, "the proxy never cut the settle's answer"
+    assert task == stored
+    assert stored.attempts == 1
+    assert stored.status == ("completed" if settle == "complete" else "pending")

@@ -53,6 +53,7 @@ __all__ = [
     "read_run_cursor",
     "retry_delay",
     "run_cursor",
+    "settled_by",
 ]
 
 # The queue of a run started with no queue named, and the one a worker serves by default.
@@ -697,3 +698,10 @@ class Snapshot:
             raise ValueError("a Snapshot's 'approvals' is a list")
         m["approvals"] = [Approval.from_json(a) for a in m["approvals"]]
         return cls(**m)
+
+
+def settled_by(task: TaskRecord, lease: TaskLease) -> bool:
+    """Whether `task` was settled (completed, failed, or given back for a retry) by the attempt
+    `lease` names, with no attempt after it: how a result or failure sent again, after its
+    answer or its database link was lost, is recognised as the one that committed."""
+    return task.attempts == lease.attempt and task.owner is None and task.status != "running"

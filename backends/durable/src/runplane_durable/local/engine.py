@@ -10,7 +10,7 @@ import math
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection, make_url
@@ -50,6 +50,7 @@ from ..records import (
     check_status,
     choose_claimable,
     read_run_cursor,
+    settled_by,
 )
 from ..serde import session_item_text, storable_text
 from ..session import Fenced, JournaledSession, MustWait, say_opened
@@ -351,17 +352,61 @@ class LocalEngine:
         if not await self.database.call(sql.heartbeat_task, lease):
             raise await self._task_lost(lease)
 
-    async def complete_task(self, lease: TaskLease, result: TaskResult) -> TaskRecord:
-        task = await self.database.call(sql.complete_task, lease, result)
-        if task is None:
-            raise await self._task_lost(lease)
-        return task
+    async def complete_task(
+        self, lease: TaskLease, result: TaskResult, *, sent_before: bool = False
+    ) -> TaskRecord:
+        """See `Engine.complete_task`. `sent_before`: this result may have been recorded
+        already (a request sent again after its answer was lost): if the task is settled by
+        this very attempt with this result, it is that task, not a lost lease."""
+        return await self._settle_task(
+            sql.complete_task,
+            lease,
+            result,
+            lambda now: settled_by(now, lease) and now.result == result,
+            sent_before,
+        )
 
-    async def fail_task(self, lease: TaskLease, error: str) -> TaskRecord:
-        task = await self.database.call(sql.fail_task, lease, storable_text(error))
-        if task is None:
-            raise await self._task_lost(lease)
-        return task
+    async def fail_task(
+        self, lease: TaskLease, error: str, *, sent_before: bool = False
+    ) -> TaskRecord:
+        """See `Engine.fail_task`; `sent_before` as for `complete_task`."""
+        error = storable_text(error)
+        ended = f"attempt {lease.attempt}: {error}"  # as sql.fail_task stores it
+        return await self._settle_task(
+            sql.fail_task,
+            lease,
+            error,
+            lambda now: settled_by(now, lease) and now.error == ended,
+            sent_before,
+        )
+
+    async def _settle_task(
+        self,
+        fn: Callable[[Connection, TaskLease, Any], TaskRecord | None],
+        lease: TaskLease,
+        value: Any,
+        settled: Callable[[TaskRecord], bool],
+        sent_before: bool,
+    ) -> TaskRecord:
+        """A task's fenced result or failure. A link to the database that died mid-statement
+        leaves it unknown whether it committed: made again (the fence refuses a second one),
+        and a refusal then is recognised as the first write's success when `settled` says the
+        stored task is what it wrote."""
+        deadline = time.monotonic() + self.database.settings.retry_seconds
+        while True:
+            try:
+                task = await self.database.call(fn, lease, value)
+                break
+            except errors.DatabaseError as exc:
+                if link_failure(exc) is not Link.UNKNOWN or time.monotonic() >= deadline:
+                    raise
+                sent_before = True
+        if task is not None:
+            return task
+        lost = await self._task_lost(lease)
+        if sent_before and settled(now := await self.get_task(lease.task_id)):
+            return now  # the first write committed; its answer was lost
+        raise lost
 
     async def _task_lost(self, lease: TaskLease) -> errors.TaskLeaseLostError:
         """Why a write under `lease` found the task no longer the attempt's."""

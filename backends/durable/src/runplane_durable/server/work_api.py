@@ -24,9 +24,9 @@ from ..records import (
     RunRecord,
     RunSpec,
     TaskLease,
-    TaskRecord,
     TaskResult,
     TaskSpec,
+    settled_by,
 )
 from .context import engine_of
 from .query import body_object, query
@@ -200,7 +200,7 @@ async def complete_task(request: Request) -> Response:
         task = await engine.complete_task(lease, result)
     except errors.TaskLeaseLostError:
         now = await engine.get_task(lease.task_id)
-        if not (_retried(request) and _settled_by(now, lease) and now.result == result):
+        if not (_retried(request) and settled_by(now, lease) and now.result == result):
             raise
         task = now  # the first request committed; its answer was lost
     return JSONResponse(task.to_json())
@@ -222,15 +222,10 @@ async def fail_task(request: Request) -> Response:
         from ..serde import storable_text
 
         ended = f"attempt {lease.attempt}: {storable_text(error)}"
-        if not (_retried(request) and _settled_by(now, lease) and now.error == ended):
+        if not (_retried(request) and settled_by(now, lease) and now.error == ended):
             raise
         task = now
     return JSONResponse(task.to_json())
-
-
-def _settled_by(task: TaskRecord, lease: TaskLease) -> bool:
-    """The task was settled by the attempt `lease` names, and no attempt came after it."""
-    return task.attempts == lease.attempt and task.owner is None and task.status != "running"
 
 
 def routes() -> list[BaseRoute]:
