@@ -164,3 +164,36 @@ def test_a_task_settle_whose_commit_answer_was_lost_is_recognised_not_refused(
     assert task == stored
     assert stored.attempts == 1
     assert stored.status == ("completed" if settle == "complete" else "pending")
+
+
+def test_a_cancel_whose_link_died_mid_statement_is_asked_once(pg_url: str) -> None:
+    """A cancel request whose link to PostgreSQL died mid-statement (it may or may not have
+    committed) is not an error for whoever asked: the run is read again, and the request made
+    again only if it is not there; the run's history holds it once."""
+    from runplane_durable.events import CancelRequested, parse
+    from runplane_durable.records import Requester, RunSpec
+
+    parsed = make_url(pg_url)
+    rid = f"cancel-lost-{uuid.uuid4().hex[:8]}"
+
+    async def go() -> tuple[Any, list[Any], int]:
+        proxy = CuttingProxy(parsed.port or 5432, MARK.encode())
+        await proxy.start()
+        engine = LocalEngine(parsed.set(port=proxy.port).render_as_string(hide_password=False))
+        plain = LocalEngine(pg_url)
+        try:
+            held = await plain.open_run(RunSpec(rid, "echo", {}, "fp", {}), lease_seconds=60)
+            record = await engine.cancel_run(rid, by=Requester(MARK, 7, "ann"))
+            found = [parse(e) for e in await plain.list_events(rid)]
+            await held.close()
+        finally:
+            await engine.dispose()
+            await plain.dispose()
+            await proxy.close()
+        return record, found, proxy.cut
+
+    record, found, cut = run_async(go())
+    assert cut == 1, "the proxy never cut the cancel's statement"
+    assert record.cancel_requested == "immediate"
+    asked = [e for e in found if isinstance(e, CancelRequested)]
+    assert [(e.host, e.pid, e.user) for e in asked] == [(MARK, 7, "ann")]

@@ -350,7 +350,7 @@ class LocalEngine:
 
     async def heartbeat_task(self, lease: TaskLease) -> None:
         if not await self.database.call(sql.heartbeat_task, lease):
-            raise await self._task_lost(lease)
+            raise _task_lost(lease, await self.get_task(lease.task_id))
 
     async def complete_task(
         self, lease: TaskLease, result: TaskResult, *, sent_before: bool = False
@@ -403,17 +403,10 @@ class LocalEngine:
                 sent_before = True
         if task is not None:
             return task
-        lost = await self._task_lost(lease)
-        if sent_before and settled(now := await self.get_task(lease.task_id)):
-            return now  # the first write committed; its answer was lost
-        raise lost
-
-    async def _task_lost(self, lease: TaskLease) -> errors.TaskLeaseLostError:
-        """Why a write under `lease` found the task no longer the attempt's."""
         now = await self.get_task(lease.task_id)  # TaskNotFoundError if it never existed
-        return errors.TaskLeaseLostError(
-            task_id=lease.task_id, attempt=lease.attempt, status=now.status, attempts=now.attempts
-        )
+        if sent_before and settled(now):
+            return now  # the first write committed; its answer was lost
+        raise _task_lost(lease, now)
 
     async def cancel_run(
         self, run_id: str, *, mode: CancelMode = "immediate", by: Requester | None = None
@@ -426,14 +419,32 @@ class LocalEngine:
         self._refuse_read_only("runs are cancelled")
         asker = by if by is not None else Requester(*requester())
         asked = CancelRequested(mode, asker.host, asker.pid, asker.user, time.time(), via=asker.via)
-        found = await self.database.call(
-            sql.cancel_run,
-            check_run_id(run_id),
-            mode,
-            asked,
-            owner_is_dead,
-            _attempt_end,
-        )
+        deadline = time.monotonic() + self.database.settings.retry_seconds
+        while True:
+            try:
+                found = await self.database.call(
+                    sql.cancel_run,
+                    check_run_id(run_id),
+                    mode,
+                    asked,
+                    owner_is_dead,
+                    _attempt_end,
+                )
+                break
+            except errors.DatabaseError as exc:
+                if link_failure(exc) is not Link.UNKNOWN or time.monotonic() >= deadline:
+                    raise
+            # The link died mid-statement: the request may have committed. Asked already (this
+            # request, or one at least as strong), the run is as the caller wants it; else the
+            # request is made again.
+            try:
+                now = await self.get_run(run_id)
+            except errors.DatabaseError as exc:
+                if link_failure(exc) is None or time.monotonic() >= deadline:
+                    raise
+                continue
+            if now.status == "cancelled" or now.cancel_requested in ("immediate", mode):
+                return now
         if found is None:
             raise errors.RunNotFoundError(run_id=run_id, database=describe(self.url))
         if found.status in ("completed", "failed"):
@@ -754,6 +765,13 @@ class LocalWriter:
 
     async def close(self) -> None:
         await self._tx.close()
+
+
+def _task_lost(lease: TaskLease, now: TaskRecord) -> errors.TaskLeaseLostError:
+    """Why a write under `lease` found the task (`now`, as stored) no longer the attempt's."""
+    return errors.TaskLeaseLostError(
+        task_id=lease.task_id, attempt=lease.attempt, status=now.status, attempts=now.attempts
+    )
 
 
 def _found(write: Write, found: Fenced) -> Fenced:
