@@ -5,8 +5,10 @@
 The database is CANCEL_DB (an http:// URL: the runplane server keeping the runs). The model
 asks for `work(n=0)`, then `work(n=1)`, then answers.
 CANCEL_BLOCK says what is slow, each writing `started` (with the pid) when it gets there:
-`tool` (work(n=0) hangs), `model` (the second model call hangs) or `slow_tool` (work(n=0) takes
-SLOW_SECONDS, then returns: a cancel "after_turn" lands during it). model.log gets a line per
+`tool` (work(n=0) hangs), `model` (the second model call hangs) or `slow_tool` (work(n=0) waits
+until the test writes `proceed` in the working directory, once its cancel "after_turn" is
+recorded, then SLOW_SECONDS more, in which the run learns of the request, as it does within a
+second; then it returns). model.log gets a line per
 real model call, calls.log `start N` and `done N` per tool execution. The outcome is printed as
 one JSON line: {"outcome": "completed" | "stream_ended" | "error", ...}.
 """
@@ -65,6 +67,10 @@ async def work(n: int) -> str:
         await asyncio.sleep(HANG_SECONDS)
     if n == 0 and BLOCK == "slow_tool":
         mark_started("slow_tool")
+        for _ in range(int(HANG_SECONDS / 0.05)):  # until the test says so
+            if await asyncio.to_thread(Path("proceed").exists):
+                break
+            await asyncio.sleep(0.05)
         await asyncio.sleep(SLOW_SECONDS)
     log("calls.log", f"done {n}")
     return f"worked {n}"

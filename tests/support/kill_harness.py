@@ -47,8 +47,8 @@ class KillProgram(CrashProgram):
         self.db_url = db_url
         self.server = server
 
-    def _env(self, block: str | None) -> dict[str, str]:
-        env = super()._env(block)
+    def _env(self, block: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = super()._env(block, extra)
         if self.server is None:
             env["RUNPLANE_DATABASE_URL"] = self.db_url
         return env

@@ -59,8 +59,8 @@ class _Program(CrashProgram):
         super().__init__(workdir)
         self.url = url
 
-    def _env(self, block: str | None) -> dict[str, str]:
-        env = super()._env(block)
+    def _env(self, block: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = super()._env(block, extra)
         env["RUNPLANE_DATABASE_URL"] = self.url
         return env
 

@@ -251,8 +251,9 @@ def test_after_turn_lets_the_turn_finish_and_stops_before_the_next_model_call(
 ) -> None:
     rid = _rid()
     proc = program.start(mode, rid, block="slow_tool")
-    program.wait_started(proc, "slow_tool")  # turn 1's tool: it takes 2 s
+    program.wait_started(proc, "slow_tool")  # turn 1's tool: it goes on when told
     asked, asker = cancel(program.db, rid, via, "after_turn")
+    (program.workdir / "proceed").write_text("", encoding="utf-8")  # the turn may end now
     assert (asked.status, asked.cancel_requested) == ("running", "after_turn")
     _stopped_caller(program.outcome(proc), mode, asker, "after_turn")
     record = engine_call(program.db, "get_run", rid)
