@@ -179,3 +179,23 @@ def test_reserve_run_id_gets_the_input_when_it_takes_one(observer: Observer) -> 
     assert new.given == ["go"]
     started = [run.run_id for kind, run in observer.log if kind == "started"]
     assert started == ["run-1", "old-run"]
+
+
+class BareResultBackend(RecordingBackend):
+    """A stand-in whose run_streamed returns a bare object (as the SDK's own tests do with a
+    default runner of their own)."""
+
+    def run_streamed(self, starting_agent: Any, input: Any, **kwargs: Any) -> Any:
+        return object.__new__(object)
+
+
+def test_a_stand_in_streamed_result_that_takes_no_attribute_is_handed_back(
+    observer: Observer,
+) -> None:
+    bare = BareResultBackend()
+    name = runplane.register_plugin(BackendPlugin({"bare": lambda: bare}), name="bare-res")
+    try:
+        result = runplane.runner("bare").run_streamed(_agent(), "go")
+    finally:
+        runplane.default_registry().unregister(name)
+    assert type(result) is object

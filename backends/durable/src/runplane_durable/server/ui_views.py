@@ -366,12 +366,14 @@ class RunView:
 async def run_page(engine: Engine, run_id: str, *, after: int = 0) -> tuple[RunView, list[Item]]:
     """The run's facts and the timeline items of its events after seq `after`.
 
-    Every event is read (which attempt did a step depends on those before it), then the run:
-    its outcome commits with its last events, so a run read finished here has all of them in
-    the list, and a page refreshed after each event it is told of ends up showing the outcome.
+    The run is read first, then every event (which attempt did a step depends on those before
+    it): its outcome commits with its last events, so a run read finished here has all of them
+    in the list (read the other way round, a run finishing in between read finished without
+    its last events, and a page that then stopped listening never showed them), and a page
+    refreshed after each event it is told of ends up showing the outcome.
     """
-    records = await engine.list_events(run_id)
     run = await engine.get_run(run_id)  # RunNotFoundError: a 404
+    records = await engine.list_events(run_id)
     parsed = [parse(r) for r in records]
     if any(getattr(p, "in_journal", False) for p in parsed):
         parsed = in_full(parsed, await engine.read_journal(run.id))
