@@ -78,7 +78,11 @@ class ActiveRun:
     # Which stretch of the run they belong to: the model calls made before it. A run resumed
     # from an approval snapshot starts a new stretch past the snapshot's model calls, whose
     # session steps are its own (the SDK reads and writes its session anew from the state).
-    session_segment: int = 0
+    session_segment: int | str = 0
+    # A continuation of a stopped run whose last continuation ended (stopped again, or failed):
+    # its session steps are a stretch of their own, not a replay of that one's (the state, which
+    # the SDK updated as that one went, reads and writes the session otherwise).
+    fresh_session_stretch: bool = False
     # How the run stops when another process cancels it (None: a replay, nothing to stop).
     stopper: Stopper | None = None
     _open_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -96,15 +100,22 @@ class ActiveRun:
 
     def begin_session_segment(self) -> None:
         """Start the stretch of session steps past the model calls made so far (0 at a run's
-        start; a snapshot's model calls when it resumes from one): its steps, in order."""
+        start; a snapshot's model calls when it resumes from one): its steps, in order. Of
+        several stretches from one point (continuations of a stopped run, each after the last
+        failed), the newest, or a new one for a fresh continuation ("2.1", "2.2", ...)."""
         assert self._session is not None
-        self.session_segment = self.model_ordinal
-        self.session_ordinal = 0
-        self.sessions = [
-            e
-            for e in self._session.journal
-            if e.kind == "session" and e.payload.get("segment", 0) == self.session_segment
+        base = self.model_ordinal
+        steps = [e for e in self._session.journal if e.kind == "session"]
+        variants = [
+            _variant(seg)[1]
+            for seg in {e.payload.get("segment", 0) for e in steps}
+            if _variant(seg)[0] == base
         ]
+        newest = max(variants, default=0)
+        chosen = newest + 1 if self.fresh_session_stretch and variants else newest
+        self.session_segment = base if chosen == 0 else f"{base}.{chosen}"
+        self.session_ordinal = 0
+        self.sessions = [e for e in steps if e.payload.get("segment", 0) == self.session_segment]
 
     def recorded_model(self, request: ModelRequest) -> JournalEntry | None:
         """The journaled response for the next model call, checked against what is asked now."""
@@ -197,3 +208,15 @@ LAST_RUN_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 CLAIMING: contextvars.ContextVar[tuple[str, RunStatus] | None] = contextvars.ContextVar(
     "runplane_durable_claiming", default=None
 )
+
+
+def _variant(segment: object) -> tuple[int, int]:
+    """A session stretch's (model calls before it, which continuation from there): 2 is
+    (2, 0), "2.1" (2, 1); anything else counts as no stretch of this run's."""
+    if isinstance(segment, int) and not isinstance(segment, bool):
+        return segment, 0
+    if isinstance(segment, str):
+        base, _, variant = segment.partition(".")
+        if base.isdigit() and variant.isdigit():
+            return int(base), int(variant)
+    return -1, -1

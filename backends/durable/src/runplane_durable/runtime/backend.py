@@ -152,6 +152,7 @@ class DurableBackend(RunnerBackendBase):
         spec: RunSpec,
         *,
         model_calls: int = 0,
+        fresh_session_stretch: bool = False,
     ) -> RunResult:
         """Open the run `spec` names and run the SDK's loop on `input` in it; `model_calls`:
         where the journal's model cursor starts (a resume from a snapshot starts past the
@@ -164,6 +165,7 @@ class DurableBackend(RunnerBackendBase):
             backend=self,
             engine=self.engine,
             model_ordinal=model_calls,
+            fresh_session_stretch=fresh_session_stretch,
         )
         await active.session()
         token = ACTIVE.set(active)
@@ -464,13 +466,19 @@ class DurableBackend(RunnerBackendBase):
                 options,
                 _spec_of(record),
                 model_calls=snapshot.model_calls,
+                fresh_session_stretch=_continues_anew(record),
             )
         state = await restored_state(record.id, starting_agent, snapshot, options.context)
         # The context is in the restored state; passing it to the SDK again would make it
         # build a fresh one and drop the decisions (openai-agents issue 4244).
         plain = dataclasses.replace(options, context=None)
         return await self._execute(
-            starting_agent, state, plain, _spec_of(record), model_calls=snapshot.model_calls
+            starting_agent,
+            state,
+            plain,
+            _spec_of(record),
+            model_calls=snapshot.model_calls,
+            fresh_session_stretch=_continues_anew(record),
         )
 
     async def _reopen_stopped(
@@ -487,6 +495,7 @@ class DurableBackend(RunnerBackendBase):
         record, snapshot = stopped
         await self._record_decisions(record, snapshot, caller)
         active.model_ordinal = snapshot.model_calls
+        active.fresh_session_stretch = _continues_anew(record)
         return await self.engine.open_run(_spec_of(record), lease_seconds=self.lease_seconds)
 
     async def _record_decisions(
@@ -599,6 +608,13 @@ def _reserve(issued: str | None) -> Generator[str, None, None]:
     continues, else the one reserved (as any run takes one: a tool call's nested runs count)."""
     with reserve_run_id() as chosen:
         yield chosen if issued is None else issued
+
+
+def _continues_anew(record: RunRecord) -> bool:
+    """Whether continuing stopped run `record` starts a stretch of its own: its last
+    continuation ended (stopped for approval again, or failed), so the state goes on afresh; a
+    run still `running` (its process died in a continuation) replays that one instead."""
+    return record.status in ("awaiting_approval", "failed")
 
 
 def _spec_of(record: RunRecord) -> RunSpec:

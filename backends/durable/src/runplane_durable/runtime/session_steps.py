@@ -50,9 +50,10 @@ def write_key(run_id: str, step: str) -> str:
     return f"{run_id}#session:{step}"
 
 
-def step_key(segment: int, ordinal: int) -> str:
+def step_key(segment: int | str, ordinal: int) -> str:
     """The journal key of session step `ordinal` of the run's stretch `segment` (0 until the
-    run first stops for approval): "3", or "2:3" past a snapshot of 2 model calls."""
+    run first stops for approval): "3", or "2:3" past a snapshot of 2 model calls ("2.1:3" in
+    a continuation after a failed one, `ActiveRun.begin_session_segment`)."""
     return str(ordinal) if segment == 0 else f"{segment}:{ordinal}"
 
 
