@@ -130,6 +130,10 @@ class HostContext:
         return self
 
     def _turn_keeper(self) -> SupportsConversationTurns | None:
+        """The backend, when it keeps this conversation's turns: only with its own session (a
+        session the host passes in keeps a history the backend's turns know nothing of)."""
+        if self._given_session is not None:
+            return None
         backend = self.runner.backend()
         return backend if isinstance(backend, SupportsConversationTurns) else None
 

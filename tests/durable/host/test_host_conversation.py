@@ -49,3 +49,27 @@ async def test_the_conversation_is_the_durable_backends(db_url: str) -> None:
         ]
     finally:
         await engine.dispose()
+
+
+async def test_a_session_the_host_passes_in_keeps_its_own_turns(db_url: str) -> None:
+    """A host's own session (here an in-memory SQLiteSession) holds a history the backend knows
+    nothing of: its turns are not the backend's numbered turns, so a second host context with a
+    fresh session of the same id starts at turn 0 and runs as a new conversation."""
+    from agents import SQLiteSession
+
+    engine = LocalEngine(db_url)
+    registry = runplane.Registry(group="runplane-none")
+    registry.register(BackendPlugin({"durable": lambda: DurableBackend(engine)}), name="durable")
+    runner = runplane.runner("durable", registry=registry)
+    try:
+        for prompt in ("What is the weather in Paris?", "What is the weather in Rome?"):
+            async with HostContext(
+                tools=TOOLS,
+                options=ModelOptions(model=scripted_model()),
+                backend=runner,
+                session=SQLiteSession("mine-1"),
+            ) as ctx:
+                assert (ctx.next_turn, ctx.unfinished_turn) == (0, None)
+                assert (await ctx.run(prompt)).ok
+    finally:
+        await engine.dispose()
