@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, cast
 
 from agents import Agent, RunConfig, RunHooks, RunResult, RunState, Session
@@ -62,48 +63,27 @@ async def resume_run(
 
     `claim` (a worker's, of a run `claimable_runs` listed): the run is opened only if it is
     still in `record.status`; finished by another process since, RunLeasedError."""
-    if claim:
-        with claiming(record.id, record.status):
-            return await resume_run(
-                backend,
-                record,
-                starting_agent,
-                context=context,
-                hooks=hooks,
-                run_config=run_config,
-                error_handlers=error_handlers,
-                session=session,
-            )
     options = record.options
-    snapshot = await backend.engine.load_snapshot(record.id)
-    if snapshot is not None:
-        given: RunOptions[Any] = RunOptions(
-            context=context if context is not None else stored_context(record),
-            max_turns=options.get("max_turns"),
-            hooks=hooks,
-            run_config=run_config,
-            error_handlers=error_handlers,
-            previous_response_id=options.get("previous_response_id"),
-            auto_previous_response_id=bool(options.get("auto_previous_response_id")),
-            conversation_id=options.get("conversation_id"),
-            session=session,
-        )
-        with named_run(record.id):
+    given: RunOptions[Any] = RunOptions(
+        context=context if context is not None else stored_context(record),
+        max_turns=options.get("max_turns"),
+        hooks=hooks,
+        run_config=run_config,
+        error_handlers=error_handlers,
+        previous_response_id=options.get("previous_response_id"),
+        auto_previous_response_id=bool(options.get("auto_previous_response_id")),
+        conversation_id=options.get("conversation_id"),
+        session=session,
+    )
+    with (
+        claiming(record.id, record.status) if claim else contextlib.nullcontext(),
+        named_run(record.id),
+    ):
+        snapshot = await backend.engine.load_snapshot(record.id)
+        if snapshot is not None:
             return await backend.resume_stopped(record, snapshot, starting_agent, given)
-    with named_run(record.id):
-        return await backend.run(
-            starting_agent,
-            await stored_input(record, starting_agent),
-            context=context if context is not None else stored_context(record),
-            max_turns=options.get("max_turns"),
-            hooks=hooks,
-            run_config=run_config,
-            error_handlers=error_handlers,
-            previous_response_id=options.get("previous_response_id"),
-            auto_previous_response_id=bool(options.get("auto_previous_response_id")),
-            conversation_id=options.get("conversation_id"),
-            session=session,
-        )
+        run_input = await stored_input(record, starting_agent)
+        return await backend.run(starting_agent, run_input, **given.as_kwargs())
 
 
 class Runner(BackendRunner):
