@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from typing import Any, Literal
 
 from agents import Agent, RunContextWrapper, Tool, function_tool
@@ -23,6 +24,7 @@ from agents.testing import ModelStep, ScriptedModel, assistant_message, function
 from agents.testing.model import ModelCall
 from agents.tool import FunctionTool
 from agents.usage import Usage
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
@@ -413,3 +415,17 @@ EXAMPLES: tuple[Script, ...] = (
     ),
     Script((Calls((Call("echo", '{"text":"a"}'),)),)),
 )
+
+
+def over_scripts(check: Callable[[Script], None], generated: int) -> None:
+    """Run `check` on every fixed example, then on `generated` scripts hypothesis draws (0: the
+    fixed examples only)."""
+    for fixed in reversed(EXAMPLES):
+        check = example(fixed)(check)
+    run = settings(
+        max_examples=max(generated, 1),
+        phases=[Phase.explicit] if generated == 0 else list(Phase),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )(given(scripts())(check))
+    run()

@@ -8,13 +8,11 @@ run_streamed, `bridge(result)` must also yield exactly the events the hook was g
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, Phase, example, given, settings
-
 import runplane
 from runplane import BackendRunner
 
 from ._bridged import Bridged, bridged
-from ._scripts import EXAMPLES, Script, scripts
+from ._scripts import Script, over_scripts
 from ._support import Mode, requirement
 from .plugin import ConformanceSettings
 
@@ -23,7 +21,6 @@ TERMINAL = ("run_finished", "run_failed", "run_cancelled")
 
 
 def _check(backend: type[BackendRunner], mode: Mode, conf: ConformanceSettings) -> None:
-    phases = [Phase.explicit] if conf.parity_examples == 0 else list(Phase)
     direct = runplane.runner(DIRECT)
 
     def check(script: Script) -> None:
@@ -38,15 +35,7 @@ def _check(backend: type[BackendRunner], mode: Mode, conf: ConformanceSettings) 
         if mode == "run_streamed":
             assert got.iterated == got.hooked, "bridge(result) differs from the hook's events"
 
-    for fixed in reversed(EXAMPLES):
-        check = example(fixed)(check)
-    run = settings(
-        max_examples=max(conf.parity_examples, 1),
-        phases=phases,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )(given(scripts())(check))
-    run()
+    over_scripts(check, conf.parity_examples)
 
 
 @requirement("BRIDGE-1")

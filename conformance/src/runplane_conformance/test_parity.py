@@ -10,11 +10,10 @@ was sent on every call and, for run_streamed, the stream events.
 from __future__ import annotations
 
 from agents.stream_events import StreamEvent
-from hypothesis import HealthCheck, Phase, example, given, settings
 
 from runplane import BackendRunner
 
-from ._scripts import EXAMPLES, Observed, Script, build, observe, scripts
+from ._scripts import Observed, Script, build, observe, over_scripts
 from ._support import AnyRunner, Execution, Mode, execute, reference, requirement
 from .plugin import ConformanceSettings
 
@@ -41,22 +40,13 @@ def _observe(runner: AnyRunner, mode: Mode, script: Script, timeout: float) -> O
 
 
 def _check(backend: type[BackendRunner], mode: Mode, conf: ConformanceSettings) -> None:
-    phases = [Phase.explicit] if conf.parity_examples == 0 else list(Phase)
 
     def check(script: Script) -> None:
         expected = _observe(reference(), mode, script, conf.timeout)
         got = _observe(backend, mode, script, conf.timeout)
         assert got == expected, f"{mode} on the backend differs from the SDK's runner"
 
-    for fixed in reversed(EXAMPLES):
-        check = example(fixed)(check)
-    run = settings(
-        max_examples=max(conf.parity_examples, 1),
-        phases=phases,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )(given(scripts())(check))
-    run()
+    over_scripts(check, conf.parity_examples)
 
 
 @requirement("PARITY-1")
